@@ -1,0 +1,133 @@
+"""Every exception immortus raises, in one tree.
+
+```
+ImmortusError
+├── ConfigurationError          the project is set up wrongly; fix the code or settings
+│   ├── StrategyNotFound        a strategy name resolved to nothing (lists every name tried)
+│   ├── InvalidStrategy         an object cannot serve as a tracking strategy
+│   ├── InvalidStoreURL         a store URL names no known store or is malformed
+│   └── MissingDependency       an optional extra is not installed (also an ImportError)
+├── InvalidInput                a value given to immortus is malformed (also a ValueError)
+│   ├── InvalidJobId
+│   ├── InvalidJobClass
+│   ├── InvalidState
+│   └── InvalidProgress
+├── NotInJob                    progress()/update_meta() called outside a tracked job
+├── StrategyError               a strategy raised while answering a status question
+└── StoreError                  a store failed
+    ├── StoreUnavailable        the store's server or file cannot be reached right now
+    └── CorruptRecord           a stored record cannot be decoded
+```
+
+Driver errors (redis, SQLAlchemy, sqlite3) are translated at the store boundary with
+``raise StoreUnavailable(...) from exc``, so callers only ever need this tree. The web layer maps
+``InvalidInput`` to 400, ``StoreUnavailable`` to 503 and ``StrategyError`` to 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "ConfigurationError",
+    "CorruptRecord",
+    "ImmortusError",
+    "InvalidInput",
+    "InvalidJobClass",
+    "InvalidJobId",
+    "InvalidProgress",
+    "InvalidState",
+    "InvalidStoreURL",
+    "InvalidStrategy",
+    "MissingDependency",
+    "NotInJob",
+    "StoreError",
+    "StoreUnavailable",
+    "StrategyError",
+    "StrategyNotFound",
+]
+
+
+class ImmortusError(Exception):
+    """Base class of every error immortus raises."""
+
+
+class ConfigurationError(ImmortusError):
+    """The project is set up wrongly: a setting, a strategy or a store cannot be used."""
+
+
+class StrategyNotFound(ConfigurationError):
+    """No tracking strategy could be found.
+
+    ``tried`` lists, in order, every place that was looked at, so the message tells the user
+    which names to register or which extra to install.
+    """
+
+    def __init__(self, subject: str, tried: Iterable[str]) -> None:
+        self.subject = subject
+        self.tried = tuple(tried)
+        lines = "\n".join(f"  - {place}" for place in self.tried)
+        super().__init__(f"no tracking strategy found for {subject}; tried:\n{lines}")
+
+
+class InvalidStrategy(ConfigurationError):
+    """An object was given as a tracking strategy but cannot serve as one."""
+
+
+class InvalidStoreURL(ConfigurationError):
+    """A store URL is malformed or names a scheme no store handles."""
+
+
+class MissingDependency(ConfigurationError, ImportError):
+    """An optional integration was used without its extra installed.
+
+    The message carries the exact ``pip install`` command to run.
+    """
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{package!r} is not installed; it is needed for this feature. "
+            f'Install it with: pip install "immortus[{extra}]"'
+        )
+
+
+class InvalidInput(ImmortusError, ValueError):
+    """A value handed to immortus is malformed. Nothing was stored."""
+
+
+class InvalidJobId(InvalidInput):
+    """A job id is empty, too long, not a string or not printable."""
+
+
+class InvalidJobClass(InvalidInput):
+    """A job class name is empty, too long, not a string or not printable."""
+
+
+class InvalidState(InvalidInput):
+    """A state name is not one of :class:`immortus.State`'s values."""
+
+
+class InvalidProgress(InvalidInput):
+    """Progress numbers are negative, not finite, or overshoot the total without permission."""
+
+
+class NotInJob(ImmortusError, RuntimeError):
+    """A function that needs a running tracked job was called outside one."""
+
+
+class StrategyError(ImmortusError):
+    """A tracking strategy raised while answering; the original error is ``__cause__``."""
+
+
+class StoreError(ImmortusError):
+    """A store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now (server down, file locked for too long)."""
+
+
+class CorruptRecord(StoreError):
+    """A stored record cannot be decoded; the record is left untouched."""

@@ -1,0 +1,262 @@
+"""The status model: what immortus says about a job, and its wire format.
+
+``State``'s values are the wire format the JavaScript client reads. ``JobStatus.to_dict()`` is the
+body of the verify endpoint (DESIGN §3): ``meta`` keys are merged at the top level and the
+reserved keys always win.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback as traceback_module
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from immortus.exceptions import InvalidProgress, InvalidState
+
+__all__ = ["RESERVED_KEYS", "JobError", "JobStatus", "Progress", "State", "isoformat"]
+
+#: Longest progress message kept; longer ones are refused, not silently cut.
+MAX_MESSAGE_LENGTH: Final = 1000
+#: Longest error message kept from an exception; the rest is cut with an ellipsis.
+MAX_ERROR_MESSAGE_LENGTH: Final = 2000
+#: Longest error type name kept.
+MAX_ERROR_TYPE_LENGTH: Final = 255
+
+
+class State(StrEnum):
+    """Where a job is in its life. The values are the wire format."""
+
+    #: Enqueued (or scheduled), not started.
+    CREATED = "created"
+    #: A worker is running it.
+    STARTED = "started"
+    #: Failed an attempt; another is due.
+    RETRYING = "retrying"
+    #: Ended successfully.
+    FINISHED = "finished"
+    #: Ended with an error and no retry left.
+    FAILED = "failed"
+    #: Revoked, cancelled or stopped.
+    CANCELLED = "cancelled"
+    #: Its worker died or stopped heart-beating, and no retry is coming.
+    LOST = "lost"
+    #: Nobody has any record of this id.
+    UNKNOWN = "unknown"
+
+    @property
+    def completed(self) -> bool:
+        """Whether the job has ended: the client stops watching."""
+        return self in _COMPLETED
+
+    @property
+    def success(self) -> bool | None:
+        """``True`` when finished, ``False`` when ended otherwise, ``None`` while not ended."""
+        if self is State.FINISHED:
+            return True
+        return False if self in _COMPLETED else None
+
+    @classmethod
+    def parse(cls, value: str | State) -> State:
+        """Return the state named ``value``.
+
+        Raises:
+            InvalidState: ``value`` is not one of the state values.
+        """
+        if isinstance(value, State):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(state.value for state in cls)
+            raise InvalidState(f"unknown state {value!r}; expected one of: {names}") from None
+
+
+_COMPLETED: Final = frozenset({State.FINISHED, State.FAILED, State.CANCELLED, State.LOST})
+
+
+def _check_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidProgress(f"progress {name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise InvalidProgress(f"progress {name} must be finite, not {value!r}")
+    if value < 0:
+        raise InvalidProgress(f"progress {name} must not be negative, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """How far a running job has come.
+
+    ``current`` may exceed ``total`` only when ``allow_overshoot=True`` is passed (for totals that
+    are estimates). ``percent`` is derived, never stored.
+
+    Raises:
+        InvalidProgress: a number is negative, NaN or infinite, ``current`` exceeds ``total``
+            without permission, or ``message`` is not a string of at most 1000 characters.
+    """
+
+    current: int | float
+    total: int | float | None = None
+    message: str | None = None
+    allow_overshoot: InitVar[bool] = False
+
+    def __post_init__(self, allow_overshoot: bool) -> None:
+        _check_number("current", self.current)
+        if self.total is not None:
+            _check_number("total", self.total)
+            if self.current > self.total and not allow_overshoot:
+                raise InvalidProgress(
+                    f"progress current ({self.current}) exceeds total ({self.total}); "
+                    "pass allow_overshoot=True if the total is an estimate"
+                )
+        if self.message is not None:
+            if not isinstance(self.message, str):
+                raise InvalidProgress(
+                    f"progress message must be a string, not {type(self.message).__name__}"
+                )
+            if len(self.message) > MAX_MESSAGE_LENGTH:
+                raise InvalidProgress(
+                    f"progress message is {len(self.message)} characters long; "
+                    f"the limit is {MAX_MESSAGE_LENGTH}"
+                )
+
+    @property
+    def percent(self) -> float | None:
+        """``current`` as a percentage of ``total`` (two decimals), or ``None`` without a total.
+
+        A total of zero means there was nothing to do: 100 %.
+        """
+        if self.total is None:
+            return None
+        if self.total == 0:
+            return 100.0
+        return round(self.current / self.total * 100, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire form: ``{current, total, percent, message}``."""
+        return {
+            "current": self.current,
+            "total": self.total,
+            "percent": self.percent,
+            "message": self.message,
+        }
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobError:
+    """Why a job (or one of its attempts) failed.
+
+    Only ``type`` and ``message`` go over the wire; ``traceback`` stays on the server.
+    """
+
+    type: str
+    message: str
+    traceback: str | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> JobError:
+        """Capture ``exc`` as a ``JobError``, cutting over-long names and messages."""
+        kind = type(exc)
+        name = kind.__qualname__
+        if kind.__module__ not in ("builtins", "__main__"):
+            name = f"{kind.__module__}.{name}"
+        return cls(
+            type=_shorten(name, MAX_ERROR_TYPE_LENGTH),
+            message=_shorten(str(exc), MAX_ERROR_MESSAGE_LENGTH),
+            traceback="".join(traceback_module.format_exception(exc)),
+        )
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the wire form: ``{type, message}`` (never the traceback)."""
+        return {"type": self.type, "message": self.message}
+
+
+#: Keys of the verify body that ``meta`` can never override.
+RESERVED_KEYS: Final = frozenset(
+    {
+        "job_id",
+        "job_class",
+        "status",
+        "completed",
+        "success",
+        "progress",
+        "error",
+        "attempts",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+        "certain",
+    }
+)
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    """Format ``moment`` as UTC ISO 8601 with milliseconds and a ``Z``, as the wire wants."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStatus:
+    """Everything immortus knows about one job at one moment.
+
+    ``certain`` is ``False`` when the answer is an inference the strategy cannot confirm, for
+    example "finished" from a queue that deletes finished jobs and so cannot tell them from jobs
+    that never existed (the seed's Delayed::Job case).
+    """
+
+    job_id: str
+    state: State
+    job_class: str | None = None
+    progress: Progress | None = None
+    error: JobError | None = None
+    attempts: int = 0
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    certain: bool = True
+
+    @classmethod
+    def unknown(cls, job_id: str, job_class: str | None = None) -> JobStatus:
+        """Return the status of a job nobody has any record of."""
+        return cls(job_id=job_id, job_class=job_class, state=State.UNKNOWN)
+
+    @property
+    def completed(self) -> bool:
+        """Whether the job has ended."""
+        return self.state.completed
+
+    @property
+    def success(self) -> bool | None:
+        """``True`` finished, ``False`` ended otherwise, ``None`` still going or unknown."""
+        return self.state.success
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the verify body of DESIGN §3, with ``meta`` merged under the reserved keys."""
+        body = {key: value for key, value in self.meta.items() if key not in RESERVED_KEYS}
+        body.update(
+            job_id=self.job_id,
+            job_class=self.job_class,
+            status=self.state.value,
+            completed=self.completed,
+            success=self.success,
+            progress=None if self.progress is None else self.progress.to_dict(),
+            error=None if self.error is None else self.error.to_dict(),
+            attempts=self.attempts,
+            enqueued_at=isoformat(self.enqueued_at),
+            started_at=isoformat(self.started_at),
+            finished_at=isoformat(self.finished_at),
+            certain=self.certain,
+        )
+        return body

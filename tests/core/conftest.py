@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from immortus import config, finder, registry
+from immortus.stores.memory import MemoryStore
+
+
+@pytest.fixture(autouse=True)
+def fresh_immortus() -> Iterator[None]:
+    """Every core test starts with default settings and the jobs declared at import time."""
+    declared = registry.registered()
+    config.reset()
+    yield
+    config.reset()
+    registry.clear()
+    for job in declared.values():
+        registry.register(job)
+    finder._registered.clear()
+
+
+@pytest.fixture
+def memory_store() -> MemoryStore:
+    """A memory store, configured as immortus's store, with progress written on every call."""
+    store = MemoryStore()
+    config.configure(store=store, progress_interval=0)
+    return store
