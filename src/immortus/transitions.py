@@ -1,0 +1,179 @@
+"""Lifecycle events and the one set of rules that turns them into a job's status.
+
+Events arrive out of order across processes: the enqueuing web process may report ``enqueued``
+after a fast worker already reported ``started``; a retry's new attempt may start before the old
+attempt's ``retrying`` lands. :func:`apply` is the only place that decides what an event does, and
+every store calls it inside its own atomic read-modify-write, so the rules hold on every store:
+
+- A completed state (``finished``, ``failed``, ``cancelled``) is never overwritten: the first
+  one to land wins, and later or duplicate events are ignored.
+- ``lost`` is a presumption (the worker went quiet), so newer news from a worker overrides it: a
+  redelivery after ``lost`` counts an attempt and goes back to ``started``, and a late
+  ``finished`` replaces it.
+- ``enqueued`` never moves a job backwards; it only fills in what is missing.
+- An event for an older attempt than the one recorded is stale and ignored.
+- ``lost`` applies only to a ``started`` job: only a running job has a worker to lose.
+- ``progress`` implies the job is running: it moves ``created`` / ``retrying`` to ``started``
+  (a new attempt) and ``lost`` back to ``started`` (the same attempt: the worker was only slow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from immortus.exceptions import InvalidInput
+from immortus.status import JobError, JobStatus, Progress, State
+from immortus.validation import check_job_class, check_job_id, check_meta
+
+__all__ = ["Event", "EventKind", "apply", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class EventKind(StrEnum):
+    """What happened to a job."""
+
+    ENQUEUED = "enqueued"
+    STARTED = "started"
+    PROGRESS = "progress"
+    RETRYING = "retrying"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+    META = "meta"
+
+
+_ENDINGS = {
+    EventKind.FINISHED: State.FINISHED,
+    EventKind.FAILED: State.FAILED,
+    EventKind.CANCELLED: State.CANCELLED,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One thing that happened to a job, as reported by a queue hook or by the job itself.
+
+    ``attempt`` is the queue's own attempt number (1 for the first run) when it knows it; without
+    it, each ``started`` counts one more attempt.
+
+    Raises:
+        InvalidInput: the job id or class is malformed, ``attempt`` is below 1, or the payload
+            the kind needs (``progress``, ``meta``) is missing.
+    """
+
+    kind: EventKind
+    job_id: str
+    at: datetime = field(default_factory=utcnow)
+    job_class: str | None = None
+    attempt: int | None = None
+    progress: Progress | None = None
+    error: JobError | None = None
+    meta: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        check_job_id(self.job_id)
+        if self.job_class is not None:
+            check_job_class(self.job_class)
+        if self.at.tzinfo is None:
+            raise InvalidInput("event time must be timezone-aware")
+        if self.attempt is not None and (isinstance(self.attempt, bool) or self.attempt < 1):
+            raise InvalidInput(f"attempt must be a whole number from 1, not {self.attempt!r}")
+        if self.kind is EventKind.PROGRESS and self.progress is None:
+            raise InvalidInput("a progress event needs a Progress")
+        if self.kind is EventKind.META:
+            check_meta(self.meta)
+
+
+def apply(current: JobStatus | None, event: Event) -> JobStatus | None:
+    """Return the status after ``event``, or ``None`` when the event changes nothing.
+
+    ``current`` is ``None`` when the store has no record of the job; most events then create one
+    (a worker's ``started`` may well be the first news of a job), except ``lost``, which cannot
+    apply to a job nobody knew.
+    """
+    if current is None:
+        if event.kind is EventKind.LOST:
+            return None
+        current = JobStatus(job_id=event.job_id, job_class=event.job_class, state=State.CREATED)
+        if event.kind is EventKind.ENQUEUED:
+            return dataclasses.replace(current, enqueued_at=event.at, updated_at=event.at)
+        return _apply_known(current, event) or dataclasses.replace(current, updated_at=event.at)
+    return _apply_known(current, event)
+
+
+def _apply_known(current: JobStatus, event: Event) -> JobStatus | None:
+    changes = _changes(current, event)
+    if current.job_class is None and event.job_class is not None:
+        changes["job_class"] = event.job_class
+    changes = {key: value for key, value in changes.items() if getattr(current, key) != value}
+    if not changes:
+        return None
+    latest = event.at if current.updated_at is None else max(current.updated_at, event.at)
+    return dataclasses.replace(current, updated_at=latest, **changes)
+
+
+def _is_stale(current: JobStatus, event: Event) -> bool:
+    return event.attempt is not None and event.attempt < current.attempts
+
+
+def _superseded(current: JobStatus) -> bool:
+    """Whether the job has ended for good (``lost`` can still be overridden by a worker)."""
+    return current.state.completed and current.state is not State.LOST
+
+
+def _start(current: JobStatus, event: Event) -> dict[str, Any]:
+    return {
+        "state": State.STARTED,
+        "attempts": event.attempt if event.attempt is not None else current.attempts + 1,
+        "started_at": event.at,
+        "finished_at": None,
+        "progress": None,
+    }
+
+
+def _changes(current: JobStatus, event: Event) -> dict[str, Any]:  # noqa: PLR0911
+    kind = event.kind
+    if kind is EventKind.ENQUEUED:
+        return {"enqueued_at": current.enqueued_at or event.at}
+    if kind is EventKind.META:
+        assert event.meta is not None  # noqa: S101 - checked in Event.__post_init__
+        return {"meta": {**current.meta, **event.meta}}
+    if _superseded(current) or _is_stale(current, event):
+        return {}
+    if kind is EventKind.STARTED:
+        duplicate = current.state is State.STARTED and (
+            event.attempt is None or event.attempt <= current.attempts
+        )
+        return {} if duplicate else _start(current, event)
+    if kind is EventKind.PROGRESS:
+        if current.state is State.LOST:  # the worker was only slow: same attempt, still running
+            return {
+                "state": State.STARTED,
+                "finished_at": None,
+                "error": None,
+                "progress": event.progress,
+            }
+        running = current.state is State.STARTED
+        return {**({} if running else _start(current, event)), "progress": event.progress}
+    if kind is EventKind.RETRYING:
+        return {"state": State.RETRYING, "error": event.error, "finished_at": None}
+    if kind is EventKind.LOST:
+        if current.state is not State.STARTED:  # only a running job has a worker to lose
+            return {}
+        return {"state": State.LOST, "finished_at": event.at, "error": event.error}
+    ending = _ENDINGS[kind]
+    return {
+        "state": ending,
+        "finished_at": event.at,
+        "error": None if ending is State.FINISHED else event.error,
+    }
