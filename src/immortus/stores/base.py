@@ -1,0 +1,209 @@
+"""The contract every store keeps.
+
+A store persists the statuses that callback-driven tracking produces. Only four operations are
+abstract; everything else has a correct default that a store may replace with a faster one:
+
+==================  ============================================================================
+``record(event)``   apply one event atomically with :func:`immortus.transitions.apply`
+``get(job_id)``     one job's status, or ``None``
+``list_jobs(...)``  recent jobs, newest first, keyset-paginated
+``prune()``         delete expired records
+==================  ============================================================================
+
+Retention: with a ``ttl``, a record expires ``ttl`` seconds after its last write; every event
+refreshes it, so a job that keeps reporting stays, and a finished job goes ``ttl`` after it
+ended. An expired record is invisible to ``get`` and ``list_jobs`` at once, and is removed by
+``prune()`` (or by the server itself, for Redis). ``ttl=None`` keeps records until pruned by hand.
+
+Every operation may raise :class:`~immortus.exceptions.StoreUnavailable` when the backing server or
+file cannot be reached; driver exceptions never escape a store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar, Final, Self
+
+from immortus.exceptions import InvalidInput
+from immortus.status import JobStatus, State
+from immortus.transitions import Event
+from immortus.validation import check_job_id
+
+__all__ = ["DEFAULT_TTL", "MAX_PAGE_SIZE", "Cursor", "JobPage", "Store"]
+
+#: Records are kept a week after their last event unless a store is told otherwise.
+DEFAULT_TTL: Final = timedelta(days=7)
+#: Largest page ``list_jobs`` returns.
+MAX_PAGE_SIZE: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in the newest-first listing: the record first seen at ``created`` as ``job_id``.
+
+    Its text form (:meth:`encode`) is opaque to users, who only hand it back.
+    """
+
+    created: float
+    job_id: str
+
+    def encode(self) -> str:
+        """Return the opaque text form."""
+        raw = f"{self.created!r}\n{self.job_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode("ascii")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Parse a cursor returned by an earlier page.
+
+        Raises:
+            InvalidInput: ``text`` is not a cursor immortus made.
+        """
+        try:
+            created, job_id = base64.urlsafe_b64decode(text.encode("ascii")).decode().split("\n")
+            return cls(float(created), check_job_id(job_id))
+        except (ValueError, UnicodeError, binascii.Error) as exc:
+            raise InvalidInput(f"malformed page cursor {text[:40]!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of :meth:`Store.list_jobs`; pass ``next_cursor`` back for the next page."""
+
+    jobs: tuple[JobStatus, ...]
+    next_cursor: str | None
+
+
+def ttl_seconds(ttl: float | timedelta | None) -> float | None:
+    """Normalise a TTL given as seconds or a ``timedelta``.
+
+    Raises:
+        InvalidInput: the TTL is not positive.
+    """
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+    if not seconds > 0:
+        raise InvalidInput(f"ttl must be positive (or None to keep records), not {ttl!r}")
+    return seconds
+
+
+def check_page_size(limit: int) -> int:
+    """Return ``limit`` if it is a usable page size.
+
+    Raises:
+        InvalidInput: it is not between 1 and :data:`MAX_PAGE_SIZE`.
+    """
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}, not {limit!r}")
+    return limit
+
+
+class Store(ABC):
+    """Persistence for callback-driven tracking. See the module docstring for the contract."""
+
+    #: The URL schemes :func:`immortus.stores.open_store` hands to this store.
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: Whether records survive the process (False only for the memory store).
+    persistent: ClassVar[bool] = True
+    #: Whether ``get_many`` answers in one round-trip rather than one per id.
+    batches_reads: ClassVar[bool] = False
+
+    def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
+        self.ttl: float | None = ttl_seconds(ttl)
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
+        """Open the store a URL of one of :attr:`schemes` names.
+
+        Raises:
+            InvalidStoreURL: the URL is malformed for this store.
+            MissingDependency: the store's driver is not installed.
+        """
+
+    @abstractmethod
+    def record(self, event: Event) -> JobStatus | None:
+        """Apply ``event`` to its job atomically and return the new status.
+
+        Returns ``None`` when the event changed nothing (a duplicate, a stale or an ignored
+        event). Concurrent calls for the same job never lose an update, and never overwrite a
+        completed state (the rules of :mod:`immortus.transitions`).
+
+        Raises:
+            StoreUnavailable: the store cannot be reached; nothing was written.
+        """
+
+    @abstractmethod
+    def get(self, job_id: str) -> JobStatus | None:
+        """Return the job's status, or ``None`` when the store has no (unexpired) record.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the store cannot be reached.
+        """
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the statuses of the known jobs among ``job_ids``, keyed by job id.
+
+        Unknown ids are absent from the result. The default asks :meth:`get` once per id;
+        stores that can answer in one round-trip set ``batches_reads``.
+
+        Raises:
+            InvalidJobId: an id is malformed (checked before any I/O).
+            StoreUnavailable: the store cannot be reached.
+        """
+        for job_id in job_ids:
+            check_job_id(job_id)
+        found = {job_id: self.get(job_id) for job_id in dict.fromkeys(job_ids)}
+        return {job_id: status for job_id, status in found.items() if status is not None}
+
+    @abstractmethod
+    def list_jobs(
+        self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Return up to ``limit`` jobs, newest first (by when the store first saw them).
+
+        ``state`` keeps only jobs in that state; ``cursor`` continues after an earlier page.
+
+        Raises:
+            InvalidInput: ``limit`` is out of range or ``cursor`` is malformed.
+            StoreUnavailable: the store cannot be reached.
+        """
+
+    @abstractmethod
+    def prune(self, *, now: datetime | None = None) -> int:
+        """Delete records that expired at ``now`` (default: the present); return how many.
+
+        Safe to run while jobs are being recorded, and from several processes at once.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached.
+        """
+
+    def close(self) -> None:
+        """Release connections and files. The default has nothing to release."""
+
+    async def arecord(self, event: Event) -> JobStatus | None:
+        """Async twin of :meth:`record`; by default runs it in a worker thread."""
+        return await asyncio.to_thread(self.record, event)
+
+    async def aget(self, job_id: str) -> JobStatus | None:
+        """Async twin of :meth:`get`; by default runs it in a worker thread."""
+        return await asyncio.to_thread(self.get, job_id)
+
+    async def aget_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Async twin of :meth:`get_many`; by default runs it in a worker thread."""
+        return await asyncio.to_thread(self.get_many, job_ids)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,137 @@
+"""A store in this process's memory: for tests, scripts and single-process apps.
+
+Records vanish with the process, and other processes (a worker, the web server) cannot see
+them: use :class:`~immortus.stores.sqlite.SQLiteStore` as soon as more than one process is
+involved.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar, Self
+
+from immortus.status import JobStatus, State
+from immortus.stores.base import DEFAULT_TTL, Cursor, JobPage, Store, check_page_size
+from immortus.transitions import Event, apply
+from immortus.validation import check_job_id
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Entry:
+    status: JobStatus
+    created: float
+    expires: float | None
+
+
+class MemoryStore(Store):
+    """Keeps records in a dict guarded by a lock; lists them through a sorted index."""
+
+    schemes: ClassVar[tuple[str, ...]] = ("memory",)
+    persistent: ClassVar[bool] = False
+    batches_reads: ClassVar[bool] = True
+
+    def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
+        super().__init__(ttl=ttl)
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        # (created, job_id) ascending; list_jobs walks it from the end.
+        self._order: list[tuple[float, str]] = []
+
+    @classmethod
+    def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
+        """Open a new, empty memory store (``memory://``)."""
+        return cls(ttl=ttl)
+
+    def _live(self, job_id: str, now: float) -> _Entry | None:
+        entry = self._entries.get(job_id)
+        if entry is None or (entry.expires is not None and entry.expires <= now):
+            return None
+        return entry
+
+    def record(self, event: Event) -> JobStatus | None:
+        """Apply ``event`` under the store's lock; see :meth:`Store.record`."""
+        now = time.time()
+        expires = None if self.ttl is None else now + self.ttl
+        with self._lock:
+            entry = self._live(event.job_id, now)
+            status = apply(None if entry is None else entry.status, event)
+            if status is None:
+                return None
+            if entry is None:
+                self._forget(event.job_id)
+                key = (now, event.job_id)
+                bisect.insort(self._order, key)
+                self._entries[event.job_id] = _Entry(status, now, expires)
+            else:
+                entry.status, entry.expires = status, expires
+            return status
+
+    def get(self, job_id: str) -> JobStatus | None:
+        """Return the job's status; see :meth:`Store.get`."""
+        check_job_id(job_id)
+        with self._lock:
+            entry = self._live(job_id, time.time())
+            return None if entry is None else entry.status
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the known statuses among ``job_ids``; see :meth:`Store.get_many`."""
+        for job_id in job_ids:
+            check_job_id(job_id)
+        now = time.time()
+        with self._lock:
+            found = {job_id: self._live(job_id, now) for job_id in job_ids}
+        return {job_id: entry.status for job_id, entry in found.items() if entry is not None}
+
+    def list_jobs(
+        self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Return recent jobs, newest first; see :meth:`Store.list_jobs`."""
+        check_page_size(limit)
+        after = None if cursor is None else Cursor.decode(cursor)
+        now = time.time()
+        jobs: list[JobStatus] = []
+        with self._lock:
+            end = len(self._order)
+            if after is not None:
+                end = bisect.bisect_left(self._order, (after.created, after.job_id))
+            last: tuple[float, str] | None = None
+            for index in range(end - 1, -1, -1):
+                key = self._order[index]
+                entry = self._live(key[1], now)
+                if entry is None or (state is not None and entry.status.state is not state):
+                    continue
+                if len(jobs) == limit:
+                    break
+                jobs.append(entry.status)
+                last = key
+            else:
+                last = None
+        next_cursor = None if last is None else Cursor(*last).encode()
+        return JobPage(tuple(jobs), next_cursor)
+
+    def prune(self, *, now: datetime | None = None) -> int:
+        """Delete expired records; see :meth:`Store.prune`."""
+        moment = time.time() if now is None else now.timestamp()
+        with self._lock:
+            expired = [
+                job_id
+                for job_id, entry in self._entries.items()
+                if entry.expires is not None and entry.expires <= moment
+            ]
+            for job_id in expired:
+                self._forget(job_id)
+        return len(expired)
+
+    def _forget(self, job_id: str) -> None:
+        """Drop ``job_id``'s entry and its index key; the caller holds the lock."""
+        entry = self._entries.pop(job_id, None)
+        if entry is not None:
+            index = bisect.bisect_left(self._order, (entry.created, job_id))
+            del self._order[index]

@@ -1,0 +1,418 @@
+"""The behaviour every store must have, written once and mixed into each store's test class.
+
+A store's test module subclasses :class:`StoreContract` (and :class:`PersistentStoreContract` for
+stores whose records outlive the process) and provides one fixture, ``open_store``: a callable
+that opens a store over the same backing data each time it is called, with the given TTL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import pytest
+
+from immortus.exceptions import InvalidInput, InvalidJobId
+from immortus.status import JobError, JobStatus, Progress, State
+from immortus.stores.base import DEFAULT_TTL, Store
+from immortus.transitions import Event, EventKind
+
+
+class OpenStore(Protocol):
+    def __call__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Store: ...
+
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def event(kind: EventKind, job_id: str = "job-1", **fields: object) -> Event:
+    fields.setdefault("at", T0)
+    return Event(kind=kind, job_id=job_id, **fields)  # type: ignore[arg-type]
+
+
+def known(store: Store, job_id: str) -> JobStatus:
+    status = store.get(job_id)
+    assert status is not None, f"{job_id} should be known"
+    return status
+
+
+class StoreContract:
+    """Behaviour shared by every store."""
+
+    @pytest.fixture
+    def store(self, open_store: OpenStore) -> Iterator[Store]:
+        store = open_store()
+        yield store
+        store.close()
+
+    # -- look-ups -----------------------------------------------------------------------------
+
+    def test_unknown_job_is_none(self, store: Store) -> None:
+        assert store.get("never-seen") is None
+
+    def test_get_many_returns_only_known_jobs(self, store: Store) -> None:
+        store.record(event(EventKind.ENQUEUED, "a"))
+        store.record(event(EventKind.STARTED, "b"))
+        found = store.get_many(["a", "missing", "b", "a"])
+        assert set(found) == {"a", "b"}
+        assert found["a"].state is State.CREATED
+        assert found["b"].state is State.STARTED
+        assert store.get_many([]) == {}
+
+    @pytest.mark.parametrize("bad", ["", " padded", "x" * 256, "tab\there", "nul\x00", 42])
+    def test_malformed_job_id_is_refused(self, store: Store, bad: object) -> None:
+        with pytest.raises(InvalidJobId):
+            store.get(bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidJobId):
+            store.get_many(["fine", bad])  # type: ignore[list-item]
+
+    def test_longest_and_unicode_ids_round_trip(self, store: Store) -> None:
+        for job_id in ("x" * 255, "jöb/ünïcode:✓", "a'b\"c;--", "%_like_wildcards%"):
+            store.record(event(EventKind.ENQUEUED, job_id, job_class="émoji.task"))
+            status = known(store, job_id)
+            assert status.job_id == job_id
+            assert status.job_class == "émoji.task"
+        assert store.get("%") is None
+        assert store.get("x" * 254) is None
+
+    # -- the life of a job --------------------------------------------------------------------
+
+    def test_full_life_of_a_job(self, store: Store) -> None:
+        created = store.record(event(EventKind.ENQUEUED, job_class="reports.build", at=at(0)))
+        assert created is not None
+        assert created.state is State.CREATED
+        store.record(event(EventKind.STARTED, at=at(1)))
+        store.record(
+            event(
+                EventKind.PROGRESS,
+                at=at(2),
+                progress=Progress(current=37, total=100, message="row 37"),
+            )
+        )
+        running = known(store, "job-1")
+        assert running.state is State.STARTED
+        assert running.progress == Progress(current=37, total=100, message="row 37")
+        assert running.attempts == 1
+        store.record(event(EventKind.FINISHED, at=at(3)))
+        done = known(store, "job-1")
+        assert done.state is State.FINISHED
+        assert done.completed
+        assert done.success is True
+        assert done.job_class == "reports.build"
+        assert (done.enqueued_at, done.started_at, done.finished_at) == (at(0), at(1), at(3))
+        assert done.updated_at == at(3)
+        assert done.progress is not None
+        assert done.progress.current == 37
+        assert type(done.progress.current) is int
+
+    def test_fractional_progress_round_trips(self, store: Store) -> None:
+        store.record(event(EventKind.PROGRESS, progress=Progress(current=0.25, total=1.5)))
+        progress = known(store, "job-1").progress
+        assert progress == Progress(current=0.25, total=1.5)
+        assert progress is not None
+        assert progress.percent == 16.67
+
+    def test_progress_without_total_or_message(self, store: Store) -> None:
+        store.record(event(EventKind.PROGRESS, progress=Progress(current=5)))
+        assert known(store, "job-1").progress == Progress(current=5)
+
+    def test_overshooting_progress_round_trips(self, store: Store) -> None:
+        progress = Progress(current=120, total=100, allow_overshoot=True)
+        store.record(event(EventKind.PROGRESS, progress=progress))
+        assert known(store, "job-1").progress == progress
+
+    def test_failure_keeps_error_and_traceback(self, store: Store) -> None:
+        try:
+            raise ValueError("bad row 7")
+        except ValueError as exc:
+            error = JobError.from_exception(exc)
+        store.record(event(EventKind.STARTED))
+        store.record(event(EventKind.FAILED, error=error))
+        failed = known(store, "job-1")
+        assert failed.state is State.FAILED
+        assert failed.success is False
+        assert failed.error == JobError(type="ValueError", message="bad row 7")
+        assert failed.error is not None
+        assert failed.error.traceback is not None
+        assert "bad row 7" in failed.error.traceback
+        assert failed.to_dict()["error"] == {"type": "ValueError", "message": "bad row 7"}
+
+    def test_retry_counts_attempts_and_clears_error_on_success(self, store: Store) -> None:
+        boom = JobError(type="TimeoutError", message="slow")
+        store.record(event(EventKind.STARTED, at=at(1)))
+        store.record(event(EventKind.RETRYING, at=at(2), error=boom))
+        retrying = known(store, "job-1")
+        assert (retrying.state, retrying.error, retrying.attempts) == (State.RETRYING, boom, 1)
+        store.record(event(EventKind.STARTED, at=at(3)))
+        assert known(store, "job-1").attempts == 2
+        store.record(event(EventKind.FINISHED, at=at(4)))
+        finished = known(store, "job-1")
+        assert (finished.state, finished.error, finished.attempts) == (State.FINISHED, None, 2)
+
+    def test_cancelled(self, store: Store) -> None:
+        store.record(event(EventKind.ENQUEUED))
+        store.record(event(EventKind.CANCELLED))
+        assert known(store, "job-1").state is State.CANCELLED
+
+    def test_meta_is_merged_and_kept(self, store: Store) -> None:
+        store.record(event(EventKind.META, meta={"rows": 10, "file": "a.csv"}))
+        store.record(event(EventKind.META, meta={"rows": 12, "nested": {"k": [1, 2]}}))
+        status = known(store, "job-1")
+        assert status.meta == {"rows": 12, "file": "a.csv", "nested": {"k": [1, 2]}}
+        store.record(event(EventKind.FINISHED))
+        store.record(event(EventKind.META, meta={"summary": "ok"}))
+        assert known(store, "job-1").meta["summary"] == "ok"
+
+    # -- order and duplicates -----------------------------------------------------------------
+
+    def test_completed_state_is_never_overwritten(self, store: Store) -> None:
+        store.record(event(EventKind.FINISHED, at=at(5)))
+        late = [
+            event(EventKind.STARTED, at=at(1)),
+            event(EventKind.PROGRESS, at=at(2), progress=Progress(current=1)),
+            event(EventKind.RETRYING, at=at(3)),
+            event(EventKind.FAILED, at=at(6)),
+            event(EventKind.CANCELLED, at=at(7)),
+            event(EventKind.LOST, at=at(8)),
+            event(EventKind.FINISHED, at=at(9)),
+        ]
+        for late_event in late:
+            assert store.record(late_event) is None
+        status = known(store, "job-1")
+        assert (status.state, status.finished_at, status.progress) == (State.FINISHED, at(5), None)
+
+    def test_late_enqueue_does_not_move_a_job_back(self, store: Store) -> None:
+        store.record(event(EventKind.STARTED, at=at(2)))
+        store.record(event(EventKind.ENQUEUED, job_class="late.class", at=at(1)))
+        status = known(store, "job-1")
+        assert status.state is State.STARTED
+        assert status.enqueued_at == at(1)
+        assert status.job_class == "late.class"
+        assert status.updated_at == at(2)
+
+    def test_duplicate_events_change_nothing(self, store: Store) -> None:
+        assert store.record(event(EventKind.ENQUEUED)) is not None
+        assert store.record(event(EventKind.ENQUEUED)) is None
+        assert store.record(event(EventKind.STARTED)) is not None
+        assert store.record(event(EventKind.STARTED)) is None
+        assert known(store, "job-1").attempts == 1
+
+    def test_stale_attempt_is_ignored(self, store: Store) -> None:
+        store.record(event(EventKind.STARTED, attempt=2))
+        assert store.record(event(EventKind.RETRYING, attempt=1)) is None
+        assert known(store, "job-1").state is State.STARTED
+
+    def test_lost_then_redelivered(self, store: Store) -> None:
+        assert store.record(event(EventKind.LOST)) is None  # nobody knew this job
+        assert store.get("job-1") is None
+        store.record(event(EventKind.STARTED, at=at(1)))
+        lost_error = JobError(type="WorkerLost", message="no heartbeat for 60 s")
+        store.record(event(EventKind.LOST, at=at(2), error=lost_error))
+        lost = known(store, "job-1")
+        assert (lost.state, lost.completed, lost.success) == (State.LOST, True, False)
+        store.record(event(EventKind.STARTED, at=at(3)))
+        again = known(store, "job-1")
+        assert (again.state, again.attempts, again.finished_at) == (State.STARTED, 2, None)
+
+    def test_late_finish_overrides_lost(self, store: Store) -> None:
+        store.record(event(EventKind.STARTED, at=at(1)))
+        store.record(event(EventKind.LOST, at=at(2)))
+        store.record(event(EventKind.FINISHED, at=at(3)))
+        assert known(store, "job-1").state is State.FINISHED
+
+    # -- concurrency --------------------------------------------------------------------------
+
+    def test_concurrent_progress_never_loses_the_final_state(self, store: Store) -> None:
+        store.record(event(EventKind.STARTED))
+        workers = 4
+        barrier = threading.Barrier(workers + 1)
+        errors: list[BaseException] = []
+
+        def report(offset: int) -> None:
+            try:
+                barrier.wait()
+                for step in range(offset, 100, workers):
+                    store.record(
+                        event(EventKind.PROGRESS, progress=Progress(current=step, total=100))
+                    )
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=report, args=(i,)) for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        store.record(event(EventKind.FINISHED))
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert known(store, "job-1").state is State.FINISHED
+
+    def test_concurrent_writers_on_many_jobs(self, store: Store) -> None:
+        errors: list[BaseException] = []
+
+        def run(worker: int) -> None:
+            try:
+                for index in range(25):
+                    job_id = f"w{worker}-{index}"
+                    store.record(event(EventKind.ENQUEUED, job_id))
+                    store.record(event(EventKind.STARTED, job_id))
+                    store.record(event(EventKind.FINISHED, job_id))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(worker,)) for worker in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        ids = [f"w{worker}-{index}" for worker in range(4) for index in range(25)]
+        found = store.get_many(ids)
+        assert len(found) == 100
+        assert {status.state for status in found.values()} == {State.FINISHED}
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def _record_many(self, store: Store, count: int) -> list[str]:
+        ids = [f"job-{index:03d}" for index in range(count)]
+        for index, job_id in enumerate(ids):
+            store.record(event(EventKind.ENQUEUED, job_id))
+            if index % 3 == 0:
+                store.record(event(EventKind.STARTED, job_id))
+        return ids
+
+    def test_list_is_newest_first_and_pages_cover_everything_once(self, store: Store) -> None:
+        ids = self._record_many(store, 23)
+        seen: list[str] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            page = store.list_jobs(limit=5, cursor=cursor)
+            seen.extend(status.job_id for status in page.jobs)
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == list(reversed(ids))
+        assert pages == 5
+
+    def test_list_filters_by_state(self, store: Store) -> None:
+        ids = self._record_many(store, 10)
+        page = store.list_jobs(state=State.STARTED, limit=2)
+        assert [status.job_id for status in page.jobs] == [ids[9], ids[6]]
+        assert page.next_cursor is not None
+        rest = store.list_jobs(state=State.STARTED, limit=10, cursor=page.next_cursor)
+        assert [status.job_id for status in rest.jobs] == [ids[3], ids[0]]
+        assert rest.next_cursor is None
+        assert store.list_jobs(state=State.FAILED).jobs == ()
+
+    def test_list_follows_state_changes(self, store: Store) -> None:
+        self._record_many(store, 3)
+        store.record(event(EventKind.FAILED, "job-000"))
+        assert [s.job_id for s in store.list_jobs(state=State.FAILED).jobs] == ["job-000"]
+        assert [s.job_id for s in store.list_jobs(state=State.STARTED).jobs] == []
+
+    def test_exact_last_page_has_no_cursor(self, store: Store) -> None:
+        self._record_many(store, 4)
+        assert store.list_jobs(limit=4).next_cursor is None
+        assert store.list_jobs().jobs[0].job_id == "job-003"
+
+    @pytest.mark.parametrize("limit", [0, -1, 1001, True])
+    def test_list_refuses_bad_limits(self, store: Store, limit: int) -> None:
+        with pytest.raises(InvalidInput):
+            store.list_jobs(limit=limit)
+
+    @pytest.mark.parametrize("cursor", ["garbage", "", "bm90IGEgY3Vyc29y"])
+    def test_list_refuses_forged_cursors(self, store: Store, cursor: str) -> None:
+        with pytest.raises(InvalidInput):
+            store.list_jobs(cursor=cursor)
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def test_prune_removes_only_expired_records(self, open_store: OpenStore) -> None:
+        store = open_store(ttl=3600)
+        store.record(event(EventKind.FINISHED, "old"))
+        assert store.prune() == 0
+        assert store.get("old") is not None
+        assert store.prune(now=datetime.now(UTC) + timedelta(hours=2)) == 1
+        assert store.get("old") is None
+        assert store.list_jobs().jobs == ()
+        assert store.prune(now=datetime.now(UTC) + timedelta(hours=2)) == 0
+
+    def test_without_ttl_nothing_expires(self, open_store: OpenStore) -> None:
+        store = open_store(ttl=None)
+        store.record(event(EventKind.FINISHED, "kept"))
+        assert store.prune(now=datetime.now(UTC) + timedelta(days=3650)) == 0
+        assert known(store, "kept").state is State.FINISHED
+
+    def test_expired_record_is_invisible_at_once_and_events_refresh_the_ttl(
+        self, open_store: OpenStore
+    ) -> None:
+        store = open_store(ttl=1.5)
+        store.record(event(EventKind.STARTED, "alive"))
+        store.record(event(EventKind.STARTED, "quiet"))
+        time.sleep(0.9)
+        store.record(event(EventKind.PROGRESS, "alive", progress=Progress(current=1)))
+        time.sleep(0.9)
+        assert store.get("quiet") is None
+        assert [s.job_id for s in store.list_jobs().jobs] == ["alive"]
+        assert known(store, "alive").state is State.STARTED
+        store.record(event(EventKind.ENQUEUED, "quiet"))  # a new life, not the old record
+        reborn = known(store, "quiet")
+        assert (reborn.state, reborn.attempts) == (State.CREATED, 0)
+
+    def test_prune_is_safe_alongside_writers(self, open_store: OpenStore) -> None:
+        store = open_store(ttl=3600)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def prune_forever() -> None:
+            try:
+                while not stop.is_set():
+                    store.prune(now=datetime.now(UTC) + timedelta(hours=2))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+        pruner = threading.Thread(target=prune_forever)
+        pruner.start()
+        try:
+            for index in range(50):
+                store.record(event(EventKind.FINISHED, f"j{index}"))
+        finally:
+            stop.set()
+            pruner.join()
+        assert errors == []
+        store.prune(now=datetime.now(UTC) + timedelta(hours=2))
+        assert store.list_jobs().jobs == ()
+
+
+class PersistentStoreContract(StoreContract):
+    """Behaviour of stores whose records outlive the store object and the process."""
+
+    def test_records_survive_reopening(self, open_store: OpenStore) -> None:
+        first = open_store()
+        first.record(event(EventKind.STARTED, "durable", job_class="a.b"))
+        first.record(event(EventKind.PROGRESS, "durable", progress=Progress(current=3, total=9)))
+        first.close()
+        second = open_store()
+        status = known(second, "durable")
+        assert (status.state, status.job_class) == (State.STARTED, "a.b")
+        assert status.progress == Progress(current=3, total=9)
+        second.close()
+
+    def test_two_store_objects_see_each_others_writes(self, open_store: OpenStore) -> None:
+        writer, reader = open_store(), open_store()
+        writer.record(event(EventKind.FINISHED, "shared"))
+        assert known(reader, "shared").state is State.FINISHED
+        reader.record(event(EventKind.META, "shared", meta={"seen": True}))
+        assert known(writer, "shared").meta == {"seen": True}
+        writer.close()
+        reader.close()
