@@ -1,0 +1,85 @@
+"""immortus: track background jobs from enqueue to done, across Python job queues.
+
+Importing ``immortus`` loads only the standard library; stores, queues and frameworks are
+imported when first used.
+
+    import immortus
+
+    @immortus.track
+    def import_csv(path):
+        for number, row in enumerate(rows(path), 1):
+            immortus.progress(number, total, f"row {number}")
+
+    immortus.status(job_id).to_dict()   # {"status": "started", "progress": {...}, ...}
+"""
+
+from immortus.config import Config, configure, get_config, get_store
+from immortus.exceptions import (
+    ConfigurationError,
+    CorruptRecord,
+    ImmortusError,
+    InvalidInput,
+    InvalidJobClass,
+    InvalidJobId,
+    InvalidProgress,
+    InvalidState,
+    InvalidStoreURL,
+    InvalidStrategy,
+    MissingDependency,
+    NotInJob,
+    StoreError,
+    StoreUnavailable,
+    StrategyError,
+    StrategyNotFound,
+)
+from immortus.finder import find_strategy, register_strategy, resolve_strategy
+from immortus.jobs import JobContext, current_job, progress, running, track, update_meta
+from immortus.query import astatus, status
+from immortus.status import JobError, JobStatus, Progress, State
+from immortus.store_strategy import StoreStrategy
+from immortus.stores import open_store
+from immortus.strategy import TrackingStrategy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigurationError",
+    "CorruptRecord",
+    "ImmortusError",
+    "InvalidInput",
+    "InvalidJobClass",
+    "InvalidJobId",
+    "InvalidProgress",
+    "InvalidState",
+    "InvalidStoreURL",
+    "InvalidStrategy",
+    "JobContext",
+    "JobError",
+    "JobStatus",
+    "MissingDependency",
+    "NotInJob",
+    "Progress",
+    "State",
+    "StoreError",
+    "StoreStrategy",
+    "StoreUnavailable",
+    "StrategyError",
+    "StrategyNotFound",
+    "TrackingStrategy",
+    "__version__",
+    "astatus",
+    "configure",
+    "current_job",
+    "find_strategy",
+    "get_config",
+    "get_store",
+    "open_store",
+    "progress",
+    "register_strategy",
+    "resolve_strategy",
+    "running",
+    "status",
+    "track",
+    "update_meta",
+]

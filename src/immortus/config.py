@@ -1,0 +1,148 @@
+"""The one configuration object, and :func:`configure` to set it.
+
+Settings come from :func:`configure` (framework integrations translate their own settings into a
+call to it) and, for the store, from the ``IMMORTUS_STORE`` environment variable. Until
+``configure`` is called, immortus tracks into an SQLite file in the working directory, so web and
+worker processes started from the same project directory share it with no set-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+
+from immortus.exceptions import ConfigurationError
+from immortus.stores import open_store
+from immortus.stores.base import DEFAULT_TTL, Store, ttl_seconds
+
+__all__ = ["DEFAULT_STORE_URL", "Config", "configure", "get_config", "get_store"]
+
+#: Where jobs are tracked when nothing else is configured.
+DEFAULT_STORE_URL: Final = "sqlite:///immortus.sqlite3"
+#: The environment variable that names the store URL.
+STORE_ENV: Final = "IMMORTUS_STORE"
+
+
+def _store_from_environment() -> str:
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """immortus's settings. Create changed copies with :func:`configure`, never by mutation."""
+
+    #: The store callback-driven tracking writes to: a URL, a :class:`Store`, or ``None`` to
+    #: disable store tracking (jobs then need a strategy of their own).
+    store: str | Store | None = field(default_factory=_store_from_environment)
+    #: The global strategy (the second step of resolution): a name, ``"pkg.mod:Class"``, a class
+    #: or an instance. ``None``: infer each job's strategy from its queue.
+    strategy: object | None = None
+    #: How long a job's record is kept after its last event (seconds, a timedelta, or ``None``).
+    ttl: float | timedelta | None = DEFAULT_TTL
+    #: Least time between two progress writes of one job, in seconds; calls in between are
+    #: coalesced and the latest is written when the job ends. ``0`` writes every call.
+    progress_interval: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.store is not None and not isinstance(self.store, str | Store):
+            raise ConfigurationError(
+                f"store must be a URL, a Store or None, not {type(self.store).__name__}"
+            )
+        try:
+            ttl_seconds(self.ttl)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        interval = self.progress_interval
+        if isinstance(interval, bool) or not isinstance(interval, int | float):
+            raise ConfigurationError("progress_interval must be a number of seconds")
+        if not (math.isfinite(interval) and interval >= 0):
+            raise ConfigurationError(f"progress_interval must be >= 0, not {interval!r}")
+
+
+class _Settings:
+    """The process-wide settings, the store opened for them, and who to tell of changes."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.config: Config | None = None
+        self.store: Store | None = None  # opened by immortus from config.store's URL
+        self.listeners: list[Callable[[], None]] = []
+
+    def replace(self, config: Config | None) -> None:
+        with self.lock:
+            old_store, self.store, self.config = self.store, None, config
+            for listener in self.listeners:
+                listener()
+        if old_store is not None:
+            old_store.close()
+
+
+_settings = _Settings()
+
+
+def get_config() -> Config:
+    """Return the settings in force."""
+    config = _settings.config
+    if config is not None:
+        return config
+    with _settings.lock:
+        if _settings.config is None:
+            _settings.config = Config()
+        return _settings.config
+
+
+def configure(**settings: Any) -> Config:
+    """Change settings (the names of :class:`Config`'s fields) and return the new ones.
+
+    Settings not named keep their value. A store that immortus opened from the old URL is
+    closed; a :class:`Store` object you passed in is yours to close. ``ttl`` applies to stores
+    opened from a URL (a store object keeps its own).
+
+    Raises:
+        ConfigurationError: a setting is unknown or its value is unusable.
+    """
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(known))}"
+        )
+    with _settings.lock:
+        new = dataclasses.replace(get_config(), **settings)
+        _settings.replace(new)
+    return new
+
+
+def reset() -> None:
+    """Forget every setting: back to the defaults (and the environment). For tests."""
+    _settings.replace(None)
+
+
+def on_change(listener: Callable[[], None]) -> None:
+    """Call ``listener()`` whenever the settings change (caches use it to empty themselves)."""
+    _settings.listeners.append(listener)
+
+
+def get_store() -> Store | None:
+    """Return the configured store, opening it on first use; ``None`` if tracking is disabled.
+
+    Raises:
+        InvalidStoreURL: the configured URL names no store.
+        MissingDependency: the store's extra is not installed.
+    """
+    store = _settings.store  # the hot path: every lifecycle event asks, so no lock once open
+    if store is not None:
+        return store
+    with _settings.lock:
+        config = get_config()
+        if config.store is None or isinstance(config.store, Store):
+            return config.store
+        if _settings.store is None:
+            _settings.store = open_store(config.store, ttl=config.ttl)
+        return _settings.store

@@ -1,0 +1,208 @@
+"""The job API: opt a job in to tracking, and report from inside it.
+
+``@immortus.track`` is the seed's ``include Immortus::Job`` (and, with ``strategy=``, its
+``tracking_strategy :name``). It registers the job's ``job_class`` and returns the function
+unchanged, so it stacks with any queue's decorator.
+
+Inside a running tracked job, :func:`progress` and :func:`update_meta` report to the job's
+strategy, and :func:`current_job` tells which job is running. The running job lives in a
+:class:`contextvars.ContextVar`, so each thread and each asyncio task sees its own.
+
+:func:`running` is the lifecycle around one attempt; queue integrations wrap a job's execution
+in it, and it is all a plain thread pool needs to be tracked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from immortus import config, lifecycle, registry
+from immortus.exceptions import NotInJob
+from immortus.status import Progress
+from immortus.validation import check_meta
+
+__all__ = [
+    "JobContext",
+    "current_job",
+    "job_class_of",
+    "progress",
+    "running",
+    "track",
+    "update_meta",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The attribute ``@track`` sets on a function to remember its job class.
+JOB_CLASS_ATTRIBUTE = "__immortus_job_class__"
+
+
+@dataclass(slots=True)
+class JobContext:
+    """The tracked job running in this thread or task."""
+
+    job_id: str
+    job_class: str | None = None
+    attempt: int | None = None
+    _last_progress_write: float = field(default=float("-inf"), repr=False)
+    _pending_progress: Progress | None = field(default=None, repr=False)
+
+
+_current: ContextVar[JobContext | None] = ContextVar("immortus_current_job", default=None)
+
+
+def job_class_of(function: Callable[..., Any]) -> str:
+    """Return the job class of a tracked function, or the name ``@track`` would give it."""
+    declared = getattr(function, JOB_CLASS_ATTRIBUTE, None)
+    if isinstance(declared, str):
+        return declared
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+@overload
+def track(function: F, /) -> F: ...
+@overload
+def track(
+    *, name: str | None = None, strategy: object | None = None, queue: str | None = None
+) -> Callable[[F], F]: ...
+def track(
+    function: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    strategy: object | None = None,
+    queue: str | None = None,
+) -> F | Callable[[F], F]:
+    """Opt a job in to tracking: ``@immortus.track`` or ``@immortus.track(strategy=...)``.
+
+    ``name`` is the job class (default: ``module.qualname``, the name Celery and RQ use too);
+    ``strategy`` is its inline strategy, in any form :func:`immortus.resolve_strategy` takes;
+    ``queue`` names the queue integration whose strategy is inferred for it. The strategy is
+    resolved at the first event, so it may be registered after the decorator runs.
+
+    Raises:
+        InvalidJobClass: ``name`` is malformed.
+        ConfigurationError: another job already uses the name.
+    """
+
+    def decorate(target: F) -> F:
+        job_class = name or job_class_of(target)
+        registry.register(registry.TrackedJob(job_class, strategy, queue, target))
+        # Builtins and slotted callables refuse attributes; job_class_of() then recomputes.
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(target, JOB_CLASS_ATTRIBUTE, job_class)
+        return target
+
+    return decorate if function is None else decorate(function)
+
+
+def current_job() -> JobContext | None:
+    """Return the tracked job running in this thread or task, or ``None`` outside one."""
+    return _current.get()
+
+
+def _require(caller: str) -> JobContext:
+    job = _current.get()
+    if job is None:
+        raise NotInJob(
+            f"immortus.{caller}() was called outside a running tracked job; call it from the "
+            "job's own code (the thread or task the queue runs it in)"
+        )
+    return job
+
+
+def progress(
+    current: float,
+    total: float | None = None,
+    message: str | None = None,
+    *,
+    allow_overshoot: bool = False,
+) -> None:
+    """Report how far the running job has come: ``progress(37, 100, "row 37")``.
+
+    Calls closer together than the ``progress_interval`` setting are coalesced: the latest is
+    kept and written when the interval has passed, when ``current`` reaches ``total``, or when
+    the job ends. A failing store is logged, never raised.
+
+    Raises:
+        NotInJob: called outside a running tracked job.
+        InvalidProgress: the numbers or message are unusable (see :class:`Progress`).
+    """
+    job = _require("progress")
+    value = Progress(current=current, total=total, message=message, allow_overshoot=allow_overshoot)
+    now = time.monotonic()
+    reached_total = total is not None and current >= total
+    if not reached_total and now - job._last_progress_write < config.get_config().progress_interval:
+        job._pending_progress = value
+        return
+    _write_progress(job, value, now)
+
+
+def _write_progress(job: JobContext, value: Progress, now: float) -> None:
+    job._pending_progress = None
+    job._last_progress_write = now
+    lifecycle.job_progress(job.job_id, value, job.job_class, attempt=job.attempt)
+
+
+def _flush_progress(job: JobContext) -> None:
+    if job._pending_progress is not None:
+        _write_progress(job, job._pending_progress, time.monotonic())
+
+
+def update_meta(**values: Any) -> None:
+    """Add ``values`` to the running job's meta; they appear at the top of its verify body.
+
+    Raises:
+        NotInJob: called outside a running tracked job.
+        InvalidInput: the values are not JSON-serialisable or are over 64 KiB as JSON.
+    """
+    job = _require("update_meta")
+    check_meta(values)
+    lifecycle.job_meta(job.job_id, values, job.job_class)
+
+
+@contextmanager
+def running(
+    job_id: str,
+    job_class: str | None = None,
+    *,
+    attempt: int | None = None,
+    final_attempt: bool = True,
+) -> Iterator[JobContext]:
+    """Track one attempt of a job around the code that runs it.
+
+    Reports ``started`` on entry and, on exit, ``finished``; ``failed`` (or ``retrying`` when
+    ``final_attempt`` is False) if the body raises an :class:`Exception`; ``cancelled`` if it is
+    interrupted (:class:`asyncio.CancelledError`, :class:`KeyboardInterrupt`,
+    :class:`SystemExit`). The exception always propagates unchanged. Pending progress is written
+    before the ending. Tracking problems (a bad id, a store down) are logged, never raised::
+
+        with immortus.running(job_id, "reports.build"):
+            build_report()
+    """
+    job = JobContext(job_id=job_id, job_class=job_class, attempt=attempt)
+    token = _current.set(job)
+    lifecycle.job_started(job_id, job_class, attempt=attempt)
+    try:
+        yield job
+    except Exception as exc:
+        _flush_progress(job)
+        report = lifecycle.job_failed if final_attempt else lifecycle.job_retrying
+        report(job_id, exc, job_class, attempt=attempt)
+        raise
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        _flush_progress(job)
+        lifecycle.job_cancelled(job_id, job_class)
+        raise
+    else:
+        _flush_progress(job)
+        lifecycle.job_finished(job_id, job_class, attempt=attempt)
+    finally:
+        _current.reset(token)

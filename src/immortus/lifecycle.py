@@ -1,0 +1,189 @@
+"""Deliver lifecycle events to tracking strategies without ever breaking the job.
+
+Queue integrations call the ``job_*`` functions here from their hooks; the job API
+(:mod:`immortus.jobs`) calls them around a running job. Each resolves the job's strategy and calls
+its callback through :func:`notify`, which:
+
+- passes a callback only the arguments it declares (the seed's ``job_finished(job_id)`` gets
+  just the id; see :mod:`immortus.strategy`);
+- logs anything the strategy or its store raises on the ``immortus`` logger, and returns
+  ``False`` instead of raising. Tracking failures never reach the job or the enqueue.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from immortus.finder import find_strategy
+from immortus.status import JobError, Progress
+from immortus.strategy import TrackingStrategy
+from immortus.transitions import utcnow
+from immortus.validation import check_job_class, check_job_id
+
+__all__ = [
+    "job_cancelled",
+    "job_enqueued",
+    "job_failed",
+    "job_finished",
+    "job_meta",
+    "job_progress",
+    "job_retrying",
+    "job_started",
+    "notify",
+]
+
+logger = logging.getLogger("immortus")
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepts:
+    """What a callback declares after the job id."""
+
+    positional: tuple[str, ...]  # names that can take a value by position
+    any_positional: bool  # it has *args
+    keywords: frozenset[str] | None  # names that can take a keyword (None: it has **kwargs)
+
+
+def _read_signature(function: Callable[..., object], *, skip: int) -> _Accepts:
+    parameters = list(inspect.signature(function).parameters.values())[skip + 1 :]
+    kinds = inspect.Parameter
+    positional = tuple(
+        p.name for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    )
+    keywords = frozenset(
+        p.name for p in parameters if p.kind in (kinds.KEYWORD_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    )
+    return _Accepts(
+        positional=positional,
+        any_positional=any(p.kind is kinds.VAR_POSITIONAL for p in parameters),
+        keywords=None if any(p.kind is kinds.VAR_KEYWORD for p in parameters) else keywords,
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _method_signature(function: Callable[..., object]) -> _Accepts:
+    return _read_signature(function, skip=1)  # skip ``self``
+
+
+def _call(
+    callback: Callable[..., object],
+    job_id: str,
+    args: tuple[object, ...],
+    details: Mapping[str, object],
+) -> None:
+    function = getattr(callback, "__func__", None)
+    accepts = _method_signature(function) if function else _read_signature(callback, skip=0)
+    given = args if accepts.any_positional else args[: len(accepts.positional)]
+    taken = set(accepts.positional[: len(given)])
+    extra = {
+        name: value
+        for name, value in details.items()
+        if name not in taken and (accepts.keywords is None or name in accepts.keywords)
+    }
+    callback(job_id, *given, **extra)
+
+
+def notify(
+    strategy: TrackingStrategy | None, hook: str, job_id: str, *args: object, **details: object
+) -> bool:
+    """Call ``strategy``'s ``hook`` callback, if it has one; return whether it succeeded.
+
+    ``args`` follow the job id (the error of ``job_failed``, the progress of ``job_progress``);
+    ``details`` are the optional keywords (``job_class``, ``attempt``, ``at``). Never raises:
+    whatever the callback raises is logged with its traceback.
+    """
+    if strategy is None:
+        return True
+    callback = getattr(strategy.hook_target, hook, None)
+    if not callable(callback):
+        return True
+    try:
+        _call(callback, job_id, args, details)
+    except Exception:
+        logger.exception(
+            "immortus: %s.%s(%r) failed; the job goes on untracked for this event",
+            type(strategy.hook_target).__qualname__,
+            hook,
+            job_id,
+        )
+        return False
+    return True
+
+
+def _emit(hook: str, job_id: str, job_class: str | None, *args: object, **details: Any) -> bool:
+    """Resolve the job's strategy and notify it; log and swallow every failure."""
+    try:
+        check_job_id(job_id)
+        if job_class is not None:
+            check_job_class(job_class)
+        strategy = find_strategy(job_class)
+    except Exception:
+        logger.exception("immortus: cannot track %s of job %r (%s)", hook, job_id, job_class)
+        return False
+    details = {key: value for key, value in details.items() if value is not None}
+    return notify(strategy, hook, job_id, *args, job_class=job_class, at=utcnow(), **details)
+
+
+def job_enqueued(job_id: str, job_class: str | None = None) -> bool:
+    """Report that the queue accepted the job. Call it in the enqueuing process."""
+    return _emit("job_enqueued", job_id, job_class)
+
+
+def job_started(job_id: str, job_class: str | None = None, *, attempt: int | None = None) -> bool:
+    """Report that a worker began an attempt of the job."""
+    return _emit("job_started", job_id, job_class, attempt=attempt)
+
+
+def job_progress(
+    job_id: str, progress: Progress, job_class: str | None = None, *, attempt: int | None = None
+) -> bool:
+    """Report the job's progress (jobs use :func:`immortus.progress`, which calls this)."""
+    return _emit("job_progress", job_id, job_class, progress, attempt=attempt)
+
+
+def job_retrying(
+    job_id: str,
+    error: BaseException | JobError | None = None,
+    job_class: str | None = None,
+    *,
+    attempt: int | None = None,
+) -> bool:
+    """Report that an attempt failed with ``error`` and the queue will try again."""
+    return _emit("job_retrying", job_id, job_class, _as_error(error), attempt=attempt)
+
+
+def job_finished(job_id: str, job_class: str | None = None, *, attempt: int | None = None) -> bool:
+    """Report that the job ended successfully."""
+    return _emit("job_finished", job_id, job_class, attempt=attempt)
+
+
+def job_failed(
+    job_id: str,
+    error: BaseException | JobError | None = None,
+    job_class: str | None = None,
+    *,
+    attempt: int | None = None,
+) -> bool:
+    """Report that the job failed with ``error`` and no retry is left."""
+    return _emit("job_failed", job_id, job_class, _as_error(error), attempt=attempt)
+
+
+def job_cancelled(job_id: str, job_class: str | None = None) -> bool:
+    """Report that the job was cancelled, revoked or stopped."""
+    return _emit("job_cancelled", job_id, job_class)
+
+
+def job_meta(job_id: str, meta: Mapping[str, Any], job_class: str | None = None) -> bool:
+    """Report extra values about the job, merged into its verify body."""
+    return _emit("job_meta", job_id, job_class, dict(meta))
+
+
+def _as_error(error: BaseException | JobError | None) -> JobError | None:
+    if error is None or isinstance(error, JobError):
+        return error
+    return JobError.from_exception(error)

@@ -1,0 +1,152 @@
+"""The store strategy: every lifecycle callback is persisted as an event in a store.
+
+It works for every queue, adds progress, meta and errors where a queue keeps none, and can tell
+"never heard of" (``unknown``) from "waiting" (``created``). It is what immortus infers for jobs
+whose queue keeps no state of its own, and for jobs immortus runs itself.
+
+Each callback writes one event with :meth:`Store.record`; a store that cannot be reached raises
+:class:`~immortus.exceptions.StoreUnavailable`, which :func:`immortus.lifecycle.notify` logs
+without disturbing the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from immortus import config
+from immortus.exceptions import ConfigurationError
+from immortus.status import JobError, JobStatus, Progress
+from immortus.stores.base import Store
+from immortus.strategy import TrackingStrategy
+from immortus.transitions import Event, EventKind, utcnow
+
+__all__ = ["StoreStrategy"]
+
+
+class StoreStrategy(TrackingStrategy):
+    """Tracks jobs by recording their lifecycle in a :class:`~immortus.stores.base.Store`.
+
+    With no ``store`` it uses the configured one (:func:`immortus.configure`), looked up at each
+    call so that re-configuring takes effect at once.
+    """
+
+    certain: ClassVar[bool] = True
+    supports_progress: ClassVar[bool] = True
+
+    def __init__(self, store: Store | None = None) -> None:
+        self._store = store
+
+    @property
+    def store(self) -> Store:
+        """The store written to.
+
+        Raises:
+            ConfigurationError: no store is given and store tracking is disabled.
+        """
+        store = self._store if self._store is not None else config.get_store()
+        if store is None:
+            raise ConfigurationError(
+                "the store strategy needs a store, but store tracking is disabled (store=None)"
+            )
+        return store
+
+    def status(self, job_id: str) -> JobStatus:
+        """Return the recorded status, or ``unknown`` when the store has no record."""
+        return self.store.get(job_id) or JobStatus.unknown(job_id)
+
+    def _record(self, kind: EventKind, job_id: str, at: datetime | None, **fields: Any) -> None:
+        self.store.record(Event(kind=kind, job_id=job_id, at=at or utcnow(), **fields))
+
+    def job_enqueued(
+        self, job_id: str, *, job_class: str | None = None, at: datetime | None = None
+    ) -> None:
+        """Record that the job waits in its queue."""
+        self._record(EventKind.ENQUEUED, job_id, at, job_class=job_class)
+
+    def job_started(
+        self,
+        job_id: str,
+        *,
+        job_class: str | None = None,
+        attempt: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record that an attempt began."""
+        self._record(EventKind.STARTED, job_id, at, job_class=job_class, attempt=attempt)
+
+    def job_progress(
+        self,
+        job_id: str,
+        progress: Progress,
+        *,
+        job_class: str | None = None,
+        attempt: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record the job's progress."""
+        self._record(
+            EventKind.PROGRESS,
+            job_id,
+            at,
+            job_class=job_class,
+            attempt=attempt,
+            progress=progress,
+        )
+
+    def job_retrying(
+        self,
+        job_id: str,
+        error: JobError | None = None,
+        *,
+        job_class: str | None = None,
+        attempt: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record that an attempt failed and another is due."""
+        self._record(
+            EventKind.RETRYING, job_id, at, job_class=job_class, attempt=attempt, error=error
+        )
+
+    def job_finished(
+        self,
+        job_id: str,
+        *,
+        job_class: str | None = None,
+        attempt: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record that the job ended successfully."""
+        self._record(EventKind.FINISHED, job_id, at, job_class=job_class, attempt=attempt)
+
+    def job_failed(
+        self,
+        job_id: str,
+        error: JobError | None = None,
+        *,
+        job_class: str | None = None,
+        attempt: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record that the job failed for good."""
+        self._record(
+            EventKind.FAILED, job_id, at, job_class=job_class, attempt=attempt, error=error
+        )
+
+    def job_cancelled(
+        self, job_id: str, *, job_class: str | None = None, at: datetime | None = None
+    ) -> None:
+        """Record that the job was cancelled."""
+        self._record(EventKind.CANCELLED, job_id, at, job_class=job_class)
+
+    def job_meta(
+        self,
+        job_id: str,
+        meta: Mapping[str, Any],
+        *,
+        job_class: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Merge ``meta`` into the job's record."""
+        self._record(EventKind.META, job_id, at, job_class=job_class, meta=meta)

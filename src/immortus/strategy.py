@@ -1,0 +1,232 @@
+"""Tracking strategies: objects that answer "what is the state of job X".
+
+A strategy answers with :meth:`TrackingStrategy.status` or :meth:`TrackingStrategy.completed`
+(each derives from the other, so a subclass overrides at least one), may add top-level keys to the
+verify body with :meth:`TrackingStrategy.meta`, and may receive lifecycle callbacks.
+
+Callbacks are documented no-ops, called by :func:`immortus.lifecycle.notify`, which logs and
+swallows anything they raise: a strategy can never break a job. Every callback receives the job
+id first; ``job_failed`` and ``job_progress`` also receive the error or progress. Each may also
+declare any of these keyword parameters, and is passed only those it declares:
+
+- ``job_class`` (``str | None``): the job's stable name;
+- ``attempt`` (``int | None``): the queue's attempt number, 1 for the first run;
+- ``at`` (``datetime``): when the event happened, in UTC.
+
+So the seed's strategy, a plain class whose methods take only ``job_id``, works unchanged::
+
+    class MyCustomTrackingStrategy:
+        def job_enqueued(self, job_id):
+            ...  # persist job data
+
+        def job_finished(self, job_id):
+            ...  # mark job as finished
+
+        def completed(self, job_id):
+            return ...  # True if the job is finished
+
+        def meta(self, job_id):
+            return {"extra": "sent to JS"}
+
+Plain objects like this are wrapped by :func:`as_strategy`; subclassing
+:class:`TrackingStrategy` gives the same behaviour plus the capability flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from immortus.exceptions import InvalidStrategy
+from immortus.status import JobError, JobStatus, Progress, State
+
+__all__ = ["CALLBACKS", "TrackingStrategy", "as_strategy"]
+
+#: The lifecycle callbacks a strategy may define, in the order a job meets them.
+CALLBACKS = (
+    "job_enqueued",
+    "job_started",
+    "job_progress",
+    "job_retrying",
+    "job_finished",
+    "job_failed",
+    "job_cancelled",
+    "job_meta",
+)
+
+
+class TrackingStrategy:
+    """Base class for tracking strategies. Override :meth:`status` or :meth:`completed`."""
+
+    #: Whether the strategy can tell a finished job from one that never existed. A strategy
+    #: that infers "finished" from a record's absence sets this to False; its statuses then
+    #: carry ``certain=False``.
+    certain: ClassVar[bool] = True
+    #: Whether progress reported with :func:`immortus.progress` shows in :meth:`status`.
+    supports_progress: ClassVar[bool] = False
+
+    @property
+    def hook_target(self) -> object:
+        """The object whose methods receive lifecycle callbacks (itself, unless wrapping)."""
+        return self
+
+    def status(self, job_id: str) -> JobStatus:
+        """Return the job's status.
+
+        The default asks :meth:`completed`: ``finished`` when it says so, ``started`` otherwise,
+        since a strategy that only knows "done or not" cannot tell waiting from running.
+
+        Raises:
+            InvalidStrategy: the class overrides neither ``status`` nor ``completed``.
+        """
+        if not self._answers_with("completed"):
+            raise InvalidStrategy(self._neither_message())
+        state = State.FINISHED if self.completed(job_id) else State.STARTED
+        return JobStatus(job_id=job_id, state=state, certain=self.certain)
+
+    def completed(self, job_id: str) -> bool:
+        """Return whether the job has ended. The default asks :meth:`status`.
+
+        Raises:
+            InvalidStrategy: the class overrides neither ``status`` nor ``completed``.
+        """
+        if not self._answers_with("status"):
+            raise InvalidStrategy(self._neither_message())
+        return self.status(job_id).completed
+
+    def meta(self, job_id: str) -> Mapping[str, Any]:
+        """Return extra keys for the verify body of ``job_id``. The default adds none."""
+        return {}
+
+    def check(self) -> None:
+        """Refuse, before first use, a strategy that cannot answer.
+
+        Raises:
+            InvalidStrategy: it overrides neither ``status`` nor ``completed``.
+        """
+        if not (self._answers_with("status") or self._answers_with("completed")):
+            raise InvalidStrategy(self._neither_message())
+
+    def _answers_with(self, method: str) -> bool:
+        return getattr(type(self), method) is not getattr(TrackingStrategy, method)
+
+    def _neither_message(self) -> str:
+        name = type(self).__qualname__
+        return (
+            f"tracking strategy {name} defines neither status(job_id) nor completed(job_id); "
+            "define at least one of them"
+        )
+
+    # -- lifecycle callbacks: documented no-ops ---------------------------------------------
+    # Minimal signatures: a subclass may add any of the keywords ``job_class``, ``attempt`` and
+    # ``at`` (see the module docstring) and stays type-compatible.
+
+    def job_enqueued(self, job_id: str) -> None:
+        """Called in the enqueuing process once the queue has accepted the job."""
+
+    def job_started(self, job_id: str) -> None:
+        """Called in the worker when an attempt of the job begins."""
+
+    def job_progress(self, job_id: str, progress: Progress) -> None:
+        """Called in the worker when the job reports progress with :func:`immortus.progress`."""
+
+    def job_retrying(self, job_id: str, error: JobError | None = None) -> None:
+        """Called in the worker when an attempt failed and the queue will try again."""
+
+    def job_finished(self, job_id: str) -> None:
+        """Called in the worker when the job has ended successfully."""
+
+    def job_failed(self, job_id: str, error: JobError | None = None) -> None:
+        """Called in the worker when the job has failed and no retry is left."""
+
+    def job_cancelled(self, job_id: str) -> None:
+        """Called where the cancellation happened (web process or worker) when it is cancelled."""
+
+    def job_meta(self, job_id: str, meta: Mapping[str, Any]) -> None:
+        """Called in the worker when the job adds meta with :func:`immortus.update_meta`."""
+
+
+class DuckTypedStrategy(TrackingStrategy):
+    """Wraps a plain object written as in the seed (``completed``/``status``, ``meta``, callbacks).
+
+    Its callbacks are called on the wrapped object (:attr:`hook_target`), so a callback taking
+    only ``job_id`` receives only ``job_id``.
+    """
+
+    def __init__(self, target: object) -> None:
+        self.target = target
+        self._certain = bool(getattr(target, "certain", True))
+
+    @property
+    def hook_target(self) -> object:
+        """The wrapped object."""
+        return self.target
+
+    def status(self, job_id: str) -> JobStatus:
+        """Ask the wrapped object's ``status``, or derive it from its ``completed``."""
+        answer = getattr(self.target, "status", None)
+        if callable(answer):
+            result = answer(job_id)
+            if not isinstance(result, JobStatus):
+                raise InvalidStrategy(
+                    f"{type(self.target).__qualname__}.status() returned "
+                    f"{type(result).__name__}, not a JobStatus"
+                )
+            return result
+        state = State.FINISHED if self.completed(job_id) else State.STARTED
+        return JobStatus(job_id=job_id, state=state, certain=self._certain)
+
+    def completed(self, job_id: str) -> bool:
+        """Ask the wrapped object's ``completed``, or derive it from its ``status``."""
+        answer = getattr(self.target, "completed", None)
+        if callable(answer):
+            return bool(answer(job_id))
+        return self.status(job_id).completed
+
+    def meta(self, job_id: str) -> Mapping[str, Any]:
+        """Ask the wrapped object's ``meta``, if it has one."""
+        answer = getattr(self.target, "meta", None)
+        if not callable(answer):
+            return {}
+        result = answer(job_id)
+        if result is None:
+            return {}
+        if not isinstance(result, Mapping):
+            raise InvalidStrategy(
+                f"{type(self.target).__qualname__}.meta() returned "
+                f"{type(result).__name__}, not a mapping"
+            )
+        return result
+
+    def check(self) -> None:
+        """Refuse an object with neither ``status`` nor ``completed``."""
+        if not any(callable(getattr(self.target, name, None)) for name in ("status", "completed")):
+            raise InvalidStrategy(
+                f"{type(self.target).__qualname__} cannot be a tracking strategy: it defines "
+                "neither status(job_id) nor completed(job_id)"
+            )
+
+
+def as_strategy(candidate: object) -> TrackingStrategy:
+    """Return ``candidate`` as a checked :class:`TrackingStrategy` instance.
+
+    A class is instantiated with no arguments; a plain object is wrapped.
+
+    Raises:
+        InvalidStrategy: it cannot answer status questions, or its class cannot be created
+            without arguments.
+    """
+    if isinstance(candidate, type):
+        strategy_class = candidate
+        try:
+            candidate = strategy_class()
+        except TypeError as exc:
+            raise InvalidStrategy(
+                f"cannot create tracking strategy {strategy_class.__qualname__}() without "
+                "arguments; register an instance instead"
+            ) from exc
+    strategy = (
+        candidate if isinstance(candidate, TrackingStrategy) else DuckTypedStrategy(candidate)
+    )
+    strategy.check()
+    return strategy

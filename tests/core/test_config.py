@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+
+import immortus
+from immortus import config
+from immortus.exceptions import ConfigurationError, InvalidStoreURL, MissingDependency
+from immortus.stores import open_store
+from immortus.stores.memory import MemoryStore
+
+
+def test_defaults() -> None:
+    settings = immortus.get_config()
+    assert settings.store == "sqlite:///immortus.sqlite3"
+    assert settings.strategy is None
+    assert settings.progress_interval == 0.2
+
+
+def test_store_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMMORTUS_STORE", "memory://")
+    config.reset()
+    assert immortus.get_config().store == "memory://"
+    assert isinstance(immortus.get_store(), MemoryStore)
+
+
+def test_unknown_and_bad_settings_are_refused_without_changing_anything() -> None:
+    before = immortus.get_config()
+    with pytest.raises(ConfigurationError, match=r"unknown setting.*stroe.*known settings"):
+        immortus.configure(stroe="memory://")
+    with pytest.raises(ConfigurationError, match="ttl must be positive"):
+        immortus.configure(ttl=0)
+    with pytest.raises(ConfigurationError, match="progress_interval"):
+        immortus.configure(progress_interval=-1)
+    with pytest.raises(ConfigurationError, match="store must be a URL"):
+        immortus.configure(store=42)
+    assert immortus.get_config() is before
+
+
+def test_configure_keeps_other_settings_and_reopens_the_store() -> None:
+    immortus.configure(store="memory://", progress_interval=1)
+    first = immortus.get_store()
+    immortus.configure(ttl=60)
+    assert immortus.get_config().progress_interval == 1
+    second = immortus.get_store()
+    assert isinstance(second, MemoryStore)
+    assert second is not first
+    assert second.ttl == 60
+
+
+def test_a_store_object_is_used_as_given() -> None:
+    store = MemoryStore(ttl=None)
+    immortus.configure(store=store)
+    assert immortus.get_store() is store
+    immortus.configure(store=None)
+    assert immortus.get_store() is None
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("immortus.sqlite3", "has no scheme"),
+        ("ftp://host/x", "no store handles ftp:// URLs"),
+    ],
+)
+def test_bad_store_urls(url: str, match: str) -> None:
+    with pytest.raises(InvalidStoreURL, match=match):
+        open_store(url)
+
+
+def test_missing_dependency_names_the_pip_command() -> None:
+    error = MissingDependency("redis", "redis")
+    assert 'pip install "immortus[redis]"' in str(error)
+    assert isinstance(error, ImportError)
+    assert isinstance(error, ConfigurationError)

@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+
+import immortus
+from immortus import State, lifecycle, registry
+from immortus.exceptions import ConfigurationError, InvalidInput, InvalidProgress, NotInJob
+from immortus.jobs import job_class_of
+from immortus.status import JobStatus
+from immortus.stores.memory import MemoryStore
+from immortus.transitions import Event
+
+
+@immortus.track
+def module_level_job() -> str:
+    return "ran"
+
+
+def test_track_registers_the_job_under_its_dotted_name_and_returns_it_unchanged() -> None:
+    assert module_level_job() == "ran"
+    assert job_class_of(module_level_job) == "tests.core.test_jobs.module_level_job"
+    assert registry.lookup("tests.core.test_jobs.module_level_job") is not None
+
+
+def test_track_with_options() -> None:
+    @immortus.track(name="reports.build", strategy="store", queue="rq")
+    def build() -> None: ...
+
+    job = registry.lookup("reports.build")
+    assert job is not None
+    assert (job.strategy, job.queue, job.function) == ("store", "rq", build)
+    assert job_class_of(build) == "reports.build"
+
+
+def test_two_different_jobs_cannot_share_a_name_but_redeclaring_one_can() -> None:
+    def declare() -> None:
+        @immortus.track(name="same.name")
+        def first() -> None: ...
+
+    declare()
+    declare()  # the same function declared again (a re-import) is fine
+    with pytest.raises(ConfigurationError, match="already tracked"):
+
+        @immortus.track(name="same.name", strategy="store")
+        def second() -> None: ...
+
+
+def test_progress_and_meta_outside_a_job_raise_not_in_job() -> None:
+    with pytest.raises(NotInJob, match="outside a running tracked job"):
+        immortus.progress(1, 2)
+    with pytest.raises(NotInJob):
+        immortus.update_meta(x=1)
+    assert immortus.current_job() is None
+
+
+def test_a_job_reports_its_whole_life(memory_store: MemoryStore) -> None:
+    lifecycle.job_enqueued("j1", "reports.build")
+    assert immortus.status("j1").state is State.CREATED
+    with immortus.running("j1", "reports.build") as job:
+        assert immortus.current_job() is job
+        immortus.progress(1, 3, "one")
+        assert immortus.status("j1").state is State.STARTED
+        immortus.update_meta(rows=3)
+    status = immortus.status("j1")
+    assert status.state is State.FINISHED
+    assert status.to_dict()["rows"] == 3
+    assert status.progress is not None
+    assert status.progress.message == "one"
+    assert immortus.current_job() is None
+
+
+def test_failure_retry_and_cancel(memory_store: MemoryStore) -> None:
+    with pytest.raises(TimeoutError), immortus.running("r", attempt=1, final_attempt=False):
+        raise TimeoutError("slow upstream")
+    retrying = immortus.status("r")
+    assert retrying.state is State.RETRYING
+    assert retrying.error is not None
+    assert retrying.error.type == "TimeoutError"
+    with immortus.running("r", attempt=2):
+        pass
+    assert (immortus.status("r").state, immortus.status("r").attempts) == (State.FINISHED, 2)
+
+    with pytest.raises(KeyError), immortus.running("f"):
+        raise KeyError("gone")
+    assert immortus.status("f").state is State.FAILED
+
+    with pytest.raises(KeyboardInterrupt), immortus.running("c"):
+        raise KeyboardInterrupt
+    assert immortus.status("c").state is State.CANCELLED
+
+
+def test_invalid_progress_is_the_callers_error(memory_store: MemoryStore) -> None:
+    with immortus.running("j"):
+        with pytest.raises(InvalidProgress):
+            immortus.progress(-1)
+        with pytest.raises(InvalidInput):
+            immortus.update_meta(when=object())
+
+
+def test_progress_is_coalesced_and_the_latest_written_at_the_end() -> None:
+    store = MemoryStore()
+    immortus.configure(store=store, progress_interval=3600)
+    written: list[float] = []
+    original = store.record
+
+    def spy(event: Event) -> JobStatus | None:
+        if event.progress is not None:
+            written.append(event.progress.current)
+        return original(event)
+
+    store.record = spy  # type: ignore[method-assign]
+    with immortus.running("j"):
+        for step in range(1, 50):
+            immortus.progress(step, 100)
+        assert written == [1]
+        immortus.progress(100, 100)  # reaching the total is always written
+        immortus.progress(100, 100, "again")
+    assert written == [1, 100, 100]
+    with immortus.running("k"):
+        immortus.progress(1, 10)
+        immortus.progress(7, 10, "latest")
+    assert written[-2:] == [1, 7]
+    progress = immortus.status("k").progress
+    assert progress is not None
+    assert progress.message == "latest"
+
+
+def test_each_thread_and_task_sees_its_own_job(memory_store: MemoryStore) -> None:
+    seen: dict[str, str | None] = {}
+    barrier = threading.Barrier(3)
+
+    def worker(job_id: str) -> None:
+        with immortus.running(job_id):
+            barrier.wait()
+            job = immortus.current_job()
+            seen[job_id] = None if job is None else job.job_id
+            immortus.progress(1, 1)
+
+    threads = [threading.Thread(target=worker, args=(f"t{i}",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"t0": "t0", "t1": "t1", "t2": "t2"}
+
+    async def task(job_id: str) -> str | None:
+        with immortus.running(job_id):
+            await asyncio.sleep(0.01)
+            job = immortus.current_job()
+            return None if job is None else job.job_id
+
+    async def main() -> list[str | None]:
+        return await asyncio.gather(*(task(f"a{i}") for i in range(5)))
+
+    assert asyncio.run(main()) == [f"a{i}" for i in range(5)]
+    assert {immortus.status(f"a{i}").state for i in range(5)} == {State.FINISHED}
+
+
+def test_cancelled_asyncio_task_reports_cancelled(memory_store: MemoryStore) -> None:
+    async def long_job() -> None:
+        with immortus.running("long"):
+            await asyncio.sleep(60)
+
+    async def main() -> None:
+        task = asyncio.create_task(long_job())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert immortus.status("long").state is State.CANCELLED
+
+
+class DownStore(MemoryStore):
+    """Fault injection: a store whose every write fails as if its server were gone."""
+
+    def record(self, event: Event) -> JobStatus | None:
+        raise immortus.StoreUnavailable("redis://127.0.0.1:6379 refused the connection")
+
+
+def test_a_job_runs_on_when_the_store_is_down(caplog: pytest.LogCaptureFixture) -> None:
+    immortus.configure(store=DownStore(), progress_interval=0)
+    result = []
+    with caplog.at_level(logging.ERROR, logger="immortus"):
+        assert lifecycle.job_enqueued("j", "a.b") is False
+        with immortus.running("j", "a.b"):
+            immortus.progress(1, 2)
+            immortus.update_meta(x=1)
+            result.append("done")
+    assert result == ["done"]
+    assert len(caplog.records) == 5  # enqueued, started, progress, meta, finished
+    assert all("refused the connection" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_a_job_runs_on_when_the_job_id_is_unusable(caplog: pytest.LogCaptureFixture) -> None:
+    immortus.configure(store="memory://")
+    with caplog.at_level(logging.ERROR, logger="immortus"), immortus.running("x" * 300):
+        pass
+    assert "cannot track job_started" in caplog.records[0].getMessage()
