@@ -1,0 +1,91 @@
+# Development tasks for immortus. `make test` is the one command to know: it builds the dev
+# environment, installs the services the tests run against, then lints, type-checks and tests.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+VENV := .venv
+BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.installed
+SYSTEM_DEPS_STAMP := .services/.system-deps
+
+# The directories that ruff and mypy check, less any that hold no Python file yet: mypy
+# refuses an empty directory, and git does not even create one in a fresh clone.
+PY_DIRS := $(foreach d,src tests bench,$(if $(shell find $(d) -name '*.py' -print -quit 2>/dev/null),$(d)))
+
+# Shell code printing the first Python >= 3.12: $PYTHON if set, then python3.x on PATH (an
+# inactive pyenv shim fails the version check and is passed over), then pyenv's versions.
+FIND_PYTHON = \
+	ok() { [[ -n $$1 ]] && "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' &>/dev/null; }; \
+	for c in "$${PYTHON:-}" python3.14 python3.13 python3.12 python3; do \
+		p=$$(command -v "$$c" 2>/dev/null) && ok "$$p" && { echo "$$p"; exit 0; }; \
+	done; \
+	p=$$(PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null) && ok "$$p" && { echo "$$p"; exit 0; }; \
+	for p in "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3; do \
+		ok "$$p" && { echo "$$p"; exit 0; }; \
+	done; \
+	exit 1
+
+NO_PYTHON := immortus needs Python 3.12+ to build its dev environment (Django 6 needs it): \
+install python3.12 (Debian/Ubuntu: apt-get install python3.12 python3.12-venv, where available), \
+or `pyenv install 3.12`, or point PYTHON=/path/to/python3.12 at one.
+
+.PHONY: venv system-deps lint typecheck test demo bench format clean
+
+# venv: the dev environment in .venv (pinned toolchain, then immortus editable with all extras).
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml requirements/dev.txt
+	@if ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' &>/dev/null; then \
+		py=$$($(FIND_PYTHON)) || { echo '$(NO_PYTHON)' >&2; exit 1; }; \
+		echo "venv: creating $(VENV) with $$py ($$("$$py" --version))"; \
+		rm -rf $(VENV); \
+		"$$py" -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	@touch $@
+
+# system-deps: redis-server and the PostgreSQL server binaries; re-checked cheaply every run.
+system-deps:
+	@bash scripts/install-system-deps.sh --check || rm -f $(SYSTEM_DEPS_STAMP)
+	@$(MAKE) --no-print-directory --silent $(SYSTEM_DEPS_STAMP)
+
+$(SYSTEM_DEPS_STAMP): scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	@mkdir -p $(@D) && touch $@
+
+# lint: ruff's lint rules and formatting check.
+lint: venv
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
+
+# typecheck: mypy, strict (settings in pyproject.toml).
+typecheck: venv
+	$(BIN)/mypy $(PY_DIRS)
+
+# test: everything CI checks: lint, type checks, then the test suite (extra args: PYTEST_ARGS=...).
+test: venv system-deps lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# demo: the command-line demo.
+demo: venv
+	$(BIN)/immortus demo
+
+# bench: the store scaling benchmark.
+bench: venv system-deps
+	$(BIN)/python bench/store_scaling.py
+
+# format: reformat, and apply ruff's safe fixes.
+format: venv
+	$(BIN)/ruff format $(PY_DIRS)
+	$(BIN)/ruff check --fix $(PY_DIRS)
+
+# clean: remove the dev environment, caches and the services stamp.
+clean:
+	rm -rf $(VENV) .services .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +
