@@ -1,0 +1,384 @@
+"""A store in Redis: shared by every process that can reach the server; Redis expires records.
+
+Needs the ``immortus[redis]`` extra and Redis 4.0 or later. Key layout (``prefix`` defaults to
+``immortus:``), readable with ``redis-cli``:
+
+=============================  ===================================================================
+``{prefix}job:{job_id}``       hash: the fields of :data:`immortus.stores.records.COLUMNS`, absent
+                               when empty; times are UTC epoch seconds. ``PEXPIRE`` = the TTL,
+                               reset by every write (no expiry when ``ttl=None``).
+``{prefix}jobs``               sorted set: every job id, scored by ``created`` (listing order).
+``{prefix}state:{state}``      sorted set: the ids of the jobs in that state, scored the same way.
+=============================  ===================================================================
+
+Inspect a job with ``HGETALL immortus:job:<id>`` and its expiry with ``PTTL``; list the newest
+failures with ``ZREVRANGE immortus:state:failed 0 9``. A write updates the hash and moves the
+id between the state sets in one ``MULTI``. When Redis expires a hash, its id stays in the sorted
+sets until :meth:`RedisStore.prune` (or a listing that meets it) removes it; listings skip it.
+
+:meth:`RedisStore.record` is an optimistic transaction: ``WATCH`` the hash, read it, apply the
+event with :func:`immortus.transitions.apply` in Python, write in ``MULTI``/``EXEC``, and start
+again if another client wrote the job meanwhile. Two small Lua scripts only read the index and
+delete what has expired; they never decide a transition. Redis Cluster is not supported: a
+write touches the hash and the index keys together.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Final, Protocol, Self, cast
+
+from immortus.exceptions import (
+    ConfigurationError,
+    CorruptRecord,
+    InvalidStoreURL,
+    MissingDependency,
+    StoreUnavailable,
+)
+from immortus.status import JobStatus, State
+from immortus.stores import records
+from immortus.stores.base import DEFAULT_TTL, Cursor, JobPage, Store, check_page_size
+from immortus.transitions import Event, apply
+from immortus.validation import check_job_id
+
+try:
+    import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import RedisError, WatchError
+    from redis.retry import Retry
+except ImportError as exc:
+    raise MissingDependency("redis", "redis") from exc
+
+__all__ = ["RedisStore"]
+
+#: How often record() starts again when other clients keep writing the same job.
+_MAX_TRIES: Final = 50
+#: How many index members prune() checks per script call.
+_PRUNE_BATCH: Final = 500
+
+# Up to ARGV[3] index members strictly after the cursor (ARGV[1] = created, ARGV[2] = job id),
+# newest first. Equal scores come in descending member order, so the cursor's own rank gives the
+# exact offset inside its score; when the cursor's member is gone the caller filters instead.
+_PAGE_SCRIPT: Final = """
+local offset = 0
+if ARGV[2] ~= '' then
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
+  if score and tonumber(score) == tonumber(ARGV[1]) then
+    offset = redis.call('ZREVRANK', KEYS[1], ARGV[2]) + 1
+      - redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')
+  end
+end
+return redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES',
+                  'LIMIT', offset, ARGV[3])
+"""
+
+# KEYS: the jobs index, the ARGV[1] state indexes, then the hash of each job id in ARGV[3..].
+# Drops a job from every index when its hash is gone; with ARGV[2] (now) it first deletes a hash
+# whose expires field is at or before now. Checked here, atomically, so a job re-created since the
+# caller looked is left alone. Returns how many records were removed.
+_REMOVE_SCRIPT: Final = """
+local states, now, removed = tonumber(ARGV[1]), tonumber(ARGV[2]), 0
+for i = 3, #ARGV do
+  local key, id = KEYS[states + i - 1], ARGV[i]
+  local expires = tonumber(redis.pcall('HGET', key, 'expires'))  -- nil unless a hash has it
+  local deleted = now and expires and expires <= now and redis.call('DEL', key) == 1
+  if deleted or redis.call('EXISTS', key) == 0 then
+    local indexed = redis.call('ZREM', KEYS[1], id)
+    for k = 2, states + 1 do redis.call('ZREM', KEYS[k], id) end
+    if deleted or indexed == 1 then removed = removed + 1 end
+  end
+end
+return removed
+"""
+
+
+class _Watching(Protocol):  # the part of redis.client.Pipeline that redis-py leaves untyped
+    def watch(self, *names: str) -> bool: ...
+
+
+class RedisStore(Store):
+    """Keeps one hash per job plus sorted-set indexes; see the module docstring for the layout.
+
+    ``client_or_url`` is a ``redis://``, ``rediss://`` or ``unix://`` URL (the store then owns
+    the client and closes it), or a ``redis.Redis`` made with ``decode_responses=True`` (left open
+    by :meth:`close`). ``prefix`` starts every key, so several stores can share one database.
+
+    Raises:
+        InvalidStoreURL: the URL is malformed.
+        ConfigurationError: the client does not decode responses.
+        InvalidInput: ``ttl`` is not positive.
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
+    persistent: ClassVar[bool] = True
+    batches_reads: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        client_or_url: redis.Redis | str,
+        *,
+        ttl: float | timedelta | None = DEFAULT_TTL,
+        prefix: str = "immortus:",
+    ) -> None:
+        super().__init__(ttl=ttl)
+        self._ttl_ms = None if self.ttl is None else max(1, round(self.ttl * 1000))
+        self._owns_client = isinstance(client_or_url, str)
+        if isinstance(client_or_url, str):
+            client_or_url = _connect(client_or_url)
+        self._client = client_or_url
+        settings: dict[str, Any] = self._client.connection_pool.connection_kwargs
+        if not settings.get("decode_responses"):
+            self.close()
+            raise ConfigurationError("the redis client must be made with decode_responses=True")
+        self._password: str | None = settings.get("password")
+        host = f"{settings.get('host', 'localhost')}:{settings.get('port', 6379)}"
+        self._where = f"unix:{settings['path']}" if "path" in settings else host
+        self.prefix = prefix
+        self._jobs_key = f"{prefix}jobs"
+        self._state_keys = [self._state_key(state) for state in State]
+        self._page = self._client.register_script(_PAGE_SCRIPT)
+        self._remove = self._client.register_script(_REMOVE_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
+        """Open the store at a ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+        The connection is made by the first operation, not here.
+
+        Raises:
+            InvalidStoreURL: the URL is malformed.
+        """
+        return cls(url, ttl=ttl)
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _state_key(self, state: State) -> str:
+        return f"{self.prefix}state:{state.value}"
+
+    def record(self, event: Event) -> JobStatus | None:
+        """Apply ``event`` in a WATCH/MULTI transaction; see :meth:`Store.record`.
+
+        Raises:
+            StoreUnavailable: Redis cannot be reached, or the job was written by other clients
+                throughout every one of the tries; nothing was written.
+            CorruptRecord: the job's stored record cannot be decoded.
+        """
+        with self._guard():
+            for attempt in range(_MAX_TRIES):
+                with self._client.pipeline() as pipe:
+                    try:
+                        return self._record_once(pipe, event)
+                    except WatchError:
+                        pass
+                # Jitter spreads out clients that collided; it protects nothing secret.
+                time.sleep(random.uniform(0, min(0.02, 0.0005 * 2**attempt)))  # noqa: S311
+        raise StoreUnavailable(
+            f"job {event.job_id!r} on redis at {self._where} is written by other clients too "
+            f"often: gave up after {_MAX_TRIES} tries"
+        )
+
+    def _record_once(self, pipe: redis.client.Pipeline, event: Event) -> JobStatus | None:
+        """Read, apply and write once; raises ``WatchError`` when the job changed meanwhile."""
+        key = self._job_key(event.job_id)
+        cast(_Watching, pipe).watch(key)
+        row = cast(dict[str, str], pipe.hgetall(key))
+        current = records.decode(row) if row else None
+        status = apply(current, event)
+        if status is None:
+            return None
+        now = time.time()
+        created = now if current is None else _created(row)
+        expires = None if self.ttl is None else now + self.ttl
+        fields = records.encode(status, created=created, expires=expires)
+        emptied = [name for name, value in fields.items() if value is None and name in row]
+        pipe.multi()
+        pipe.hset(key, mapping={name: value for name, value in fields.items() if value is not None})
+        if emptied:
+            pipe.hdel(key, *emptied)
+        if self._ttl_ms is None:
+            pipe.persist(key)
+        else:
+            pipe.pexpire(key, self._ttl_ms)
+        pipe.zadd(self._jobs_key, {event.job_id: created})
+        pipe.zadd(self._state_key(status.state), {event.job_id: created})
+        # A new record (perhaps the next life of an expired one) leaves no id in other states.
+        stale = State if current is None else [current.state]
+        for state in stale:
+            if state is not status.state:
+                pipe.zrem(self._state_key(state), event.job_id)
+        pipe.execute()
+        return status
+
+    def get(self, job_id: str) -> JobStatus | None:
+        """Return the job's status; see :meth:`Store.get`.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: Redis cannot be reached.
+            CorruptRecord: the stored record cannot be decoded.
+        """
+        check_job_id(job_id)
+        with self._guard():
+            row = cast(dict[str, str], self._client.hgetall(self._job_key(job_id)))
+        return records.decode(row) if row else None
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the known statuses among ``job_ids`` in one round trip; see ``Store.get_many``.
+
+        Raises:
+            InvalidJobId: an id is malformed (checked before any I/O).
+            StoreUnavailable: Redis cannot be reached.
+            CorruptRecord: a stored record cannot be decoded.
+        """
+        unique = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
+        if not unique:
+            return {}
+        rows = self._fetch(unique)
+        return {
+            job_id: records.decode(row) for job_id, row in zip(unique, rows, strict=True) if row
+        }
+
+    def _fetch(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
+        """HGETALL every job's hash in one pipeline (empty dicts for absent jobs)."""
+        with self._guard(), self._client.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self._job_key(job_id))
+            return cast(list[dict[str, str]], pipe.execute())
+
+    def list_jobs(
+        self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Return recent jobs, newest first, from a sorted-set index; see :meth:`Store.list_jobs`.
+
+        Index members whose hash Redis has expired are skipped (and dropped from the index), and
+        more members are read until the page is full or the index ends.
+
+        Raises:
+            InvalidInput: ``limit`` is out of range or ``cursor`` is malformed.
+            StoreUnavailable: Redis cannot be reached.
+            CorruptRecord: a listed record cannot be decoded.
+        """
+        check_page_size(limit)
+        position = None if cursor is None else Cursor.decode(cursor)
+        index = self._jobs_key if state is None else self._state_key(state)
+        found: list[tuple[Cursor, JobStatus]] = []
+        while len(found) <= limit:
+            wanted = limit + 1 - len(found)
+            entries = self._index_after(index, position, wanted)
+            # Entries at or before the cursor come back only when its own member is gone.
+            fresh = [entry for entry in entries if position is None or _follows(entry, position)]
+            rows = self._fetch([entry.job_id for entry in fresh]) if fresh else []
+            expired = []
+            for entry, row in zip(fresh, rows, strict=True):
+                if not row:
+                    expired.append(entry.job_id)
+                elif state in (None, (status := records.decode(row)).state):
+                    found.append((entry, status))
+            if expired:
+                self._drop(expired, now=None)
+            if len(entries) < wanted:
+                break
+            position = entries[-1]
+        jobs = tuple(status for _, status in found[:limit])
+        next_cursor = found[limit - 1][0].encode() if len(found) > limit else None
+        return JobPage(jobs, next_cursor)
+
+    def _index_after(self, index: str, position: Cursor | None, count: int) -> list[Cursor]:
+        """Read up to ``count`` entries of ``index`` from ``position`` on (fewer: it ended)."""
+        created = "+inf" if position is None else repr(position.created)
+        job_id = "" if position is None else position.job_id
+        with self._guard():
+            raw = cast(list[str], self._page(keys=[index], args=[created, job_id, count]))
+        pairs = zip(raw[::2], raw[1::2], strict=True)
+        return [Cursor(float(score), member) for member, score in pairs]
+
+    def prune(self, *, now: datetime | None = None) -> int:
+        """Drop index entries of records Redis expired; see :meth:`Store.prune`.
+
+        Redis deletes expired hashes by itself; with ``now`` in the future this also deletes the
+        hashes whose ``expires`` field is at or before ``now``. Each deletion rechecks the
+        record atomically, so a job recorded meanwhile is kept.
+
+        Raises:
+            StoreUnavailable: Redis cannot be reached.
+        """
+        moment = None if now is None else now.timestamp()
+        removed = 0
+        batch: list[str] = []
+        with self._guard():
+            for member, _ in self._client.zscan_iter(self._jobs_key, count=_PRUNE_BATCH):
+                batch.append(member)
+                if len(batch) == _PRUNE_BATCH:
+                    removed += self._drop(batch, now=moment)
+                    batch = []
+            if batch:
+                removed += self._drop(batch, now=moment)
+        return removed
+
+    def _drop(self, job_ids: Sequence[str], *, now: float | None) -> int:
+        """Run the removal script over ``job_ids``; return how many records it removed."""
+        keys = [self._jobs_key, *self._state_keys, *map(self._job_key, job_ids)]
+        args: list[str | int] = [len(self._state_keys), "" if now is None else repr(now)]
+        args.extend(job_ids)
+        with self._guard():
+            return int(self._remove(keys=keys, args=args))
+
+    def close(self) -> None:
+        """Close the connection pool if the store made the client from a URL."""
+        if self._owns_client:
+            self._client.close()
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Translate driver errors into :class:`StoreUnavailable` and :class:`CorruptRecord`."""
+        try:
+            yield
+        except (RedisError, UnicodeDecodeError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            if self._password:
+                detail = detail.replace(self._password, "***")
+            if isinstance(exc, UnicodeDecodeError) or detail.startswith("ResponseError: WRONGTYPE"):
+                raise CorruptRecord(
+                    f"a record under {self.prefix!r} at {self._where}: {detail}"
+                ) from exc
+            raise StoreUnavailable(f"redis at {self._where} is unavailable: {detail}") from exc
+
+
+def _connect(url: str) -> redis.Redis:
+    """Make a client for ``url`` that fails within seconds when Redis is away (no I/O yet)."""
+    retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1)
+    client = None
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            health_check_interval=30,
+            retry=retry,
+            decode_responses=True,
+        )
+        pool = client.connection_pool
+        pool.connection_class(**pool.connection_kwargs)  # refuses unknown options; no I/O
+    except (ValueError, TypeError) as exc:
+        if client is not None:
+            client.close()
+        raise InvalidStoreURL(f"malformed {url.partition('://')[0]}:// store URL: {exc}") from exc
+    return client
+
+
+def _follows(entry: Cursor, position: Cursor) -> bool:
+    """Whether ``entry`` is listed after ``position`` (str order is Redis's member order)."""
+    return (entry.created, entry.job_id) < (position.created, position.job_id)
+
+
+def _created(row: dict[str, str]) -> float:
+    """Return a stored record's ``created`` time."""
+    try:
+        return float(row["created"])
+    except (KeyError, ValueError) as exc:
+        raise CorruptRecord(f"the record of job {row.get('job_id')!r} has no created time") from exc
