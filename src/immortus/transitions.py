@@ -13,6 +13,8 @@ every store calls it inside its own atomic read-modify-write, so the rules hold 
 - ``enqueued`` never moves a job backwards; it only fills in what is missing.
 - An event for an older attempt than the one recorded is stale and ignored.
 - ``lost`` applies only to a ``started`` job: only a running job has a worker to lose.
+- A new attempt starts clean: no progress, no error (the failed attempt's error was shown while
+  the job was ``retrying``).
 - ``progress`` implies the job is running: it moves ``created`` / ``retrying`` to ``started``
   (a new attempt) and ``lost`` back to ``started`` (the same attempt: the worker was only slow).
 """
@@ -138,6 +140,7 @@ def _start(current: JobStatus, event: Event) -> dict[str, Any]:
         "started_at": event.at,
         "finished_at": None,
         "progress": None,
+        "error": None,
     }
 
 

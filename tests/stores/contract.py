@@ -151,7 +151,8 @@ class StoreContract:
         retrying = known(store, "job-1")
         assert (retrying.state, retrying.error, retrying.attempts) == (State.RETRYING, boom, 1)
         store.record(event(EventKind.STARTED, at=at(3)))
-        assert known(store, "job-1").attempts == 2
+        second = known(store, "job-1")
+        assert (second.state, second.attempts, second.error) == (State.STARTED, 2, None)
         store.record(event(EventKind.FINISHED, at=at(4)))
         finished = known(store, "job-1")
         assert (finished.state, finished.error, finished.attempts) == (State.FINISHED, None, 2)

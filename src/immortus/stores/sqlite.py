@@ -1,0 +1,392 @@
+"""The embedded default store: one SQLite file shared by every thread and process of a host.
+
+``sqlite:///immortus.sqlite3`` needs no server and no extra. The file holds one table,
+``immortus_jobs``, with one column per field of :data:`~immortus.stores.records.COLUMNS` (so the
+``sqlite3`` shell can read it); ``PRAGMA user_version`` records its layout.
+
+- WAL mode: readers never wait for the writer; a writer waits up to ``timeout`` seconds for the
+  write lock, then gets :class:`~immortus.exceptions.StoreUnavailable`.
+- One connection per thread and per process. :meth:`SQLiteStore.record` reads the row, calls
+  :func:`~immortus.transitions.apply` and writes inside ``BEGIN IMMEDIATE``, so SQLite's write
+  lock serialises read-modify-writes across processes and no update is lost.
+- A forked child closes the connections it inherited before opening its own. Merely not using
+  them is not enough: SQLite keeps each file's lock bookkeeping in process memory, so a child
+  that inherits it takes no real file locks, and the parent, closing its last connection, would
+  believe it is alone and delete the WAL under the child's writes.
+- A thread's connection closes when the thread ends; :meth:`SQLiteStore.close` closes the rest.
+- ``synchronous=NORMAL``: a commit survives a crash of the process; a power cut may lose the
+  last commits, never the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Final, Self
+
+from immortus.exceptions import ConfigurationError, InvalidInput, InvalidStoreURL, StoreUnavailable
+from immortus.status import JobStatus, State
+from immortus.stores.base import DEFAULT_TTL, Cursor, JobPage, Store, check_page_size
+from immortus.stores.records import COLUMNS, decode, encode
+from immortus.transitions import Event, apply
+from immortus.validation import check_job_id
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+#: The table layout this module reads and writes, kept in the file's ``PRAGMA user_version``.
+SCHEMA_VERSION: Final = 1
+#: Ids per ``get_many`` query: below 999, the smallest variable limit SQLite has shipped with.
+_CHUNK: Final = 900
+#: Rows per ``prune`` transaction, so a large backlog never holds the write lock for long.
+_PRUNE_BATCH: Final = 1000
+
+# One column per field of records.COLUMNS, in that order (the tests check it).
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS immortus_jobs (
+        job_id TEXT PRIMARY KEY NOT NULL, job_class TEXT, state TEXT NOT NULL,
+        attempts INTEGER NOT NULL, progress_current REAL, progress_total REAL,
+        progress_message TEXT, error_type TEXT, error_message TEXT, error_traceback TEXT,
+        meta TEXT, enqueued_at REAL, started_at REAL, finished_at REAL, updated_at REAL,
+        created REAL NOT NULL, expires REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS immortus_jobs_listing ON immortus_jobs (created DESC, job_id DESC)",
+    "CREATE INDEX IF NOT EXISTS immortus_jobs_state ON immortus_jobs (state, created, job_id)",
+    "CREATE INDEX IF NOT EXISTS immortus_jobs_expiry ON immortus_jobs (expires)",
+)
+# Every statement is built from the constant column names above, never from user input.
+_SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM immortus_jobs"  # noqa: S608
+_LIVE: Final = "(expires IS NULL OR expires > ?)"
+_GET: Final = f"{_SELECT} WHERE job_id = ? AND {_LIVE}"
+_INSERT: Final = (
+    f"INSERT OR REPLACE INTO immortus_jobs ({', '.join(COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(f':{c}' for c in COLUMNS)})"
+)
+_UPDATE: Final = (  # every field but the key and ``created``
+    "UPDATE immortus_jobs SET "  # noqa: S608
+    f"{', '.join(f'{c} = :{c}' for c in COLUMNS[1:] if c != 'created')} WHERE job_id = :job_id"
+)
+_PRUNE: Final = (
+    "DELETE FROM immortus_jobs WHERE rowid IN "
+    "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?)"
+)
+_CREATED: Final = COLUMNS.index("created")
+_BUSY: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+class _Handle:
+    """One thread's connection and the process that opened it."""
+
+    __slots__ = ("__weakref__", "_finalizer", "connection", "pid")
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection: sqlite3.Connection | None = connection
+        self.pid = os.getpid()
+        # Closes the connection when the owning thread ends and its thread-local goes.
+        self._finalizer = weakref.finalize(self, connection.close)
+
+    def close(self) -> None:
+        self.connection = None
+        self._finalizer()
+
+
+class _Registry:
+    """The connections one process opened for a store, across its threads."""
+
+    __slots__ = ("handles", "lock", "pid")
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection, mode: str) -> Iterator[None]:
+    """Run the block in a ``BEGIN <mode>`` transaction; commit, or roll back on any error."""
+    connection.execute(f"BEGIN {mode}")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _decode(row: Sequence[Any]) -> JobStatus:
+    return decode(dict(zip(COLUMNS, row, strict=True)))
+
+
+class SQLiteStore(Store):
+    """Keeps records in one SQLite file; safe from many threads and many processes at once.
+
+    ``path`` is the database file; it is created if missing, but its directory must exist.
+    ``timeout`` is how long, in seconds, a call waits for another connection's lock before it
+    raises :class:`~immortus.exceptions.StoreUnavailable`.
+
+    Raises:
+        InvalidInput: ``ttl`` or ``timeout`` is out of range, or ``path`` is ``":memory:"``.
+        StoreUnavailable: the directory does not exist, or the file cannot be opened.
+        ConfigurationError: the file was written by a newer immortus with another table layout.
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = ("sqlite",)
+    persistent: ClassVar[bool] = True
+    batches_reads: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        ttl: float | timedelta | None = DEFAULT_TTL,
+        timeout: float = 5.0,
+    ) -> None:
+        super().__init__(ttl=ttl)
+        seconds: object = timeout  # checked as given: untyped callers pass anything
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+            raise InvalidInput(f"timeout must be a number of seconds from 0, not {timeout!r}")
+        if os.fspath(path) == ":memory:":
+            raise InvalidInput(
+                "an in-memory SQLite database is private to one connection; use MemoryStore"
+            )
+        #: The database file, made absolute so a later ``chdir`` cannot move the store.
+        self.path = Path(path).absolute()
+        #: Seconds to wait for a lock before giving up.
+        self.timeout = float(timeout)
+        self._local = threading.local()
+        self._registry = _Registry()
+        if not self.path.parent.is_dir():
+            raise StoreUnavailable(
+                f"cannot open the SQLite store {self.path}: "
+                f"its directory {self.path.parent} does not exist"
+            )
+        try:
+            self._create_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
+        """Open the file ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` names.
+
+        A relative path is taken from the current directory at the time of the call.
+
+        Raises:
+            InvalidStoreURL: the URL has no path, a host or a query, or names ``:memory:``.
+            StoreUnavailable: the file's directory does not exist or the file cannot be opened.
+            ConfigurationError: the file was written by a newer immortus.
+        """
+        scheme, _, rest = url.partition("://")
+        usage = "expected sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        if scheme.lower() != "sqlite":
+            raise InvalidStoreURL(f"{url!r} is not a SQLite URL; {usage}")
+        if rest in {"", "/"}:
+            raise InvalidStoreURL(f"{url!r} names no file; {usage}")
+        if not rest.startswith("/"):
+            raise InvalidStoreURL(
+                f"{url!r} has a host part, which SQLite URLs do not take; {usage}"
+            )
+        path = rest[1:]
+        if "?" in path or "#" in path:
+            raise InvalidStoreURL(f"{url!r} has a query or fragment, which SQLite URLs do not take")
+        if ":memory:" in path:
+            raise InvalidStoreURL(
+                f"{url!r} names an in-memory database, which other processes (the workers, the "
+                "web server) could never see; use memory:// for a store private to this process"
+            )
+        return cls(path, ttl=ttl)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """Return this thread's connection in this process, opening it if needed."""
+        handle: _Handle | None = getattr(self._local, "handle", None)
+        connection = None if handle is None or handle.pid != os.getpid() else handle.connection
+        return self._connect() if connection is None else connection
+
+    def _connect(self) -> sqlite3.Connection:
+        registry = self._registry
+        if registry.pid != os.getpid():
+            # First call in a forked child: close the parent's connections (module docstring).
+            self._registry = _Registry()
+            for inherited in list(registry.handles):
+                inherited.close()
+            registry = self._registry
+        connection = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        handle = _Handle(connection)
+        with registry.lock:
+            registry.handles.add(handle)
+        self._local.handle = handle
+        connection.execute("PRAGMA synchronous = NORMAL")
+        return connection
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Turn any driver error raised in the block into ``StoreUnavailable``."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _BUSY:
+                raise StoreUnavailable(
+                    f"the SQLite store {self.path} stayed locked by another connection for more "
+                    f"than {self.timeout:g} s ({exc})"
+                ) from exc
+            raise StoreUnavailable(f"cannot use the SQLite store {self.path}: {exc}") from exc
+
+    def _create_schema(self) -> None:
+        with self._translate():
+            connection = self._connection()
+            connection.execute("PRAGMA journal_mode = WAL")
+            with _transaction(connection, "IMMEDIATE"):
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise ConfigurationError(
+                        f"the SQLite store {self.path} has table layout version {version}, "
+                        f"written by a newer immortus; this one knows up to {SCHEMA_VERSION}. "
+                        "Upgrade immortus, or point it at another file"
+                    )
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+                if version < SCHEMA_VERSION:
+                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def record(self, event: Event) -> JobStatus | None:
+        """Apply ``event`` in one ``BEGIN IMMEDIATE`` transaction; see :meth:`Store.record`.
+
+        An expired record counts as absent: the event starts a new record that replaces it.
+
+        Raises:
+            StoreUnavailable: the file cannot be opened, or stayed locked longer than
+                ``timeout``; nothing was written.
+            CorruptRecord: the job's stored record cannot be decoded; it is left untouched.
+        """
+        with self._translate():
+            connection = self._connection()
+            with _transaction(connection, "IMMEDIATE"):
+                now = time.time()
+                row = connection.execute(_GET, (event.job_id, now)).fetchone()
+                status = apply(None if row is None else _decode(row), event)
+                if status is None:
+                    return None
+                created = now if row is None else row[_CREATED]
+                expires = None if self.ttl is None else now + self.ttl
+                values = encode(status, created=created, expires=expires)
+                connection.execute(_INSERT if row is None else _UPDATE, values)
+            return status
+
+    def get(self, job_id: str) -> JobStatus | None:
+        """Return the job's status; see :meth:`Store.get`.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the file cannot be read.
+            CorruptRecord: the stored record cannot be decoded.
+        """
+        check_job_id(job_id)
+        with self._translate():
+            row = self._connection().execute(_GET, (job_id, time.time())).fetchone()
+        return None if row is None else _decode(row)
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the known statuses among ``job_ids`` in one query per 900 ids.
+
+        The queries share one read transaction, so the answer is one consistent snapshot.
+        See :meth:`Store.get_many`.
+
+        Raises:
+            InvalidJobId: an id is malformed (checked before any I/O).
+            StoreUnavailable: the file cannot be read.
+            CorruptRecord: one of the stored records cannot be decoded.
+        """
+        ids = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
+        if not ids:
+            return {}
+        rows: list[Any] = []
+        with self._translate():
+            connection = self._connection()
+            with _transaction(connection, "DEFERRED"):
+                now = time.time()
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = ids[start : start + _CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    sql = f"{_SELECT} WHERE job_id IN ({marks}) AND {_LIVE}"
+                    rows.extend(connection.execute(sql, (*chunk, now)).fetchall())
+        return {row[0]: _decode(row) for row in rows}
+
+    def list_jobs(
+        self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Return recent jobs, newest first, walking an index; see :meth:`Store.list_jobs`.
+
+        Raises:
+            InvalidInput: ``limit`` is out of range, ``cursor`` is malformed or ``state`` is
+                not a state.
+            StoreUnavailable: the file cannot be read.
+            CorruptRecord: a stored record on the page cannot be decoded.
+        """
+        check_page_size(limit)
+        after = None if cursor is None else Cursor.decode(cursor)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(State.parse(state).value)
+        clauses.append(_LIVE)
+        params.append(time.time())
+        if after is not None:
+            clauses.append("(created, job_id) < (?, ?)")
+            params += [after.created, after.job_id]
+        sql = f"{_SELECT} WHERE {' AND '.join(clauses)} ORDER BY created DESC, job_id DESC LIMIT ?"
+        params.append(limit + 1)
+        with self._translate():
+            rows = self._connection().execute(sql, params).fetchall()
+        jobs = tuple(_decode(row) for row in rows[:limit])
+        if len(rows) <= limit:
+            return JobPage(jobs, None)
+        last = rows[limit - 1]
+        return JobPage(jobs, Cursor(last[_CREATED], last[0]).encode())
+
+    def prune(self, *, now: datetime | None = None) -> int:
+        """Delete expired records in short batches; see :meth:`Store.prune`.
+
+        Raises:
+            StoreUnavailable: the file cannot be written, or stayed locked longer than
+                ``timeout`` (batches deleted before that stay deleted).
+        """
+        moment = time.time() if now is None else now.timestamp()
+        total = 0
+        with self._translate():
+            connection = self._connection()
+            while True:
+                deleted = connection.execute(_PRUNE, (moment, _PRUNE_BATCH)).rowcount
+                total += deleted
+                if deleted < _PRUNE_BATCH:
+                    return total
+
+    def close(self) -> None:
+        """Close the connections this store opened, in every thread.
+
+        The store stays usable: a later call opens a new connection.
+        """
+        registry = self._registry
+        with registry.lock:
+            handles = list(registry.handles)
+            registry.handles.clear()
+        for handle in handles:
+            handle.close()

@@ -1,0 +1,408 @@
+from __future__ import annotations
+
+import asyncio
+import gc
+import multiprocessing
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from immortus.exceptions import (
+    ConfigurationError,
+    CorruptRecord,
+    InvalidInput,
+    InvalidStoreURL,
+    StoreUnavailable,
+)
+from immortus.status import Progress, State
+from immortus.stores import open_store
+from immortus.stores.base import DEFAULT_TTL
+from immortus.stores.records import COLUMNS
+from immortus.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+from immortus.transitions import Event, EventKind
+from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+class TestSQLiteStore(PersistentStoreContract):
+    @pytest.fixture
+    def open_store(self, tmp_path: Path) -> Iterator[OpenStore]:
+        opened: list[SQLiteStore] = []
+
+        def open_store(*, ttl: float | timedelta | None = DEFAULT_TTL) -> SQLiteStore:
+            store = SQLiteStore(tmp_path / "immortus.sqlite3", ttl=ttl)
+            opened.append(store)
+            return store
+
+        yield open_store
+        for store in opened:
+            store.close()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.sqlite3"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[SQLiteStore]:
+    store = SQLiteStore(path)
+    yield store
+    store.close()
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain connection to the store's file, as an administrator would open one."""
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def run_in_processes(target: Callable[..., None], *args_per_process: tuple[object, ...]) -> None:
+    """Run ``target`` in fresh (spawned, single-threaded) processes; fail if any one failed."""
+    processes = [SPAWN.Process(target=target, args=args) for args in args_per_process]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [process.exitcode for process in processes] == [0] * len(processes)
+
+
+# -- many processes -----------------------------------------------------------------------------
+
+
+def _write_from_process(path: str, worker: int) -> None:
+    store = SQLiteStore(path, ttl=None)
+    try:
+        for index in range(25):
+            job_id = f"p{worker}-{index}"
+            store.record(Event(kind=EventKind.ENQUEUED, job_id=job_id))
+            store.record(Event(kind=EventKind.STARTED, job_id=job_id))
+            store.record(
+                Event(kind=EventKind.PROGRESS, job_id="shared", progress=Progress(current=index))
+            )
+            store.record(Event(kind=EventKind.FINISHED, job_id=job_id))
+        store.record(Event(kind=EventKind.FINISHED, job_id="shared"))
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_many_processes_write_one_file_concurrently(path: Path) -> None:
+    # The file does not exist yet: the processes also race to create it.
+    run_in_processes(_write_from_process, *[(str(path), worker) for worker in range(4)])
+    with SQLiteStore(path) as store:
+        ids = [f"p{worker}-{index}" for worker in range(4) for index in range(25)]
+        found = store.get_many(ids)
+        assert len(found) == 100
+        assert {(status.state, status.attempts) for status in found.values()} == {
+            (State.FINISHED, 1)
+        }
+        shared = known(store, "shared")
+        assert shared.state is State.FINISHED
+        assert shared.attempts == 1
+
+
+# -- fork ---------------------------------------------------------------------------------------
+
+
+def _use_after_fork(path: str) -> None:
+    """Open a store, fork, and keep writing in the child while the parent closes its side.
+
+    Runs in a spawned, single-threaded process, where forking is safe (and warns about nothing).
+    """
+    store = SQLiteStore(path, ttl=None)
+    store.record(Event(kind=EventKind.STARTED, job_id="parent"))
+    ready, go = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: use the store object it inherited
+        code = 1
+        try:
+            store.record(Event(kind=EventKind.STARTED, job_id="child-0"))
+            os.write(go, b"x")
+            time.sleep(0.3)  # the parent closes its connection meanwhile
+            for index in range(1, 50):
+                store.record(Event(kind=EventKind.FINISHED, job_id=f"child-{index}"))
+            assert known(store, "parent").state is State.STARTED
+            store.close()
+            code = 0
+        finally:
+            os._exit(code)
+    os.read(ready, 1)
+    store.close()  # were the child sharing the parent's lock state, this would drop its WAL
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with SQLiteStore(path) as reopened:
+        found = reopened.get_many([f"child-{index}" for index in range(50)])
+        assert len(found) == 50
+        reopened.record(Event(kind=EventKind.FINISHED, job_id="parent"))
+
+
+def test_store_opened_before_fork_works_in_the_child(path: Path) -> None:
+    run_in_processes(_use_after_fork, (str(path),))
+    with SQLiteStore(path) as store:
+        assert known(store, "parent").state is State.FINISHED
+        assert len(store.list_jobs(limit=100).jobs) == 51
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+def test_locked_file_raises_store_unavailable_and_loses_nothing(path: Path) -> None:
+    store = SQLiteStore(path, timeout=0.2)
+    store.record(event(EventKind.STARTED, "kept"))
+    locker = raw(path)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"stayed locked .* 0\.2 s") as caught:
+            store.record(event(EventKind.STARTED, "blocked"))
+        assert time.monotonic() - began >= 0.2
+        assert str(path) in str(caught.value)
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        assert known(store, "kept").state is State.STARTED  # WAL: readers are not blocked
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert store.get("blocked") is None
+    assert store.record(event(EventKind.STARTED, "blocked")) is not None
+    assert {job.job_id for job in store.list_jobs().jobs} == {"kept", "blocked"}
+    store.close()
+
+
+def test_missing_directory_is_reported_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "jobs.sqlite3"
+    with pytest.raises(StoreUnavailable, match="nowhere"):
+        SQLiteStore(missing)
+    with pytest.raises(StoreUnavailable, match="nowhere"):
+        open_store(f"sqlite:///{missing}")
+    assert not missing.parent.exists()
+
+
+def test_a_file_that_is_not_a_database(path: Path) -> None:
+    path.write_bytes(b"certainly not SQLite " * 100)
+    with pytest.raises(StoreUnavailable, match=str(path)):
+        SQLiteStore(path)
+
+
+def test_newer_table_layout_is_refused(path: Path) -> None:
+    SQLiteStore(path).close()
+    admin = raw(path)
+    admin.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    admin.close()
+    with pytest.raises(ConfigurationError, match=f"version {SCHEMA_VERSION + 1}"):
+        SQLiteStore(path)
+
+
+def test_corrupt_row_fails_alone(store: SQLiteStore, path: Path) -> None:
+    store.record(event(EventKind.STARTED, "bad"))
+    store.record(event(EventKind.STARTED, "good"))
+    admin = raw(path)
+    admin.execute("UPDATE immortus_jobs SET state = 'bogus' WHERE job_id = 'bad'")
+    admin.close()
+    with pytest.raises(CorruptRecord, match="bad"):
+        store.get("bad")
+    with pytest.raises(CorruptRecord):
+        store.record(event(EventKind.FINISHED, "bad"))
+    assert known(store, "good").state is State.STARTED
+    assert [job.job_id for job in store.list_jobs(state=State.STARTED).jobs] == ["good"]
+    admin = raw(path)
+    assert admin.execute("SELECT state FROM immortus_jobs WHERE job_id = 'bad'").fetchone() == (
+        "bogus",
+    )
+    admin.close()
+
+
+@pytest.mark.parametrize("timeout", [-1, True, "5"])
+def test_bad_timeout_is_refused(path: Path, timeout: object) -> None:
+    with pytest.raises(InvalidInput, match="timeout"):
+        SQLiteStore(path, timeout=timeout)  # type: ignore[arg-type]
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+
+
+def test_open_store_relative_and_absolute_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    relative = open_store("sqlite:///data/relative.db", ttl=60)
+    assert isinstance(relative, SQLiteStore)
+    assert relative.path == tmp_path / "data" / "relative.db"
+    assert relative.ttl == 60
+    relative.close()
+    absolute = open_store(f"sqlite:///{tmp_path}/absolute.db")  # tmp_path starts with "/"
+    assert isinstance(absolute, SQLiteStore)
+    assert absolute.path == tmp_path / "absolute.db"
+    absolute.close()
+    assert (tmp_path / "data" / "relative.db").is_file()
+    assert (tmp_path / "absolute.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("sqlite://", "names no file"),
+        ("sqlite:///", "names no file"),
+        ("sqlite://host/jobs.db", "has a host part"),
+        ("sqlite:///jobs.db?timeout=3", "query"),
+        ("sqlite:///:memory:", "memory://"),
+        ("sqlite:///file::memory:", "memory://"),
+        ("sqlite:///file::memory:?cache=shared", "query"),
+    ],
+)
+def test_bad_urls_are_refused(url: str, reason: str) -> None:
+    with pytest.raises(InvalidStoreURL, match=reason):
+        open_store(url)
+
+
+def test_from_url_refuses_other_schemes() -> None:
+    with pytest.raises(InvalidStoreURL, match="not a SQLite URL"):
+        SQLiteStore.from_url("redis://localhost/0")
+    with pytest.raises(InvalidInput, match="MemoryStore"):
+        SQLiteStore(":memory:")
+
+
+# -- the file -----------------------------------------------------------------------------------
+
+
+def test_file_is_in_wal_mode_with_the_schema_version(store: SQLiteStore, path: Path) -> None:
+    admin = raw(path)
+    assert admin.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert admin.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    admin.close()
+
+
+def test_table_has_one_column_per_record_field(store: SQLiteStore, path: Path) -> None:
+    admin = raw(path)
+    names = [row[1] for row in admin.execute("PRAGMA table_info(immortus_jobs)")]
+    admin.close()
+    assert tuple(names) == COLUMNS
+
+
+def test_created_is_written_only_when_the_record_is_created(store: SQLiteStore, path: Path) -> None:
+    store.record(event(EventKind.ENQUEUED, "a"))
+    admin = raw(path)
+    query = "SELECT created, expires FROM immortus_jobs WHERE job_id = 'a'"
+    created, expires = admin.execute(query).fetchone()
+    time.sleep(0.01)
+    store.record(event(EventKind.STARTED, "a"))
+    assert admin.execute(query).fetchone()[0] == created
+    assert admin.execute(query).fetchone()[1] > expires
+    admin.close()
+
+
+def test_get_many_reads_in_chunks(store: SQLiteStore) -> None:
+    for index in range(0, 2000, 2):
+        store.record(event(EventKind.ENQUEUED, f"j{index}"))
+    statements: list[str] = []
+    store._connection().set_trace_callback(statements.append)
+    found = store.get_many([f"j{index}" for index in range(2000)])
+    store._connection().set_trace_callback(None)
+    assert set(found) == {f"j{index}" for index in range(0, 2000, 2)}
+    assert sum(sql.startswith("SELECT") for sql in statements) == 3  # 900 + 900 + 200 ids
+
+
+def _plans(store: SQLiteStore, path: Path, call: Callable[[], object]) -> list[str]:
+    """Return the query plan of every query ``call`` runs on the store's connection."""
+    statements: list[str] = []
+    store._connection().set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        store._connection().set_trace_callback(None)
+    selects = [sql for sql in statements if sql.startswith(("SELECT", "DELETE"))]
+    assert selects
+    admin = raw(path)
+    plans = [
+        " / ".join(row[3] for row in admin.execute(f"EXPLAIN QUERY PLAN {sql}")) for sql in selects
+    ]
+    admin.close()
+    return plans
+
+
+def test_reads_use_indexes(store: SQLiteStore, path: Path) -> None:
+    for index in range(300):
+        store.record(event(EventKind.STARTED if index % 2 else EventKind.ENQUEUED, f"j{index}"))
+    cursor = store.list_jobs(limit=10).next_cursor
+    calls: list[Callable[[], object]] = [
+        lambda: store.get("j7"),
+        lambda: store.get_many(["j1", "j2"]),
+        lambda: store.list_jobs(limit=10),
+        lambda: store.list_jobs(limit=10, cursor=cursor),
+        lambda: store.list_jobs(state=State.STARTED, limit=10),
+        lambda: store.list_jobs(state=State.STARTED, limit=10, cursor=cursor),
+        store.prune,
+    ]
+    for call in calls:
+        for plan in _plans(store, path, call):
+            assert "INDEX" in plan, plan
+            assert "SCAN immortus_jobs /" not in f"{plan} /", plan
+            assert "TEMP B-TREE" not in plan, plan
+
+
+# -- connections --------------------------------------------------------------------------------
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+@needs_proc
+def test_close_closes_every_threads_connection(path: Path) -> None:
+    SQLiteStore(path).close()  # create the file first
+    before = _open_descriptors()
+    store = SQLiteStore(path)
+    opened, release = threading.Event(), threading.Event()
+
+    def hold_a_connection() -> None:
+        store.get("x")
+        opened.set()
+        release.wait(10)
+
+    thread = threading.Thread(target=hold_a_connection)
+    thread.start()
+    opened.wait(10)
+    assert _open_descriptors() > before
+    store.close()
+    assert _open_descriptors() == before
+    release.set()
+    thread.join()
+    assert store.get("x") is None  # still usable after close: it reconnects
+    store.close()
+
+
+@needs_proc
+def test_connections_of_finished_threads_are_closed(store: SQLiteStore) -> None:
+    def use_in_a_thread() -> None:
+        thread = threading.Thread(target=store.get, args=("x",))
+        thread.start()
+        thread.join()
+        gc.collect()
+
+    # SQLite keeps one closed descriptor per file for reuse while another connection of the
+    # process holds a lock on it (POSIX locks belong to the process), so count after one thread.
+    use_in_a_thread()
+    before = _open_descriptors()
+    for _ in range(20):
+        use_in_a_thread()
+    assert _open_descriptors() == before
+
+
+def test_async_twins(store: SQLiteStore) -> None:
+    async def main() -> None:
+        assert await store.arecord(event(EventKind.STARTED)) is not None
+        assert (await store.aget("job-1")) == known(store, "job-1")
+        assert set(await store.aget_many(["job-1", "other"])) == {"job-1"}
+
+    asyncio.run(main())
