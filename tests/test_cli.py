@@ -62,6 +62,7 @@ def url(tmp_path: Path) -> str:
     """The URL of an SQLite store in ``tmp_path``, configured in this process."""
     store_url = f"sqlite:///{(tmp_path / 'jobs.sqlite3').as_posix()}"
     immortus.configure(store=store_url, progress_interval=0)
+    immortus.get_store()  # the app has opened (and so created) its store
     return store_url
 
 
@@ -169,6 +170,19 @@ def test_bad_store_urls(capsys: pytest.CaptureFixture[str], store: str, message:
     code, _, err = run(capsys, "--store", store, "status", "job-1")
     assert code == 2
     assert message in err
+
+
+@pytest.mark.parametrize(
+    "argv", [["status", "job-1"], ["watch", "job-1"], ["jobs", "--json"], ["prune"]]
+)
+def test_a_missing_sqlite_file_is_refused_not_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    typo = tmp_path / "jbos.sqlite3"
+    code, out, err = run(capsys, "--store", f"sqlite:///{typo.as_posix()}", *argv)
+    assert (code, out) == (2, "")
+    assert f"no immortus store at {typo}" in err
+    assert not typo.exists()
 
 
 @pytest.mark.parametrize("argv", [["status", "job-1"], ["jobs", "--json"], ["prune"]])

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Final
 
 import immortus
@@ -189,12 +190,29 @@ def _error(message: str, code: int) -> int:
 
 
 def _configure(args: argparse.Namespace) -> None:
-    settings: dict[str, object] = {
-        "store": args.store or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
-    }
+    url = args.store or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+    _refuse_missing_sqlite_file(url)
+    settings: dict[str, object] = {"store": url}
     if args.strategy:
         settings["strategy"] = args.strategy
     immortus.configure(**settings)
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    """Refuse to read an SQLite store that does not exist.
+
+    Opening it would create an empty file wherever a typo pointed, and every job would then look
+    "unknown"; the commands that configure through here only read (or prune) a store.
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() != "sqlite" or not rest.startswith("/") or ":memory:" in rest:
+        return  # not a plain SQLite file URL: the store itself validates it
+    path = Path(rest[1:]).resolve()
+    if not path.exists():
+        raise ConfigurationError(
+            f"no immortus store at {path}: nothing has been tracked there yet; "
+            f"check --store or ${STORE_ENV}"
+        )
 
 
 def _store() -> Store:
