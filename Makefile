@@ -76,9 +76,9 @@ test: venv system-deps lint typecheck
 demo: venv
 	$(BIN)/immortus demo
 
-# bench: the store scaling benchmark.
+# bench: the store scaling benchmark (options: BENCH_ARGS=--quick, --stores, --sizes).
 bench: venv system-deps
-	$(BIN)/python bench/store_scaling.py
+	$(BIN)/python -m bench.store_scaling $(BENCH_ARGS)
 
 # format: reformat, and apply ruff's safe fixes.
 format: venv
