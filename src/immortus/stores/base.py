@@ -12,7 +12,8 @@ abstract; everything else has a correct default that a store may replace with a 
 
 Retention: with a ``ttl``, a record expires ``ttl`` seconds after its last write; every event
 refreshes it, so a job that keeps reporting stays, and a finished job goes ``ttl`` after it
-ended. An expired record is invisible to ``get`` and ``list_jobs`` at once, and is removed by
+ended (expiry times are rounded up to 1 % of the TTL, so a little later). An expired record is
+invisible to ``get`` and ``list_jobs`` at once, and is removed by
 ``prune()`` (or by the server itself, for Redis). ``ttl=None`` keeps records until pruned by hand.
 
 Every operation may raise :class:`~immortus.exceptions.StoreUnavailable` when the backing server or
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +41,8 @@ __all__ = ["DEFAULT_TTL", "MAX_PAGE_SIZE", "Cursor", "JobPage", "Store"]
 
 #: Records are kept a week after their last event unless a store is told otherwise.
 DEFAULT_TTL: Final = timedelta(days=7)
+#: Expiry times are rounded up to ``ttl / EXPIRY_STEPS`` (see :meth:`Store.expires_at`).
+EXPIRY_STEPS: Final = 100
 #: Largest page ``list_jobs`` returns.
 MAX_PAGE_SIZE: Final = 1000
 
@@ -117,6 +121,19 @@ class Store(ABC):
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         self.ttl: float | None = ttl_seconds(ttl)
+
+    def expires_at(self, now: float) -> float | None:
+        """When a record written at ``now`` (epoch seconds) expires, or ``None`` without a TTL.
+
+        ``now + ttl`` rounded up to a step of 1 % of the TTL: the events of one job within a
+        step write the same value, so a store need not rewrite its expiry index on every progress
+        event (and PostgreSQL can update the row in place). A record therefore lives between
+        ``ttl`` and ``ttl`` + 1 % after its last event, never less.
+        """
+        if self.ttl is None:
+            return None
+        step = self.ttl / EXPIRY_STEPS
+        return math.ceil((now + self.ttl) / step) * step
 
     @classmethod
     @abstractmethod

@@ -58,7 +58,7 @@ class MemoryStore(Store):
     def record(self, event: Event) -> JobStatus | None:
         """Apply ``event`` under the store's lock; see :meth:`Store.record`."""
         now = time.time()
-        expires = None if self.ttl is None else now + self.ttl
+        expires = self.expires_at(now)
         with self._lock:
             entry = self._live(event.job_id, now)
             status = apply(None if entry is None else entry.status, event)

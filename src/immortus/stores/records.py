@@ -20,7 +20,7 @@ from typing import Any, Final
 from immortus.exceptions import CorruptRecord
 from immortus.status import JobError, JobStatus, Progress, State
 
-__all__ = ["COLUMNS", "decode", "encode", "epoch", "from_epoch"]
+__all__ = ["COLUMNS", "changed", "decode", "encode", "epoch", "from_epoch"]
 
 #: Every field of a record, in table column order.
 COLUMNS: Final = (
@@ -83,6 +83,15 @@ def encode(status: JobStatus, *, created: float, expires: float | None) -> dict[
         "created": created,
         "expires": expires,
     }
+
+
+def changed(stored: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the fields of the ``new`` row whose values differ from the ``stored`` row.
+
+    SQL stores update only these: an untouched indexed column (``state``, ``expires``) then
+    costs no index write, and PostgreSQL can update the row in place.
+    """
+    return {name: value for name, value in new.items() if stored.get(name) != value}
 
 
 def decode(row: Mapping[str, Any]) -> JobStatus:

@@ -25,6 +25,7 @@ write touches the hash and the index keys together.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -125,7 +126,6 @@ class RedisStore(Store):
         prefix: str = "immortus:",
     ) -> None:
         super().__init__(ttl=ttl)
-        self._ttl_ms = None if self.ttl is None else max(1, round(self.ttl * 1000))
         self._owns_client = isinstance(client_or_url, str)
         if isinstance(client_or_url, str):
             client_or_url = _connect(client_or_url)
@@ -193,17 +193,17 @@ class RedisStore(Store):
             return None
         now = time.time()
         created = now if current is None else _created(row)
-        expires = None if self.ttl is None else now + self.ttl
+        expires = self.expires_at(now)
         fields = records.encode(status, created=created, expires=expires)
         emptied = [name for name, value in fields.items() if value is None and name in row]
         pipe.multi()
         pipe.hset(key, mapping={name: value for name, value in fields.items() if value is not None})
         if emptied:
             pipe.hdel(key, *emptied)
-        if self._ttl_ms is None:
+        if expires is None:
             pipe.persist(key)
-        else:
-            pipe.pexpire(key, self._ttl_ms)
+        else:  # relative, so the Redis server's clock need not agree with ours
+            pipe.pexpire(key, max(1, math.ceil((expires - now) * 1000)))
         pipe.zadd(self._jobs_key, {event.job_id: created})
         pipe.zadd(self._state_key(status.state), {event.job_id: created})
         # A new record (perhaps the next life of an expired one) leaves no id in other states.

@@ -243,12 +243,12 @@ class SQLStore(Store):
         status = apply(current, event)
         if status is None:
             return None
-        expires = None if self.ttl is None else now + self.ttl
+        expires = self.expires_at(now)
         values = records.encode(status, created=created, expires=expires)
         if row is None:
             conn.execute(sa.insert(table).values(values))
-        else:  # an expired row is replaced in place, as a new record
-            conn.execute(sa.update(table).where(key).values(values))
+        elif changes := records.changed(row, values):  # an expired row is renewed in place
+            conn.execute(sa.update(table).where(key).values(changes))
         return status
 
     def get(self, job_id: str) -> JobStatus | None:

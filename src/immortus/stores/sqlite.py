@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -34,7 +35,7 @@ from typing import Any, ClassVar, Final, Self
 from immortus.exceptions import ConfigurationError, InvalidInput, InvalidStoreURL, StoreUnavailable
 from immortus.status import JobStatus, State
 from immortus.stores.base import DEFAULT_TTL, Cursor, JobPage, Store, check_page_size
-from immortus.stores.records import COLUMNS, decode, encode
+from immortus.stores.records import COLUMNS, changed, decode, encode
 from immortus.transitions import Event, apply
 from immortus.validation import check_job_id
 
@@ -68,15 +69,20 @@ _INSERT: Final = (
     f"INSERT OR REPLACE INTO immortus_jobs ({', '.join(COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join(f':{c}' for c in COLUMNS)})"
 )
-_UPDATE: Final = (  # every field but the key and ``created``
-    "UPDATE immortus_jobs SET "  # noqa: S608
-    f"{', '.join(f'{c} = :{c}' for c in COLUMNS[1:] if c != 'created')} WHERE job_id = :job_id"
-)
 _PRUNE: Final = (
     "DELETE FROM immortus_jobs WHERE rowid IN "
     "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?)"
 )
 _CREATED: Final = COLUMNS.index("created")
+
+
+@functools.lru_cache(maxsize=128)
+def _update(columns: frozenset[str]) -> str:
+    """``UPDATE`` of just ``columns`` (names from :data:`COLUMNS`), so untouched indexes stay."""
+    assignments = ", ".join(f"{column} = :{column}" for column in sorted(columns))
+    return f"UPDATE immortus_jobs SET {assignments} WHERE job_id = :job_id"  # noqa: S608
+
+
 _BUSY: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
@@ -285,9 +291,14 @@ class SQLiteStore(Store):
                 if status is None:
                     return None
                 created = now if row is None else row[_CREATED]
-                expires = None if self.ttl is None else now + self.ttl
+                expires = self.expires_at(now)
                 values = encode(status, created=created, expires=expires)
-                connection.execute(_INSERT if row is None else _UPDATE, values)
+                if row is None:
+                    connection.execute(_INSERT, values)
+                elif changes := changed(dict(zip(COLUMNS, row, strict=True)), values):
+                    connection.execute(
+                        _update(frozenset(changes)), {**changes, "job_id": values["job_id"]}
+                    )
             return status
 
     def get(self, job_id: str) -> JobStatus | None:
