@@ -1,0 +1,279 @@
+"""Measurement for the store scaling benchmark: timed calls, interleaved across sizes.
+
+:func:`bench_backend` seeds one store per data set, verifies them, warms them up, then times
+every operation (:data:`METRICS`) on all of them in alternation (:func:`_interleave`), ROUND
+calls at a time, each answer checked outside the timed span. The raw durations land in one
+:class:`Result` per store and size; :func:`percentile` summarises them.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from bench.backends import Backend, verify
+from bench.common import PAGE, BenchError, deep_page, go_on, log
+from bench.dataset import Dataset
+from immortus.exceptions import CorruptRecord
+from immortus.status import JobStatus, Progress
+from immortus.stores.base import JobPage, Store
+from immortus.transitions import Event, EventKind
+
+LOOKUPS: Final = 3_000  # get() of existing ids, and again of unknown ids
+WRITES: Final = 2_000  # record() of progress events
+BATCHES: Final = 300  # get_many(100) calls, and list_jobs calls of each kind
+BATCH_IDS: Final = 100
+WARMUP_LOOKUPS: Final = 500
+WARMUP_CALLS: Final = 30
+WARMUP_WRITES: Final = 100
+#: Seconds a measured operation may take in all; sampling stops early (never under MIN_SAMPLES).
+BUDGET_S: Final = 30.0
+MIN_SAMPLES: Final = 100
+#: Calls of one size in a row before the next size's turn.
+ROUND: Final = 50
+
+
+@dataclass(slots=True)
+class Result:
+    """The raw durations (ns) measured for one store at one size."""
+
+    store: str
+    size: int
+    seed_s: float
+    deep_page: int
+    footprint: int | None = None
+    get_ns: list[int] = field(default_factory=list)
+    unknown_ns: list[int] = field(default_factory=list)
+    get_many_ns: list[int] = field(default_factory=list)
+    list_first_ns: list[int] = field(default_factory=list)
+    list_deep_ns: list[int] = field(default_factory=list)
+    record_ns: list[int] = field(default_factory=list)
+
+    @property
+    def writes_per_s(self) -> float:
+        """Transitions recorded per second, back to back."""
+        return len(self.record_ns) / (sum(self.record_ns) / 1e9)
+
+    def summary(self) -> dict[str, Any]:
+        """Percentiles of every measurement, for the JSON report."""
+        out: dict[str, Any] = {
+            "size": self.size,
+            "seed_s": round(self.seed_s, 3),
+            "deep_page": self.deep_page,
+            "footprint_bytes": self.footprint,
+            "writes_per_s": round(self.writes_per_s, 1),
+        }
+        for name in METRICS:
+            out[name] = _stats(getattr(self, f"{name}_ns"))
+        return out
+
+
+METRICS: Final = ("get", "unknown", "get_many", "list_first", "list_deep", "record")
+
+
+def percentile(samples: Sequence[int], pct: float) -> int:
+    """Nearest-rank percentile of ``samples``."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def _stats(samples: Sequence[int]) -> dict[str, float]:
+    us = 1_000
+    return {
+        "samples": len(samples),
+        "p50_us": percentile(samples, 50) / us,
+        "p90_us": percentile(samples, 90) / us,
+        "p99_us": percentile(samples, 99) / us,
+        "max_us": max(samples) / us,
+        "mean_us": round(statistics.fmean(samples) / us, 3),
+    }
+
+
+@dataclass(eq=False, slots=True)
+class _Task:
+    """Calls of one operation on one store: ``call(arg)`` for each of ``args``."""
+
+    label: str
+    call: Callable[[Any], Any]
+    args: Sequence[Any]
+    check: Callable[[Any, Any], bool]
+    durations: list[int] = field(default_factory=list)
+
+
+def _interleave(tasks: Sequence[_Task], what: str) -> None:
+    """Time every task's calls, ROUND calls of each task in turn, the order reversed each round.
+
+    The sizes share every stretch of time, so a machine that slows down for a while (a noisy
+    neighbour on a VM) slows them alike and their ratio holds. Each answer is checked outside
+    the timed span. Stops early once BUDGET_S is spent and every task has MIN_SAMPLES.
+    """
+    gc.collect()
+    clock = time.perf_counter_ns
+    deadline = clock() + int(BUDGET_S * 1e9)
+    turn = 0
+    while any(len(task.durations) < len(task.args) for task in tasks):
+        for task in tasks if turn % 2 == 0 else tasks[::-1]:
+            done = len(task.durations)
+            for arg in task.args[done : done + ROUND]:
+                start = clock()
+                answer = task.call(arg)
+                end = clock()
+                task.durations.append(end - start)
+                if not task.check(arg, answer):
+                    raise BenchError(f"{task.label} {what}({arg!r}) answered {answer!r}")
+        turn += 1
+        go_on()
+        if clock() > deadline and min(len(task.durations) for task in tasks) >= MIN_SAMPLES:
+            counts = ", ".join(f"{task.label}: {len(task.durations)}" for task in tasks)
+            log(f"  {what}: time budget spent after {counts} calls")
+            return
+
+
+@dataclass(eq=False)
+class Subject:
+    """One store seeded with one data set, and what is measured on it."""
+
+    data: Dataset
+    store: Store
+    result: Result
+    deep_cursor: str | None = None
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(f"{self.data.seed}/measure/{self.data.size}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.result.store} {self.data.label}"
+
+    def progress_events(self, first: int, count: int) -> list[Event]:
+        """``count`` progress events on random running jobs, each a real change."""
+        targets = [_fresh(self.rng.choice(self.data.started)) for _ in range(count)]
+        return [
+            Event(
+                kind=EventKind.PROGRESS,
+                job_id=job_id,
+                progress=Progress(current=first + k, total=10**6, message=f"step {first + k}"),
+            )
+            for k, job_id in enumerate(targets)
+        ]
+
+    def warm_up(self) -> None:
+        """Open connections, load scripts and caches before anything is timed."""
+        store, ids = self.store, self.data.ids
+        for job_id in self.rng.sample(ids, min(WARMUP_LOOKUPS, len(ids))):
+            store.get(job_id)
+        for _ in range(WARMUP_CALLS):
+            store.get_many(self.rng.sample(ids, BATCH_IDS))
+            store.list_jobs(limit=PAGE)
+            store.list_jobs(limit=PAGE, cursor=self.deep_cursor)
+        for event in self.progress_events(1_000, WARMUP_WRITES):
+            store.record(event)
+
+
+def _fresh(job_id: str) -> str:
+    """A new string equal to ``job_id``, as a request would bring it: no cached hash, no identity
+    with the store's own key, not kept warm in the CPU caches by the benchmark's id list."""
+    return job_id.encode().decode()
+
+
+def _found(job_id: str, status: JobStatus | None) -> bool:
+    return status is not None and status.job_id == job_id
+
+
+def _absent(_: str, status: JobStatus | None) -> bool:
+    return status is None
+
+
+def _all_found(batch: Sequence[str], found: dict[str, JobStatus]) -> bool:
+    return len(found) == len(batch)
+
+
+def _recorded(event: Event, status: JobStatus | None) -> bool:
+    return status is not None and status.progress == event.progress
+
+
+def _tasks(subjects: Sequence[Subject], metric: str) -> list[_Task]:
+    """The calls that measure ``metric`` on each subject."""
+    tasks = []
+    for subject in subjects:
+        store, data, rng = subject.store, subject.data, subject.rng
+        if metric == "get":
+            lookups = [_fresh(job_id) for job_id in rng.choices(data.ids, k=LOOKUPS)]
+            task = _Task(subject.label, store.get, lookups, _found)
+        elif metric == "unknown":
+            unknown = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(LOOKUPS)]
+            task = _Task(subject.label, store.get, unknown, _absent)
+        elif metric == "get_many":
+            batches = [list(map(_fresh, rng.sample(data.ids, BATCH_IDS))) for _ in range(BATCHES)]
+            task = _Task(subject.label, store.get_many, batches, _all_found)
+        elif metric == "list_first":
+            task = _Task(subject.label, _lister(store), [None] * BATCHES, _page(data.ids[-1]))
+        elif metric == "list_deep":
+            first = data.newest((subject.result.deep_page - 1) * PAGE + 1)[-1]
+            cursors = [subject.deep_cursor] * BATCHES
+            task = _Task(subject.label, _lister(store), cursors, _page(first))
+        else:
+            events = subject.progress_events(10_000, WRITES)
+            task = _Task(subject.label, store.record, events, _recorded)
+        tasks.append(task)
+    return tasks
+
+
+def _lister(store: Store) -> Callable[[str | None], JobPage]:
+    return lambda cursor: store.list_jobs(limit=PAGE, cursor=cursor)
+
+
+def _page(first: str) -> Callable[[str | None, JobPage], bool]:
+    return lambda _, page: len(page.jobs) == PAGE and page.jobs[0].job_id == first
+
+
+def bench_backend(backend: Backend, datasets: Sequence[Dataset]) -> dict[int, Result]:
+    """Seed one store per data set, verify them, then measure them all, interleaved."""
+    subjects: list[Subject] = []
+    try:
+        for data in datasets:
+            store = backend.open(data)
+            started = time.perf_counter()
+            try:
+                expected = backend.seed(store, data)
+            except BaseException:
+                store.close()
+                raise
+            seed_s = time.perf_counter() - started
+            footprint = backend.footprint(store)
+            result = Result(backend.name, data.size, seed_s, deep_page(data.size), footprint)
+            subjects.append(Subject(data, store, result))
+            size = "" if footprint is None else f" ({footprint / 2**20:,.1f} MiB)"
+            log(f"{backend.name} {data.label}: seeded in {seed_s:.1f} s{size}")
+            try:
+                subjects[-1].deep_cursor = verify(store, data, expected)
+            except CorruptRecord as exc:
+                raise BenchError(f"{backend.name} cannot read the seeded records: {exc}") from exc
+        started = time.perf_counter()
+        for subject in subjects:
+            subject.warm_up()
+        for metric in METRICS:
+            tasks = _tasks(subjects, metric)
+            _interleave(tasks, metric)
+            for subject, task in zip(subjects, tasks, strict=True):
+                setattr(subject.result, f"{metric}_ns", task.durations)
+            go_on()
+        log(f"{backend.name}: verified and measured in {time.perf_counter() - started:.1f} s")
+        return {subject.data.size: subject.result for subject in subjects}
+    finally:
+        for subject in subjects:
+            subject.store.close()
+        subjects.clear()
+        try:
+            backend.wipe()
+        except Exception as exc:  # noqa: BLE001 - the servers and their files go at exit anyway
+            log(f"could not wipe the {backend.name} stores: {exc}")
+        gc.collect()
