@@ -2,8 +2,9 @@
 
 :func:`bench_backend` seeds one store per data set, verifies them, warms them up, then times
 every operation (:data:`METRICS`) on all of them in alternation (:func:`_interleave`), ROUND
-calls at a time, each answer checked outside the timed span. The raw durations land in one
-:class:`Result` per store and size; :func:`percentile` summarises them.
+calls at a time (whole bursts for ``record_burst``), each answer checked outside the timed
+span. The raw durations land in one :class:`Result` per store and size; :func:`percentile`
+summarises them.
 """
 
 from __future__ import annotations
@@ -27,17 +28,23 @@ from immortus.stores.base import JobPage, Store
 from immortus.transitions import Event, EventKind
 
 LOOKUPS: Final = 3_000  # get() of existing ids, and again of unknown ids
-WRITES: Final = 2_000  # record() of progress events
+WRITES: Final = 2_000  # record() of progress events, each on a random running job
+#: record() of BURST_LENGTH successive progress events on each of BURST_JOBS running jobs.
+BURST_JOBS: Final = 100
+BURST_LENGTH: Final = 20
 BATCHES: Final = 300  # get_many(100) calls, and list_jobs calls of each kind
 BATCH_IDS: Final = 100
 WARMUP_LOOKUPS: Final = 500
 WARMUP_CALLS: Final = 30
 WARMUP_WRITES: Final = 100
+WARMUP_BURSTS: Final = 5
 #: Seconds a measured operation may take in all; sampling stops early (never under MIN_SAMPLES).
 BUDGET_S: Final = 30.0
 MIN_SAMPLES: Final = 100
 #: Calls of one size in a row before the next size's turn.
 ROUND: Final = 50
+#: The same for bursts, rounded down to whole bursts: a size's turn never splits one.
+BURST_ROUND: Final = max(1, ROUND // BURST_LENGTH) * BURST_LENGTH
 
 
 @dataclass(slots=True)
@@ -55,11 +62,17 @@ class Result:
     list_first_ns: list[int] = field(default_factory=list)
     list_deep_ns: list[int] = field(default_factory=list)
     record_ns: list[int] = field(default_factory=list)
+    record_burst_ns: list[int] = field(default_factory=list)
 
     @property
     def writes_per_s(self) -> float:
-        """Transitions recorded per second, back to back."""
+        """Progress events recorded per second, back to back, each on a random running job."""
         return len(self.record_ns) / (sum(self.record_ns) / 1e9)
+
+    @property
+    def burst_writes_per_s(self) -> float:
+        """Progress events recorded per second, back to back, in bursts on one job at a time."""
+        return len(self.record_burst_ns) / (sum(self.record_burst_ns) / 1e9)
 
     def summary(self) -> dict[str, Any]:
         """Percentiles of every measurement, for the JSON report."""
@@ -69,13 +82,22 @@ class Result:
             "deep_page": self.deep_page,
             "footprint_bytes": self.footprint,
             "writes_per_s": round(self.writes_per_s, 1),
+            "burst_writes_per_s": round(self.burst_writes_per_s, 1),
         }
         for name in METRICS:
             out[name] = _stats(getattr(self, f"{name}_ns"))
         return out
 
 
-METRICS: Final = ("get", "unknown", "get_many", "list_first", "list_deep", "record")
+METRICS: Final = (
+    "get",
+    "unknown",
+    "get_many",
+    "list_first",
+    "list_deep",
+    "record",
+    "record_burst",
+)
 
 
 def percentile(samples: Sequence[int], pct: float) -> int:
@@ -104,11 +126,14 @@ class _Task:
     call: Callable[[Any], Any]
     args: Sequence[Any]
     check: Callable[[Any, Any], bool]
+    #: Calls in a row before the next task's turn.
+    per_turn: int = ROUND
     durations: list[int] = field(default_factory=list)
 
 
 def _interleave(tasks: Sequence[_Task], what: str) -> None:
-    """Time every task's calls, ROUND calls of each task in turn, the order reversed each round.
+    """Time every task's calls, ``per_turn`` calls of each task in turn, reversing the order each
+    round.
 
     The sizes share every stretch of time, so a machine that slows down for a while (a noisy
     neighbour on a VM) slows them alike and their ratio holds. Each answer is checked outside
@@ -121,7 +146,7 @@ def _interleave(tasks: Sequence[_Task], what: str) -> None:
     while any(len(task.durations) < len(task.args) for task in tasks):
         for task in tasks if turn % 2 == 0 else tasks[::-1]:
             done = len(task.durations)
-            for arg in task.args[done : done + ROUND]:
+            for arg in task.args[done : done + task.per_turn]:
                 start = clock()
                 answer = task.call(arg)
                 end = clock()
@@ -145,9 +170,19 @@ class Subject:
     result: Result
     deep_cursor: str | None = None
     rng: random.Random = field(init=False)
+    #: Running jobs kept for ``record_burst``, and the others, for every other write.
+    burst_jobs: list[str] = field(init=False)
+    write_jobs: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(f"{self.data.seed}/measure/{self.data.size}")
+        # Nothing else writes to the burst jobs, so at every size each burst starts on a job as
+        # seeded: its first event moves the job's expiry, and the next ones need not.
+        started = self.data.started
+        burst_rng = random.Random(f"{self.data.seed}/burst/{self.data.size}")
+        self.burst_jobs = burst_rng.sample(started, min(BURST_JOBS, len(started) // 2))
+        reserved = set(self.burst_jobs)
+        self.write_jobs = [job_id for job_id in started if job_id not in reserved]
 
     @property
     def label(self) -> str:
@@ -155,7 +190,7 @@ class Subject:
 
     def progress_events(self, first: int, count: int) -> list[Event]:
         """``count`` progress events on random running jobs, each a real change."""
-        targets = [_fresh(self.rng.choice(self.data.started)) for _ in range(count)]
+        targets = [_fresh(self.rng.choice(self.write_jobs)) for _ in range(count)]
         return [
             Event(
                 kind=EventKind.PROGRESS,
@@ -163,6 +198,19 @@ class Subject:
                 progress=Progress(current=first + k, total=10**6, message=f"step {first + k}"),
             )
             for k, job_id in enumerate(targets)
+        ]
+
+    def burst_events(self, jobs: Sequence[str]) -> list[Event]:
+        """BURST_LENGTH progress events (1 to BURST_LENGTH of BURST_LENGTH) on each of ``jobs``,
+        one job after the other, as a job that reports its progress as it goes."""
+        return [
+            Event(
+                kind=EventKind.PROGRESS,
+                job_id=job_id,
+                progress=Progress(current=k, total=BURST_LENGTH, message=f"step {k}"),
+            )
+            for job_id in map(_fresh, jobs)  # one string per job, as a worker holds it
+            for k in range(1, BURST_LENGTH + 1)
         ]
 
     def warm_up(self) -> None:
@@ -175,6 +223,8 @@ class Subject:
             store.list_jobs(limit=PAGE)
             store.list_jobs(limit=PAGE, cursor=self.deep_cursor)
         for event in self.progress_events(1_000, WARMUP_WRITES):
+            store.record(event)
+        for event in self.burst_events(self.rng.sample(self.write_jobs, WARMUP_BURSTS)):
             store.record(event)
 
 
@@ -220,9 +270,12 @@ def _tasks(subjects: Sequence[Subject], metric: str) -> list[_Task]:
             first = data.newest((subject.result.deep_page - 1) * PAGE + 1)[-1]
             cursors = [subject.deep_cursor] * BATCHES
             task = _Task(subject.label, _lister(store), cursors, _page(first))
-        else:
+        elif metric == "record":
             events = subject.progress_events(10_000, WRITES)
             task = _Task(subject.label, store.record, events, _recorded)
+        else:
+            events = subject.burst_events(subject.burst_jobs)
+            task = _Task(subject.label, store.record, events, _recorded, BURST_ROUND)
         tasks.append(task)
     return tasks
 

@@ -5,7 +5,8 @@ default) the benchmark bulk-loads that many records, checks that the store reads
 measures from one client thread:
 
 - ``get()`` of random existing ids (p50 and p99) and of unknown ids (p50),
-- ``record()`` of progress events on random running jobs (transitions per second),
+- ``record()`` of progress events (events per second): one on each of many random running
+  jobs, and bursts of successive events on one job after another,
 - ``get_many()`` of 100 random ids (p50),
 - ``list_jobs(limit=50)``: the first page and page 50, reached by following cursors (p50).
 
@@ -57,7 +58,17 @@ from bench.common import (
     size_label,
 )
 from bench.dataset import Dataset
-from bench.measure import BATCHES, LOOKUPS, ROUND, WRITES, Result, bench_backend, percentile
+from bench.measure import (
+    BATCHES,
+    BURST_JOBS,
+    BURST_LENGTH,
+    LOOKUPS,
+    ROUND,
+    WRITES,
+    Result,
+    bench_backend,
+    percentile,
+)
 
 STORES: Final = ("memory", "sqlite", "redis", "postgresql")
 DEFAULT_SIZES: Final = (1_000, 1_000_000)
@@ -101,6 +112,10 @@ def _write_cost(result: Result) -> float:
     return 1 / result.writes_per_s
 
 
+def _burst_cost(result: Result) -> float:
+    return 1 / result.burst_writes_per_s
+
+
 def _us(value: float) -> str:
     us = value / 1_000
     return f"{us:.2f}" if us < 10 else f"{us:.1f}" if us < 100 else f"{us:.0f}"
@@ -123,7 +138,8 @@ def render(report: Report) -> str:
     groups: list[tuple[str, Callable[[Result], str], Callable[[Result], float] | None]] = [
         ("get p50 µs", p50("get_ns"), _get_p50),
         ("get p99 µs", lambda r: _us(_get_p99(r)), _get_p99),
-        ("record/s", lambda r: f"{r.writes_per_s:.0f}", _write_cost),
+        ("record random/s", lambda r: f"{r.writes_per_s:.0f}", _write_cost),
+        ("record burst/s", lambda r: f"{r.burst_writes_per_s:.0f}", _burst_cost),
         ("unknown get µs", p50("unknown_ns"), None),
         ("get_many(100) µs", p50("get_many_ns"), None),
         ("list page 1 µs", p50("list_first_ns"), None),
@@ -171,10 +187,12 @@ def render(report: Report) -> str:
     small, large = size_label(sizes[0]), size_label(sizes[-1])
     notes = [
         f"p50 latencies (get: p50 and p99) from one client thread over {LOOKUPS} random ids and "
-        f"{BATCHES} get_many / list calls; record/s: {WRITES} progress events back to back.",
+        f"{BATCHES} get_many / list calls. record random/s: {WRITES} progress events back to "
+        f"back, each on a random running job; record burst/s: {BURST_LENGTH} successive events "
+        f"on each of {BURST_JOBS} running jobs, one job after the other.",
         f"x: cost at {large} / cost at {small} (record: rate at {small} / rate at {large}); above "
         f"1 is slower with more jobs. The sizes are measured in alternation, {ROUND} calls at a "
-        "time.",
+        "time (record burst: whole bursts).",
         f"<={TARGET:g}x: PASS when both get ratios are at most {TARGET:g}.",
         f"{os.cpu_count()} CPUs; "
         + ", ".join(f"{name} {version}" for name, version in report.versions.items())
@@ -221,6 +239,7 @@ def write_json(report: Report, path: Path) -> None:
                 "get_p50": round(report.ratio(store, _get_p50), 3),
                 "get_p99": round(report.ratio(store, _get_p99), 3),
                 "record": round(report.ratio(store, _write_cost), 3),
+                "record_burst": round(report.ratio(store, _burst_cost), 3),
             }
             entry["lookup_target"] = _verdict(report, store)
         body["stores"][store] = entry
