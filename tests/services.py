@@ -27,6 +27,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -101,7 +102,7 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float =
         time.sleep(interval)
 
 
-class _Server:
+class _Server(ABC):
     """What both servers share: external-URL mode, context manager, cleanup at exit."""
 
     env_var: ClassVar[str]
@@ -129,24 +130,25 @@ class _Server:
             raise ServiceError(f"this {self.name} server was closed; make a new one")
 
     @property
+    @abstractmethod
     def running(self) -> bool:
         """Whether the managed server process is up (always True for an external server)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start(self) -> None:
         """Start the server, or restart it on the same port after stop() or kill()."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stop(self) -> None:
         """Shut the server down gracefully; start() brings it back on the same port."""
-        raise NotImplementedError
 
+    @abstractmethod
     def kill(self) -> None:
         """Kill the server with SIGKILL, as a crash would; start() brings it back."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _remove_files(self) -> None:
-        raise NotImplementedError
+        """Delete the managed server's directories."""
 
     def ensure_running(self) -> None:
         """Start the managed server if a test left it stopped; no-op for an external one."""

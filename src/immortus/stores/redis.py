@@ -173,7 +173,7 @@ class RedisStore(Store):
                 with self._client.pipeline() as pipe:
                     try:
                         return self._record_once(pipe, event)
-                    except WatchError:
+                    except WatchError:  # another client wrote the job meanwhile: try again
                         pass
                 # Jitter spreads out clients that collided; it protects nothing secret.
                 time.sleep(random.uniform(0, min(0.02, 0.0005 * 2**attempt)))  # noqa: S311
