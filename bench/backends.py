@@ -4,7 +4,7 @@ A :class:`Backend` per kind of store writes rows exactly as the store writes the
 (:func:`immortus.stores.records.encode`): one ``executemany`` transaction for SQLite, ``COPY``
 then ``VACUUM ANALYZE`` for PostgreSQL, pipelined ``HSET`` + ``PEXPIRE`` + ``ZADD`` per the
 Redis store's key layout, and the memory store's own ``record()``. :func:`start_backends` starts
-the private servers (``tests/services.py``) and the temporary directory they need.
+the private servers (``tests/services/``) and the temporary directory they need.
 :func:`verify` checks that a seeded store reads its jobs back before anything is timed.
 """
 

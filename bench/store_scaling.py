@@ -16,7 +16,7 @@ strings, as a request would bring them. The benchmark prints one table with the 
 largest/smallest size for lookups and writes (target: at most 1.5 for lookups) and writes every
 figure to ``bench/results/store_scaling.json``.
 
-Redis and PostgreSQL are private servers from ``tests/services.py``; they are stopped, and
+Redis and PostgreSQL are private servers from ``tests/services/``; they are stopped, and
 every file removed, at the end, on error and on Ctrl-C.
 
 This module is the report (the table, the JSON file) and the command. The rest lives beside it:

@@ -1,6 +1,6 @@
 """SQLStore: the store contract and its own checks on a real PostgreSQL and on SQLite.
 
-PostgreSQL is the private server of ``tests/services.py``; SQLite goes through SQLAlchemy
+PostgreSQL is the private server of ``tests/services/``; SQLite goes through SQLAlchemy
 (``sqlite+pysqlite:``) to prove the store dialect-neutral, concurrency included.
 """
 
