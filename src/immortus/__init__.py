@@ -34,7 +34,7 @@ from immortus.exceptions import (
 )
 from immortus.finder import find_strategy, register_strategy, resolve_strategy
 from immortus.jobs import JobContext, current_job, progress, running, track, update_meta
-from immortus.query import astatus, status
+from immortus.query import astatus, astatus_many, status, status_many
 from immortus.status import JobError, JobStatus, Progress, State
 from immortus.store_strategy import StoreStrategy
 from immortus.stores import open_store
@@ -69,6 +69,7 @@ __all__ = [
     "TrackingStrategy",
     "__version__",
     "astatus",
+    "astatus_many",
     "configure",
     "current_job",
     "find_strategy",
@@ -80,6 +81,7 @@ __all__ = [
     "resolve_strategy",
     "running",
     "status",
+    "status_many",
     "track",
     "update_meta",
 ]

@@ -48,6 +48,12 @@ class Config:
     #: Least time between two progress writes of one job, in seconds; calls in between are
     #: coalesced and the latest is written when the job ends. ``0`` writes every call.
     progress_interval: float = 0.2
+    #: The key that signs job tokens (HMAC-SHA256). With a key, ``render_job`` hands out a token
+    #: per job and the verify endpoints answer only requests carrying it. ``None``: the
+    #: endpoints are open to anyone who knows a job id (a warning says so once). Never printed.
+    secret_key: str | bytes | None = field(default=None, repr=False)
+    #: How long a job token stays valid after it is signed, in seconds.
+    token_max_age: float = 86400
 
     def __post_init__(self) -> None:
         if self.store is not None and not isinstance(self.store, str | Store):
@@ -63,6 +69,19 @@ class Config:
             raise ConfigurationError("progress_interval must be a number of seconds")
         if not (math.isfinite(interval) and interval >= 0):
             raise ConfigurationError(f"progress_interval must be >= 0, not {interval!r}")
+        if self.secret_key is not None:
+            if not isinstance(self.secret_key, str | bytes):
+                raise ConfigurationError(
+                    f"secret_key must be a string, bytes or None, not "
+                    f"{type(self.secret_key).__name__}"
+                )
+            if not self.secret_key:
+                raise ConfigurationError("secret_key must not be empty (None leaves it unset)")
+        max_age = self.token_max_age
+        if isinstance(max_age, bool) or not isinstance(max_age, int | float):
+            raise ConfigurationError("token_max_age must be a number of seconds")
+        if not (math.isfinite(max_age) and max_age > 0):
+            raise ConfigurationError(f"token_max_age must be > 0, not {max_age!r}")
 
 
 class _Settings:

@@ -4,19 +4,30 @@
 strategy raises: immortus's own errors pass through (a store that is down stays
 :class:`~immortus.exceptions.StoreUnavailable`, so the web answers 503); anything else becomes
 :class:`~immortus.exceptions.StrategyError` (500), with the original as ``__cause__``.
+
+:func:`status_many` asks the same of many jobs at once: the jobs are grouped by their resolved
+strategy and each strategy answers its group with one
+:meth:`~immortus.TrackingStrategy.status_many` (one store round trip for the store strategy).
+:func:`settle_many` is its form for the web's batch verify: a failing strategy fails only its
+own group's jobs, whose entries hold the error instead of a status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Mapping, Sequence
 
 from immortus.exceptions import ImmortusError, InvalidStrategy, StrategyError
 from immortus.finder import find_strategy
 from immortus.status import JobStatus
+from immortus.strategy import TrackingStrategy
 from immortus.validation import check_job_class, check_job_id
 
-__all__ = ["astatus", "status"]
+__all__ = ["astatus", "astatus_many", "settle_many", "status", "status_many"]
+
+#: One job to ask about: ``(job_id, job_class or None)``.
+JobRef = tuple[str, str | None]
 
 
 def status(job_id: str, job_class: str | None = None) -> JobStatus:
@@ -59,3 +70,117 @@ def status(job_id: str, job_class: str | None = None) -> JobStatus:
 async def astatus(job_id: str, job_class: str | None = None) -> JobStatus:
     """Async twin of :func:`status`; runs it in a worker thread."""
     return await asyncio.to_thread(status, job_id, job_class)
+
+
+def status_many(items: Sequence[JobRef]) -> list[JobStatus]:
+    """Return the status of each ``(job_id, job_class)`` in ``items``, in the same order.
+
+    Jobs are grouped by resolved strategy; each strategy answers its whole group with one
+    :meth:`~immortus.TrackingStrategy.status_many`. Each answer is what :func:`status` would
+    give for the job.
+
+    Raises:
+        InvalidJobId, InvalidJobClass: a name is malformed (every item is checked before any I/O).
+        StrategyNotFound: no strategy applies to one of the jobs.
+        StoreUnavailable: a store behind a strategy cannot be reached.
+        StrategyError: a strategy raised something else.
+    """
+    statuses: list[JobStatus] = []
+    for answer in _ask_many(items, stop_on_error=True):
+        if isinstance(answer, ImmortusError):
+            raise answer
+        statuses.append(answer)
+    return statuses
+
+
+def settle_many(items: Sequence[JobRef]) -> list[JobStatus | ImmortusError]:
+    """Like :func:`status_many`, but a failure fails only the jobs it concerns.
+
+    Every job of a group whose strategy raised (or of a job class with no strategy) gets the
+    error that :func:`status` would raise for it, in place of its status.
+
+    Raises:
+        InvalidJobId, InvalidJobClass: a name is malformed (every item is checked before any I/O).
+    """
+    return _ask_many(items, stop_on_error=False)
+
+
+async def astatus_many(items: Sequence[JobRef]) -> list[JobStatus]:
+    """Async twin of :func:`status_many`; runs it in a worker thread."""
+    return await asyncio.to_thread(status_many, list(items))
+
+
+def _ask_many(items: Sequence[JobRef], *, stop_on_error: bool) -> list[JobStatus | ImmortusError]:
+    for job_id, job_class in items:
+        check_job_id(job_id)
+        if job_class is not None:
+            check_job_class(job_class)
+    answers: list[JobStatus | ImmortusError | None] = [None] * len(items)
+    groups: dict[int, tuple[TrackingStrategy, list[int]]] = {}
+    for index, (_, job_class) in enumerate(items):
+        try:
+            strategy = find_strategy(job_class)
+        except ImmortusError as exc:
+            if stop_on_error:
+                raise
+            answers[index] = exc
+            continue
+        groups.setdefault(id(strategy), (strategy, []))[1].append(index)
+    for strategy, indexes in groups.values():
+        try:
+            job_ids = list(dict.fromkeys(items[index][0] for index in indexes))
+            found = _ask_strategy(strategy, job_ids)
+        except ImmortusError as exc:
+            if stop_on_error:
+                raise
+            for index in indexes:
+                answers[index] = exc
+            continue
+        for index in indexes:
+            job_id, job_class = items[index]
+            answer = found[job_id]
+            if answer.job_class is None and job_class is not None:
+                answer = dataclasses.replace(answer, job_class=job_class)
+            answers[index] = answer
+    return [answer for answer in answers if answer is not None]
+
+
+def _ask_strategy(strategy: TrackingStrategy, job_ids: list[str]) -> dict[str, JobStatus]:
+    """Ask ``strategy`` about ``job_ids`` at once, merge each job's meta, translate errors."""
+    try:
+        answers = _checked(strategy, strategy.status_many(job_ids), job_ids)
+        extras = {job_id: strategy.meta(job_id) for job_id in answers}
+    except ImmortusError:
+        raise
+    except Exception as exc:
+        raise StrategyError(
+            f"tracking strategy {type(strategy.hook_target).__qualname__} failed on "
+            f"{len(job_ids)} job(s): {type(exc).__name__}"
+        ) from exc
+    for job_id, extra in extras.items():
+        if extra:
+            answer = answers[job_id]
+            answers[job_id] = dataclasses.replace(answer, meta={**answer.meta, **extra})
+    return answers
+
+
+def _checked(
+    strategy: TrackingStrategy, answers: object, job_ids: list[str]
+) -> dict[str, JobStatus]:
+    """Return the answer of each of ``job_ids`` from what ``status_many`` returned.
+
+    Raises:
+        InvalidStrategy: it did not return a mapping with a JobStatus for every id.
+    """
+    found: dict[str, JobStatus] = {}
+    for job_id in job_ids:
+        answer = answers.get(job_id) if isinstance(answers, Mapping) else None
+        if not isinstance(answer, JobStatus):
+            break
+        found[job_id] = answer
+    else:
+        return found
+    raise InvalidStrategy(
+        f"{type(strategy.hook_target).__qualname__}.status_many() must return a mapping with "
+        "a JobStatus for every job id it is given"
+    )

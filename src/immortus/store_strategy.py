@@ -11,7 +11,7 @@ without disturbing the job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -55,6 +55,14 @@ class StoreStrategy(TrackingStrategy):
     def status(self, job_id: str) -> JobStatus:
         """Return the recorded status, or ``unknown`` when the store has no record."""
         return self.store.get(job_id) or JobStatus.unknown(job_id)
+
+    def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the recorded statuses with one :meth:`Store.get_many` (one round trip).
+
+        Ids the store has no record of are ``unknown``.
+        """
+        found = self.store.get_many(job_ids)
+        return {job_id: found.get(job_id) or JobStatus.unknown(job_id) for job_id in job_ids}
 
     def _record(self, kind: EventKind, job_id: str, at: datetime | None, **fields: Any) -> None:
         self.store.record(Event(kind=kind, job_id=job_id, at=at or utcnow(), **fields))

@@ -34,7 +34,7 @@ Plain objects like this are wrapped by :func:`as_strategy`; subclassing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from immortus.exceptions import InvalidStrategy
@@ -93,6 +93,19 @@ class TrackingStrategy:
         if not self._answers_with("status"):
             raise InvalidStrategy(self._neither_message())
         return self.status(job_id).completed
+
+    def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the status of every job in ``job_ids``, keyed by job id.
+
+        Every id given has an entry (``unknown`` for a job nobody has a record of); an id
+        given twice is answered once. The default asks :meth:`status` once per id; a strategy
+        whose backend can answer many jobs in one round trip overrides this (the store
+        strategy does), and the web layer's batch verify then costs one round trip, not N.
+
+        Raises:
+            StoreUnavailable: the backend cannot be reached.
+        """
+        return {job_id: self.status(job_id) for job_id in dict.fromkeys(job_ids)}
 
     def meta(self, job_id: str) -> Mapping[str, Any]:
         """Return extra keys for the verify body of ``job_id``. The default adds none."""

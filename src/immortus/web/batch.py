@@ -1,0 +1,78 @@
+"""The batch verify request: ``{"jobs": [{"job_id", "job_class"?, "token"?}, ...]}``.
+
+:func:`parse_batch` checks the whole envelope before anything is asked of a strategy, and names
+the first thing wrong (``jobs[3].job_id: job id must not be empty``). Unknown keys are ignored,
+so a newer client can send more.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final, NamedTuple
+
+from immortus.exceptions import InvalidInput
+from immortus.validation import check_job_class, check_job_id
+
+__all__ = ["MAX_BATCH", "MAX_BATCH_BYTES", "BatchItem", "parse_batch"]
+
+#: Most jobs one batch request may ask about.
+MAX_BATCH: Final = 100
+#: Largest batch body read, in bytes; adapters should stop reading a request body beyond it.
+MAX_BATCH_BYTES: Final = 64 * 1024
+
+
+class BatchItem(NamedTuple):
+    """One job of a batch request."""
+
+    job_id: str
+    job_class: str | None
+    token: str | None
+
+
+def parse_batch(
+    body: bytes | bytearray | str, *, max_items: int = MAX_BATCH, max_bytes: int = MAX_BATCH_BYTES
+) -> list[BatchItem]:
+    """Return the jobs a batch body asks about, in order.
+
+    Raises:
+        InvalidInput: the body is too large, not JSON, not of the documented shape, holds too
+            many jobs, or names a malformed job id or job class. The message says which.
+    """
+    if not isinstance(body, bytes | bytearray | str):
+        raise InvalidInput("the body must be JSON text")
+    if len(body) > max_bytes:
+        raise InvalidInput(f"the body is over {max_bytes} bytes")
+    try:
+        envelope = json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too deep
+        raise InvalidInput("the body is not valid JSON") from None
+    if not isinstance(envelope, dict):
+        raise InvalidInput('the body must be a JSON object: {"jobs": [...]}')
+    jobs = envelope.get("jobs")
+    if not isinstance(jobs, list):
+        raise InvalidInput('"jobs" must be a list of {"job_id", "job_class", "token"} objects')
+    if len(jobs) > max_items:
+        raise InvalidInput(f'"jobs" holds {len(jobs)} items; the limit is {max_items}')
+    return [_item(index, job) for index, job in enumerate(jobs)]
+
+
+def _item(index: int, job: object) -> BatchItem:
+    where = f"jobs[{index}]"
+    if not isinstance(job, dict):
+        raise InvalidInput(f"{where} must be an object")
+    if "job_id" not in job:
+        raise InvalidInput(f"{where}.job_id is missing")
+    try:
+        job_id = check_job_id(job["job_id"])
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}.job_id: {exc}") from None
+    job_class = job.get("job_class")
+    if job_class is not None:
+        try:
+            check_job_class(job_class)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}.job_class: {exc}") from None
+    token = job.get("token")
+    if token is not None and not isinstance(token, str):
+        raise InvalidInput(f"{where}.token must be a string")
+    return BatchItem(job_id, job_class, token)

@@ -1,0 +1,100 @@
+"""What the web core answers: status, headers and a JSON body, ready for any framework.
+
+A framework adapter turns a :class:`WebResponse` into its own response with
+``status``, ``headers`` and ``content()``, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+__all__ = [
+    "EVENT_STREAM_HEADERS",
+    "JSON_HEADERS",
+    "WebResponse",
+    "bad_request",
+    "dump_json",
+    "error_body",
+    "sanitise",
+]
+
+#: Headers of every JSON answer: never cached (a status changes), never sniffed as HTML.
+JSON_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "Content-Type": "application/json",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+)
+#: Headers of a Server-Sent Events stream; ``X-Accel-Buffering`` stops nginx from buffering it.
+EVENT_STREAM_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no",
+        "X-Content-Type-Options": "nosniff",
+    }
+)
+#: Longest piece of a request echoed back in an error body.
+ECHO_LENGTH: Final = 100
+
+
+def dump_json(body: object) -> bytes:
+    r"""Return ``body`` as compact UTF-8 JSON.
+
+    A lone surrogate in a string (which UTF-8 cannot carry) is written as its ``\uXXXX``
+    escape, which is what JSON calls it too.
+
+    Raises:
+        TypeError, ValueError: ``body`` holds something JSON cannot carry (objects, NaN).
+    """
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True, slots=True)
+class WebResponse:
+    """One JSON answer: an adapter sends ``status``, ``headers`` and ``content()``.
+
+    The body is encoded once, when the response is made (``encoded`` passes bytes already
+    encoded from ``body``, as the batch does with its items').
+
+    Raises:
+        TypeError, ValueError: ``body`` cannot be encoded as JSON.
+    """
+
+    status: int
+    body: Mapping[str, Any]
+    headers: Mapping[str, str] = JSON_HEADERS
+    encoded: bytes | None = field(default=None, repr=False, compare=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.encoded is None:
+            object.__setattr__(self, "encoded", dump_json(self.body))
+
+    def content(self) -> bytes:
+        """Return the body as compact UTF-8 JSON bytes."""
+        assert self.encoded is not None  # noqa: S101  # set by __post_init__
+        return self.encoded
+
+
+def sanitise(value: object) -> str | None:
+    """Return a piece of a request fit to echo back: text, printable, at most 100 characters."""
+    if not isinstance(value, str):
+        return None
+    text = value[:ECHO_LENGTH]
+    return text if text.isprintable() else "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
+def error_body(job_id: object, kind: str, message: str) -> dict[str, Any]:
+    """Return an error body of DESIGN §3: ``{"job_id", "error": {"type", "message"}}``."""
+    return {"job_id": sanitise(job_id), "error": {"type": kind, "message": message}}
+
+
+def bad_request(job_id: object, message: str) -> WebResponse:
+    """Return the 400 answer to malformed input, saying what was wrong with it."""
+    return WebResponse(400, error_body(job_id, "InvalidInput", message))

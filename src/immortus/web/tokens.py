@@ -1,0 +1,124 @@
+"""Signed job tokens: proof that the page asking about a job is the page that created it.
+
+``render_job`` hands the browser a token with each job; with a secret key configured, the verify
+endpoints answer only requests that carry it. A token is
+
+    v1.<expiry>.<mac>
+
+``expiry`` is the Unix time (whole seconds) after which it is refused, and ``mac`` the unpadded
+URL-safe base64 HMAC-SHA256 of the job id, the job class (or its absence) and the expiry.
+They are length-prefixed in the signed message, so no two (job id, job class, expiry) sign the
+same bytes: a token opens one job under one job class (or under none) until it expires, never
+another. The HMAC key is derived from the secret for this purpose alone, so a secret shared
+with the web framework (Django's ``SECRET_KEY``) signs nothing it signs elsewhere. Comparison
+is constant-time; a malformed token is simply not valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Callable
+from typing import Final
+
+from immortus.exceptions import ConfigurationError
+from immortus.validation import check_job_class, check_job_id
+
+__all__ = ["MAX_TOKEN_LENGTH", "JobTokens"]
+
+#: Longest text :meth:`JobTokens.check` looks at; longer is refused before any work.
+MAX_TOKEN_LENGTH: Final = 200
+#: Seconds a token's expiry may lie beyond ``now + max_age`` (clocks of two servers differ).
+#: A later expiry is refused, so lowering ``token_max_age`` shortens tokens already out.
+CLOCK_SKEW: Final = 60
+
+_VERSION: Final = "v1"
+_PURPOSE: Final = b"immortus.web.tokens.v1"
+_MAC_LENGTH: Final = 43  # unpadded base64 of 32 bytes
+_MAX_EXPIRY_DIGITS: Final = 12
+
+
+def _field(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return len(data).to_bytes(4, "big") + data
+
+
+def _encode_mac(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class JobTokens:
+    """Signs and checks job tokens with ``secret``; a token lives ``max_age`` seconds.
+
+    ``clock`` returns the current Unix time (inject one in tests).
+
+    Raises:
+        ConfigurationError: ``secret`` is empty or not text/bytes, or ``max_age`` is not a
+            positive number of seconds.
+    """
+
+    def __init__(
+        self,
+        secret: str | bytes,
+        *,
+        max_age: float = 86400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        secret_value: object = secret  # callers without type checks pass anything
+        if not isinstance(secret_value, str | bytes) or not secret_value:
+            raise ConfigurationError("a token secret must be a non-empty string or bytes")
+        max_age_value: object = max_age
+        if isinstance(max_age_value, bool) or not isinstance(max_age_value, int | float):
+            raise ConfigurationError("token max_age must be a number of seconds")
+        if not (math.isfinite(max_age) and max_age > 0):
+            raise ConfigurationError(f"token max_age must be > 0, not {max_age!r}")
+        raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+        self._key = hmac.new(raw, _PURPOSE, hashlib.sha256).digest()
+        self.max_age = float(max_age)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"JobTokens(max_age={self.max_age!r})"  # never the key
+
+    def sign(self, job_id: str, job_class: str | None = None) -> str:
+        """Return a token that opens ``job_id`` (under ``job_class``) for ``max_age`` seconds.
+
+        Raises:
+            InvalidJobId, InvalidJobClass: a name is malformed.
+        """
+        check_job_id(job_id)
+        if job_class is not None:
+            check_job_class(job_class)
+        expiry = math.ceil(self._clock() + self.max_age)
+        return f"{_VERSION}.{expiry}.{self._mac(job_id, job_class, expiry)}"
+
+    def check(self, token: object, job_id: str, job_class: str | None = None) -> bool:
+        """Tell whether ``token`` opens ``job_id`` under ``job_class`` now. Never raises."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            return False
+        version, _, rest = token.partition(".")
+        expiry_text, _, mac = rest.partition(".")
+        if (
+            version != _VERSION
+            or not expiry_text.isdigit()
+            or len(expiry_text) > _MAX_EXPIRY_DIGITS
+            or len(mac) != _MAC_LENGTH
+        ):
+            return False
+        expiry = int(expiry_text)
+        now = self._clock()
+        if not now <= expiry <= now + self.max_age + CLOCK_SKEW:
+            return False
+        try:
+            expected = self._mac(job_id, job_class, expiry)
+        except UnicodeEncodeError:  # a lone surrogate: no token was ever signed for it
+            return False
+        return hmac.compare_digest(expected.encode("ascii"), mac.encode("ascii"))
+
+    def _mac(self, job_id: str, job_class: str | None, expiry: int) -> str:
+        kind = b"\0" if job_class is None else b"\1" + _field(job_class)
+        message = _field(job_id) + kind + _field(str(expiry))
+        return _encode_mac(hmac.new(self._key, message, hashlib.sha256).digest())

@@ -1,0 +1,56 @@
+"""Fixtures of the web core's tests: fresh settings per test, a memory store, fault injection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from immortus import JobStatus, config, finder, registry
+from immortus.exceptions import StoreUnavailable
+from immortus.stores.memory import MemoryStore
+from immortus.web import core
+
+
+@pytest.fixture(autouse=True)
+def fresh_immortus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Default settings, the jobs declared at import time, and no open-endpoint warning yet."""
+    declared = registry.registered()
+    config.reset()
+    monkeypatch.setattr(core, "_open_warned", False)
+    yield
+    config.reset()
+    registry.clear()
+    for job in declared.values():
+        registry.register(job)
+    finder._registered.clear()
+
+
+class FaultyStore(MemoryStore):
+    """A real memory store that counts its reads and can be switched off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.reads = 0
+
+    def get(self, job_id: str) -> JobStatus | None:
+        self._read()
+        return super().get(job_id)
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        self._read()
+        return super().get_many(job_ids)
+
+    def _read(self) -> None:
+        self.reads += 1
+        if self.down:
+            raise StoreUnavailable("cannot reach db-7.internal:5432 (connection refused)")
+
+
+@pytest.fixture
+def store() -> FaultyStore:
+    """A memory store (with fault injection) configured as immortus's store."""
+    store = FaultyStore()
+    config.configure(store=store, progress_interval=0)
+    return store

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import immortus
+from immortus.exceptions import ConfigurationError, InvalidJobClass, InvalidJobId
+from immortus.web.tokens import CLOCK_SKEW, MAX_TOKEN_LENGTH, JobTokens
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def tokens(clock: Clock) -> JobTokens:
+    return JobTokens("s3cret", max_age=60, clock=clock)
+
+
+def test_a_token_opens_its_job_and_class_only(tokens: JobTokens) -> None:
+    plain = tokens.sign("job-a")
+    classed = tokens.sign("job-a", "reports.build")
+    assert tokens.check(plain, "job-a")
+    assert tokens.check(classed, "job-a", "reports.build")
+    assert not tokens.check(plain, "job-b")
+    assert not tokens.check(plain, "job-a", "reports.build")
+    assert not tokens.check(classed, "job-a")
+    assert not tokens.check(classed, "job-a", "reports.other")
+    assert not tokens.check(classed, "job-b", "reports.build")
+
+
+def test_fields_cannot_slide_into_each_other(tokens: JobTokens) -> None:
+    token = tokens.sign("ab", "c.d")
+    assert not tokens.check(token, "abc", ".d")
+    assert not tokens.check(token, "a", "bc.d")
+
+
+def test_the_token_is_url_safe_text_of_bounded_length(tokens: JobTokens) -> None:
+    token = tokens.sign("x" * 255, "y" * 255)
+    version, expiry, mac = token.split(".")
+    assert version == "v1"
+    assert expiry.isdigit()
+    assert len(mac) == 43
+    assert set(mac) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert len(token) < MAX_TOKEN_LENGTH
+
+
+def test_tokens_expire(tokens: JobTokens, clock: Clock) -> None:
+    token = tokens.sign("job")
+    clock.now += 60
+    assert tokens.check(token, "job")
+    clock.now += 1
+    assert not tokens.check(token, "job")
+
+
+def test_a_token_living_longer_than_max_age_allows_is_refused(clock: Clock) -> None:
+    long_lived = JobTokens("s3cret", max_age=3600, clock=clock).sign("job")
+    short = JobTokens("s3cret", max_age=60, clock=clock)
+    assert not short.check(long_lived, "job")
+    skewed = JobTokens("s3cret", max_age=60 + CLOCK_SKEW, clock=clock).sign("job")
+    assert short.check(skewed, "job")
+
+
+def test_another_secret_opens_nothing(tokens: JobTokens, clock: Clock) -> None:
+    other = JobTokens("other", max_age=60, clock=clock)
+    assert not other.check(tokens.sign("job"), "job")
+    same = JobTokens(b"s3cret", max_age=60, clock=clock)
+    assert same.check(tokens.sign("job"), "job")
+
+
+def test_tampered_tokens_fail(tokens: JobTokens) -> None:
+    token = tokens.sign("job")
+    version, expiry, mac = token.split(".")
+    flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    later = str(int(expiry) + 1)
+    for forged in (
+        f"{version}.{expiry}.{flipped}",
+        f"{version}.{later}.{mac}",
+        f"v2.{expiry}.{mac}",
+        f"{version}.{expiry}.{mac}=",
+        f"{version}.{expiry}.{mac}.x",
+        f"{version}.+{expiry}.{mac}",
+        f"{version}.{expiry}.{mac[:-1]}",
+    ):
+        assert not tokens.check(forged, "job"), forged
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, 42, b"v1.1.x", "", ".", "..", "v1..", "v1.\u0661\u0662.x", "é" * 10, "v1.9" * 100],
+)
+def test_malformed_tokens_are_false_never_errors(tokens: JobTokens, token: object) -> None:
+    assert tokens.check(token, "job") is False
+
+
+def test_overlong_tokens_are_refused_before_any_work(tokens: JobTokens) -> None:
+    token = tokens.sign("job")
+    assert not tokens.check(token + "A" * (MAX_TOKEN_LENGTH - len(token) + 1), "job")
+
+
+def test_checking_odd_names_is_false_not_an_error(tokens: JobTokens) -> None:
+    token = tokens.sign("job")
+    assert not tokens.check(token, "\ud800")
+    assert not tokens.check(token, "job", "\udcff")
+
+
+def test_sign_refuses_malformed_names(tokens: JobTokens) -> None:
+    with pytest.raises(InvalidJobId):
+        tokens.sign("")
+    with pytest.raises(InvalidJobClass):
+        tokens.sign("job", "has space")
+
+
+@pytest.mark.parametrize(
+    ("secret", "max_age"),
+    [("", 60.0), (b"", 60.0), (None, 60.0), ("k", 0.0), ("k", -1.0), ("k", float("inf"))],
+)
+def test_unusable_settings_are_refused(secret: str, max_age: float) -> None:
+    with pytest.raises(ConfigurationError):
+        JobTokens(secret, max_age=max_age)
+
+
+def test_the_key_never_shows() -> None:
+    assert "s3cret" not in repr(JobTokens("s3cret"))
+    settings = immortus.configure(secret_key="s3cret")  # noqa: S106
+    assert "s3cret" not in repr(settings)
+
+
+def test_config_validates_the_token_settings() -> None:
+    with pytest.raises(ConfigurationError, match="secret_key must not be empty"):
+        immortus.configure(secret_key="")
+    with pytest.raises(ConfigurationError, match="secret_key must be"):
+        immortus.configure(secret_key=42)
+    with pytest.raises(ConfigurationError, match="token_max_age"):
+        immortus.configure(token_max_age=0)
+    with pytest.raises(ConfigurationError, match="token_max_age"):
+        immortus.configure(token_max_age=True)
+    settings = immortus.configure(secret_key=b"k", token_max_age=5)
+    assert (settings.secret_key, settings.token_max_age) == (b"k", 5)
+    assert immortus.Config().secret_key is None
+    assert immortus.Config().token_max_age == 86400
+
+
+@given(token=st.text(max_size=300), job_id=st.text(max_size=50), job_class=st.none() | st.text())
+def test_check_never_raises(token: str, job_id: str, job_class: str | None) -> None:
+    tokens = JobTokens("s3cret")
+    assert tokens.check(token, job_id, job_class) is False
