@@ -1,0 +1,219 @@
+"""The Starlette / FastAPI adapter: every route of DESIGN §5 under one prefix, in one line.
+
+    from immortus.web.asgi import immortus_routes
+
+    app = Starlette(routes=[immortus_routes()])        # Starlette
+    app.router.routes.append(immortus_routes())        # FastAPI (or a Starlette app made earlier)
+
+Needs the ``immortus[starlette]`` extra. Each route makes one call to the web core (see
+``docs/web.md``) and sends back what it answers; nothing here blocks the event loop: strategies
+and stores are asked in worker threads, and a stream waits with ``asyncio.sleep``.
+
+==========================================  ===============================================
+``GET  {prefix}/verify/{job_id}``           the job's verify body (200, 400, 404, 500, 503)
+``GET  {prefix}/verify/{job_id}/{class}``   the same, asked with the class's inline strategy
+``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order, or 400
+``GET  {prefix}/stream/{job_id}[/{class}]`` Server-Sent Events until the job is completed
+``GET  {prefix}/immortus.js``               the JavaScript client, or 404 if not installed
+==========================================  ===============================================
+
+The token travels as the ``token`` query parameter. Another method on a route answers 405 with
+an ``Allow`` header, and a path under the prefix that is no route answers 404; both bodies are
+JSON ``{"job_id": null, "error": {"type", "message"}}``. A job id or job class holding ``/``
+(even percent-encoded) cannot be named in a path: servers decode ``%2F`` before routing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from immortus.exceptions import MissingDependency
+from immortus.web.batch import MAX_BATCH_BYTES
+from immortus.web.core import Verifier, get_verifier
+from immortus.web.responses import WebResponse, error_body
+from immortus.web.stream import StreamResponse
+
+try:
+    import anyio
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from starlette.routing import Mount, Route, Router
+    from starlette.types import Receive, Scope, Send
+    from starlette.websockets import WebSocketClose
+except ImportError as exc:
+    raise MissingDependency("starlette", "starlette") from exc
+
+__all__ = ["STATIC_DIR", "immortus_routes", "render_job_response"]
+
+#: Where ``immortus.js`` is served from (looked up at each request).
+STATIC_DIR = Path(__file__).with_name("static")
+#: The JavaScript client may be cached for an hour, then revalidated by its ETag.
+SCRIPT_HEADERS = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _Encoded(JSONResponse):
+    """A JSON response whose body the web core has already encoded."""
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else super().render(content)
+
+
+def _json(answer: WebResponse, **headers: str) -> JSONResponse:
+    return _Encoded(answer.content(), answer.status, {**answer.headers, **headers})
+
+
+def _route_error(status: int, kind: str, message: str, **headers: str) -> JSONResponse:
+    return _json(WebResponse(status, error_body(None, kind, message)), **headers)
+
+
+def render_job_response(
+    job: object, job_class: str | None = None, *, verifier: Verifier | None = None
+) -> JSONResponse:
+    """Answer an enqueue view with what the browser needs: ``{job_id, job_class[, token]}``.
+
+    The seed's ``render_immortus``: 200 with the job's id, class and (with a secret key) token,
+    or 500 ``{}`` when ``job`` carries no usable job id. See :meth:`Verifier.render_job`.
+    """
+    return _json((verifier or get_verifier()).render_job(job, job_class))
+
+
+class _EventStream(StreamingResponse):
+    """Sends a core :class:`StreamResponse`; the frames stop the moment the client leaves.
+
+    The disconnect is watched whatever ASGI version the server speaks, and the frames'
+    generator is closed (its polls stop) when the response ends for any reason.
+    """
+
+    def __init__(self, stream: StreamResponse) -> None:
+        super().__init__(stream, stream.status, dict(stream.headers))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def respond() -> None:
+                with contextlib.suppress(OSError):  # the client left (ASGI 2.4 servers)
+                    await self.stream_response(send)
+                group.cancel_scope.cancel()
+
+            group.start_soon(respond)
+            await self.listen_for_disconnect(receive)
+            group.cancel_scope.cancel()
+
+    async def stream_response(self, send: Send) -> None:
+        frames = aiter(self.body_iterator)
+        try:
+            start = {"type": "http.response.start", "status": self.status_code}
+            await send({**start, "headers": self.raw_headers})
+            async for frame in frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if isinstance(frames, AsyncGenerator):
+                with anyio.CancelScope(shield=True):
+                    await frames.aclose()
+
+
+class _Endpoint:
+    """One route as an ASGI app: its handler for ``method``, a JSON 405 for any other."""
+
+    def __init__(self, method: str, handler: Handler) -> None:
+        self.method = method
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.method == self.method:
+            response = await self.handler(request)
+        else:
+            message = f"this route answers {self.method} requests only"
+            response = _route_error(405, "MethodNotAllowed", message, Allow=self.method)
+        await response(scope, receive, send)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await WebSocketClose()(scope, receive, send)
+        return
+    await _route_error(404, "NotFound", "no immortus route has this path")(scope, receive, send)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Return the request body; once ``limit`` bytes are in, stop: the rest is never read.
+
+    The answer holds at most one chunk more than ``limit``; an empty body if the client left.
+    """
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) >= limit:
+                break
+    except ClientDisconnect:  # nobody is left to read the answer
+        return b""
+    return bytes(body)
+
+
+class _Routes:
+    """The handlers, bound to a verifier (or to the configured one, looked up per request)."""
+
+    def __init__(self, verifier: Verifier | None) -> None:
+        self.verifier = verifier
+
+    def _get(self) -> Verifier:
+        return self.verifier or get_verifier()
+
+    async def verify(self, request: Request) -> Response:
+        """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
+        params = request.path_params
+        token = request.query_params.get("token")
+        return _json(await self._get().averify(params["job_id"], params.get("job_class"), token))
+
+    async def batch(self, request: Request) -> Response:
+        """``POST verify``: one answer per job, in order; a body over the cap is a 400."""
+        body = await _read_body(request, MAX_BATCH_BYTES + 1)
+        return _json(await self._get().averify_batch(body))
+
+    async def stream(self, request: Request) -> Response:
+        """``GET stream/{job_id}[/{job_class}]``: SSE frames, with verify's status code."""
+        params = request.path_params
+        token = request.query_params.get("token")
+        answer = await self._get().astream(params["job_id"], params.get("job_class"), token)
+        return _EventStream(answer)
+
+    async def script(self, request: Request) -> Response:
+        """``GET immortus.js``: the JavaScript client, or a JSON 404 if it is not installed."""
+        path = STATIC_DIR / "immortus.js"
+        if not await anyio.Path(path).is_file():
+            return _route_error(404, "NotFound", "immortus.js is not installed on this server")
+        return FileResponse(path, media_type="application/javascript", headers=SCRIPT_HEADERS)
+
+
+def immortus_routes(prefix: str = "/immortus", *, verifier: Verifier | None = None) -> Mount:
+    """Return every immortus route under ``prefix``, to put in an app's routes in one line.
+
+    ``verifier`` answers the requests; by default the one of the current settings
+    (:func:`immortus.web.get_verifier`, so ``immortus.configure`` may run after this call).
+    The routes are named ``immortus:verify``, ``immortus:verify_class``, ``immortus:batch``,
+    ``immortus:stream``, ``immortus:stream_class`` and ``immortus:script`` for ``url_for``.
+    """
+    routes = _Routes(verifier)
+    endpoints = [  # (name, path, method, handler)
+        ("batch", "/verify", "POST", routes.batch),
+        ("verify", "/verify/{job_id}", "GET", routes.verify),
+        ("verify_class", "/verify/{job_id}/{job_class}", "GET", routes.verify),
+        ("stream", "/stream/{job_id}", "GET", routes.stream),
+        ("stream_class", "/stream/{job_id}/{job_class}", "GET", routes.stream),
+        ("script", "/immortus.js", "GET", routes.script),
+    ]
+    router = Router(
+        [Route(path, _Endpoint(method, run), name=name) for name, path, method, run in endpoints],
+        redirect_slashes=False,
+        default=_not_found,
+    )
+    path = prefix.strip("/")
+    return Mount(f"/{path}" if path else "", app=router, name="immortus")

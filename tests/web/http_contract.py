@@ -1,0 +1,433 @@
+"""The HTTP contract every framework adapter passes: real requests to a real running server.
+
+An adapter's test module provides one fixture, ``base_url``: the URL of the immortus prefix
+(``http://127.0.0.1:PORT/immortus``) on a server of that framework, running **in this process**
+(in a thread), with the adapter's routes mounted with the default verifier. Then:
+
+    class TestFlaskContract(HTTPContract):
+        pass
+
+In-process matters: the tests change settings with ``immortus.configure``, declare jobs with
+``@immortus.track``, drive jobs from the test thread and check that nothing was imported. The
+per-test reset of settings and jobs comes from ``tests/web/conftest.py`` (``fresh_immortus``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+import immortus
+from immortus import JobError, JobStatus, Progress, config, lifecycle, web
+from immortus.stores.base import Store
+from immortus.web import MAX_BATCH, MAX_BATCH_BYTES, Verifier
+
+__all__ = ["REPORT", "SECRET", "ContractFixtures", "HTTPContract", "body_of", "frames_of"]
+
+SECRET = "contract-secret"  # noqa: S105
+#: The tracked job class the contract's jobs belong to (the store strategy tracks it).
+REPORT = "contract.report"
+#: The exact keys of a verify body without meta (DESIGN §3).
+BODY_KEYS = {
+    "job_id",
+    "job_class",
+    "status",
+    "completed",
+    "success",
+    "progress",
+    "error",
+    "attempts",
+    "enqueued_at",
+    "started_at",
+    "finished_at",
+    "certain",
+}
+
+
+def body_of(response: httpx.Response) -> dict[str, Any]:
+    """Return a JSON answer's body, checking what every JSON answer must carry."""
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["cache-control"] == "no-store"
+    assert "Traceback" not in response.text
+    body: dict[str, Any] = json.loads(response.content)
+    assert "job_id" in body or "jobs" in body or body == {}
+    return body
+
+
+def frames_of(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """Yield ``("data" | "error" | "comment", body)`` for each SSE frame as it arrives."""
+    buffer = b""
+    for chunk in response.iter_bytes():
+        buffer += chunk
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            if frame.startswith(b":"):
+                yield "comment", None
+                continue
+            lines = frame.split(b"\n")
+            kind = "error" if lines[0] == b"event: error" else "data"
+            [data] = lines[1:] if kind == "error" else lines
+            assert data.startswith(b"data: ")
+            yield kind, json.loads(data[len(b"data: ") :])
+    assert buffer == b"", "the stream ended inside a frame"
+
+
+class ContractFixtures:
+    """The contract's fixtures alone, for an adapter's own tests: client, store, jobs, secret."""
+
+    @pytest.fixture
+    def http(self, base_url: str) -> Iterator[httpx.Client]:
+        """A client of the server under test, rooted at its immortus prefix."""
+        with httpx.Client(base_url=base_url.rstrip("/") + "/", timeout=10.0) as client:
+            yield client
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Store:
+        """A real SQLite store in ``tmp_path``, configured as immortus's store."""
+        config.configure(store=f"sqlite:///{tmp_path / 'jobs.db'}", progress_interval=0)
+        store = immortus.get_store()
+        assert store is not None
+        return store
+
+    @pytest.fixture
+    def jobs(self, store: Store) -> Store:
+        """``contract.report`` tracked; job ``job-1`` started with progress 37/100."""
+
+        @immortus.track(name=REPORT)
+        def report() -> None: ...
+
+        lifecycle.job_enqueued("job-1", REPORT)
+        lifecycle.job_started("job-1", REPORT)
+        lifecycle.job_progress("job-1", Progress(current=37, total=100, message="row 37"), REPORT)
+        return store
+
+    @pytest.fixture
+    def secret(self, jobs: Store) -> Verifier:
+        """A secret key configured; returns a verifier that signs tokens with it."""
+        config.configure(secret_key=SECRET)
+        return Verifier(secret_key=SECRET)
+
+
+class HTTPContract(ContractFixtures):
+    """The routes of DESIGN §5 as an HTTP client sees them; mixed into one class per adapter."""
+
+    # -- verify one job --------------------------------------------------------------------
+
+    def test_a_started_job_with_progress(self, http: httpx.Client, jobs: Store) -> None:
+        response = http.get(f"verify/job-1/{REPORT}")
+        assert response.status_code == 200
+        body = body_of(response)
+        assert set(body) == BODY_KEYS
+        assert body["job_id"] == "job-1"
+        assert body["job_class"] == REPORT
+        assert (body["status"], body["completed"], body["success"]) == ("started", False, None)
+        assert body["progress"] == {
+            "current": 37,
+            "total": 100,
+            "percent": 37.0,
+            "message": "row 37",
+        }
+        assert body["error"] is None
+        assert body["attempts"] == 1
+        assert body["enqueued_at"].endswith("Z")
+        assert body["started_at"].endswith("Z")
+        assert body["finished_at"] is None
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+    def test_the_route_without_a_class_uses_the_default_strategy(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        assert body_of(http.get("verify/job-1"))["status"] == "started"
+
+    def test_a_finished_job(self, http: httpx.Client, jobs: Store) -> None:
+        lifecycle.job_finished("job-1", REPORT)
+        body = body_of(http.get(f"verify/job-1/{REPORT}"))
+        assert (body["status"], body["completed"], body["success"]) == ("finished", True, True)
+        assert body["finished_at"].endswith("Z")
+
+    def test_a_failed_job_shows_its_error_but_no_traceback(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        try:
+            raise ValueError("row 38 is not a number")
+        except ValueError as exc:
+            lifecycle.job_failed("job-1", exc, REPORT)
+        response = http.get(f"verify/job-1/{REPORT}")
+        body = body_of(response)
+        assert (body["status"], body["completed"], body["success"]) == ("failed", True, False)
+        assert body["error"] == {"type": "ValueError", "message": "row 38 is not a number"}
+        assert "http_contract.py" not in response.text
+
+    def test_ids_with_reserved_characters_round_trip(self, http: httpx.Client, jobs: Store) -> None:
+        odd = "réport 1+2?&=#%;,@!~*'()[]é"
+        lifecycle.job_enqueued(odd, REPORT)
+        response = http.get(f"verify/{quote(odd, safe='')}/{REPORT}")
+        assert response.status_code == 200
+        assert body_of(response)["job_id"] == odd
+
+    def test_an_unknown_job_is_a_404_unknown_body(self, http: httpx.Client, jobs: Store) -> None:
+        response = http.get("verify/nobody")
+        assert response.status_code == 404
+        assert body_of(response) == JobStatus.unknown("nobody").to_dict()
+        with_class = http.get(f"verify/nobody/{REPORT}")
+        assert with_class.status_code == 404
+        assert body_of(with_class) == JobStatus.unknown("nobody", REPORT).to_dict()
+
+    def test_an_untracked_class_is_a_404_and_nothing_is_imported(
+        self, http: httpx.Client, jobs: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        canary = f"immortus_canary_{uuid.uuid4().hex}"
+        (tmp_path / f"{canary}.py").write_text("raise SystemExit('imported')\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        http.get("verify/job-1/warm.up")  # let the server import whatever a 404 needs
+        before = set(sys.modules)
+        for job_class in (f"{canary}.run", "os.system", "subprocess.run"):
+            response = http.get(f"verify/job-1/{quote(job_class, safe='')}")
+            assert response.status_code == 404
+            assert body_of(response) == JobStatus.unknown("job-1", job_class).to_dict()
+        traversal = http.get(f"verify/job-1/{quote('../../etc/passwd', safe='')}")
+        assert traversal.status_code == 404
+        body_of(traversal)
+        batch = http.post("verify", json={"jobs": [{"job_id": "j", "job_class": f"{canary}.x"}]})
+        assert body_of(batch)["jobs"] == [JobStatus.unknown("j", f"{canary}.x").to_dict()]
+        assert set(sys.modules) == before
+        assert canary not in sys.modules
+
+    @pytest.mark.parametrize("job_id", ["x" * 300, "tab\there", "\x00"])
+    def test_a_malformed_job_id_is_a_400(
+        self, http: httpx.Client, jobs: Store, job_id: str
+    ) -> None:
+        response = http.get(f"verify/{quote(job_id, safe='')}")
+        assert response.status_code == 400
+        body = body_of(response)
+        assert body["error"]["type"] == "InvalidInput"
+        assert body["job_id"] is None or len(body["job_id"]) <= 100
+
+    def test_a_failing_strategy_is_a_500_without_details(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        class Broken(immortus.TrackingStrategy):
+            def status(self, job_id: str) -> JobStatus:
+                raise RuntimeError("password=hunter2 at db-7.internal")
+
+        immortus.track(name="contract.broken", strategy=Broken())(lambda: None)
+        response = http.get("verify/job-1/contract.broken")
+        assert response.status_code == 500
+        body = body_of(response)
+        assert body["error"]["type"] == "StrategyError"
+        assert "hunter2" not in response.text
+
+    def test_an_unreachable_store_is_a_503(self, http: httpx.Client) -> None:
+        config.configure(store="redis://127.0.0.1:1/0")
+        response = http.get("verify/job-1")
+        assert response.status_code == 503
+        body = body_of(response)
+        assert body == {
+            "job_id": "job-1",
+            "error": {"type": "StoreUnavailable", "message": body["error"]["message"]},
+        }
+        assert "127.0.0.1" not in response.text
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def test_without_a_valid_token_every_refusal_looks_alike(
+        self, http: httpx.Client, secret: Verifier
+    ) -> None:
+        past = Verifier(secret_key=SECRET, clock=lambda: time.time() - 3 * 86400)
+        tokens = {
+            "none": None,
+            "forged": "v1.9999999999.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "expired": past.token_for("job-1", REPORT),
+            "other job": secret.token_for("job-2", REPORT),
+            "other class": secret.token_for("job-1", None),
+            "other key": Verifier(secret_key=SECRET + "-other").token_for("job-1", REPORT),
+        }
+        answers = set()
+        for name, token in tokens.items():
+            params = {} if token is None else {"token": token}
+            response = http.get(f"verify/job-1/{REPORT}", params=params)
+            assert response.status_code == 404, name
+            body_of(response)
+            answers.add(response.content)
+        assert len(answers) == 1
+        assert json.loads(answers.pop()) == JobStatus.unknown("job-1", REPORT).to_dict()
+
+    def test_a_valid_token_opens_its_job(self, http: httpx.Client, secret: Verifier) -> None:
+        token = secret.token_for("job-1", REPORT)
+        assert token is not None
+        response = http.get(f"verify/job-1/{REPORT}", params={"token": token})
+        assert response.status_code == 200
+        assert body_of(response)["status"] == "started"
+
+    # -- batch -----------------------------------------------------------------------------
+
+    def test_a_batch_keeps_the_order_and_mixes_known_and_unknown(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        lifecycle.job_enqueued("job-2", REPORT)
+        asked = [
+            {"job_id": "job-2", "job_class": REPORT},
+            {"job_id": "nobody"},
+            {"job_id": "job-1", "job_class": REPORT, "extra": "ignored"},
+            {"job_id": "job-1", "job_class": "os.system"},
+        ]
+        response = http.post("verify", json={"jobs": asked})
+        assert response.status_code == 200
+        answers = body_of(response)["jobs"]
+        assert [(a["job_id"], a["status"]) for a in answers] == [
+            ("job-2", "created"),
+            ("nobody", "unknown"),
+            ("job-1", "started"),
+            ("job-1", "unknown"),
+        ]
+
+    def test_a_batch_with_tokens(self, http: httpx.Client, secret: Verifier) -> None:
+        token = secret.token_for("job-1", REPORT)
+        asked = [
+            {"job_id": "job-1", "job_class": REPORT, "token": token},
+            {"job_id": "job-1", "job_class": REPORT},
+        ]
+        answers = body_of(http.post("verify", json={"jobs": asked}))["jobs"]
+        assert [a["status"] for a in answers] == ["started", "unknown"]
+
+    def test_a_batch_reads_json_whatever_its_content_type(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        content = json.dumps({"jobs": [{"job_id": "job-1"}]}).encode()
+        response = http.post("verify", content=content, headers={"Content-Type": "text/plain"})
+        assert body_of(response)["jobs"][0]["status"] == "started"
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            b"not json",
+            b"",
+            b'{"jobs": "job-1"}',
+            b"[1, 2]",
+            b"\xff\xfe",
+            json.dumps({"jobs": [{"job_id": f"j{i}"} for i in range(MAX_BATCH + 1)]}).encode(),
+            json.dumps({"jobs": [{"job_id": ""}]}).encode(),
+        ],
+    )
+    def test_a_malformed_batch_is_a_400(
+        self, http: httpx.Client, jobs: Store, content: bytes
+    ) -> None:
+        response = http.post("verify", content=content)
+        assert response.status_code == 400
+        assert body_of(response)["error"]["type"] == "InvalidInput"
+
+    def test_a_huge_batch_is_refused_unread(self, http: httpx.Client, jobs: Store) -> None:
+        padding = "x" * (1024 * 1024)
+        response = http.post("verify", json={"jobs": [], "padding": padding})
+        assert response.status_code == 400
+        body = body_of(response)
+        assert str(MAX_BATCH_BYTES) in body["error"]["message"]
+        # The connection stays usable for the next request.
+        assert http.get("verify/job-1").status_code == 200
+
+    # -- HTTP plumbing ---------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        ("method", "path", "allowed"),
+        [
+            ("GET", "verify", "POST"),
+            ("PUT", "verify", "POST"),
+            ("POST", "verify/job-1", "GET"),
+            ("DELETE", f"verify/job-1/{REPORT}", "GET"),
+            ("POST", "stream/job-1", "GET"),
+            ("PATCH", f"stream/job-1/{REPORT}", "GET"),
+            ("POST", "immortus.js", "GET"),
+        ],
+    )
+    def test_a_wrong_method_is_a_405_json(
+        self, http: httpx.Client, jobs: Store, method: str, path: str, allowed: str
+    ) -> None:
+        response = http.request(method, path)
+        assert response.status_code == 405
+        assert allowed in response.headers["allow"]
+        body = body_of(response)
+        assert body["job_id"] is None
+        assert body["error"]["type"] == "MethodNotAllowed"
+
+    def test_the_script_is_served_when_installed(self, http: httpx.Client) -> None:
+        installed = Path(web.__file__).with_name("static") / "immortus.js"
+        response = http.get("immortus.js")
+        if not installed.is_file():
+            assert response.status_code == 404
+            assert body_of(response)["error"]["type"] == "NotFound"
+            return
+        assert response.status_code == 200
+        assert response.content == installed.read_bytes()
+        assert response.headers["content-type"].startswith("application/javascript")
+        assert "max-age" in response.headers["cache-control"]
+
+    # -- stream ----------------------------------------------------------------------------
+
+    def test_a_stream_sends_each_change_then_ends(self, http: httpx.Client, jobs: Store) -> None:
+        steps = [
+            lambda: lifecycle.job_progress("job-1", Progress(current=80, total=100), REPORT),
+            lambda: lifecycle.job_meta("job-1", {"rows": 80}, REPORT),
+            lambda: lifecycle.job_finished("job-1", REPORT),
+        ]
+        seen: list[tuple[str, Any, Any]] = []
+        with http.stream("GET", f"stream/job-1/{REPORT}") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-store"
+            for kind, body in frames_of(response):
+                if kind == "comment":
+                    continue
+                assert kind == "data"
+                assert body is not None
+                seen.append((body["status"], body["progress"]["current"], body.get("rows")))
+                if steps:
+                    steps.pop(0)()
+        assert seen == [
+            ("started", 37, None),
+            ("started", 80, None),
+            ("started", 80, 80),
+            ("finished", 80, 80),
+        ]
+
+    def test_a_stream_of_a_completed_job_is_one_frame(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        lifecycle.job_failed("job-1", JobError(type="IOError", message="disk full"), REPORT)
+        with http.stream("GET", "stream/job-1") as response:
+            frames = list(frames_of(response))
+        assert [(kind, body and body["status"]) for kind, body in frames] == [("data", "failed")]
+
+    def test_a_refused_stream_is_a_404_error_frame(
+        self, http: httpx.Client, secret: Verifier
+    ) -> None:
+        for path in ("stream/nobody", f"stream/job-1/{REPORT}", "stream/job-1/os.system"):
+            with http.stream("GET", path) as response:
+                assert response.status_code == 404, path
+                frames = list(frames_of(response))
+            assert len(frames) == 1
+            kind, body = frames[0]
+            assert kind == "error"
+            assert body is not None
+            assert body["status"] == "unknown"
+        token = secret.token_for("job-1", REPORT)
+        lifecycle.job_finished("job-1", REPORT)
+        with http.stream("GET", f"stream/job-1/{REPORT}", params={"token": token}) as response:
+            assert response.status_code == 200
+            assert [body and body["status"] for _, body in frames_of(response)] == ["finished"]
+
+    def test_a_stream_of_a_malformed_id_is_a_400(self, http: httpx.Client, jobs: Store) -> None:
+        with http.stream("GET", f"stream/{'x' * 300}") as response:
+            assert response.status_code == 400
+            [(kind, body)] = list(frames_of(response))
+        assert kind == "error"
+        assert body is not None
+        assert body["error"]["type"] == "InvalidInput"

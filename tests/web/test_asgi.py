@@ -1,0 +1,324 @@
+"""The Starlette adapter, served by a real uvicorn server in a thread: the contract, and more."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+import immortus
+from immortus import JobStatus, State, TrackingStrategy, lifecycle
+from immortus.stores.base import Store
+from immortus.web import StreamResponse, Verifier, asgi
+from immortus.web.asgi import immortus_routes, render_job_response
+from tests.web.http_contract import (
+    REPORT,
+    SECRET,
+    ContractFixtures,
+    HTTPContract,
+    body_of,
+    frames_of,
+)
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll ``predicate()`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
+class TracedStream(StreamResponse):
+    """A core stream that records when its frames start and when their generator ends."""
+
+    def __init__(self, inner: StreamResponse, started: threading.Event, ended: threading.Event):
+        self.status = inner.status
+        self.inner, self.started, self.ended = inner, started, ended
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started.set()
+        try:
+            async for frame in self.inner:
+                yield frame
+        finally:
+            self.ended.set()
+
+
+class TracingVerifier(Verifier):
+    """Streams polled every 10 ms, traced with :class:`TracedStream`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.ended = threading.Event()
+
+    async def astream(
+        self, job_id: str, job_class: str | None = None, token: str | None = None, **_: float
+    ) -> StreamResponse:
+        inner = await super().astream(job_id, job_class, token, interval=0.01)
+        return TracedStream(inner, self.started, self.ended)
+
+
+class BodyMeter:
+    """ASGI middleware counting the request body bytes the app was handed."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.read = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counted() -> Message:
+            message = await receive()
+            self.read += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+# -- what a user writes (docs/web.md shows the same) -------------------------------------
+
+
+async def start_report(request: Request) -> JSONResponse:
+    """An enqueue view: the job is 'enqueued' here, the browser gets what it needs to follow."""
+    job_id = request.path_params["job_id"]
+    lifecycle.job_enqueued(job_id, REPORT)
+    return render_job_response(job_id, REPORT)
+
+
+async def report_status(request: Request) -> JSONResponse:
+    """A custom verify endpoint, followed by the JS client through ``verify_job_url``."""
+    job = await immortus.astatus(request.path_params["job_id"], REPORT)
+    body = {"job_id": job.job_id, "completed": job.completed, "success": job.success}
+    return JSONResponse(
+        body, status_code=404 if job.state is State.UNKNOWN else 200, headers=NO_STORE
+    )
+
+
+NO_STORE = {"Cache-Control": "no-store"}
+TRACING = TracingVerifier()
+APP = Starlette(
+    routes=[
+        immortus_routes(),
+        immortus_routes("/traced/", verifier=TRACING),
+        Route("/reports/{job_id}", start_report, methods=["POST"]),
+        Route("/reports/{job_id}/status", report_status, name="report_status"),
+    ]
+)
+METER = BodyMeter(APP)
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """A uvicorn server of ``METER(APP)`` on a free 127.0.0.1 port, in a thread."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            METER,
+            log_level="warning",
+            log_config=None,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive())
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+    assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture
+def base_url(server_url: str) -> str:
+    """The immortus prefix on the running server: what the contract needs."""
+    return f"{server_url}/immortus"
+
+
+class TestStarletteContract(HTTPContract):
+    """The shared HTTP contract, against Starlette."""
+
+
+class TestStarlette(ContractFixtures):
+    """What only the ASGI adapter promises, or what needs its internals to check."""
+
+    def test_the_event_loop_never_waits_for_a_strategy(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        gate, asked = threading.Event(), threading.Event()
+
+        class Gated(TrackingStrategy):
+            def status(self, job_id: str) -> JobStatus:
+                asked.set()
+                assert gate.wait(10)
+                return JobStatus(job_id=job_id, state=State.FINISHED)
+
+        immortus.track(name="asgi.gated", strategy=Gated())(lambda: None)
+        lifecycle.job_enqueued("job-2", REPORT)
+        blocked: list[str] = []
+
+        def follow_gated() -> None:
+            with httpx.Client(base_url=http.base_url, timeout=10) as other:
+                blocked.append(other.get("verify/slow/asgi.gated").json()["status"])
+
+        waiter = threading.Thread(target=follow_gated)
+        waiter.start()
+        try:
+            assert asked.wait(10)  # a worker thread of the server now blocks in the strategy
+            with (
+                http.stream("GET", f"stream/job-1/{REPORT}") as first,
+                http.stream("GET", f"stream/job-2/{REPORT}") as second,
+            ):
+                one, two = frames_of(first), frames_of(second)
+                assert next(one)[1] == body_of(http.get(f"verify/job-1/{REPORT}"))
+                assert next(two)[1]["status"] == "created"  # type: ignore[index]
+                lifecycle.job_finished("job-1", REPORT)
+                lifecycle.job_started("job-2", REPORT)
+                assert next(one)[1]["status"] == "finished"  # type: ignore[index]
+                assert next(two)[1]["status"] == "started"  # type: ignore[index]
+                assert list(one) == []
+            assert not blocked
+        finally:
+            gate.set()
+            waiter.join(10)
+        assert blocked == ["finished"]
+
+    def test_a_client_leaving_ends_the_stream_generator(self, server_url: str, jobs: Store) -> None:
+        TRACING.started.clear()
+        TRACING.ended.clear()
+        with (
+            httpx.Client(base_url=f"{server_url}/traced/", timeout=10) as client,
+            client.stream("GET", f"stream/job-1/{REPORT}") as response,
+        ):
+            frames = frames_of(response)  # kept: closing it would close the connection
+            assert next(frames)[1]["status"] == "started"  # type: ignore[index]
+            assert TRACING.started.is_set()
+            assert not TRACING.ended.is_set()
+        assert TRACING.ended.wait(10)
+
+    def test_the_app_reads_no_more_than_the_batch_cap(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        METER.read = 0
+        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024))
+        assert response.status_code == 400
+        assert METER.read < 1024 * 1024
+
+    def test_the_script_is_served_from_the_static_directory(
+        self, http: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(asgi, "STATIC_DIR", tmp_path)
+        missing = http.get("immortus.js")
+        assert missing.status_code == 404
+        assert body_of(missing)["error"]["type"] == "NotFound"
+        script = b"export const Immortus = {};\n"
+        (tmp_path / "immortus.js").write_bytes(script)
+        response = http.get("immortus.js")
+        assert response.status_code == 200
+        assert response.content == script
+        assert response.headers["content-type"] == "application/javascript"
+        assert response.headers["cache-control"] == "public, max-age=3600"
+        assert response.headers["etag"]
+
+    def test_a_path_under_the_prefix_that_is_no_route_is_a_404_json(
+        self, http: httpx.Client
+    ) -> None:
+        for path in ("nothing", "verify/", "verify/a/b/c", "stream/", "verify/job-1/"):
+            response = http.get(path)
+            assert response.status_code == 404, path
+            assert body_of(response)["error"]["type"] == "NotFound"
+
+    def test_the_routes_are_named_for_url_for(self) -> None:
+        assert APP.url_path_for("immortus:verify", job_id="a") == "/immortus/verify/a"
+        assert APP.url_path_for("immortus:stream_class", job_id="a", job_class="b.c") == (
+            "/immortus/stream/a/b.c"
+        )
+        assert APP.url_path_for("immortus:script") == "/immortus/immortus.js"
+        assert immortus_routes("").path == ""
+        assert immortus_routes("jobs/").path == "/jobs"
+
+    def test_a_prefix_keeps_to_its_own_routes(self, server_url: str) -> None:
+        response = httpx.get(f"{server_url}/elsewhere/verify/job-1")
+        assert response.status_code == 404
+        assert response.text == "Not Found"  # the app's own 404, not immortus's
+
+    def test_an_enqueue_view_renders_the_job(
+        self, server_url: str, jobs: Store, secret: Verifier
+    ) -> None:
+        response = httpx.post(f"{server_url}/reports/job-9")
+        assert response.status_code == 200
+        body = body_of(response)
+        assert body == {
+            "job_id": "job-9",
+            "job_class": REPORT,
+            "token": secret.token_for("job-9", REPORT),
+        }
+        verify = httpx.get(
+            f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": body["token"]}
+        )
+        assert body_of(verify)["status"] == "created"
+
+    def test_render_job_response(self, jobs: Store) -> None:
+        response = render_job_response({"id": 42}, REPORT)
+        assert response.status_code == 200
+        assert response.body == b'{"job_id":"42","job_class":"contract.report"}'
+        assert response.headers["cache-control"] == "no-store"
+        failed = render_job_response(object(), verifier=Verifier(secret_key=SECRET))
+        assert (failed.status_code, failed.body) == (500, b"{}")
+
+    def test_a_custom_verify_endpoint_works_as_verify_job_url(
+        self, server_url: str, jobs: Store
+    ) -> None:
+        url = str(APP.url_path_for("report_status", job_id="job-1"))
+        assert httpx.get(f"{server_url}{url}").json() == {
+            "job_id": "job-1",
+            "completed": False,
+            "success": None,
+        }
+        lifecycle.job_finished("job-1", REPORT)
+        assert httpx.get(f"{server_url}{url}").json()["completed"] is True
+
+
+def test_importing_the_web_core_imports_no_framework() -> None:
+    code = (
+        "import sys, immortus.web; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'starlette', 'anyio'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_missing_starlette_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['starlette'] = None\n"
+        "from immortus import MissingDependency\n"
+        "try:\n    import immortus.web.asgi\n"
+        "except MissingDependency as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert 'pip install "immortus[starlette]"' in result.stdout
