@@ -4,21 +4,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from immortus import config, finder, registry
+from immortus import config
 from immortus.stores.memory import MemoryStore
+from tests.support import pristine_immortus
 
 
 @pytest.fixture(autouse=True)
 def fresh_immortus() -> Iterator[None]:
     """Every core test starts with default settings and the jobs declared at import time."""
-    declared = registry.registered()
-    config.reset()
-    yield
-    config.reset()
-    registry.clear()
-    for job in declared.values():
-        registry.register(job)
-    finder._registered.clear()
+    with pristine_immortus():
+        yield
 
 
 @pytest.fixture

@@ -6,24 +6,19 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from immortus import JobStatus, config, finder, registry
+from immortus import JobStatus, config
 from immortus.exceptions import StoreUnavailable
 from immortus.stores.memory import MemoryStore
 from immortus.web import core
+from tests.support import pristine_immortus
 
 
 @pytest.fixture(autouse=True)
 def fresh_immortus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Default settings, the jobs declared at import time, and no open-endpoint warning yet."""
-    declared = registry.registered()
-    config.reset()
     monkeypatch.setattr(core, "_open_warned", False)
-    yield
-    config.reset()
-    registry.clear()
-    for job in declared.values():
-        registry.register(job)
-    finder._registered.clear()
+    with pristine_immortus():
+        yield
 
 
 class FaultyStore(MemoryStore):

@@ -25,6 +25,7 @@ from immortus import JobStatus, State, TrackingStrategy, lifecycle
 from immortus.stores.base import Store
 from immortus.web import StreamResponse, Verifier, asgi
 from immortus.web.asgi import immortus_routes, render_job_response
+from tests.support import modules_loaded_by
 from tests.web.http_contract import (
     REPORT,
     SECRET,
@@ -301,14 +302,7 @@ class TestStarlette(ContractFixtures):
 
 
 def test_importing_the_web_core_imports_no_framework() -> None:
-    code = (
-        "import sys, immortus.web; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'starlette', 'anyio'}))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
+    assert modules_loaded_by("import immortus.web", {"starlette", "anyio"}) == []
 
 
 def test_a_missing_starlette_says_which_extra_to_install() -> None:

@@ -4,7 +4,6 @@ import asyncio
 import json
 import logging
 import sqlite3
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ import immortus
 from immortus import JobStatus, State, TrackingStrategy, lifecycle
 from immortus.stores.sqlite import SQLiteStore
 from immortus.web import MAX_BATCH_BYTES, Verifier, WebResponse, get_verifier, render_job
+from tests.support import modules_loaded_by
 from tests.web.conftest import FaultyStore
 
 SECRET = "s3cret-key"  # noqa: S105
@@ -531,16 +531,9 @@ def test_the_default_verifier_follows_the_settings(store: FaultyStore) -> None:
 
 
 def test_importing_immortus_web_imports_no_framework() -> None:
-    code = (
-        "import sys, immortus.web; "
-        "heavy = {'sqlite3', 'redis', 'sqlalchemy', 'starlette', 'fastapi', 'flask', 'django', "
-        "'werkzeug', 'celery', 'rq'}; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
+    heavy = {"sqlite3", "redis", "sqlalchemy", "starlette", "fastapi", "flask", "django",
+             "werkzeug", "celery", "rq"}  # fmt: skip
+    assert modules_loaded_by("import immortus.web", heavy) == []
 
 
 # -- never a traceback -------------------------------------------------------------------------

@@ -1,0 +1,39 @@
+"""Helpers shared by the test packages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from immortus import config, finder, registry
+
+
+@contextmanager
+def pristine_immortus() -> Iterator[None]:
+    """Run the block on default settings; restore the jobs declared at import time after it."""
+    declared = registry.registered()
+    config.reset()
+    try:
+        yield
+    finally:
+        config.reset()
+        registry.clear()
+        for job in declared.values():
+            registry.register(job)
+        finder._registered.clear()
+
+
+def modules_loaded_by(statement: str, packages: Iterable[str]) -> list[str]:
+    """Run ``statement`` in a fresh interpreter; return the modules of ``packages`` it loaded."""
+    code = (
+        f"import json, sys\n{statement}\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(packages)!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    loaded: list[str] = json.loads(result.stdout)
+    return loaded
