@@ -50,7 +50,7 @@ $(VENV_STAMP): pyproject.toml requirements/dev.txt
 	$(BIN)/python -m pip install --quiet -e '.[all]'
 	@touch $@
 
-# system-deps: redis-server and the PostgreSQL server binaries; re-checked cheaply every run.
+# system-deps: redis-server, PostgreSQL, chromium and wrk; re-checked cheaply every run.
 system-deps:
 	@bash scripts/install-system-deps.sh --check || rm -f $(SYSTEM_DEPS_STAMP)
 	@$(MAKE) --no-print-directory --silent $(SYSTEM_DEPS_STAMP)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install the system services that immortus's test suite runs for real: redis-server and
-# the PostgreSQL server binaries (Debian packages). Idempotent: does nothing when they are
+# Install the system programs that immortus's test suite and benchmarks run for real (Debian
+# packages): redis-server, the PostgreSQL server binaries, chromium (driven headless by the
+# browser tests through Playwright, which never downloads a browser of its own) and wrk (the
+# HTTP load tool of bench/verify_throughput.py). Idempotent: does nothing when they are
 # already there. The tests start their own private servers on free ports, so any system
 # instance that Debian's maintainer scripts would start is kept from running.
 #
@@ -28,19 +30,25 @@ have_postgres() {
     return 1
 }
 
+have_chromium() { [[ -x /usr/bin/chromium ]]; }
+
+have_wrk() { command -v wrk >/dev/null 2>&1; }
+
 have_postgres_user() { [[ $EUID -ne 0 ]] || id -u postgres >/dev/null 2>&1; }
 
 if [[ ${1:-} == --check ]]; then
-    have_redis && have_postgres && have_postgres_user
+    have_redis && have_postgres && have_postgres_user && have_chromium && have_wrk
     exit
 fi
 
 packages=()
 have_redis || packages+=(redis-server)
 have_postgres || packages+=(postgresql)
+have_chromium || packages+=(chromium fonts-dejavu-core)
+have_wrk || packages+=(wrk)
 
 if [[ ${#packages[@]} -eq 0 ]]; then
-    say "redis-server and PostgreSQL server binaries already present; nothing to install"
+    say "redis-server, PostgreSQL, chromium and wrk already present; nothing to install"
 else
     if [[ $EUID -ne 0 ]]; then
         say "missing: ${packages[*]}" >&2
@@ -91,6 +99,8 @@ else
 
     have_redis || { say "redis-server still missing after apt-get install" >&2; exit 1; }
     have_postgres || { say "PostgreSQL server binaries still missing after apt-get install" >&2; exit 1; }
+    have_chromium || { say "/usr/bin/chromium still missing after apt-get install" >&2; exit 1; }
+    have_wrk || { say "wrk still missing after apt-get install" >&2; exit 1; }
     say "installed: ${packages[*]}"
 fi
 

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from immortus.exceptions import MissingDependency
 from immortus.web.batch import MAX_BATCH_BYTES
 from immortus.web.core import Verifier, get_verifier
-from immortus.web.responses import WebResponse, error_body
+from immortus.web.responses import WebResponse, method_not_allowed, not_found
+from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, STATIC_DIR
 from immortus.web.stream import StreamResponse
 
 try:
@@ -48,11 +48,6 @@ except ImportError as exc:
 
 __all__ = ["STATIC_DIR", "immortus_routes", "render_job_response"]
 
-#: Where ``immortus.js`` is served from (looked up at each request).
-STATIC_DIR = Path(__file__).with_name("static")
-#: The JavaScript client may be cached for an hour, then revalidated by its ETag.
-SCRIPT_HEADERS = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
-
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -63,12 +58,8 @@ class _Encoded(JSONResponse):
         return content if isinstance(content, bytes) else super().render(content)
 
 
-def _json(answer: WebResponse, **headers: str) -> JSONResponse:
-    return _Encoded(answer.content(), answer.status, {**answer.headers, **headers})
-
-
-def _route_error(status: int, kind: str, message: str, **headers: str) -> JSONResponse:
-    return _json(WebResponse(status, error_body(None, kind, message)), **headers)
+def _json(answer: WebResponse) -> JSONResponse:
+    return _Encoded(answer.content(), answer.status, dict(answer.headers))
 
 
 def render_job_response(
@@ -130,8 +121,7 @@ class _Endpoint:
         if request.method == self.method:
             response = await self.handler(request)
         else:
-            message = f"this route answers {self.method} requests only"
-            response = _route_error(405, "MethodNotAllowed", message, Allow=self.method)
+            response = _json(method_not_allowed(self.method))
         await response(scope, receive, send)
 
 
@@ -139,7 +129,7 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await WebSocketClose()(scope, receive, send)
         return
-    await _route_error(404, "NotFound", "no immortus route has this path")(scope, receive, send)
+    await _json(not_found())(scope, receive, send)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -189,8 +179,8 @@ class _Routes:
         """``GET immortus.js``: the JavaScript client, or a JSON 404 if it is not installed."""
         path = STATIC_DIR / "immortus.js"
         if not await anyio.Path(path).is_file():
-            return _route_error(404, "NotFound", "immortus.js is not installed on this server")
-        return FileResponse(path, media_type="application/javascript", headers=SCRIPT_HEADERS)
+            return _json(not_found("immortus.js is not installed on this server"))
+        return FileResponse(path, media_type=SCRIPT_MEDIA_TYPE, headers=dict(SCRIPT_HEADERS))
 
 
 def immortus_routes(prefix: str = "/immortus", *, verifier: Verifier | None = None) -> Mount:

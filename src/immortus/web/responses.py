@@ -19,6 +19,8 @@ __all__ = [
     "bad_request",
     "dump_json",
     "error_body",
+    "method_not_allowed",
+    "not_found",
     "sanitise",
 ]
 
@@ -98,3 +100,15 @@ def error_body(job_id: object, kind: str, message: str) -> dict[str, Any]:
 def bad_request(job_id: object, message: str) -> WebResponse:
     """Return the 400 answer to malformed input, saying what was wrong with it."""
     return WebResponse(400, error_body(job_id, "InvalidInput", message))
+
+
+def not_found(message: str = "no immortus route has this path") -> WebResponse:
+    """Return the 404 of a path under the prefix that is no route (not an unknown job)."""
+    return WebResponse(404, error_body(None, "NotFound", message))
+
+
+def method_not_allowed(allowed: str) -> WebResponse:
+    """Return the 405 of a route asked with another method than ``allowed``, with ``Allow``."""
+    message = f"this route answers {allowed} requests only"
+    body = error_body(None, "MethodNotAllowed", message)
+    return WebResponse(405, body, MappingProxyType({**JSON_HEADERS, "Allow": allowed}))
