@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from immortus.exceptions import ImmortusError, InvalidStrategy, StrategyError
 from immortus.finder import find_strategy
@@ -41,14 +41,60 @@ def status(job_id: str, job_class: str | None = None) -> JobStatus:
         StoreUnavailable: the store behind the strategy cannot be reached.
         StrategyError: the strategy raised something else.
     """
+    strategy = _strategy_for(job_id, job_class)
+    return _ask(strategy, job_id, job_class, _status_and_meta)
+
+
+async def astatus(job_id: str, job_class: str | None = None) -> JobStatus:
+    """Async twin of :func:`status`.
+
+    A strategy that can answer without waiting (:meth:`TrackingStrategy.status_nowait`: the
+    store strategy over a memory or SQLite store) answers on the event loop's thread; any other
+    is asked in a worker thread, so the event loop never waits on I/O.
+    """
+    strategy = _strategy_for(job_id, job_class)
+    try:
+        return _ask(strategy, job_id, job_class, _status_nowait)
+    except BlockingIOError:
+        return await asyncio.to_thread(_ask, strategy, job_id, job_class, _status_and_meta)
+
+
+def _strategy_for(job_id: str, job_class: str | None) -> TrackingStrategy:
     check_job_id(job_id)
     if job_class is not None:
         check_job_class(job_class)
-    strategy = find_strategy(job_class)
+    return find_strategy(job_class)
+
+
+def _status_and_meta(strategy: TrackingStrategy, job_id: str) -> JobStatus:
+    answer = strategy.status(job_id)
+    extra = strategy.meta(job_id)
+    if extra and isinstance(answer, JobStatus):
+        answer = dataclasses.replace(answer, meta={**answer.meta, **extra})
+    return answer
+
+
+def _status_nowait(strategy: TrackingStrategy, job_id: str) -> JobStatus:
+    return strategy.status_nowait(job_id)
+
+
+def _ask(
+    strategy: TrackingStrategy,
+    job_id: str,
+    job_class: str | None,
+    ask: Callable[[TrackingStrategy, str], JobStatus],
+) -> JobStatus:
+    """Return ``ask(strategy, job_id)``, checked, with the job class filled in.
+
+    Raises:
+        BlockingIOError: ``ask`` would have waited (passed through untouched).
+        InvalidStrategy: the strategy answered something other than a ``JobStatus``.
+        StoreUnavailable, ImmortusError: raised by the strategy, passed through.
+        StrategyError: the strategy raised anything else.
+    """
     try:
-        answer = strategy.status(job_id)
-        extra = strategy.meta(job_id)
-    except ImmortusError:
+        answer = ask(strategy, job_id)
+    except (ImmortusError, BlockingIOError):
         raise
     except Exception as exc:
         raise StrategyError(
@@ -60,16 +106,9 @@ def status(job_id: str, job_class: str | None = None) -> JobStatus:
             f"{type(strategy.hook_target).__qualname__}.status() returned "
             f"{type(answer).__name__}, not a JobStatus"
         )
-    if extra:
-        answer = dataclasses.replace(answer, meta={**answer.meta, **extra})
     if answer.job_class is None and job_class is not None:
         answer = dataclasses.replace(answer, job_class=job_class)
     return answer
-
-
-async def astatus(job_id: str, job_class: str | None = None) -> JobStatus:
-    """Async twin of :func:`status`; runs it in a worker thread."""
-    return await asyncio.to_thread(status, job_id, job_class)
 
 
 def status_many(items: Sequence[JobRef]) -> list[JobStatus]:

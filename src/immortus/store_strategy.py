@@ -56,6 +56,17 @@ class StoreStrategy(TrackingStrategy):
         """Return the recorded status, or ``unknown`` when the store has no record."""
         return self.store.get(job_id) or JobStatus.unknown(job_id)
 
+    def status_nowait(self, job_id: str) -> JobStatus:
+        """Return the recorded status if the store can read it without waiting.
+
+        Raises:
+            BlockingIOError: the store's reads may wait (see :meth:`Store.get_nowait`), or a
+                subclass adds :meth:`meta`, which may.
+        """
+        if type(self).meta is not TrackingStrategy.meta:
+            raise BlockingIOError(f"{type(self).__qualname__}.meta() may wait")
+        return self.store.get_nowait(job_id) or JobStatus.unknown(job_id)
+
     def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the recorded statuses with one :meth:`Store.get_many` (one round trip).
 

@@ -94,6 +94,20 @@ class TrackingStrategy:
             raise InvalidStrategy(self._neither_message())
         return self.status(job_id).completed
 
+    def status_nowait(self, job_id: str) -> JobStatus:
+        """Return :meth:`status` and :meth:`meta` merged, if they can be had without waiting.
+
+        Called on an event loop's own thread by the async web routes before they fall back to
+        asking :meth:`status` and :meth:`meta` in a worker thread. Override it only when the
+        answer can never wait on a network, a server or a lock (the store strategy over a memory
+        or SQLite store). The default raises :class:`BlockingIOError`.
+
+        Raises:
+            BlockingIOError: the answer might wait; nothing was asked.
+            StoreUnavailable: the backend cannot be read.
+        """
+        raise BlockingIOError(f"{type(self).__qualname__} answers in a worker thread")
+
     def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the status of every job in ``job_ids``, keyed by job id.
 

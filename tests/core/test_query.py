@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from immortus.exceptions import (
     StrategyError,
     StrategyNotFound,
 )
+from immortus.store_strategy import StoreStrategy
 from immortus.stores.memory import MemoryStore
 
 
@@ -168,3 +170,90 @@ def test_astatus_many(store: CountingStore) -> None:
     lifecycle.job_enqueued("a")
     answers = asyncio.run(immortus.astatus_many([("a", None), ("b", None)]))
     assert [s.state for s in answers] == [State.CREATED, State.UNKNOWN]
+
+
+class ThreadCounter:
+    """Counts the calls that went to a worker thread through ``asyncio.to_thread``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = asyncio.to_thread
+
+        async def counted(function: Any, /, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return await real(function, *args, **kwargs)
+
+        monkeypatch.setattr(asyncio, "to_thread", counted)
+
+
+def test_astatus_reads_a_store_that_never_waits_on_the_loop(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = ThreadCounter(monkeypatch)
+    lifecycle.job_started("a", "jobs.x")
+    answers = asyncio.run(_both(("a", "jobs.x"), ("b", None)))
+    assert [(s.state, s.job_class) for s in answers] == [
+        (State.STARTED, "jobs.x"),
+        (State.UNKNOWN, None),
+    ]
+    assert threads.calls == 0
+    assert store.gets == 0  # get_nowait answered; get() was never needed
+
+
+def test_astatus_goes_to_a_thread_when_the_store_is_busy(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = ThreadCounter(monkeypatch)
+    lifecycle.job_started("a")
+    with store._lock:
+        pending = asyncio.run(_later(store, "a"))
+    assert pending.state is State.STARTED
+    assert threads.calls == 1
+    assert store.gets == 1
+
+
+def test_astatus_asks_other_strategies_and_meta_in_a_thread(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = ThreadCounter(monkeypatch)
+
+    class WithMeta(StoreStrategy):
+        def meta(self, job_id: str) -> Mapping[str, Any]:
+            return {"download": f"/files/{job_id}"}
+
+    @immortus.track(name="jobs.meta", strategy=WithMeta())
+    def with_meta() -> None: ...
+
+    @immortus.track(name="jobs.fixed", strategy=Fixed())
+    def fixed() -> None: ...
+
+    lifecycle.job_started("a", "jobs.meta")
+    answers = asyncio.run(_both(("a", "jobs.meta"), ("b", "jobs.fixed")))
+    assert answers[0].meta == {"download": "/files/a"}
+    assert answers[1].state is State.STARTED
+    assert threads.calls == 2
+
+
+def test_astatus_of_a_store_that_is_down_is_unavailable(store: CountingStore) -> None:
+    class Down(MemoryStore):
+        def get_nowait(self, job_id: str) -> JobStatus | None:
+            raise StoreUnavailable("switched off")
+
+    immortus.configure(store=Down())
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(immortus.astatus("a"))
+
+
+async def _both(*refs: tuple[str, str | None]) -> list[JobStatus]:
+    return [await immortus.astatus(job_id, job_class) for job_id, job_class in refs]
+
+
+async def _later(store: CountingStore, job_id: str) -> JobStatus:
+    """Ask while the test holds the store's lock; release it once the read went to a thread."""
+    asking = asyncio.ensure_future(immortus.astatus(job_id))
+    await asyncio.sleep(0)  # astatus tried get_nowait, was refused, and handed get() to a thread
+    store._lock.release()
+    try:
+        return await asking
+    finally:
+        store._lock.acquire()

@@ -66,6 +66,19 @@ class StoreContract:
         assert found["b"].state is State.STARTED
         assert store.get_many([]) == {}
 
+    def test_get_nowait_answers_as_get_does_or_declines(self, store: Store) -> None:
+        store.record(event(EventKind.STARTED, "a", job_class="reports.build"))
+        store.record(event(EventKind.PROGRESS, "a", progress=Progress(current=3, total=9)))
+        try:
+            fast = store.get_nowait("a")
+        except BlockingIOError:  # only the base class's default declines when nothing is busy
+            assert type(store).get_nowait is Store.get_nowait
+            return
+        assert fast == store.get("a")
+        assert store.get_nowait("never-seen") is None
+        with pytest.raises(InvalidJobId):
+            store.get_nowait("")
+
     @pytest.mark.parametrize("bad", ["", " padded", "x" * 256, "tab\there", "nul\x00", 42])
     def test_malformed_job_id_is_refused(self, store: Store, bad: object) -> None:
         with pytest.raises(InvalidJobId):

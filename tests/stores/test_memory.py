@@ -4,9 +4,11 @@ from datetime import timedelta
 
 import pytest
 
+from immortus.status import State
 from immortus.stores.base import DEFAULT_TTL
 from immortus.stores.memory import MemoryStore
-from tests.stores.contract import OpenStore, StoreContract
+from immortus.transitions import EventKind
+from tests.stores.contract import OpenStore, StoreContract, event
 
 
 class TestMemoryStore(StoreContract):
@@ -16,3 +18,14 @@ class TestMemoryStore(StoreContract):
             return MemoryStore(ttl=ttl)
 
         return open_store
+
+
+def test_get_nowait_declines_while_a_writer_holds_the_lock() -> None:
+    store = MemoryStore()
+    store.record(event(EventKind.STARTED, "a"))
+    # the test holds the lock just as a writer in another thread would
+    with store._lock, pytest.raises(BlockingIOError):
+        store.get_nowait("a")
+    status = store.get_nowait("a")
+    assert status is not None
+    assert status.state is State.STARTED

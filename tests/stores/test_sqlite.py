@@ -420,3 +420,36 @@ def test_async_twins(store: SQLiteStore) -> None:
         assert set(await store.aget_many(["job-1", "other"])) == {"job-1"}
 
     asyncio.run(main())
+
+
+def test_get_nowait_declines_at_once_while_another_connection_holds_the_file(
+    path: Path,
+) -> None:
+    store = SQLiteStore(path, timeout=0.2)
+    store.record(event(EventKind.STARTED, "kept"))
+    store.close()  # the locker below can only take the file while nobody else has it open
+    locker = raw(path)
+    locker.execute("PRAGMA locking_mode = EXCLUSIVE")
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(BlockingIOError, match="locked"):
+            store.get_nowait("kept")  # a busy timeout of 0: no wait for the lock
+        with pytest.raises(StoreUnavailable, match="stayed locked"):
+            store.get("kept")  # waits its 0.2 s, then gives up
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    assert known(store, "kept").state is State.STARTED
+    status = store.get_nowait("kept")
+    assert status is not None
+    assert status.state is State.STARTED
+    store.close()
+
+
+def test_get_nowait_of_an_unreadable_file_is_unavailable_not_blocking(path: Path) -> None:
+    store = SQLiteStore(path)
+    store.close()
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreUnavailable):
+        store.get_nowait("kept")
+    store.close()

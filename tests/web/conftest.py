@@ -33,6 +33,10 @@ class FaultyStore(MemoryStore):
         self._read()
         return super().get(job_id)
 
+    def get_nowait(self, job_id: str) -> JobStatus | None:
+        self._read()
+        return super().get_nowait(job_id)
+
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         self._read()
         return super().get_many(job_ids)

@@ -209,7 +209,7 @@ HOSTILE_CLASSES = [
     "__import__('os')",
     "antigravity",
     "this",
-    "http.server:HTTPServer",
+    "xml.dom.minidom:parseString",
     "immortus.store_strategy:StoreStrategy",
     "x" * 10_000,
     "a\0b",
@@ -228,7 +228,7 @@ def test_hostile_job_classes_import_nothing(
     assert batch.status in {200, 400}
     assert set(sys.modules) == before
     assert jobs.reads == 0
-    for module in ("antigravity", "this", "http.server"):
+    for module in ("antigravity", "this", "xml.dom.minidom"):  # imported by no other test
         assert module not in sys.modules
 
 

@@ -166,6 +166,22 @@ class Store(ABC):
             StoreUnavailable: the store cannot be reached.
         """
 
+    def get_nowait(self, job_id: str) -> JobStatus | None:
+        """Return what :meth:`get` would, if the store can read it without waiting.
+
+        Called on an event loop's own thread by the async web routes, to spare each request a
+        hop to a worker thread. A store answers only when the read cannot wait on a network, a
+        server or a lock held by someone else; when it might, it raises
+        :class:`BlockingIOError` and the caller asks :meth:`get` in a worker thread instead.
+        The default always raises it.
+
+        Raises:
+            BlockingIOError: the read might wait (nothing was read).
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the store cannot be read.
+        """
+        raise BlockingIOError(f"{type(self).__name__} cannot read without waiting")
+
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the statuses of the known jobs among ``job_ids``, keyed by job id.
 

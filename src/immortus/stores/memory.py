@@ -80,6 +80,21 @@ class MemoryStore(Store):
             entry = self._live(job_id, time.time())
             return None if entry is None else entry.status
 
+    def get_nowait(self, job_id: str) -> JobStatus | None:
+        """Return the job's status unless a writer holds the lock; see :meth:`Store.get_nowait`.
+
+        Raises:
+            BlockingIOError: a writer holds the store's lock right now.
+        """
+        check_job_id(job_id)
+        if not self._lock.acquire(blocking=False):
+            raise BlockingIOError("the memory store is being written to")
+        try:
+            entry = self._live(job_id, time.time())
+        finally:
+            self._lock.release()
+        return None if entry is None else entry.status
+
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the known statuses among ``job_ids``; see :meth:`Store.get_many`."""
         for job_id in job_ids:

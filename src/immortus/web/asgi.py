@@ -7,7 +7,8 @@
 
 Needs the ``immortus[starlette]`` extra. Each route makes one call to the web core (see
 ``docs/web.md``) and sends back what it answers; nothing here blocks the event loop: strategies
-and stores are asked in worker threads, and a stream waits with ``asyncio.sleep``.
+and stores are asked in worker threads (except reads that cannot wait, see
+:meth:`~immortus.stores.base.Store.get_nowait`), and a stream waits with ``asyncio.sleep``.
 
 ==========================================  ===============================================
 ``GET  {prefix}/verify/{job_id}``           the job's verify body (200, 400, 404, 500, 503)

@@ -119,7 +119,11 @@ class Verifier:
     async def averify(
         self, job_id: str, job_class: str | None = None, token: str | None = None
     ) -> WebResponse:
-        """Async twin of :meth:`verify`; the strategy is asked in a worker thread."""
+        """Async twin of :meth:`verify`; the strategy is asked in a worker thread.
+
+        Unless it can answer without waiting (:meth:`TrackingStrategy.status_nowait`; see
+        :func:`immortus.query.astatus`).
+        """
         refused = self._refusal(job_id, job_class, token)
         if refused is not None:
             return refused
