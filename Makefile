@@ -76,9 +76,11 @@ test: venv system-deps lint typecheck
 demo: venv
 	$(BIN)/immortus demo
 
-# bench: the store scaling benchmark (options: BENCH_ARGS=--quick, --stores, --sizes).
+# bench: every benchmark: store scaling (options: BENCH_ARGS=--quick, --stores, --sizes), then
+# the verify route's throughput against a bare route (VERIFY_BENCH_ARGS=--quick).
 bench: venv system-deps
 	$(BIN)/python -m bench.store_scaling $(BENCH_ARGS)
+	$(BIN)/python -m bench.verify_throughput $(VERIFY_BENCH_ARGS)
 
 # format: reformat, and apply ruff's safe fixes.
 format: venv
