@@ -1,0 +1,176 @@
+"""The Flask adapter: every route of DESIGN §5 under one prefix, in one line.
+
+    from immortus.web.flask import immortus_blueprint
+
+    app.register_blueprint(immortus_blueprint())
+
+Needs the ``immortus[flask]`` extra. Each view makes one call to the web core (see
+``docs/web.md``) and sends back what it answers. Under WSGI a request holds a worker thread: a
+stream polls the job from that thread until the job is completed or the client leaves.
+
+==========================================  ===============================================
+``GET  {prefix}/verify/{job_id}``           the job's verify body (200, 400, 404, 500, 503)
+``GET  {prefix}/verify/{job_id}/{class}``   the same, asked with the class's inline strategy
+``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order, or 400
+``GET  {prefix}/stream/{job_id}[/{class}]`` Server-Sent Events until the job is completed
+``GET  {prefix}/immortus.js``               the JavaScript client, or 404 if not installed
+==========================================  ===============================================
+
+The token travels as the ``token`` query parameter. Another method on a route (``HEAD`` and
+``OPTIONS`` included) answers 405 with an ``Allow`` header, and a path under the prefix that is
+no route answers 404; both bodies are JSON ``{"job_id": null, "error": {"type", "message"}}``.
+A job id or job class holding ``/`` (even percent-encoded) cannot be named in a path: servers
+decode ``%2F`` before routing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import IO, Final
+
+from immortus.exceptions import MissingDependency
+from immortus.web.batch import MAX_BATCH_BYTES
+from immortus.web.core import Verifier, get_verifier
+from immortus.web.responses import WebResponse, method_not_allowed, not_found
+from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, STATIC_DIR, script_path
+from immortus.web.stream import StreamResponse
+
+try:
+    from flask import Blueprint, Response, request, send_file
+    from werkzeug.exceptions import ClientDisconnected
+except ImportError as exc:
+    raise MissingDependency("flask", "flask") from exc
+
+__all__ = ["STATIC_DIR", "immortus_blueprint", "render_job_response"]
+
+#: The methods every route is registered for, so that a wrong one gets immortus's JSON 405
+#: rather than Werkzeug's HTML one (an extension method, such as WebDAV's, still gets the latter).
+_ROUTED_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
+
+_View = Callable[..., Response]
+
+
+def _respond(answer: WebResponse) -> Response:
+    return Response(answer.content(), answer.status, dict(answer.headers))
+
+
+def render_job_response(
+    job: object, job_class: str | None = None, *, verifier: Verifier | None = None
+) -> Response:
+    """Answer an enqueue view with what the browser needs: ``{job_id, job_class[, token]}``.
+
+    The seed's ``render_immortus``: 200 with the job's id, class and (with a secret key) token,
+    or 500 ``{}`` when ``job`` carries no usable job id. See :meth:`Verifier.render_job`.
+    Needs no request context.
+    """
+    return _respond((verifier or get_verifier()).render_job(job, job_class))
+
+
+def _frames(stream: StreamResponse) -> Iterator[bytes]:
+    """Yield the stream's frames; closing this generator closes theirs, so the polls stop.
+
+    Werkzeug's server closes the response (hence this generator) when a write fails because
+    the client left; other WSGI servers do the same, as PEP 3333 asks.
+    """
+    yield from stream
+
+
+def _read_body(stream: IO[bytes], limit: int) -> bytes:
+    """Return the request body; once ``limit`` bytes are in, stop: the rest is never read.
+
+    An empty body if the client left before sending it all.
+    """
+    body = bytearray()
+    try:
+        while len(body) < limit:
+            chunk = stream.read(limit - len(body))
+            if not chunk:
+                break
+            body += chunk
+    except ClientDisconnected:  # nobody is left to read the answer
+        return b""
+    return bytes(body)
+
+
+def _only(method: str, view: _View) -> _View:
+    """Return ``view`` answering ``method`` alone, and the JSON 405 to any other."""
+
+    def endpoint(**params: str) -> Response:
+        if request.method != method:
+            return _respond(method_not_allowed(method))
+        return view(**params)
+
+    return endpoint
+
+
+def _no_route(**_: str) -> Response:
+    return _respond(not_found())
+
+
+class _Views:
+    """The views, bound to a verifier (or to the configured one, looked up per request)."""
+
+    def __init__(self, verifier: Verifier | None) -> None:
+        self.verifier = verifier
+
+    def _get(self) -> Verifier:
+        return self.verifier or get_verifier()
+
+    def verify(self, job_id: str, job_class: str | None = None) -> Response:
+        """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
+        return _respond(self._get().verify(job_id, job_class, request.args.get("token")))
+
+    def batch(self) -> Response:
+        """``POST verify``: one answer per job, in order; a body over the cap is a 400."""
+        body = _read_body(request.stream, MAX_BATCH_BYTES + 1)
+        return _respond(self._get().verify_batch(body))
+
+    def stream(self, job_id: str, job_class: str | None = None) -> Response:
+        """``GET stream/{job_id}[/{job_class}]``: SSE frames, with verify's status code."""
+        answer = self._get().stream(job_id, job_class, request.args.get("token"))
+        return Response(_frames(answer), answer.status, dict(answer.headers))
+
+    def script(self) -> Response:
+        """``GET immortus.js``: the JavaScript client, or a JSON 404 if it is not installed."""
+        path = script_path(STATIC_DIR)  # looked up at each request: tests replace STATIC_DIR
+        if path is None:
+            return _respond(not_found("immortus.js is not installed on this server"))
+        response = send_file(path, mimetype=SCRIPT_MEDIA_TYPE, conditional=True, etag=True)
+        response.headers.update(SCRIPT_HEADERS)
+        return response
+
+
+def immortus_blueprint(
+    prefix: str = "/immortus", *, verifier: Verifier | None = None, name: str = "immortus"
+) -> Blueprint:
+    """Return a blueprint of every immortus route under ``prefix``, to register in one line.
+
+    ``verifier`` answers the requests; by default the one of the current settings
+    (:func:`immortus.web.get_verifier`, so ``immortus.configure`` may run after this call).
+    The endpoints are ``{name}.verify``, ``{name}.verify_class``, ``{name}.batch``,
+    ``{name}.stream``, ``{name}.stream_class`` and ``{name}.script`` for ``url_for``: to mount
+    the routes twice, make two blueprints with two names. A path under a non-empty prefix that
+    is no route answers immortus's JSON 404; with ``prefix=""`` the app keeps its own 404.
+
+    Raises:
+        ValueError: ``name`` is empty or holds a dot (Flask's rule for blueprint names).
+    """
+    views = _Views(verifier)
+    path = prefix.strip("/")
+    blueprint = Blueprint(name, __name__, url_prefix=f"/{path}" if path else None)
+    routes: list[tuple[str, str, str, _View]] = [  # (endpoint, rule, method, view)
+        ("batch", "/verify", "POST", views.batch),
+        ("verify", "/verify/<job_id>", "GET", views.verify),
+        ("verify_class", "/verify/<job_id>/<job_class>", "GET", views.verify),
+        ("stream", "/stream/<job_id>", "GET", views.stream),
+        ("stream_class", "/stream/<job_id>/<job_class>", "GET", views.stream),
+        ("script", "/immortus.js", "GET", views.script),
+    ]
+    add = partial(blueprint.add_url_rule, methods=_ROUTED_METHODS, provide_automatic_options=False)
+    for endpoint, rule, method, view in routes:
+        add(rule, endpoint, _only(method, view))
+    if path:  # the prefix itself, and any path below it that no route above matched
+        add("/", "no_route", _no_route, strict_slashes=False)
+        add("/<path:rest>", "no_route_below", _no_route)
+    return blueprint

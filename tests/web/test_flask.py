@@ -1,0 +1,346 @@
+"""The Flask adapter, served by a threaded Werkzeug server in a thread: the contract, and more."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from flask import Flask, Response, jsonify, url_for
+from werkzeug.serving import make_server
+
+import immortus
+from immortus import State, lifecycle
+from immortus.stores.base import Store
+from immortus.web import StreamResponse, Verifier
+from immortus.web import flask as flask_adapter
+from immortus.web.flask import immortus_blueprint, render_job_response
+from tests.support import modules_loaded_by
+from tests.web.http_contract import (
+    REPORT,
+    SECRET,
+    ContractFixtures,
+    HTTPContract,
+    body_of,
+    frames_of,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll ``predicate()`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
+class TracedStream(StreamResponse):
+    """A core stream that records when its frames start and when their generator ends."""
+
+    def __init__(self, inner: StreamResponse, started: threading.Event, ended: threading.Event):
+        self.status = inner.status
+        self.inner, self.started, self.ended = inner, started, ended
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started.set()
+        try:
+            yield from self.inner
+        finally:
+            self.ended.set()
+
+
+class TracingVerifier(Verifier):
+    """Streams polled and heart-beating every 10 ms, traced with :class:`TracedStream`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.ended = threading.Event()
+
+    def stream(
+        self, job_id: str, job_class: str | None = None, token: str | None = None, **_: float
+    ) -> StreamResponse:
+        inner = super().stream(job_id, job_class, token, interval=0.01, heartbeat=0.01)
+        return TracedStream(inner, self.started, self.ended)
+
+
+class CountingInput:
+    """A WSGI input stream that counts the bytes the app read from it."""
+
+    def __init__(self, inner: IO[bytes], meter: BodyMeter) -> None:
+        self.inner, self.meter = inner, meter
+
+    def read(self, size: int = -1) -> bytes:
+        return self._count(self.inner.read(size))
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._count(self.inner.readline(size))
+
+    def _count(self, data: bytes) -> bytes:
+        self.meter.read += len(data)
+        return data
+
+
+class BodyMeter:
+    """WSGI middleware counting the request body bytes the app read."""
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+        self.read = 0
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ["wsgi.input"] = CountingInput(environ["wsgi.input"], self)
+        return self.app(environ, start_response)
+
+
+# -- what a user writes (docs/flask.md shows the same) -----------------------------------
+
+
+def start_report(job_id: str) -> Response:
+    """An enqueue view: the job is 'enqueued' here, the browser gets what it needs to follow."""
+    lifecycle.job_enqueued(job_id, REPORT)
+    return render_job_response(job_id, REPORT)
+
+
+def report_status(job_id: str) -> tuple[Response, int, dict[str, str]]:
+    """A custom verify endpoint, followed by the JS client through ``verify_job_url``."""
+    job = immortus.status(job_id, REPORT)
+    body = {"job_id": job.job_id, "completed": job.completed, "success": job.success}
+    status = 404 if job.state is State.UNKNOWN else 200
+    return jsonify(body), status, {"Cache-Control": "no-store"}
+
+
+def start_followed_report(job_id: str) -> Response:
+    """An enqueue view handing the browser the custom endpoint's URL instead of a job id."""
+    lifecycle.job_enqueued(job_id, REPORT)
+    return jsonify(verify_job_url=url_for("report_status", job_id=job_id, _external=True))
+
+
+TRACING = TracingVerifier()
+APP = Flask(__name__)
+APP.register_blueprint(immortus_blueprint())
+APP.register_blueprint(immortus_blueprint("/traced/", verifier=TRACING, name="traced"))
+APP.register_blueprint(immortus_blueprint("jobs/", name="jobs"))
+APP.add_url_rule("/reports/<job_id>", view_func=start_report, methods=["POST"])
+APP.add_url_rule("/reports/<job_id>/status", view_func=report_status)
+APP.add_url_rule("/followed/<job_id>", view_func=start_followed_report, methods=["POST"])
+METER = BodyMeter(APP.wsgi_app)
+APP.wsgi_app = METER  # type: ignore[method-assign]
+
+
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """Serve ``app`` with a threaded Werkzeug server on a free 127.0.0.1 port; yield its URL."""
+    werkzeug_log = logging.getLogger("werkzeug")
+    level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.WARNING)  # no line per request
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+        werkzeug_log.setLevel(level)
+    assert not thread.is_alive(), "the server did not stop"
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """The Werkzeug server of ``APP``."""
+    with serving(APP) as url:
+        yield url
+
+
+@pytest.fixture
+def base_url(server_url: str) -> str:
+    """The immortus prefix on the running server: what the contract needs."""
+    return f"{server_url}/immortus"
+
+
+class TestFlaskContract(HTTPContract):
+    """The shared HTTP contract, against Flask."""
+
+
+class TestFlask(ContractFixtures):
+    """What only the Flask adapter promises, or what needs its internals to check."""
+
+    def test_a_client_leaving_ends_the_stream_generator(self, server_url: str, jobs: Store) -> None:
+        TRACING.started.clear()
+        TRACING.ended.clear()
+        with (
+            httpx.Client(base_url=f"{server_url}/traced/", timeout=10) as client,
+            client.stream("GET", f"stream/job-1/{REPORT}") as response,
+        ):
+            frames = frames_of(response)  # kept: closing it would close the connection
+            assert next(frames)[1]["status"] == "started"  # type: ignore[index]
+            assert next(frames)[0] == "comment"  # the stream is polling and heart-beating
+            assert TRACING.started.is_set()
+            assert not TRACING.ended.is_set()
+        assert TRACING.ended.wait(10)
+
+    def test_the_app_reads_no_more_than_the_batch_cap(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        METER.read = 0
+        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024))
+        assert response.status_code == 400
+        assert METER.read == immortus.web.MAX_BATCH_BYTES + 1
+
+    def test_a_chunked_batch_is_read_too(self, http: httpx.Client, jobs: Store) -> None:
+        chunks = [b'{"jobs": [', b'{"job_id": "job-1"}', b"]}"]
+        response = http.post("verify", content=iter(chunks))  # no Content-Length: chunked
+        assert body_of(response)["jobs"][0]["status"] == "started"
+
+    def test_the_script_is_served_from_the_static_directory(
+        self, http: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(flask_adapter, "STATIC_DIR", tmp_path)
+        missing = http.get("immortus.js")
+        assert missing.status_code == 404
+        assert body_of(missing)["error"] == {
+            "type": "NotFound",
+            "message": "immortus.js is not installed on this server",
+        }
+        script = b"export const Immortus = {};\n"
+        (tmp_path / "immortus.js").write_bytes(script)
+        response = http.get("immortus.js")
+        assert response.status_code == 200
+        assert response.content == script
+        assert response.headers["content-type"].split(";")[0] == "application/javascript"
+        assert response.headers["cache-control"] == "public, max-age=3600"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        etag = response.headers["etag"]
+        again = http.get("immortus.js", headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        assert again.content == b""
+        assert again.headers["etag"] == etag
+
+    @pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+    def test_head_and_options_are_a_405_too(
+        self, http: httpx.Client, jobs: Store, method: str
+    ) -> None:
+        for path, allowed in (("verify/job-1", "GET"), ("verify", "POST"), ("immortus.js", "GET")):
+            response = http.request(method, path)
+            assert response.status_code == 405, path
+            assert response.headers["allow"] == allowed
+            assert response.headers["content-type"] == "application/json"
+
+    def test_a_path_under_the_prefix_that_is_no_route_is_a_404_json(
+        self, server_url: str, http: httpx.Client
+    ) -> None:
+        for path in ("nothing", "", "verify/", "verify/a/b/c", "stream/", "verify/job-1/"):
+            response = http.get(path)
+            assert response.status_code == 404, path
+            assert body_of(response)["error"]["type"] == "NotFound"
+        assert body_of(httpx.get(f"{server_url}/immortus"))["error"]["type"] == "NotFound"
+        assert http.delete("nothing/at/all").status_code == 404
+
+    def test_a_prefix_keeps_to_its_own_routes(self, server_url: str) -> None:
+        for path in ("elsewhere/verify/job-1", "immortus-not/verify/job-1", "verify/job-1"):
+            response = httpx.get(f"{server_url}/{path}")
+            assert response.status_code == 404, path
+            assert response.headers["content-type"].startswith("text/html")  # the app's own
+
+    def test_the_routes_are_named_for_url_for(self) -> None:
+        with APP.test_request_context():
+            assert url_for("immortus.verify", job_id="a") == "/immortus/verify/a"
+            assert url_for("immortus.verify_class", job_id="a b", job_class="b.c") == (
+                "/immortus/verify/a%20b/b.c"
+            )
+            assert url_for("immortus.batch") == "/immortus/verify"
+            assert url_for("immortus.stream", job_id="a") == "/immortus/stream/a"
+            assert url_for("immortus.stream_class", job_id="a", job_class="b.c") == (
+                "/immortus/stream/a/b.c"
+            )
+            assert url_for("immortus.script") == "/immortus/immortus.js"
+            assert url_for("jobs.verify", job_id="a") == "/jobs/verify/a"
+            assert url_for("traced.stream", job_id="a") == "/traced/stream/a"
+
+    def test_a_prefix_with_slashes_is_normalised(self, server_url: str, jobs: Store) -> None:
+        response = httpx.get(f"{server_url}/jobs/verify/job-1/{REPORT}")
+        assert body_of(response)["status"] == "started"
+        assert body_of(httpx.get(f"{server_url}/jobs/nothing"))["error"]["type"] == "NotFound"
+
+    def test_an_empty_prefix_mounts_at_the_root_and_keeps_the_app_404(self, jobs: Store) -> None:
+        app = Flask(__name__)
+        app.register_blueprint(immortus_blueprint(""))
+        with app.test_request_context():
+            assert url_for("immortus.verify", job_id="a") == "/verify/a"
+            assert url_for("immortus.script") == "/immortus.js"
+        with serving(app) as url:
+            assert body_of(httpx.get(f"{url}/verify/job-1"))["status"] == "started"
+            assert httpx.put(f"{url}/verify/job-1").status_code == 405
+            elsewhere = httpx.get(f"{url}/nothing")
+            assert elsewhere.status_code == 404
+            assert elsewhere.headers["content-type"].startswith("text/html")
+
+    def test_an_enqueue_view_renders_the_job(
+        self, server_url: str, jobs: Store, secret: Verifier
+    ) -> None:
+        response = httpx.post(f"{server_url}/reports/job-9")
+        assert response.status_code == 200
+        body = body_of(response)
+        assert body == {
+            "job_id": "job-9",
+            "job_class": REPORT,
+            "token": secret.token_for("job-9", REPORT),
+        }
+        verify = httpx.get(
+            f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": body["token"]}
+        )
+        assert body_of(verify)["status"] == "created"
+
+    def test_render_job_response(self, jobs: Store) -> None:
+        response = render_job_response({"id": 42}, REPORT)  # no request context needed
+        assert response.status_code == 200
+        assert response.get_data() == b'{"job_id":"42","job_class":"contract.report"}'
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["content-type"] == "application/json"
+        failed = render_job_response(object(), verifier=Verifier(secret_key=SECRET))
+        assert (failed.status_code, failed.get_data()) == (500, b"{}")
+
+    def test_a_custom_verify_endpoint_works_as_verify_job_url(
+        self, server_url: str, jobs: Store
+    ) -> None:
+        started = httpx.post(f"{server_url}/followed/job-5")
+        url = started.json()["verify_job_url"]
+        assert url == f"{server_url}/reports/job-5/status"
+        first = httpx.get(url)
+        assert first.status_code == 200
+        assert first.headers["cache-control"] == "no-store"
+        assert first.json() == {"job_id": "job-5", "completed": False, "success": None}
+        lifecycle.job_finished("job-5", REPORT)
+        assert httpx.get(url).json() == {"job_id": "job-5", "completed": True, "success": True}
+        assert httpx.get(f"{server_url}/reports/nobody/status").status_code == 404
+
+
+def test_importing_the_web_core_imports_no_framework() -> None:
+    assert modules_loaded_by("import immortus.web", {"flask", "werkzeug"}) == []
+
+
+def test_a_missing_flask_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['flask'] = None\n"
+        "from immortus import MissingDependency\n"
+        "try:\n    import immortus.web.flask\n"
+        "except MissingDependency as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert 'pip install "immortus[flask]"' in result.stdout
