@@ -1,0 +1,142 @@
+"""The views behind ``immortus.web.django.urls``: one web-core call each.
+
+==========================================  ===============================================
+``GET  verify/<job_id>[/<job_class>]``      :func:`verify`: the job's verify body
+``POST verify``                             :func:`batch`: ``{"jobs": [body, ...]}``, or 400
+``GET  stream/<job_id>[/<job_class>]``      :func:`stream`: Server-Sent Events until completed
+``GET  immortus.js``                        :func:`script`: the JavaScript client, or 404
+anything else under the prefix              :func:`no_route`: a JSON 404
+==========================================  ===============================================
+
+Every view is exempt from CSRF checks: none changes anything (the batch ``POST`` only reads, and
+its jobs are authorised by their tokens, not by the session), and a wrong method must get its
+JSON 405, not the CSRF middleware's 403. Each view asks :func:`immortus.web.get_verifier` at
+each request, so ``immortus.configure`` may run after Django starts.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Concatenate, Final
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, HttpRequest, StreamingHttpResponse, UnreadablePostError
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import etag
+
+from immortus.web import script as _script
+from immortus.web.batch import MAX_BATCH_BYTES
+from immortus.web.core import get_verifier
+from immortus.web.django.responses import json_response
+from immortus.web.responses import method_not_allowed, not_found
+from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, script_path
+
+__all__ = ["STATIC_DIR", "batch", "no_route", "script", "stream", "verify"]
+
+#: Where :func:`script` looks for ``immortus.js`` (at each request).
+STATIC_DIR: Path = _script.STATIC_DIR
+_SCRIPT_MISSING: Final = "immortus.js is not installed on this server"
+
+View = Callable[Concatenate[HttpRequest, ...], HttpResponseBase]
+
+
+def _only(method: str) -> Callable[[View], View]:
+    """Make a view answer ``method`` only: any other (``HEAD`` too) gets a JSON 405."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def checked(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
+            if request.method != method:
+                return json_response(method_not_allowed(method))
+            return view(request, *args, **kwargs)
+
+        return csrf_exempt(checked)
+
+    return decorate
+
+
+@_only("GET")
+def verify(request: HttpRequest, job_id: str, job_class: str | None = None) -> HttpResponseBase:
+    """``GET verify/<job_id>[/<job_class>]``: verify's answer for one job."""
+    token = request.GET.get("token")
+    return json_response(get_verifier().verify(job_id, job_class, token))
+
+
+@_only("POST")
+def batch(request: HttpRequest) -> HttpResponseBase:
+    """``POST verify``: one answer per job, in order; a body over the cap is a 400, unread."""
+    body = _read_capped(request, MAX_BATCH_BYTES + 1)
+    return json_response(get_verifier().verify_batch(body))
+
+
+def _read_capped(request: HttpRequest, limit: int) -> bytes:
+    """Return the request body, reading at most ``limit`` bytes of it, whatever its type.
+
+    An empty body if the client left while sending it (nobody is left to read the answer).
+    """
+    body = bytearray()
+    try:
+        while len(body) < limit:
+            chunk = request.read(limit - len(body))
+            if not chunk:
+                break
+            body += chunk
+    except UnreadablePostError:
+        return b""
+    return bytes(body)
+
+
+@_only("GET")
+def stream(request: HttpRequest, job_id: str, job_class: str | None = None) -> HttpResponseBase:
+    """``GET stream/<job_id>[/<job_class>]``: SSE frames, with verify's status code.
+
+    Under WSGI the frames are a generator the server thread iterates (polls block it); closing
+    the response (the server does when the client is gone) closes the generator, which stops
+    the polls. Under ASGI they are an async iterator: polls run in worker threads, and Django
+    stops iterating when the client disconnects.
+    """
+    answer = get_verifier().stream(job_id, job_class, request.GET.get("token"))
+    headers = dict(answer.headers)
+    if isinstance(request, ASGIRequest):
+        return StreamingHttpResponse(aiter(answer), status=answer.status, headers=headers)
+    return StreamingHttpResponse(iter(answer), status=answer.status, headers=headers)
+
+
+def _script_etag(request: HttpRequest, path: Path) -> str | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return f'"{found.st_mtime_ns:x}-{found.st_size:x}"'
+
+
+@etag(_script_etag)
+def _send_script(request: HttpRequest, path: Path) -> HttpResponseBase:
+    """The file at ``path``; the ``etag`` decorator answers 304 to a matching If-None-Match."""
+    try:
+        handle = path.open("rb")
+    except OSError:  # removed since it was found
+        return json_response(not_found(_SCRIPT_MISSING))
+    return FileResponse(handle, content_type=SCRIPT_MEDIA_TYPE, headers=dict(SCRIPT_HEADERS))
+
+
+@_only("GET")
+def script(request: HttpRequest) -> HttpResponseBase:
+    """``GET immortus.js``: the JavaScript client with an ETag, or a JSON 404 if not installed."""
+    path = script_path(STATIC_DIR)
+    if path is None:
+        return json_response(not_found(_SCRIPT_MISSING))
+    response = _send_script(request, path)
+    if response.status_code == 304:  # a 304 carries the caching headers a 200 would
+        for name, value in SCRIPT_HEADERS.items():
+            response[name] = value
+    return response
+
+
+@csrf_exempt
+def no_route(request: HttpRequest, path: str = "") -> HttpResponseBase:
+    """Any method on a path under the prefix that is no route: a JSON 404."""
+    return json_response(not_found())

@@ -1,0 +1,519 @@
+"""The Django adapter, served by real WSGI (and ASGI) servers in threads: the contract, and more.
+
+Django is set up once, at import, from ``tests.web.django_project``. Its app's ``ready()``
+applies the project's ``IMMORTUS`` settings then; the settings it made are kept in
+``READY_CONFIG`` and immortus is reset, so every test (here and in other modules) starts from
+default settings, as ``fresh_immortus`` expects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.web.django_project.settings")
+django.setup()
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+import uvicorn  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.urls import reverse  # noqa: E402
+
+from immortus import config, lifecycle  # noqa: E402
+from immortus.stores.base import Store  # noqa: E402
+from immortus.web import MAX_BATCH_BYTES, StreamResponse, Verifier  # noqa: E402
+from immortus.web.django import render_job_response, views  # noqa: E402
+from immortus.web.django.settings import (  # noqa: E402
+    TOKEN_KEY_SALT,
+    configure_from_settings,
+    derive_secret_key,
+    immortus_settings,
+)
+from tests.support import modules_loaded_by  # noqa: E402
+from tests.web.http_contract import (  # noqa: E402
+    REPORT,
+    SECRET,
+    ContractFixtures,
+    HTTPContract,
+    body_of,
+    frames_of,
+)
+
+assert settings.ROOT_URLCONF == "tests.web.django_project.urls", (
+    "Django was set up with other settings before this module; these tests need "
+    "tests.web.django_project.settings"
+)
+#: What the app's ready() configured from the project's IMMORTUS settings.
+READY_CONFIG = config.get_config()
+config.reset()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll ``predicate()`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
+# -- the servers -----------------------------------------------------------------------------
+
+
+class BodyMeter:
+    """WSGI middleware counting the request body bytes the app read from ``wsgi.input``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.read = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.input"] = _CountedInput(environ["wsgi.input"], self)
+        return self.app(environ, start_response)
+
+
+class _CountedInput:
+    def __init__(self, stream: Any, meter: BodyMeter) -> None:
+        self.stream, self.meter = stream, meter
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.read(size)
+        self.meter.read += len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.readline(size)
+        self.meter.read += len(data)
+        return data
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Django's development request handler, without its access log."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # the base's name
+        pass
+
+
+class QuietServer(ThreadedWSGIServer):
+    """Django's threaded WSGI server; a client leaving mid-stream is not worth a log line."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+METER = BodyMeter(get_wsgi_application())
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """Django's threaded WSGI server of ``METER(app)`` on a free 127.0.0.1 port, in a thread."""
+    server = QuietServer(("127.0.0.1", 0), QuietHandler)
+    server.set_app(METER)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert not thread.is_alive(), "the WSGI server did not stop"
+
+
+@pytest.fixture(scope="module")
+def asgi_url() -> Iterator[str]:
+    """A uvicorn server of Django's ASGI application on a free 127.0.0.1 port, in a thread."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            get_asgi_application(),
+            log_level="warning",
+            log_config=None,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive())
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+    assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture
+def base_url(server_url: str) -> str:
+    """The immortus prefix on the running server: what the contract needs."""
+    return f"{server_url}/immortus"
+
+
+class TestDjangoContract(HTTPContract):
+    """The shared HTTP contract, against Django under WSGI."""
+
+
+# -- streams that say when their polls stop --------------------------------------------------
+
+
+class TracedStream(StreamResponse):
+    """A core stream that records when its frames start and when their generator ends."""
+
+    def __init__(self, inner: StreamResponse, started: threading.Event, ended: threading.Event):
+        self.status = inner.status
+        self.inner, self.started, self.ended = inner, started, ended
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started.set()
+        try:
+            yield from self.inner
+        finally:
+            self.ended.set()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started.set()
+        try:
+            async for frame in self.inner:
+                yield frame
+        finally:
+            self.ended.set()
+
+
+class TracingVerifier(Verifier):
+    """Streams polled every 10 ms with a heartbeat every 20 ms, traced with TracedStream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.ended = threading.Event()
+
+    def stream(
+        self, job_id: str, job_class: str | None = None, token: str | None = None, **_: float
+    ) -> StreamResponse:
+        inner = super().stream(job_id, job_class, token, interval=0.01, heartbeat=0.02)
+        return TracedStream(inner, self.started, self.ended)
+
+
+@pytest.fixture
+def tracing(monkeypatch: pytest.MonkeyPatch) -> TracingVerifier:
+    """Every immortus view answers with a fresh :class:`TracingVerifier`."""
+    verifier = TracingVerifier()
+    monkeypatch.setattr(views, "get_verifier", lambda: verifier)
+    return verifier
+
+
+def csrf_token_of(page: httpx.Response) -> str:
+    """The token of the page's ``<meta name="csrf-token">`` tag (what the JS client reads)."""
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert found is not None, page.text
+    return found[1]
+
+
+class TestDjango(ContractFixtures):
+    """What only the Django adapter promises, or what needs its internals to check."""
+
+    def test_the_app_reads_no_more_than_the_batch_cap(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        METER.read = 0
+        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024))
+        assert response.status_code == 400
+        assert str(MAX_BATCH_BYTES) in body_of(response)["error"]["message"]
+        assert 0 < METER.read <= MAX_BATCH_BYTES + 1
+        assert http.get("verify/job-1").status_code == 200
+
+    def test_a_batch_of_a_form_content_type_is_read_as_json(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        content = b'{"jobs": [{"job_id": "job-1"}]}'
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        response = http.post("verify", content=content, headers=headers)
+        assert body_of(response)["jobs"][0]["status"] == "started"
+
+    def test_the_script_is_served_from_the_static_directory(
+        self, http: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(views, "STATIC_DIR", tmp_path)
+        missing = http.get("immortus.js")
+        assert missing.status_code == 404
+        assert body_of(missing)["error"]["type"] == "NotFound"
+        script = b"export const Immortus = {};\n"
+        (tmp_path / "immortus.js").write_bytes(script)
+        response = http.get("immortus.js")
+        assert response.status_code == 200
+        assert response.content == script
+        assert response.headers["content-type"] == "application/javascript"
+        assert response.headers["cache-control"] == "public, max-age=3600"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        etag = response.headers["etag"]
+        assert etag.startswith('"')
+        cached = http.get("immortus.js", headers={"If-None-Match": etag})
+        assert cached.status_code == 304
+        assert cached.content == b""
+        assert cached.headers["etag"] == etag
+        assert cached.headers["cache-control"] == "public, max-age=3600"
+        stale = http.get("immortus.js", headers={"If-None-Match": '"other"'})
+        assert (stale.status_code, stale.content) == (200, script)
+
+    @pytest.mark.parametrize(
+        ("method", "path", "allowed"),
+        [
+            ("HEAD", "verify/job-1", "GET"),
+            ("OPTIONS", "verify/job-1", "GET"),
+            ("HEAD", "verify", "POST"),
+            ("OPTIONS", "stream/job-1", "GET"),
+            ("HEAD", "immortus.js", "GET"),
+        ],
+    )
+    def test_head_and_options_are_a_405(
+        self, http: httpx.Client, method: str, path: str, allowed: str
+    ) -> None:
+        response = http.request(method, path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == allowed
+        assert response.headers["content-type"] == "application/json"
+        if method != "HEAD":
+            assert body_of(response)["error"]["type"] == "MethodNotAllowed"
+
+    def test_a_path_under_the_prefix_that_is_no_route_is_a_404_json(
+        self, http: httpx.Client
+    ) -> None:
+        for path in ("", "nothing", "verify/", "verify/a/b/c", "stream/", "verify/job-1/", "a%0Ab"):
+            response = http.get(path)
+            assert response.status_code == 404, path
+            assert body_of(response)["error"]["type"] == "NotFound"
+        assert http.post("nothing").status_code == 404  # not the CSRF middleware's 403
+
+    def test_a_prefix_keeps_to_its_own_routes(self, server_url: str) -> None:
+        response = httpx.get(f"{server_url}/elsewhere/verify/job-1")
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")  # Django's own 404
+
+    def test_the_routes_are_named_for_reverse(self) -> None:
+        assert reverse("immortus:verify", args=["a"]) == "/immortus/verify/a"
+        assert reverse("immortus:verify", args=["réport 1"]) == "/immortus/verify/r%C3%A9port%201"
+        assert reverse("immortus:verify_class", args=["a", "b.c"]) == "/immortus/verify/a/b.c"
+        assert reverse("immortus:batch") == "/immortus/verify"
+        assert reverse("immortus:stream", kwargs={"job_id": "a"}) == "/immortus/stream/a"
+        assert reverse("immortus:stream_class", args=["a", "b.c"]) == "/immortus/stream/a/b.c"
+        assert reverse("immortus:script") == "/immortus/immortus.js"
+
+    def test_the_project_passes_djangos_checks(self) -> None:
+        output = io.StringIO()
+        call_command("check", stdout=output, stderr=output)
+        assert "no issues" in output.getvalue()
+
+    def test_an_enqueue_view_behind_csrf_works_with_the_js_clients_headers(
+        self, server_url: str, secret: Verifier
+    ) -> None:
+        with httpx.Client(base_url=server_url, timeout=10) as browser:
+            assert browser.post("/reports/job-7").status_code == 403  # no cookie, no token
+            token = csrf_token_of(browser.get("/page"))
+            cookie = browser.cookies["csrftoken"]
+            refused = browser.post("/reports/job-7", json={"report": 7})  # cookie only
+            assert refused.status_code == 403
+            cross_site = {"X-CSRFToken": token, "Origin": "http://evil.example"}
+            assert browser.post("/reports/job-7", headers=cross_site).status_code == 403
+            for csrf in (token, cookie):  # from the meta tag, or from the cookie
+                # What fetch() sends for Immortus.create: both headers, and the page's origin.
+                headers = {"X-CSRFToken": csrf, "X-CSRF-Token": csrf, "Origin": server_url}
+                response = browser.post("/reports/job-7", json={"report": 7}, headers=headers)
+                assert response.status_code == 200
+                body = body_of(response)
+                assert body == {
+                    "job_id": "job-7",
+                    "job_class": REPORT,
+                    "token": secret.token_for("job-7", REPORT),
+                }
+            verify = browser.get(
+                f"/immortus/verify/job-7/{REPORT}", params={"token": body["token"]}
+            )
+            assert body_of(verify)["status"] == "created"
+            assert browser.get(f"/immortus/verify/job-7/{REPORT}").status_code == 404
+
+    def test_render_job_response(self, jobs: Store) -> None:
+        response = render_job_response({"id": 42}, REPORT)
+        assert response.status_code == 200
+        assert response.content == b'{"job_id":"42","job_class":"contract.report"}'
+        assert response["Content-Type"] == "application/json"
+        assert response["Cache-Control"] == "no-store"
+        failed = render_job_response(object(), verifier=Verifier(secret_key=SECRET))
+        assert (failed.status_code, failed.content) == (500, b"{}")
+
+    def test_a_custom_verify_endpoint_works_as_verify_job_url(
+        self, server_url: str, jobs: Store
+    ) -> None:
+        with httpx.Client(base_url=server_url, timeout=10) as browser:
+            token = csrf_token_of(browser.get("/page"))
+            started = browser.post("/custom-reports/job-3", headers={"X-CSRFToken": token})
+            url = started.json()["verify_job_url"]
+            assert url == f"{server_url}/reports/job-3/status"
+            assert browser.get(url).json() == {
+                "job_id": "job-3",
+                "completed": False,
+                "success": None,
+            }
+            lifecycle.job_finished("job-3", REPORT)
+            done = browser.get(url).json()
+            assert (done["completed"], done["success"]) == (True, True)
+            assert done["download_url"] == f"{server_url}/reports/job-3.pdf"
+            assert browser.get(url.replace("job-3", "nobody")).status_code == 404
+
+    def test_a_client_leaving_ends_the_stream_generator(
+        self, server_url: str, jobs: Store, tracing: TracingVerifier
+    ) -> None:
+        with (
+            httpx.Client(base_url=f"{server_url}/immortus/", timeout=10) as client,
+            client.stream("GET", f"stream/job-1/{REPORT}") as response,
+        ):
+            frames = frames_of(response)  # kept: closing it would close the connection
+            assert next(frames)[1]["status"] == "started"  # type: ignore[index]
+            assert next(frames)[0] == "comment"  # the generator is polling
+            assert tracing.started.is_set()
+            assert not tracing.ended.is_set()
+        assert tracing.ended.wait(10)
+
+    def test_under_asgi_a_stream_sends_each_change_then_ends(
+        self, asgi_url: str, jobs: Store
+    ) -> None:
+        seen = []
+        with (
+            httpx.Client(timeout=10) as client,
+            client.stream("GET", f"{asgi_url}/immortus/stream/job-1/{REPORT}") as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream"
+            for kind, body in frames_of(response):
+                assert kind == "data"
+                assert body is not None
+                seen.append(body["status"])
+                lifecycle.job_finished("job-1", REPORT)
+        assert seen == ["started", "finished"]
+
+    def test_under_asgi_a_client_leaving_ends_the_stream_generator(
+        self, asgi_url: str, jobs: Store, tracing: TracingVerifier
+    ) -> None:
+        with (
+            httpx.Client(timeout=10) as client,
+            client.stream("GET", f"{asgi_url}/immortus/stream/job-1/{REPORT}") as response,
+        ):
+            frames = frames_of(response)
+            assert next(frames)[1]["status"] == "started"  # type: ignore[index]
+            assert next(frames)[0] == "comment"
+            assert not tracing.ended.is_set()
+        assert tracing.ended.wait(10)
+
+    def test_under_asgi_a_batch_is_answered(self, asgi_url: str, jobs: Store) -> None:
+        response = httpx.post(f"{asgi_url}/immortus/verify", json={"jobs": [{"job_id": "job-1"}]})
+        assert body_of(response)["jobs"][0]["status"] == "started"
+
+
+# -- the IMMORTUS setting --------------------------------------------------------------------
+
+KEY = "s3cret"  # a SECRET_KEY for the translation tests
+
+
+def django_settings(**declared: object) -> SimpleNamespace:
+    """A Django settings object with ``SECRET_KEY = KEY`` and ``declared``."""
+    return SimpleNamespace(SECRET_KEY=KEY, **declared)
+
+
+def test_ready_applied_the_projects_settings() -> None:
+    assert READY_CONFIG.token_max_age == 3600
+    assert READY_CONFIG.progress_interval == 0
+    assert READY_CONFIG.secret_key == derive_secret_key(settings.SECRET_KEY)
+
+
+def test_the_token_key_is_derived_from_secret_key() -> None:
+    source = django_settings(IMMORTUS={"token_max_age": 60})
+    derived = hmac.new(KEY.encode(), TOKEN_KEY_SALT, hashlib.sha256).hexdigest()
+    assert immortus_settings(source) == {"token_max_age": 60, "secret_key": derived}
+    assert derived != KEY
+    assert derive_secret_key("other") != derived
+    assert immortus_settings(django_settings()) == {"secret_key": derived}
+
+
+def test_a_secret_key_of_its_own_or_none_is_kept() -> None:
+    own = django_settings(IMMORTUS={"secret_key": "mine"})
+    assert immortus_settings(own) == {"secret_key": "mine"}
+    open_ = django_settings(IMMORTUS={"secret_key": None})
+    assert immortus_settings(open_) == {"secret_key": None}
+    assert configure_from_settings(open_).secret_key is None
+    assert config.get_config().secret_key is None
+
+
+def test_configure_from_settings_applies_them(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    source = django_settings(IMMORTUS={"store": store, "ttl": 60})
+    configure_from_settings(source)
+    applied = config.get_config()
+    assert (applied.store, applied.ttl) == (store, 60)
+    assert applied.secret_key == derive_secret_key(KEY)
+
+
+@pytest.mark.parametrize(
+    ("declared", "named"),
+    [
+        ({"secret": "x"}, "IMMORTUS['secret']"),
+        ({"token_max_age": -1}, "IMMORTUS['token_max_age']"),
+        ({"progress_interval": "fast"}, "IMMORTUS['progress_interval']"),
+        ({"secret_key": ""}, "IMMORTUS['secret_key']"),
+        ({"store": 5}, "IMMORTUS['store']"),
+        (["store"], "IMMORTUS must be a dict"),
+    ],
+)
+def test_a_bad_setting_is_improperly_configured(declared: object, named: str) -> None:
+    source = django_settings(IMMORTUS=declared)
+    with pytest.raises(ImproperlyConfigured, match=re.escape(named)):
+        configure_from_settings(source)
+    assert config.get_config().secret_key is None  # nothing was applied
+
+
+def test_an_empty_secret_key_is_improperly_configured() -> None:
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY"):
+        immortus_settings(SimpleNamespace(SECRET_KEY=""))
+
+
+# -- imports ---------------------------------------------------------------------------------
+
+
+def test_importing_immortus_or_the_web_core_imports_no_django() -> None:
+    assert modules_loaded_by("import immortus, immortus.web", {"django", "asgiref"}) == []
+
+
+def test_a_missing_django_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['django'] = None\n"
+        "from immortus import MissingDependency\n"
+        "try:\n    import immortus.web.django\n"
+        "except MissingDependency as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert 'pip install "immortus[django]"' in result.stdout
