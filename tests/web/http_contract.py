@@ -358,17 +358,16 @@ class HTTPContract(ContractFixtures):
         assert body["job_id"] is None
         assert body["error"]["type"] == "MethodNotAllowed"
 
-    def test_the_script_is_served_when_installed(self, http: httpx.Client) -> None:
-        installed = Path(web.__file__).with_name("static") / "immortus.js"
-        response = http.get("immortus.js")
-        if not installed.is_file():
-            assert response.status_code == 404
-            assert body_of(response)["error"]["type"] == "NotFound"
-            return
+    @pytest.mark.parametrize("name", ["immortus.js", "immortus.mjs"])
+    def test_the_script_is_served_when_installed(self, http: httpx.Client, name: str) -> None:
+        installed = Path(web.__file__).with_name("static") / name
+        assert installed.is_file(), f"{name} ships with immortus"
+        response = http.get(name)
         assert response.status_code == 200
         assert response.content == installed.read_bytes()
         assert response.headers["content-type"].startswith("application/javascript")
         assert "max-age" in response.headers["cache-control"]
+        assert response.headers["x-content-type-options"] == "nosniff"
 
     # -- stream ----------------------------------------------------------------------------
 

@@ -256,6 +256,7 @@ class TestStarlette(ContractFixtures):
             "/immortus/stream/a/b.c"
         )
         assert APP.url_path_for("immortus:script") == "/immortus/immortus.js"
+        assert APP.url_path_for("immortus:module") == "/immortus/immortus.mjs"
         assert immortus_routes("").path == ""
         assert immortus_routes("jobs/").path == "/jobs"
 

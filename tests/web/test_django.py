@@ -322,6 +322,7 @@ class TestDjango(ContractFixtures):
         assert reverse("immortus:stream", kwargs={"job_id": "a"}) == "/immortus/stream/a"
         assert reverse("immortus:stream_class", args=["a", "b.c"]) == "/immortus/stream/a/b.c"
         assert reverse("immortus:script") == "/immortus/immortus.js"
+        assert reverse("immortus:module") == "/immortus/immortus.mjs"
 
     def test_the_project_passes_djangos_checks(self) -> None:
         output = io.StringIO()

@@ -268,6 +268,7 @@ class TestFlask(ContractFixtures):
                 "/immortus/stream/a/b.c"
             )
             assert url_for("immortus.script") == "/immortus/immortus.js"
+            assert url_for("immortus.module") == "/immortus/immortus.mjs"
             assert url_for("jobs.verify", job_id="a") == "/jobs/verify/a"
             assert url_for("traced.stream", job_id="a") == "/traced/stream/a"
 

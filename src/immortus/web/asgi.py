@@ -16,6 +16,7 @@ and stores are asked in worker threads (except reads that cannot wait, see
 ``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order, or 400
 ``GET  {prefix}/stream/{job_id}[/{class}]`` Server-Sent Events until the job is completed
 ``GET  {prefix}/immortus.js``               the JavaScript client, or 404 if not installed
+``GET  {prefix}/immortus.mjs``              the same client as an ES module
 ==========================================  ===============================================
 
 The token travels as the ``token`` query parameter. Another method on a route answers 405 with
@@ -34,7 +35,13 @@ from immortus.exceptions import MissingDependency
 from immortus.web.batch import MAX_BATCH_BYTES
 from immortus.web.core import Verifier, get_verifier
 from immortus.web.responses import WebResponse, method_not_allowed, not_found
-from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, STATIC_DIR
+from immortus.web.script import (
+    SCRIPT_HEADERS,
+    SCRIPT_MEDIA_TYPE,
+    SCRIPTS,
+    STATIC_DIR,
+    script_missing,
+)
 from immortus.web.stream import StreamResponse
 
 try:
@@ -176,12 +183,16 @@ class _Routes:
         answer = await self._get().astream(params["job_id"], params.get("job_class"), token)
         return _EventStream(answer)
 
-    async def script(self, request: Request) -> Response:
-        """``GET immortus.js``: the JavaScript client, or a JSON 404 if it is not installed."""
-        path = STATIC_DIR / "immortus.js"
-        if not await anyio.Path(path).is_file():
-            return _json(not_found("immortus.js is not installed on this server"))
-        return FileResponse(path, media_type=SCRIPT_MEDIA_TYPE, headers=dict(SCRIPT_HEADERS))
+    def script(self, name: str) -> Handler:
+        """``GET immortus.js`` / ``immortus.mjs``: the file ``name``, or a JSON 404 if missing."""
+
+        async def send(request: Request) -> Response:
+            path = STATIC_DIR / name  # looked up at each request: tests replace STATIC_DIR
+            if not await anyio.Path(path).is_file():
+                return _json(not_found(script_missing(name)))
+            return FileResponse(path, media_type=SCRIPT_MEDIA_TYPE, headers=dict(SCRIPT_HEADERS))
+
+        return send
 
 
 def immortus_routes(prefix: str = "/immortus", *, verifier: Verifier | None = None) -> Mount:
@@ -190,17 +201,18 @@ def immortus_routes(prefix: str = "/immortus", *, verifier: Verifier | None = No
     ``verifier`` answers the requests; by default the one of the current settings
     (:func:`immortus.web.get_verifier`, so ``immortus.configure`` may run after this call).
     The routes are named ``immortus:verify``, ``immortus:verify_class``, ``immortus:batch``,
-    ``immortus:stream``, ``immortus:stream_class`` and ``immortus:script`` for ``url_for``.
+    ``immortus:stream``, ``immortus:stream_class``, ``immortus:script`` and ``immortus:module``
+    for ``url_for``.
     """
     routes = _Routes(verifier)
-    endpoints = [  # (name, path, method, handler)
+    endpoints: list[tuple[str, str, str, Handler]] = [  # (name, path, method, handler)
         ("batch", "/verify", "POST", routes.batch),
         ("verify", "/verify/{job_id}", "GET", routes.verify),
         ("verify_class", "/verify/{job_id}/{job_class}", "GET", routes.verify),
         ("stream", "/stream/{job_id}", "GET", routes.stream),
         ("stream_class", "/stream/{job_id}/{job_class}", "GET", routes.stream),
-        ("script", "/immortus.js", "GET", routes.script),
     ]
+    endpoints += [(kind, f"/{name}", "GET", routes.script(name)) for kind, name in SCRIPTS.items()]
     router = Router(
         [Route(path, _Endpoint(method, run), name=name) for name, path, method, run in endpoints],
         redirect_slashes=False,

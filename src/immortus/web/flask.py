@@ -14,6 +14,7 @@ stream polls the job from that thread until the job is completed or the client l
 ``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order, or 400
 ``GET  {prefix}/stream/{job_id}[/{class}]`` Server-Sent Events until the job is completed
 ``GET  {prefix}/immortus.js``               the JavaScript client, or 404 if not installed
+``GET  {prefix}/immortus.mjs``              the same client as an ES module
 ==========================================  ===============================================
 
 The token travels as the ``token`` query parameter. Another method on a route (``HEAD`` and
@@ -33,7 +34,14 @@ from immortus.exceptions import MissingDependency
 from immortus.web.batch import MAX_BATCH_BYTES
 from immortus.web.core import Verifier, get_verifier
 from immortus.web.responses import WebResponse, method_not_allowed, not_found
-from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, STATIC_DIR, script_path
+from immortus.web.script import (
+    SCRIPT_HEADERS,
+    SCRIPT_MEDIA_TYPE,
+    SCRIPTS,
+    STATIC_DIR,
+    script_missing,
+    script_path,
+)
 from immortus.web.stream import StreamResponse
 
 try:
@@ -131,14 +139,18 @@ class _Views:
         answer = self._get().stream(job_id, job_class, request.args.get("token"))
         return Response(_frames(answer), answer.status, dict(answer.headers))
 
-    def script(self) -> Response:
-        """``GET immortus.js``: the JavaScript client, or a JSON 404 if it is not installed."""
-        path = script_path(STATIC_DIR)  # looked up at each request: tests replace STATIC_DIR
-        if path is None:
-            return _respond(not_found("immortus.js is not installed on this server"))
-        response = send_file(path, mimetype=SCRIPT_MEDIA_TYPE, conditional=True, etag=True)
-        response.headers.update(SCRIPT_HEADERS)
-        return response
+    def script(self, name: str) -> _View:
+        """``GET immortus.js`` / ``immortus.mjs``: the file ``name``, or a JSON 404 if missing."""
+
+        def send() -> Response:
+            path = script_path(STATIC_DIR, name)  # looked up per request: tests replace it
+            if path is None:
+                return _respond(not_found(script_missing(name)))
+            response = send_file(path, mimetype=SCRIPT_MEDIA_TYPE, conditional=True, etag=True)
+            response.headers.update(SCRIPT_HEADERS)
+            return response
+
+        return send
 
 
 def immortus_blueprint(
@@ -149,7 +161,8 @@ def immortus_blueprint(
     ``verifier`` answers the requests; by default the one of the current settings
     (:func:`immortus.web.get_verifier`, so ``immortus.configure`` may run after this call).
     The endpoints are ``{name}.verify``, ``{name}.verify_class``, ``{name}.batch``,
-    ``{name}.stream``, ``{name}.stream_class`` and ``{name}.script`` for ``url_for``: to mount
+    ``{name}.stream``, ``{name}.stream_class``, ``{name}.script`` (``immortus.js``) and
+    ``{name}.module`` (``immortus.mjs``) for ``url_for``: to mount
     the routes twice, make two blueprints with two names. A path under a non-empty prefix that
     is no route answers immortus's JSON 404; with ``prefix=""`` the app keeps its own 404.
 
@@ -165,8 +178,8 @@ def immortus_blueprint(
         ("verify_class", "/verify/<job_id>/<job_class>", "GET", views.verify),
         ("stream", "/stream/<job_id>", "GET", views.stream),
         ("stream_class", "/stream/<job_id>/<job_class>", "GET", views.stream),
-        ("script", "/immortus.js", "GET", views.script),
     ]
+    routes += [(kind, f"/{file}", "GET", views.script(file)) for kind, file in SCRIPTS.items()]
     add = partial(blueprint.add_url_rule, methods=_ROUTED_METHODS, provide_automatic_options=False)
     for endpoint, rule, method, view in routes:
         add(rule, endpoint, _only(method, view))

@@ -3,9 +3,10 @@
     urlpatterns = [path("immortus/", include("immortus.web.django.urls")), ...]
 
 The routes are named ``immortus:verify``, ``immortus:verify_class``, ``immortus:batch``,
-``immortus:stream``, ``immortus:stream_class`` and ``immortus:script`` for ``reverse()`` and
-``{% url %}``. The last pattern answers every other path under the prefix with a JSON 404 (and
-keeps ``APPEND_SLASH`` from redirecting them). A job id or job class holding ``/`` (even
+``immortus:stream``, ``immortus:stream_class``, ``immortus:script`` (``immortus.js``) and
+``immortus:module`` (``immortus.mjs``) for ``reverse()`` and ``{% url %}``. The last pattern
+answers every other path under the prefix with a JSON 404 (and keeps ``APPEND_SLASH`` from
+redirecting them). A job id or job class holding ``/`` (even
 percent-encoded) cannot be named in a path: servers decode ``%2F`` before routing; ask for
 such a job with the batch route.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 from django.urls import URLPattern, path, re_path
 
 from immortus.web.django import views
+from immortus.web.script import SCRIPTS
 
 app_name = "immortus"
 
@@ -24,6 +26,6 @@ urlpatterns: list[URLPattern] = [
     path("verify/<str:job_id>/<str:job_class>", views.verify, name="verify_class"),
     path("stream/<str:job_id>", views.stream, name="stream"),
     path("stream/<str:job_id>/<str:job_class>", views.stream, name="stream_class"),
-    path("immortus.js", views.script, name="script"),
+    *(path(file, views.script, {"name": file}, name=kind) for kind, file in SCRIPTS.items()),
     re_path(r"^(?P<path>(?s:.*))$", views.no_route),
 ]

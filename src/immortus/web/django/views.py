@@ -5,6 +5,7 @@
 ``POST verify``                             :func:`batch`: ``{"jobs": [body, ...]}``, or 400
 ``GET  stream/<job_id>[/<job_class>]``      :func:`stream`: Server-Sent Events until completed
 ``GET  immortus.js``                        :func:`script`: the JavaScript client, or 404
+``GET  immortus.mjs``                       :func:`script`: the same client as an ES module
 anything else under the prefix              :func:`no_route`: a JSON 404
 ==========================================  ===============================================
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Concatenate, Final
+from typing import Concatenate
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, HttpRequest, StreamingHttpResponse, UnreadablePostError
@@ -32,13 +33,12 @@ from immortus.web.batch import MAX_BATCH_BYTES
 from immortus.web.core import get_verifier
 from immortus.web.django.responses import json_response
 from immortus.web.responses import method_not_allowed, not_found
-from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, script_path
+from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, script_missing, script_path
 
 __all__ = ["STATIC_DIR", "batch", "no_route", "script", "stream", "verify"]
 
 #: Where :func:`script` looks for ``immortus.js`` (at each request).
 STATIC_DIR: Path = _script.STATIC_DIR
-_SCRIPT_MISSING: Final = "immortus.js is not installed on this server"
 
 View = Callable[Concatenate[HttpRequest, ...], HttpResponseBase]
 
@@ -119,20 +119,20 @@ def _send_script(request: HttpRequest, path: Path) -> HttpResponseBase:
     try:
         handle = path.open("rb")
     except OSError:  # removed since it was found
-        return json_response(not_found(_SCRIPT_MISSING))
+        return json_response(not_found(script_missing(path.name)))
     return FileResponse(handle, content_type=SCRIPT_MEDIA_TYPE, headers=dict(SCRIPT_HEADERS))
 
 
 @_only("GET")
-def script(request: HttpRequest) -> HttpResponseBase:
-    """``GET immortus.js``: the JavaScript client with an ETag, or a JSON 404 if not installed."""
-    path = script_path(STATIC_DIR)
+def script(request: HttpRequest, name: str = "immortus.js") -> HttpResponseBase:
+    """``GET immortus.js`` / ``immortus.mjs``: the file ``name`` with an ETag, or a JSON 404."""
+    path = script_path(STATIC_DIR, name)
     if path is None:
-        return json_response(not_found(_SCRIPT_MISSING))
+        return json_response(not_found(script_missing(name)))
     response = _send_script(request, path)
     if response.status_code == 304:  # a 304 carries the caching headers a 200 would
-        for name, value in SCRIPT_HEADERS.items():
-            response[name] = value
+        for header, value in SCRIPT_HEADERS.items():
+            response[header] = value
     return response
 
 
