@@ -1,4 +1,4 @@
-"""The terminal demo: run for real, as ``make demo`` runs it, and its little queue."""
+"""The terminal demo (``immortus demo --terminal``): run for real, and its little queue."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pytest
 import immortus
 from immortus.cli import main
 from immortus.config import STORE_ENV
-from immortus.demo import SAMPLES
-from immortus.demo.runner import Runner, pause
+from immortus.demo.pacing import pause
+from immortus.demo.runner import Runner
+from immortus.demo.samples import SAMPLES
 from immortus.jobs import job_class_of
 from immortus.status import State
 
@@ -56,11 +57,14 @@ def outcome_rows(output: str) -> dict[str, list[str]]:
 
 def test_the_samples_are_the_documented_ones() -> None:
     assert {job_class_of(sample.function) for sample in SAMPLES} == set(EXPECTED)
+    for sample in SAMPLES:
+        assert sample.job_class == job_class_of(sample.function)
+        assert (sample.expected.value, str(sample.attempts)) == EXPECTED[sample.job_class]
 
 
 @pytest.mark.slow
 def test_demo_runs_every_job_to_its_expected_end() -> None:
-    result = run_demo("demo", "--speed", "20")
+    result = run_demo("demo", "--terminal", "--speed", "20")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     rows = outcome_rows(result.stdout)
@@ -77,7 +81,7 @@ def test_demo_runs_every_job_to_its_expected_end() -> None:
 @pytest.mark.slow
 def test_demo_writes_to_the_store_it_is_given(tmp_path: Path) -> None:
     url = f"sqlite:///{(tmp_path / 'demo.sqlite3').as_posix()}"
-    result = run_demo("--store", url, "demo", "--speed", "20")
+    result = run_demo("--store", url, "demo", "--terminal", "--speed", "20")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"store: {url}" in result.stdout
     immortus.configure(store=url)
@@ -91,8 +95,8 @@ def test_demo_writes_to_the_store_it_is_given(tmp_path: Path) -> None:
 
 
 def test_demo_refuses_a_bad_store(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--store", "nope://x"]) == 2
-    assert main(["demo", "--store", "redis://127.0.0.1:1/0"]) == 3
+    assert main(["demo", "--terminal", "--store", "nope://x"]) == 2
+    assert main(["demo", "--terminal", "--store", "redis://127.0.0.1:1/0"]) == 3
     err = capsys.readouterr().err
     assert "no store handles nope://" in err
     assert "Traceback" not in err

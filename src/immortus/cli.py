@@ -154,13 +154,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("prune", _prune, "Delete the records of jobs whose retention has expired.")
 
-    demo = command("demo", _demo, "Run sample jobs in a thread pool and follow them live.")
+    demo = command(
+        "demo",
+        _demo,
+        "Serve the web demo: sample jobs on a real Huey queue, followed live in the browser.",
+    )
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="the address to serve on (default: 127.0.0.1)"
+    )
+    demo.add_argument(
+        "--port", type=int, default=8000, help="the port to serve on (default: 8000; 0: a free one)"
+    )
     demo.add_argument(
         "--speed",
         type=_positive,
-        default=1.0,
         metavar="FACTOR",
-        help="pace multiplier (default: 1, about 13 seconds)",
+        help="pace multiplier (default: 1; --smoke: 20); the terminal demo lasts about 13 s at 1",
+    )
+    mode = demo.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run every sample through the HTTP API on a free port, print how each ended, "
+        "exit 0 only if all ended as expected",
+    )
+    mode.add_argument(
+        "--terminal",
+        action="store_true",
+        help="no server: run the samples in a thread pool with live bars in the terminal",
     )
     return parser
 
@@ -311,8 +332,17 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from immortus.demo import run_demo  # noqa: PLC0415 - loads the sample jobs only for the demo
-
+    # The demo's modules load only here: they bring in the sample jobs, Huey, Starlette, uvicorn.
     if args.strategy:
         immortus.configure(strategy=args.strategy)
-    return run_demo(speed=args.speed, store=args.store)
+    if args.terminal:
+        from immortus.demo.terminal import run_terminal_demo  # noqa: PLC0415
+
+        return run_terminal_demo(speed=args.speed or 1.0, store=args.store)
+    if args.smoke:
+        from immortus.demo.smoke import SMOKE_SPEED, run_smoke  # noqa: PLC0415
+
+        return run_smoke(speed=args.speed or SMOKE_SPEED, store=args.store)
+    from immortus.demo.server import run_web_demo  # noqa: PLC0415
+
+    return run_web_demo(host=args.host, port=args.port, store=args.store, speed=args.speed or 1.0)

@@ -9,7 +9,7 @@ takes, so the demo can be sped up.
 from __future__ import annotations
 
 import immortus
-from immortus.demo.runner import pause
+from immortus.demo.pacing import pause
 
 __all__ = ["CorruptImage", "build_report", "fetch_rates", "import_rows", "resize_images"]
 

@@ -1,4 +1,4 @@
-"""A small in-process queue for the demo: a thread pool plays both the broker and the workers.
+"""A small in-process queue for the terminal demo: a thread pool plays the broker and workers.
 
 It does what a queue integration does for a real queue, with the public API only: it invents a
 job id (a real queue would give one), reports :func:`~immortus.lifecycle.job_enqueued` when a job
@@ -9,35 +9,18 @@ while attempts are left. It never keeps a job's state itself: the store does.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import immortus
 from immortus import lifecycle
+from immortus.demo.pacing import paced_by
 from immortus.jobs import job_class_of
 
-__all__ = ["Runner", "Submitted", "pause"]
-
-_stopping: ContextVar[threading.Event | None] = ContextVar("immortus_demo_stop", default=None)
-
-
-def pause(seconds: float) -> None:
-    """Wait ``seconds`` inside a demo job, as real work would take time.
-
-    Raises:
-        KeyboardInterrupt: the runner is stopping (the user pressed Ctrl-C); the job is then
-            reported ``cancelled`` by :func:`immortus.running`.
-    """
-    stop = _stopping.get()
-    if stop is None:
-        time.sleep(seconds)
-    elif stop.wait(seconds):
-        raise KeyboardInterrupt("the demo was interrupted")
+__all__ = ["Runner", "Submitted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +36,9 @@ class Runner:
     """Runs tracked functions on ``workers`` threads; a context manager that waits for them.
 
     Leaving the ``with`` block by an exception (Ctrl-C) stops the running jobs at their next
-    :func:`pause` and reports the jobs that never started as ``cancelled``.
+    :func:`~immortus.demo.pacing.pause` (it raises :class:`KeyboardInterrupt` there, which
+    :func:`immortus.running` reports as ``cancelled``) and reports the jobs that never started
+    as ``cancelled``.
     """
 
     def __init__(self, *, workers: int = 3, retry_delay: float = 1.0) -> None:
@@ -87,13 +72,15 @@ class Runner:
         max_attempts: int,
         kwargs: dict[str, Any],
     ) -> None:
-        _stopping.set(self._stop)
         for attempt in range(1, max_attempts + 1):
             final = attempt == max_attempts
             try:
-                with immortus.running(job_id, job_class, attempt=attempt, final_attempt=final):
+                with (
+                    paced_by(self._wait),
+                    immortus.running(job_id, job_class, attempt=attempt, final_attempt=final),
+                ):
                     function(**kwargs)
-            except KeyboardInterrupt:  # stopped by pause(): running() reported it cancelled
+            except KeyboardInterrupt:  # stopped by _wait(): running() reported it cancelled
                 return
             except Exception:  # noqa: BLE001 - running() reported it failed or retrying
                 if final:
@@ -103,6 +90,11 @@ class Runner:
                     return
             else:
                 return
+
+    def _wait(self, seconds: float) -> None:
+        """Wait between two steps of a job; raise :class:`KeyboardInterrupt` once stopping."""
+        if self._stop.wait(seconds):
+            raise KeyboardInterrupt("the demo was interrupted")
 
     def close(self, *, cancel: bool = False) -> None:
         """Wait for the jobs; with ``cancel``, stop them first."""
