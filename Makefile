@@ -72,7 +72,7 @@ typecheck: venv
 test: venv system-deps lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# demo: the command-line demo.
+# demo: the web demo on http://127.0.0.1:8000 (sample jobs on a real Huey queue; Ctrl-C stops it).
 demo: venv
 	$(BIN)/immortus demo
 

@@ -45,7 +45,8 @@ from immortus.watching import (
 __all__ = ["EPILOG", "build_parser", "describe", "main"]
 
 EXIT_OK: Final = 0
-#: ``status``: no record of the job; ``watch``: it did not succeed; ``demo``: a surprise.
+#: ``status``: no record of the job; ``watch``: it did not succeed; ``demo --smoke`` or
+#: ``--terminal``: a job did not end as expected.
 EXIT_NOT_OK: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_UNAVAILABLE: Final = 3
@@ -56,11 +57,13 @@ EXIT_INTERRUPTED: Final = 130
 EPILOG: Final = """\
 exit codes:
   0    status: the job is known; watch: it finished; jobs, prune: done;
-       demo: every job ended as expected
+       demo: stopped by Ctrl-C; demo --smoke/--terminal: every job ended as
+       expected
   1    status: nobody has a record of the job; watch: it failed, was cancelled
-       or was lost; demo: a job did not end as expected
+       or was lost; demo --smoke/--terminal: a job did not end as expected
   2    bad input or set-up: a malformed job id, cursor or --limit, an unknown
-       state, a bad store URL or strategy, rich missing for a drawing command
+       state, a bad store URL or strategy, rich missing for a drawing command,
+       a demo extra missing, the demo's port in use
   3    the store cannot be reached (watch retries a few times, backing off)
   4    watch: --timeout passed before the job completed
   5    the tracking strategy raised, or a stored record cannot be decoded
