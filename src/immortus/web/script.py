@@ -23,7 +23,7 @@ __all__ = [
     "script_path",
 ]
 
-#: The directory shipped with immortus that holds ``immortus.js`` and ``immortus.d.ts``.
+#: The directory shipped with immortus: ``immortus.js``, ``immortus.mjs`` and ``immortus.d.ts``.
 STATIC_DIR: Final = Path(__file__).with_name("static")
 #: The files served, by route name: the classic script and the ES module.
 SCRIPTS: Final[Mapping[str, str]] = MappingProxyType(

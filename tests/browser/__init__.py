@@ -1,0 +1,1 @@
+"""The JavaScript client in a real browser (Debian's chromium, driven by Playwright)."""
