@@ -31,9 +31,18 @@ __all__ = ["ENTRY_POINT_GROUP", "find_strategy", "register_strategy", "resolve_s
 #: Installed packages can offer strategies under this entry-point group.
 ENTRY_POINT_GROUP: Final = "immortus.strategies"
 
-#: Strategies that ship with immortus, imported only when named.
+#: Strategies that ship with immortus, imported only when named. A queue's name is the
+#: strategy inferred for its jobs (``@immortus.track(queue=...)``): its backend-native strategy
+#: where the queue keeps state, the store strategy where it keeps none.
 BUILTIN_STRATEGIES: Final = {
     "store": "immortus.store_strategy:StoreStrategy",
+    "celery": "immortus.queues.celery:CeleryStrategy",
+    "rq": "immortus.queues.rq:RQStrategy",
+    "huey": "immortus.store_strategy:StoreStrategy",
+    "dramatiq": "immortus.store_strategy:StoreStrategy",
+    "django_tasks": "immortus.queues.django_tasks:DjangoTaskStrategy",
+    "delayed_job": "immortus.queues.delayed_job:DelayedJobStrategy",
+    "sidekiq": "immortus.queues.sidekiq:SidekiqStrategy",
 }
 
 _lock = threading.Lock()

@@ -9,7 +9,8 @@ strategy, and :func:`current_job` tells which job is running. The running job li
 :class:`contextvars.ContextVar`, so each thread and each asyncio task sees its own.
 
 :func:`running` is the lifecycle around one attempt; queue integrations wrap a job's execution
-in it, and it is all a plain thread pool needs to be tracked.
+in it, and it is all a plain thread pool needs to be tracked. Queues whose hooks are separate
+callbacks use :func:`start_attempt` and end the :class:`Attempt` it returns.
 """
 
 from __future__ import annotations
@@ -19,21 +20,23 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from immortus import config, lifecycle, registry
 from immortus.exceptions import NotInJob
-from immortus.status import Progress
+from immortus.status import JobError, Progress
 from immortus.validation import check_meta
 
 __all__ = [
+    "Attempt",
     "JobContext",
     "current_job",
     "job_class_of",
     "progress",
     "running",
+    "start_attempt",
     "track",
     "update_meta",
 ]
@@ -168,6 +171,76 @@ def update_meta(**values: Any) -> None:
     lifecycle.job_meta(job.job_id, values, job.job_class)
 
 
+#: What stops a job without it failing: it ends ``cancelled``.
+_INTERRUPTIONS: tuple[type[BaseException], ...] = (
+    asyncio.CancelledError,
+    KeyboardInterrupt,
+    SystemExit,
+)
+
+
+class Attempt:
+    """One attempt of a tracked job, begun by one queue hook and ended by another.
+
+    For queues whose hooks are separate callbacks rather than one call around the job (Celery's
+    ``task_prerun``/``task_postrun``, Huey's and Django's signals, Dramatiq's middleware):
+    :func:`start_attempt` reports ``started`` and makes the job current in this thread or task,
+    so :func:`progress` and :func:`update_meta` work from the job's code; then exactly one of
+    :meth:`finish`, :meth:`fail`, :meth:`cancel` reports how it ended (pending progress first)
+    and makes the job no longer current. Ending twice reports nothing more. Tracking problems
+    are logged, never raised: a queue hook never breaks the job.
+    """
+
+    __slots__ = ("_ended", "_token", "job")
+
+    def __init__(self, job: JobContext) -> None:
+        self.job = job
+        self._token: Token[JobContext | None] | None = _current.set(job)
+        self._ended = False
+        lifecycle.job_started(job.job_id, job.job_class, attempt=job.attempt)
+
+    def finish(self) -> None:
+        """Report that the attempt succeeded: the job is ``finished``."""
+        if self._end():
+            lifecycle.job_finished(self.job.job_id, self.job.job_class, attempt=self.job.attempt)
+
+    def fail(self, error: BaseException | JobError, *, final_attempt: bool = True) -> None:
+        """Report that the attempt failed: ``failed``, or ``retrying`` if another attempt is due."""
+        if self._end():
+            report = lifecycle.job_failed if final_attempt else lifecycle.job_retrying
+            report(self.job.job_id, error, self.job.job_class, attempt=self.job.attempt)
+
+    def cancel(self) -> None:
+        """Report that the attempt was stopped before it ended: the job is ``cancelled``."""
+        if self._end():
+            lifecycle.job_cancelled(self.job.job_id, self.job.job_class)
+
+    def _end(self) -> bool:
+        """Write pending progress and leave the job; return False if it had already ended."""
+        if self._ended:
+            return False
+        self._ended = True
+        _flush_progress(self.job)
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError:  # ended from another context than the one that began it
+                if _current.get() is self.job:
+                    _current.set(None)
+        return True
+
+
+def start_attempt(
+    job_id: str, job_class: str | None = None, *, attempt: int | None = None
+) -> Attempt:
+    """Report that an attempt of the job started, and make it the current job; see :class:`Attempt`.
+
+    ``attempt`` is the attempt's number, from 1, when the queue knows it.
+    """
+    return Attempt(JobContext(job_id=job_id, job_class=job_class, attempt=attempt))
+
+
 @contextmanager
 def running(
     job_id: str,
@@ -175,34 +248,29 @@ def running(
     *,
     attempt: int | None = None,
     final_attempt: bool = True,
+    cancel_on: tuple[type[BaseException], ...] = (),
 ) -> Iterator[JobContext]:
     """Track one attempt of a job around the code that runs it.
 
     Reports ``started`` on entry and, on exit, ``finished``; ``failed`` (or ``retrying`` when
     ``final_attempt`` is False) if the body raises an :class:`Exception`; ``cancelled`` if it is
     interrupted (:class:`asyncio.CancelledError`, :class:`KeyboardInterrupt`,
-    :class:`SystemExit`). The exception always propagates unchanged. Pending progress is written
+    :class:`SystemExit`, or any exception in ``cancel_on``, such as a queue's own "stop this
+    job" exception). The exception always propagates unchanged. Pending progress is written
     before the ending. Tracking problems (a bad id, a store down) are logged, never raised::
 
         with immortus.running(job_id, "reports.build"):
             build_report()
     """
-    job = JobContext(job_id=job_id, job_class=job_class, attempt=attempt)
-    token = _current.set(job)
-    lifecycle.job_started(job_id, job_class, attempt=attempt)
+    stops: tuple[type[BaseException], ...] = (*_INTERRUPTIONS, *cancel_on)
+    run = start_attempt(job_id, job_class, attempt=attempt)
     try:
-        yield job
-    except Exception as exc:
-        _flush_progress(job)
-        report = lifecycle.job_failed if final_attempt else lifecycle.job_retrying
-        report(job_id, exc, job_class, attempt=attempt)
+        yield run.job
+    except stops:
+        run.cancel()
         raise
-    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-        _flush_progress(job)
-        lifecycle.job_cancelled(job_id, job_class)
+    except Exception as exc:
+        run.fail(exc, final_attempt=final_attempt)
         raise
     else:
-        _flush_progress(job)
-        lifecycle.job_finished(job_id, job_class, attempt=attempt)
-    finally:
-        _current.reset(token)
+        run.finish()

@@ -9,7 +9,7 @@ import pytest
 import immortus
 from immortus import State, lifecycle, registry
 from immortus.exceptions import ConfigurationError, InvalidInput, InvalidProgress, NotInJob
-from immortus.jobs import job_class_of
+from immortus.jobs import job_class_of, start_attempt
 from immortus.status import JobStatus
 from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event
@@ -202,3 +202,83 @@ def test_a_job_runs_on_when_the_job_id_is_unusable(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.ERROR, logger="immortus"), immortus.running("x" * 300):
         pass
     assert "cannot track job_started" in caplog.records[0].getMessage()
+
+
+class StopJob(Exception):
+    """A queue's own "stop this job" exception."""
+
+
+def test_running_reports_a_queues_stop_exception_as_cancelled(memory_store: MemoryStore) -> None:
+    def stopped_at_a_quarter() -> None:
+        with immortus.running("s", cancel_on=(StopJob,)):
+            immortus.progress(1, 4)
+            raise StopJob
+
+    with pytest.raises(StopJob):
+        stopped_at_a_quarter()
+    stopped = immortus.status("s")
+    assert (stopped.state, stopped.error) == (State.CANCELLED, None)
+    with pytest.raises(StopJob), immortus.running("f"):
+        raise StopJob  # not declared: an ordinary failure
+    assert immortus.status("f").state is State.FAILED
+
+
+def test_an_attempt_begun_and_ended_by_separate_hooks(memory_store: MemoryStore) -> None:
+    run = start_attempt("a", "reports.build", attempt=1)
+    assert immortus.current_job() is run.job
+    immortus.progress(2, 4, "half")  # the job's own code, between the two hooks
+    assert immortus.status("a").state is State.STARTED
+    run.fail(TimeoutError("slow"), final_attempt=False)
+    assert immortus.current_job() is None
+    retrying = immortus.status("a")
+    assert retrying.state is State.RETRYING
+    assert retrying.progress is not None
+    assert retrying.progress.current == 2
+
+    second = start_attempt("a", "reports.build", attempt=2)
+    second.finish()
+    second.fail(ValueError("late"))  # a second ending reports nothing
+    second.cancel()
+    done = immortus.status("a")
+    assert (done.state, done.attempts, done.error) == (State.FINISHED, 2, None)
+
+    third = start_attempt("c")
+    third.cancel()
+    assert immortus.status("c").state is State.CANCELLED
+    failed = start_attempt("f")
+    failed.fail(KeyError("gone"))
+    assert immortus.status("f").state is State.FAILED
+
+
+def test_an_attempt_may_end_in_another_context_than_it_began(memory_store: MemoryStore) -> None:
+    run = start_attempt("x")
+    ended: list[BaseException] = []
+
+    def end_elsewhere() -> None:
+        try:
+            run.finish()
+        except BaseException as exc:  # noqa: BLE001 - the test reports anything raised
+            ended.append(exc)
+
+    other = threading.Thread(target=end_elsewhere)
+    other.start()
+    other.join()
+    assert ended == []
+    assert immortus.status("x").state is State.FINISHED
+    assert immortus.current_job() is run.job  # this thread's context was not the one reset
+    immortus.jobs._current.set(None)
+
+
+def test_pending_progress_is_written_when_an_attempt_ends() -> None:
+    store = MemoryStore()
+    immortus.configure(store=store, progress_interval=3600)
+    run = start_attempt("p")
+    immortus.progress(1, 10)  # the first write goes through at once
+    immortus.progress(7, 10)  # coalesced: held back by the interval
+    progress = immortus.status("p").progress
+    assert progress is not None
+    assert progress.current == 1
+    run.finish()
+    progress = immortus.status("p").progress
+    assert progress is not None
+    assert progress.current == 7

@@ -1,0 +1,121 @@
+"""What a queue keeps about a job, and what immortus's store recorded, told as one status.
+
+A queue that persists state of its own (Celery's result backend, RQ's job hash, a Django task
+backend's results) can answer for jobs that immortus's hooks never saw: enqueued before immortus
+was installed, or run while immortus's store was down. Its inferred strategy is a
+:class:`QueueStrategy`: the store's record when there is one (it has progress, meta, attempts
+and errors that queues rarely keep), corrected by the queue's own state:
+
+========================================  =================================================
+store record        queue's own state     answer
+========================================  =================================================
+none                none                  ``unknown``
+none                some                  the queue's
+some                none, or not ended    the store's
+not ended           ended                 the store's, ended as the queue says (the worker
+                                          could not write its ending: store down, killed)
+ended               any                   the store's (first terminal state wins)
+unreachable         some                  the queue's (the page keeps working)
+unreachable         none                  :class:`~immortus.exceptions.StoreUnavailable`
+========================================  =================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+from immortus import config
+from immortus.exceptions import StoreUnavailable
+from immortus.status import JobStatus
+from immortus.store_strategy import StoreStrategy
+
+__all__ = ["QueueStrategy", "merge"]
+
+
+def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> JobStatus:
+    """Return one status from the store's record and the queue's own (see the module's table)."""
+    if recorded is None:
+        return native if native is not None else JobStatus.unknown(job_id)
+    if native is None or recorded.completed or not native.completed:
+        return recorded
+    return dataclasses.replace(
+        recorded,
+        state=native.state,
+        error=recorded.error or native.error,
+        finished_at=native.finished_at or recorded.finished_at,
+        attempts=max(recorded.attempts, native.attempts),
+    )
+
+
+class QueueStrategy(StoreStrategy):
+    """The store strategy, completed by what the queue itself keeps about each job.
+
+    Subclasses implement :meth:`native_status` (and :meth:`native_status_many` when the
+    backend can answer many jobs in one round trip). The lifecycle callbacks are the store
+    strategy's: the queue's hooks write to the store as usual.
+    """
+
+    #: Whether the queue's own answer is certain (False where "gone" is read as "finished").
+    certain: ClassVar[bool] = True
+
+    @abstractmethod
+    def native_status(self, job_id: str) -> JobStatus | None:
+        """Return what the queue itself keeps about the job, or ``None`` if it has nothing.
+
+        Raises:
+            StoreUnavailable: the queue's backend cannot be reached.
+        """
+
+    def native_status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the queue's own statuses of the jobs it knows among ``job_ids``.
+
+        The default asks :meth:`native_status` once per id.
+
+        Raises:
+            StoreUnavailable: the queue's backend cannot be reached.
+        """
+        found = {job_id: self.native_status(job_id) for job_id in dict.fromkeys(job_ids)}
+        return {job_id: status for job_id, status in found.items() if status is not None}
+
+    def status(self, job_id: str) -> JobStatus:
+        """Return the store's record corrected by the queue's own state (module table)."""
+        try:
+            recorded = self._recorded([job_id]).get(job_id)
+        except StoreUnavailable:
+            native = self.native_status(job_id)
+            if native is None:
+                raise
+            return native
+        return merge(recorded, self.native_status(job_id), job_id)
+
+    def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return :meth:`status` of every job, with one store read and one backend read."""
+        try:
+            recorded = self._recorded(job_ids)
+        except StoreUnavailable:
+            native = self.native_status_many(job_ids)
+            if set(native) != set(job_ids):
+                raise
+            return native
+        native = self.native_status_many(job_ids)
+        return {
+            job_id: merge(recorded.get(job_id), native.get(job_id), job_id)
+            for job_id in dict.fromkeys(job_ids)
+        }
+
+    def status_nowait(self, job_id: str) -> JobStatus:
+        """Never: the queue's backend is over the network. See ``TrackingStrategy``.
+
+        Raises:
+            BlockingIOError: always.
+        """
+        raise BlockingIOError(f"{type(self).__qualname__} asks its queue's backend")
+
+    def _recorded(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the store's records of ``job_ids``; none when store tracking is off."""
+        if self._store is None and config.get_store() is None:
+            return {}
+        return self.store.get_many(job_ids)
