@@ -2,8 +2,9 @@
 # Install the system programs that immortus's test suite and benchmarks run for real (Debian
 # packages): redis-server, the PostgreSQL server binaries, chromium (driven headless by the
 # browser tests through Playwright, which never downloads a browser of its own) and wrk (the
-# HTTP load tool of bench/verify_throughput.py). Idempotent: does nothing when they are
-# already there. The tests start their own private servers on free ports, so any system
+# HTTP load tool of bench/verify_throughput.py), and Ruby with ActiveJob, Delayed::Job and
+# Sidekiq (the Rails side of the interop tests of immortus.queues.delayed_job and .sidekiq).
+# Idempotent: does nothing when they are already there. The tests start their own private servers on free ports, so any system
 # instance that Debian's maintainer scripts would start is kept from running.
 #
 # Usage: scripts/install-system-deps.sh          install what is missing (root), or say how
@@ -34,10 +35,18 @@ have_chromium() { [[ -x /usr/bin/chromium ]]; }
 
 have_wrk() { command -v wrk >/dev/null 2>&1; }
 
+# The Ruby libraries the interop tests require, each checked by loading it.
+RUBY_PACKAGES=(ruby ruby-activejob ruby-delayed-job-active-record ruby-sqlite3 ruby-pg ruby-sidekiq)
+have_ruby() {
+    command -v ruby >/dev/null 2>&1 && ruby -e '
+        %w[active_job active_record delayed_job delayed_job_active_record sqlite3 pg sidekiq]
+          .each { |lib| require lib }' >/dev/null 2>&1
+}
+
 have_postgres_user() { [[ $EUID -ne 0 ]] || id -u postgres >/dev/null 2>&1; }
 
 if [[ ${1:-} == --check ]]; then
-    have_redis && have_postgres && have_postgres_user && have_chromium && have_wrk
+    have_redis && have_postgres && have_postgres_user && have_chromium && have_wrk && have_ruby
     exit
 fi
 
@@ -46,9 +55,10 @@ have_redis || packages+=(redis-server)
 have_postgres || packages+=(postgresql)
 have_chromium || packages+=(chromium fonts-dejavu-core)
 have_wrk || packages+=(wrk)
+have_ruby || packages+=("${RUBY_PACKAGES[@]}")
 
 if [[ ${#packages[@]} -eq 0 ]]; then
-    say "redis-server, PostgreSQL, chromium and wrk already present; nothing to install"
+    say "redis-server, PostgreSQL, chromium, wrk and Ruby already present; nothing to install"
 else
     if [[ $EUID -ne 0 ]]; then
         say "missing: ${packages[*]}" >&2
@@ -101,6 +111,7 @@ else
     have_postgres || { say "PostgreSQL server binaries still missing after apt-get install" >&2; exit 1; }
     have_chromium || { say "/usr/bin/chromium still missing after apt-get install" >&2; exit 1; }
     have_wrk || { say "wrk still missing after apt-get install" >&2; exit 1; }
+    have_ruby || { say "Ruby or one of its libraries still missing after apt-get install" >&2; exit 1; }
     say "installed: ${packages[*]}"
 fi
 
