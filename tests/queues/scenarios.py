@@ -90,9 +90,10 @@ class QueueHarness(ABC):
     name: ClassVar[str]
     #: Whether the queue can stop a job while it runs (revoke with terminate, a stop command).
     can_cancel_running: ClassVar[bool]
-    #: What a job enqueued before immortus's hooks were installed looks like once it ran:
-    #: ``finished`` when a backend-native strategy reads the queue's own state, ``unknown`` when
-    #: the queue keeps none (Huey, Dramatiq: the store strategy only knows what hooks told it).
+    #: What a job enqueued before immortus's hooks were installed (in the enqueuing process)
+    #: looks like once a worker with the hooks ran it: ``finished`` when a backend-native
+    #: strategy reads the queue's own state, or when the worker's hooks record the run from
+    #: ``started`` on; ``unknown`` when neither side can know of it.
     untracked_outcome: ClassVar[State]
 
     @abstractmethod
