@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from immortus import config, lifecycle, registry
-from immortus.exceptions import NotInJob
+from immortus.exceptions import ConfigurationError, NotInJob
 from immortus.status import JobError, Progress
 from immortus.validation import check_meta
 
@@ -62,11 +62,23 @@ _current: ContextVar[JobContext | None] = ContextVar("immortus_current_job", def
 
 
 def job_class_of(function: Callable[..., Any]) -> str:
-    """Return the job class of a tracked function, or the name ``@track`` would give it."""
+    """Return the job class of a tracked function, or the name ``@track`` would give it.
+
+    Raises:
+        ConfigurationError: ``function`` has no module and qualified name to make one from (a
+            queue's task object, when ``@track`` sits above the queue's decorator).
+    """
     declared = getattr(function, JOB_CLASS_ATTRIBUTE, None)
     if isinstance(declared, str):
         return declared
-    return f"{function.__module__}.{function.__qualname__}"
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise ConfigurationError(
+            f"cannot name the job class of {function!r}: put @immortus.track directly on the "
+            "function (under the queue's own decorator), or name it: @immortus.track(name=...)"
+        )
+    return f"{module}.{qualname}"
 
 
 @overload

@@ -282,3 +282,13 @@ def test_pending_progress_is_written_when_an_attempt_ends() -> None:
     progress = immortus.status("p").progress
     assert progress is not None
     assert progress.current == 7
+
+
+def test_a_callable_without_a_name_needs_one_given() -> None:
+    class TaskObject:  # what a queue's decorator returns: an instance, not a function
+        def __call__(self) -> None: ...
+
+    task = TaskObject()
+    with pytest.raises(ConfigurationError, match=r"track\(name=\.\.\.\)"):
+        immortus.track(task)
+    assert immortus.track(name="named.task")(task) is task
