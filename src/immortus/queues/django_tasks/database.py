@@ -1,0 +1,96 @@
+"""What only the ``django-tasks-db`` backend offers: many results in one query, and cancel.
+
+Its rows are read directly (one query for a batch of ids, and without importing each task's
+code, which ``get_result`` does), and a task no worker has taken yet can be cancelled by
+deleting its row, which :func:`cancel` does safely. ``django_tasks_db`` is imported only when
+one of these is used.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from immortus.queues.django_tasks.results import status_from
+from immortus.status import JobStatus
+
+__all__ = ["cancel", "is_database_backend", "statuses"]
+
+
+def is_database_backend(backend: object) -> bool:
+    """Tell whether ``backend`` is ``django-tasks-db``'s ``DatabaseBackend``."""
+    try:
+        from django_tasks_db.backend import DatabaseBackend  # noqa: PLC0415  # optional
+    except ImportError:
+        return False
+    return isinstance(backend, DatabaseBackend)
+
+
+def _ids(job_ids: Iterable[str]) -> list[uuid.UUID]:
+    """The ids that can be a row's (its primary key is a UUID); others cannot exist."""
+    found = []
+    for job_id in job_ids:
+        try:
+            found.append(uuid.UUID(job_id))
+        except ValueError:
+            continue
+    return found
+
+
+def statuses(job_ids: Iterable[str]) -> dict[str, JobStatus]:
+    """Return the statuses of the rows among ``job_ids``, in one query, by their ids.
+
+    Raises:
+        django.db.DatabaseError: the database cannot be reached.
+    """
+    from django_tasks_db.models import DBTaskResult  # noqa: PLC0415  # needs the app registry
+
+    wanted = _ids(job_ids)
+    if not wanted:
+        return {}
+    fields = ("id", "status", "task_path", "worker_ids", "exception_class_path", "traceback")
+    rows = DBTaskResult.objects.filter(id__in=wanted).only(
+        *fields, "enqueued_at", "started_at", "finished_at"
+    )
+    return {str(row.id): _status(row) for row in rows}
+
+
+def _status(row: Any) -> JobStatus:
+    return status_from(
+        job_id=str(row.id),
+        job_class=row.task_path,
+        status=str(row.status),
+        errors=[row] if row.exception_class_path else [],
+        attempts=len(row.worker_ids or ()),
+        enqueued_at=row.enqueued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def cancel(job_id: str) -> bool:
+    """Cancel a task no worker has taken yet, by deleting its row; return whether it did.
+
+    Neither Django nor ``django-tasks-db`` can cancel a task: this is the backend's one way, made
+    safe against a worker taking the task at the same moment (the row is locked, and deleted
+    only while still ``READY``). The deletion reports ``cancelled`` to immortus (see
+    :func:`~immortus.queues.django_tasks.hooks.on_row_deleted`). A running task cannot be
+    stopped: this returns ``False``, as for an id it does not know.
+
+    Raises:
+        django.db.DatabaseError: the database cannot be reached.
+    """
+    from django_tasks_db.models import DBTaskResult  # noqa: PLC0415  # needs the app registry
+    from django_tasks_db.utils import exclusive_transaction  # noqa: PLC0415
+
+    wanted = _ids([job_id])
+    if not wanted:
+        return False
+    with exclusive_transaction(DBTaskResult.objects.db):
+        ready = DBTaskResult.objects.select_for_update().filter(id=wanted[0], status="READY")
+        row = ready.first()
+        if row is None:
+            return False
+        row.delete()
+        return True
