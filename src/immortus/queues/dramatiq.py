@@ -1,0 +1,254 @@
+"""Dramatiq: track actors with one middleware, installed in one line.
+
+    broker = RedisBroker(url="redis://localhost:6379/0")
+    immortus.queues.dramatiq.install(broker)
+    dramatiq.set_broker(broker)
+
+    @dramatiq.actor(max_retries=3)
+    @immortus.track(queue="dramatiq")
+    def build_report(report_id: int) -> None:
+        immortus.progress(1, 3, "loading")
+
+Needs the ``immortus[dramatiq]`` extra. Run the same set-up in the web process (which enqueues)
+and in the worker (``dramatiq myapp``). The job id is Dramatiq's message id; the job class is
+the one ``@immortus.track`` gives the actor's function (``module.qualname``, see
+:func:`job_class`). Dramatiq keeps no status of its own, so the strategy inferred for these jobs
+is the store strategy: what the middleware below told it.
+
+The enqueuing process marks each message of a tracked actor with its job class (the message
+option ``immortus_job_class``, read back by :func:`job_class`). A message enqueued before the
+middleware was installed carries no mark and immortus has no record of it (``unknown``, and
+:func:`cancel` refuses it) until a worker with the middleware takes it: the worker tracks every
+message of a tracked actor, so that ``immortus.progress()`` works in it.
+
+Dramatiq has no revoke: :func:`cancel` records the cancellation in immortus's store, and the
+worker skips a cancelled message when it takes it. A running actor cannot be stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Final
+
+from immortus import lifecycle, query
+from immortus.exceptions import MissingDependency
+from immortus.jobs import JOB_CLASS_ATTRIBUTE, Attempt, start_attempt
+from immortus.status import State
+
+try:
+    import dramatiq
+    from dramatiq.actor import Actor
+    from dramatiq.broker import Broker, MessageProxy
+    from dramatiq.errors import ActorNotFound
+    from dramatiq.message import Message
+    from dramatiq.middleware import Middleware, Retries, SkipMessage
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise MissingDependency("dramatiq", "dramatiq") from exc
+
+__all__ = ["JOB_CLASS_OPTION", "ImmortusMiddleware", "cancel", "install", "job_class"]
+
+logger = logging.getLogger("immortus")
+
+#: The message option that marks a message of a tracked actor; its value is the job class.
+JOB_CLASS_OPTION: Final = "immortus_job_class"
+
+#: What a job can be cancelled from: it has not started, or it waits for its next attempt.
+_CANCELLABLE: Final = frozenset({State.CREATED, State.RETRYING})
+
+
+def job_class(target: Actor[..., Any] | Message[Any]) -> str | None:
+    """Return the job class of a tracked actor, or of a message sent to one; ``None`` if untracked.
+
+    Use it where the page needs the class: ``render_job(message, job_class(message))``.
+    """
+    if isinstance(target, Message):
+        found = target.options.get(JOB_CLASS_OPTION)
+        return found if isinstance(found, str) else None
+    for holder in (target, target.fn):  # @track above @dramatiq.actor (with name=), or below
+        declared = getattr(holder, JOB_CLASS_ATTRIBUTE, None)
+        if isinstance(declared, str):
+            return declared
+    return None
+
+
+def install(broker: Broker | None = None) -> ImmortusMiddleware:
+    """Add :class:`ImmortusMiddleware` to ``broker`` (default: Dramatiq's global broker).
+
+    Idempotent: a broker that has one keeps it, and it is returned. It goes just before the
+    ``Retries`` middleware, so that it sees Retries' decision (Dramatiq calls the ``after_``
+    hooks in reverse order).
+    """
+    broker = broker if broker is not None else dramatiq.get_broker()
+    for existing in broker.middleware:
+        if isinstance(existing, ImmortusMiddleware):
+            return existing
+    middleware = ImmortusMiddleware()
+    has_retries = any(isinstance(m, Retries) for m in broker.middleware)
+    broker.add_middleware(middleware, before=Retries if has_retries else None)
+    return middleware
+
+
+def cancel(message_id: str, job_class: str | None = None) -> bool:
+    """Cancel a tracked message that no worker has started; return whether it was cancelled.
+
+    The job is recorded ``cancelled`` at once, and the worker that takes the message skips it
+    (it is acknowledged without running). A message waiting for a retry is cancelled too: its
+    next attempt is skipped. Returns ``False``, recording nothing, when the job is running or
+    has ended (Dramatiq cannot stop a running actor), or when immortus has no record of it.
+    A cancel that lands in the instant a worker takes the message is recorded, but the actor
+    runs to its end.
+
+    Raises:
+        InvalidJobId, InvalidJobClass: a name is malformed.
+        StoreUnavailable: the store cannot be reached to read the job's state.
+    """
+    current = query.status(message_id, job_class)
+    if current.state not in _CANCELLABLE:
+        return False
+    return lifecycle.job_cancelled(message_id, job_class or current.job_class)
+
+
+def _marked_class(message: Message[Any] | MessageProxy) -> str | None:
+    found = message.options.get(JOB_CLASS_OPTION)
+    return found if isinstance(found, str) else None
+
+
+def _tracked_class(broker: Broker, message: Message[Any] | MessageProxy) -> str | None:
+    """Return the job class of a message to a tracked actor: its mark, else its actor's."""
+    marked = _marked_class(message)
+    if marked is not None:
+        return marked
+    try:
+        return job_class(broker.get_actor(message.actor_name))
+    except ActorNotFound:
+        return None
+
+
+def _attempt_number(message: MessageProxy) -> int:
+    retries = message.options.get("retries", 0)
+    return retries + 1 if isinstance(retries, int) and retries >= 0 else 1
+
+
+class ImmortusMiddleware(Middleware):
+    """Reports the lifecycle of tracked actors' messages to immortus.
+
+    Add it with :func:`install`, in every process that enqueues or runs tracked actors. Its
+    hooks never raise into Dramatiq (except ``SkipMessage`` for a cancelled message): tracking
+    problems, a store that is down included, are logged on the ``immortus`` logger and the
+    message goes on.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()  # the message id whose first enqueue is under way
+        self._lock = threading.Lock()
+        # Messages being processed: the attempt, or None for a message this middleware skipped.
+        self._attempts: dict[str, Attempt | None] = {}
+
+    # -- enqueuing process ---------------------------------------------------------------
+
+    def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
+        """Called before a message is enqueued: marks a tracked actor's message with its class.
+
+        A message already marked is being enqueued again (a retry, a delay that ran out): it is
+        left alone. Raises nothing.
+        """
+        self._local.first_enqueue = None
+        if JOB_CLASS_OPTION in message.options:
+            return
+        found = _tracked_class(broker, message)
+        if found is not None:
+            message.options[JOB_CLASS_OPTION] = found
+            self._local.first_enqueue = message.message_id
+
+    def after_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
+        """Called after a message is enqueued, before ``send`` returns: reports ``enqueued``.
+
+        Only the first enqueue of a tracked message is reported. Raises nothing.
+        """
+        if getattr(self._local, "first_enqueue", None) != message.message_id:
+            return
+        self._local.first_enqueue = None
+        lifecycle.job_enqueued(message.message_id, _marked_class(message))
+
+    # -- worker ------------------------------------------------------------------------------
+
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        """Called in the worker thread before the actor runs: reports ``started``.
+
+        The attempt number is Dramatiq's ``retries`` option plus one. The job becomes current
+        in the thread, so ``immortus.progress()`` works in the actor.
+
+        Raises:
+            SkipMessage: the job was cancelled with :func:`cancel` before a worker took it.
+        """
+        tracked = _tracked_class(broker, message)
+        if tracked is None or message.failed:  # untracked, or rejected by earlier middleware
+            return
+        if self._was_cancelled(message.message_id, tracked):
+            with self._lock:
+                self._attempts[message.message_id] = None
+            raise SkipMessage(f"immortus: message {message.message_id} was cancelled")
+        attempt = start_attempt(message.message_id, tracked, attempt=_attempt_number(message))
+        with self._lock:
+            self._attempts[message.message_id] = attempt
+
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Called in the worker thread after the actor ran: reports how the attempt ended.
+
+        ``finished`` if it returned; if it raised, ``retrying`` when the Retries middleware
+        (which ran just before) enqueued another attempt, ``failed`` otherwise (retries
+        exhausted, an exception in the actor's ``throws``, no Retries middleware). A message
+        that a middleware rejected before the actor ran is ``cancelled``. Raises nothing.
+        """
+        with self._lock:
+            attempt = self._attempts.pop(message.message_id, None)
+        if attempt is None:
+            if message.failed:  # tracked but never started: rejected before the actor ran
+                self._report_dropped(broker, message)
+        elif exception is not None:
+            retried = not message.failed and _attempt_number(message) > (attempt.job.attempt or 1)
+            attempt.fail(exception, final_attempt=not retried)
+        elif message.failed:
+            attempt.cancel()
+        else:
+            attempt.finish()
+
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
+        """Called in the worker thread when a middleware skipped the message: ``cancelled``.
+
+        A message is skipped when it was cancelled with :func:`cancel`, or by another
+        middleware (``AgeLimit`` drops a message past its ``max_age``). Raises nothing.
+        """
+        with self._lock:
+            skipped_by_us = message.message_id in self._attempts
+            attempt = self._attempts.pop(message.message_id, None)
+        if attempt is not None:
+            attempt.cancel()
+        elif not skipped_by_us:  # already recorded as cancelled by cancel()
+            self._report_dropped(broker, message)
+
+    @staticmethod
+    def _report_dropped(broker: Broker, message: MessageProxy) -> None:
+        """Report a tracked message that will not run (it was never started): ``cancelled``."""
+        tracked = _tracked_class(broker, message)
+        if tracked is not None:
+            lifecycle.job_cancelled(message.message_id, tracked)
+
+    @staticmethod
+    def _was_cancelled(message_id: str, tracked: str) -> bool:
+        """Whether the store says the job was cancelled; a store that is down says no."""
+        try:
+            return query.status(message_id, tracked).state is State.CANCELLED
+        except Exception:
+            logger.exception(
+                "immortus: cannot tell whether message %s was cancelled; running it", message_id
+            )
+            return False
