@@ -199,8 +199,9 @@ class Attempt:
     :func:`start_attempt` reports ``started`` and makes the job current in this thread or task,
     so :func:`progress` and :func:`update_meta` work from the job's code; then exactly one of
     :meth:`finish`, :meth:`fail`, :meth:`cancel` reports how it ended (pending progress first)
-    and makes the job no longer current. Ending twice reports nothing more. Tracking problems
-    are logged, never raised: a queue hook never breaks the job.
+    and makes the job no longer current (:meth:`leave` does the latter alone). Ending twice
+    reports nothing more. Tracking problems are logged, never raised: a queue hook never breaks
+    the job.
     """
 
     __slots__ = ("_ended", "_token", "job")
@@ -226,6 +227,14 @@ class Attempt:
         """Report that the attempt was stopped before it ended: the job is ``cancelled``."""
         if self._end():
             lifecycle.job_cancelled(self.job.job_id, self.job.job_class)
+
+    def leave(self) -> None:
+        """Stop being the current job without reporting how the attempt ended.
+
+        For a queue that hands the job on instead of ending it (Celery's ``Task.replace``,
+        ``Reject`` or ``Ignore``): pending progress is written, no ending is reported.
+        """
+        self._end()
 
     def _end(self) -> bool:
         """Write pending progress and leave the job; return False if it had already ended."""

@@ -242,6 +242,13 @@ def test_an_attempt_begun_and_ended_by_separate_hooks(memory_store: MemoryStore)
     done = immortus.status("a")
     assert (done.state, done.attempts, done.error) == (State.FINISHED, 2, None)
 
+    handed_on = start_attempt("h")
+    immortus.progress(1, 2)
+    handed_on.leave()
+    assert immortus.current_job() is None
+    left = immortus.status("h")
+    assert (left.state, left.progress is not None) == (State.STARTED, True)
+
     third = start_attempt("c")
     third.cancel()
     assert immortus.status("c").state is State.CANCELLED
