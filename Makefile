@@ -76,11 +76,13 @@ test: venv system-deps lint typecheck
 demo: venv
 	$(BIN)/immortus demo
 
-# bench: every benchmark: store scaling (options: BENCH_ARGS=--quick, --stores, --sizes), then
-# the verify route's throughput against a bare route (VERIFY_BENCH_ARGS=--quick).
+# bench: every benchmark: store scaling (options: BENCH_ARGS=--quick, --stores, --sizes), the
+# verify route against a bare route, and the Delayed::Job lookup (VERIFY_BENCH_ARGS and
+# LOOKUP_BENCH_ARGS take --quick).
 bench: venv system-deps
 	$(BIN)/python -m bench.store_scaling $(BENCH_ARGS)
 	$(BIN)/python -m bench.verify_throughput $(VERIFY_BENCH_ARGS)
+	$(BIN)/python -m bench.delayed_job_lookup $(LOOKUP_BENCH_ARGS)
 
 # format: reformat, and apply ruff's safe fixes.
 format: venv

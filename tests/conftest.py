@@ -9,16 +9,12 @@ an empty database on it. Tests that use them are marked ``redis`` / ``postgresql
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.services import PostgresServer, RedisServer
 
 # -- real services -------------------------------------------------------------------------
-
-#: The browser tests' directory: they run after every other test.
-BROWSER_TESTS = Path(__file__).with_name("browser")
 
 _SERVICE_MARKERS = {
     "redis_server": "redis",
@@ -28,19 +24,13 @@ _SERVICE_MARKERS = {
 }
 
 
-@pytest.hookimpl(trylast=True)  # after pytest has grouped the items by their fixtures
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests that use a real service with the service's marker; run the browser last.
-
-    Playwright's sync API keeps an asyncio event loop running in the main thread for as long
-    as it is started (the whole browser session), and ``asyncio.run`` refuses to start inside
-    it: every other test must have run before the browser starts.
-    """
+    """Mark tests that use a real service with the service's marker."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         for marker in sorted({_SERVICE_MARKERS[f] for f in fixtures if f in _SERVICE_MARKERS}):
             item.add_marker(marker)
-    items.sort(key=lambda item: BROWSER_TESTS in item.path.parents)  # stable: order kept
 
 
 @pytest.fixture(scope="session")

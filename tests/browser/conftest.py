@@ -110,6 +110,18 @@ def stop_site(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the items by their fixtures
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests after every other test of the session.
+
+    Playwright's sync API keeps an asyncio event loop running in the main thread for as long
+    as it is started (the whole browser session), and ``asyncio.run`` refuses to start inside
+    it.
+    """
+    here = Path(__file__).parent
+    items.sort(key=lambda item: here in item.path.parents)  # a stable sort keeps the order
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """Debian's chromium, launched once for the session."""

@@ -1,0 +1,450 @@
+"""Rails' Delayed::Job, read from its ``delayed_jobs`` table: the seed's strategy, no callbacks.
+
+A Python application that shares a database with a Rails application whose ActiveJob jobs are
+queued with ``config.active_job.queue_adapter = :delayed_job`` tracks them with
+:class:`DelayedJobStrategy` (``@immortus.track(queue="delayed_job")`` or
+``immortus.configure(strategy="delayed_job")``). It only reads the table; the Ruby side runs the
+jobs. Needs the ``immortus[sql]`` extra (and a driver: ``immortus[postgresql]`` for psycopg).
+
+A job is found by its ActiveJob ``job_id``, which lives only inside the row's YAML ``handler``.
+Its state is read from the row (the seed's rules, with its false positives fixed):
+
+=========================================================  ====================================
+the row                                                    state
+=========================================================  ====================================
+gone (or never there)                                      ``finished``, ``certain=False``
+``failed_at`` set (``destroy_failed_jobs = false``)        ``failed``, ``last_error``'s first
+                                                           line as the error message
+``locked_at`` set                                          ``started``
+``attempts > 0``, or re-enqueued by ActiveJob's            ``retrying`` (``run_at`` says when
+``retry_on`` (``executions > 0`` in the handler)           the next attempt is due)
+otherwise                                                  ``created`` (scheduled when
+                                                           ``run_at`` is in the future)
+=========================================================  ====================================
+
+Delayed::Job deletes a row when its job succeeds, and by default also when its job has failed
+for good: "finished" is an inference from the row's absence, which cannot be told from an id
+that never existed. Such statuses carry ``certain=False``.
+
+Finding the row: by default a ``LIKE`` scan of ``handler`` for the id's line, every candidate
+then checked by parsing its handler (so the answer is exact whatever ``LIKE`` matched). On
+PostgreSQL, the index :func:`lookup_index_sql` writes turns it into one index look-up; the
+strategy finds the index in the catalog (re-checked every ``index_check_interval`` seconds) and
+uses it when present. Handlers are never loaded as YAML: :func:`parse_handler` reads the few
+plain lines it needs, so nothing in a row can construct an object or run code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+from immortus.exceptions import (
+    ConfigurationError,
+    MissingDependency,
+    StoreError,
+    StoreUnavailable,
+)
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+except ImportError as exc:
+    raise MissingDependency("SQLAlchemy", "sql") from exc
+
+from immortus.status import JobError, JobStatus, State
+from immortus.stores.sql import _create_engine, _unreachable
+from immortus.strategy import TrackingStrategy
+from immortus.validation import check_job_id
+
+__all__ = [
+    "DEFAULT_TABLE",
+    "LOOKUP_PATTERN",
+    "URL_ENV_VAR",
+    "DelayedJobStrategy",
+    "JobData",
+    "configure",
+    "jobs_table",
+    "lookup_index_sql",
+    "parse_handler",
+]
+
+#: The environment variable a strategy made without arguments reads its database URL from.
+URL_ENV_VAR: Final = "IMMORTUS_DELAYED_JOB_URL"
+#: The table Delayed::Job's migration creates.
+DEFAULT_TABLE: Final = "delayed_jobs"
+#: The PostgreSQL regular expression that extracts ActiveJob's ``job_id`` from a handler: the
+#: ``job_id`` key of ``job_data``, the one key indented by exactly two spaces.
+LOOKUP_PATTERN: Final = "\\n  job_id: ['\"]?([^'\"\\n]+)"
+#: The error type of a failed job: Delayed::Job keeps the message and backtrace, not the class.
+ERROR_TYPE: Final = "DelayedJobError"
+#: Ids the index expression extracts exactly: psych writes them on one line, unescaped.
+_INDEXABLE_ID: Final = re.compile(r"[!#-&(-\[\]-~]+")
+_SQL_PATTERN: Final = "'" + LOOKUP_PATTERN.replace("'", "''") + "'"
+_KEY_LINE: Final = re.compile(r"  ([A-Za-z_]\w*):(?: (.*))?")
+_DOUBLE_QUOTED: Final = re.compile(r'"(?:[^"\\]|\\.)*"')
+_DOUBLE_QUOTED_ESCAPE: Final = re.compile(
+    r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", re.S
+)
+_ESCAPES: Final = {
+    "0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f",
+    "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85",
+    "_": "\xa0", "L": "\u2028", "P": "\u2029",
+}  # fmt: skip
+
+_configured: dict[str, Any] = {}
+
+
+def configure(url: str | sa.URL | sa.Engine | None, *, table_name: str = DEFAULT_TABLE) -> None:
+    """Set the database a :class:`DelayedJobStrategy` made without arguments reads.
+
+    Call it at start-up, before the first status question (the strategy reads it when it is
+    made). ``None`` forgets it (the :data:`URL_ENV_VAR` environment variable applies again).
+    """
+    _configured.clear()
+    if url is not None:
+        _configured.update(url=url, table_name=table_name)
+
+
+def lookup_index_sql(
+    table_name: str = DEFAULT_TABLE, index_name: str | None = None, *, concurrently: bool = True
+) -> str:
+    """Return the PostgreSQL DDL of the index that makes :meth:`DelayedJobStrategy.find` fast.
+
+    A b-tree on the ``job_id`` extracted from ``handler``; Rails and Delayed::Job ignore it.
+    ``CONCURRENTLY`` builds it without blocking the workers (outside a transaction).
+    """
+    name = index_name or f"index_{table_name}_on_active_job_id"
+    how = "CONCURRENTLY " if concurrently else ""
+    return f"CREATE INDEX {how}{name} ON {table_name} ((substring(handler from {_SQL_PATTERN})))"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobData:
+    """What :func:`parse_handler` reads from ActiveJob's ``job_data`` in a handler."""
+
+    job_id: str
+    job_class: str | None = None
+    queue_name: str | None = None
+    priority: int | None = None
+    executions: int = 0
+
+
+def _scalar(text: str | None) -> str | None:
+    """Decode one single-line YAML scalar; ``None`` for null or anything not a plain string."""
+    if text is None or text in ("", "~", "null"):
+        return None
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    if _DOUBLE_QUOTED.fullmatch(text):
+        return _DOUBLE_QUOTED_ESCAPE.sub(_unescape, text[1:-1])
+    if text[0] in "'\"!&*|>@`{[%" or " #" in text:  # unclosed, tagged, alias, block, flow...
+        return None
+    return text.rstrip()
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if len(code) > 1:
+        return chr(int(code[1:], 16))
+    return _ESCAPES.get(code, match.group(0))
+
+
+def _integer(text: str | None) -> int | None:
+    value = _scalar(text)
+    return int(value) if value is not None and re.fullmatch(r"-?\d+", value) else None
+
+
+def parse_handler(handler: str) -> JobData | None:
+    """Read ActiveJob's ``job_data`` from a Delayed::Job handler, without loading YAML.
+
+    Reads only the keys of ``job_data`` (the lines indented by exactly two spaces under the
+    top-level ``job_data:`` line) that hold single-line scalars, and decodes them as YAML
+    would. Returns ``None`` for a handler that holds no ActiveJob job (a ``.delay`` call, a
+    custom payload) or whose ``job_id`` is not a single-line string. Never raises.
+    """
+    lines = iter(handler.splitlines())
+    if not any(line.rstrip() == "job_data:" for line in lines):
+        return None
+    raw: dict[str, str | None] = {}
+    for line in lines:
+        if line and not line.startswith(" "):
+            break  # the next top-level key: job_data has ended
+        match = _KEY_LINE.fullmatch(line)
+        if match is not None:
+            raw.setdefault(match.group(1), match.group(2))
+    job_id = _scalar(raw.get("job_id"))
+    if job_id is None:
+        return None
+    return JobData(
+        job_id=job_id,
+        job_class=_scalar(raw.get("job_class")),
+        queue_name=_scalar(raw.get("queue_name")),
+        priority=_integer(raw.get("priority")),
+        executions=_integer(raw.get("executions")) or 0,
+    )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _renderings(job_id: str) -> list[str]:
+    """The ways psych can write ``job_id:`` with this id on one line: plain, '...', "..."."""
+    double = job_id.replace("\\", "\\\\").replace('"', '\\"')
+    forms = [job_id, "'" + job_id.replace("'", "''") + "'", f'"{double}"']
+    return [f"\n  job_id: {form}\n" for form in dict.fromkeys(forms)]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Rails writes UTC without a zone (its default ``default_timezone = :utc``)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def jobs_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE) -> sa.Table:
+    """Return the ``delayed_jobs`` table as Delayed::Job's Active Record migration creates it.
+
+    Only read: immortus never creates or writes it (tests and benchmarks do).
+    """
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        sa.Column("priority", sa.Integer, nullable=False, default=0),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("handler", sa.Text, nullable=False),
+        sa.Column("last_error", sa.Text),
+        sa.Column("run_at", sa.DateTime),
+        sa.Column("locked_at", sa.DateTime),
+        sa.Column("failed_at", sa.DateTime),
+        sa.Column("locked_by", sa.String(255)),
+        sa.Column("queue", sa.String(255)),
+        sa.Column("created_at", sa.DateTime),
+        sa.Column("updated_at", sa.DateTime),
+    )
+
+
+class DelayedJobStrategy(TrackingStrategy):
+    """Tracks ActiveJob jobs queued with Delayed::Job by reading the ``delayed_jobs`` table.
+
+    ``engine_or_url`` is a SQLAlchemy :class:`~sqlalchemy.engine.Engine` (the application keeps
+    and disposes it) or URL (``sqlite:///path``, ``postgresql+psycopg://...``; a driverless
+    ``postgresql://`` uses psycopg 3). Without it, the strategy uses what :func:`configure` set,
+    else the :data:`URL_ENV_VAR` environment variable, so that the finder can make it from the
+    name ``"delayed_job"``. Nothing connects before the first question. Statuses carry the
+    queue, priority and ``run_at`` (ISO 8601, UTC) and the row's id as ``meta`` keys ``queue``,
+    ``priority``, ``run_at`` and ``delayed_job_id``; ``attempts`` counts the attempts made,
+    including one running now.
+
+    Raises:
+        ConfigurationError: no URL was given, configured or found in the environment.
+        InvalidStoreURL: the URL is malformed.
+        MissingDependency: SQLAlchemy or the URL's driver is not installed.
+    """
+
+    certain: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        engine_or_url: str | sa.URL | sa.Engine | None = None,
+        *,
+        table_name: str | None = None,
+        index_check_interval: float = 300.0,
+    ) -> None:
+        if engine_or_url is None:
+            engine_or_url = _configured.get("url") or os.environ.get(URL_ENV_VAR) or None
+            table_name = table_name or _configured.get("table_name")
+        if engine_or_url is None:
+            raise ConfigurationError(
+                "DelayedJobStrategy needs the Rails database: pass its URL, call "
+                "immortus.queues.delayed_job.configure(url=...) at start-up, or set "
+                f"{URL_ENV_VAR}"
+            )
+        self._owns_engine = not isinstance(engine_or_url, sa.Engine)
+        #: The engine every question checks a connection out of.
+        self.engine: sa.Engine = (
+            engine_or_url if isinstance(engine_or_url, sa.Engine) else _create_engine(engine_or_url)
+        )
+        #: The ``delayed_jobs`` table (see :func:`jobs_table`).
+        self.table = jobs_table(sa.MetaData(), table_name or DEFAULT_TABLE)
+        self.index_check_interval = index_check_interval
+        self._postgres = self.engine.dialect.name == "postgresql"
+        self._index: str | None = None
+        self._index_checked = -float("inf")
+        self._index_lock = threading.Lock()
+        self._where = self.engine.url.render_as_string(hide_password=True)
+        self._extracted_id: sa.ColumnClause[str] = sa.literal_column(
+            f"substring(handler from {_SQL_PATTERN})", sa.Text
+        )
+
+    # -- finding rows ----------------------------------------------------------------------
+
+    def lookup_index(self, *, refresh: bool = False) -> str | None:
+        """Return the name of the index :func:`lookup_index_sql` makes, if the table has it.
+
+        Asks PostgreSQL's catalog at most every ``index_check_interval`` seconds (at once with
+        ``refresh=True``); always ``None`` on other databases.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        if not self._postgres:
+            return None
+        with self._index_lock:
+            if refresh or time.monotonic() - self._index_checked >= self.index_check_interval:
+                self._index = self._find_index()
+                self._index_checked = time.monotonic()
+            return self._index
+
+    def _find_index(self) -> str | None:
+        target = self.engine.dialect.identifier_preparer.format_table(self.table)
+        query = sa.text(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid, 1, false) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = to_regclass(:target) AND i.indisvalid AND i.indisready"
+            " AND i.indpred IS NULL AND i.indexprs IS NOT NULL ORDER BY c.relname"
+        )
+        for name, definition in self._read(query, {"target": target}):
+            text = str(definition)
+            if "substring" in text.lower() and "handler" in text and _SQL_PATTERN in text:
+                return str(name)
+        return None
+
+    def find(self, job_id: str) -> Mapping[str, Any] | None:
+        """Return the newest ``delayed_jobs`` row of the ActiveJob job ``job_id``, or ``None``.
+
+        The row is a mapping of its columns, plus ``job_data``: its handler's :class:`JobData`.
+
+        The seed's ``find``: through the look-up index when PostgreSQL has it, else a ``LIKE``
+        scan for the id's line. Either way every candidate's handler is parsed and only a row
+        whose ``job_data`` holds exactly this ``job_id`` is returned.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the database cannot be reached.
+            StoreError: the database refused the query (no such table, no permission).
+        """
+        return self._find_many([check_job_id(job_id)]).get(job_id)
+
+    def _find_many(self, job_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        wanted = set(job_ids)
+        indexed = [job_id for job_id in wanted if _INDEXABLE_ID.fullmatch(job_id)]
+        conditions: list[sa.ColumnElement[bool]] = []
+        if indexed and self.lookup_index() is not None:
+            conditions.append(self._extracted_id.in_(sorted(indexed)))
+            scanned = sorted(wanted - set(indexed))
+        else:
+            scanned = sorted(wanted)
+        handler = self.table.c.handler
+        for job_id in scanned:
+            conditions += [
+                handler.like(f"%{_like_escape(form)}%", escape="\\") for form in _renderings(job_id)
+            ]
+        query = sa.select(self.table).where(sa.or_(*conditions)).order_by(self.table.c.id)
+        found: dict[str, Mapping[str, Any]] = {}
+        for row in self._read(query):
+            data = parse_handler(row.handler)
+            if data is not None and data.job_id in wanted:
+                found[data.job_id] = {**row._mapping, "job_data": data}  # the newest wins
+        return found
+
+    # -- answering -------------------------------------------------------------------------
+
+    def status(self, job_id: str) -> JobStatus:
+        """Return the job's status read from its row (see the module's table).
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the database cannot be reached.
+            StoreError: the database refused the query.
+        """
+        row = self.find(job_id)
+        return self._status(job_id, row)
+
+    def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Return the status of every job in ``job_ids`` with one query.
+
+        Raises:
+            InvalidJobId: an id is malformed (checked before any query).
+            StoreUnavailable: the database cannot be reached.
+            StoreError: the database refused the query.
+        """
+        wanted = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
+        rows = self._find_many(wanted) if wanted else {}
+        return {job_id: self._status(job_id, rows.get(job_id)) for job_id in wanted}
+
+    def _status(self, job_id: str, row: Mapping[str, Any] | None) -> JobStatus:
+        if row is None:
+            return JobStatus(job_id=job_id, state=State.FINISHED, certain=False)
+        data: JobData = row["job_data"]
+        running = row["locked_at"] is not None and row["failed_at"] is None
+        error = None
+        if row["last_error"]:
+            first_line = str(row["last_error"]).split("\n", 1)[0]
+            error = JobError(type=ERROR_TYPE, message=first_line.rstrip("\r"))
+        if row["failed_at"] is not None:
+            state = State.FAILED
+        elif running:
+            state = State.STARTED
+        elif row["attempts"] > 0 or data.executions > 0:
+            state = State.RETRYING
+        else:
+            state = State.CREATED
+        run_at = _utc(row["run_at"])
+        return JobStatus(
+            job_id=job_id,
+            state=state,
+            job_class=data.job_class,
+            error=error if state in (State.FAILED, State.RETRYING) else None,
+            attempts=max(row["attempts"], data.executions) + (1 if running else 0),
+            enqueued_at=_utc(row["created_at"]),
+            started_at=_utc(row["locked_at"]),
+            finished_at=_utc(row["failed_at"]),
+            updated_at=_utc(row["updated_at"]),
+            meta={
+                "queue": row["queue"],
+                "priority": row["priority"],
+                "run_at": None if run_at is None else run_at.isoformat().replace("+00:00", "Z"),
+                "delayed_job_id": row["id"],
+            },
+        )
+
+    def close(self) -> None:
+        """Dispose of the engine's connections if the strategy made the engine."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _read(self, query: sa.Executable, params: Mapping[str, Any] | None = None) -> list[Any]:
+        with self._errors(), self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")  # one query: no BEGIN
+            return list(conn.execute(query, params or {}).all())
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate SQLAlchemy's exceptions into immortus's, without the URL's password."""
+        try:
+            yield
+        except sa_exc.SQLAlchemyError as exc:
+            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            password = self.engine.url.password
+            if isinstance(password, str) and password:
+                reason = reason.replace(password, "***")
+            if _unreachable(exc):
+                raise StoreUnavailable(
+                    f"cannot reach the Delayed::Job database at {self._where}: {reason}"
+                ) from exc
+            raise StoreError(
+                f"reading {self.table.name} at {self._where} failed: {reason}"
+            ) from exc
