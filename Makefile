@@ -77,12 +77,13 @@ demo: venv
 	$(BIN)/immortus demo
 
 # bench: every benchmark: store scaling (options: BENCH_ARGS=--quick, --stores, --sizes), the
-# verify route against a bare route, and the Delayed::Job lookup (VERIFY_BENCH_ARGS and
-# LOOKUP_BENCH_ARGS take --quick).
+# verify route against a bare route, and the Delayed::Job and Sidekiq lookups
+# (VERIFY_BENCH_ARGS and LOOKUP_BENCH_ARGS take --quick).
 bench: venv system-deps
 	$(BIN)/python -m bench.store_scaling $(BENCH_ARGS)
 	$(BIN)/python -m bench.verify_throughput $(VERIFY_BENCH_ARGS)
 	$(BIN)/python -m bench.delayed_job_lookup $(LOOKUP_BENCH_ARGS)
+	$(BIN)/python -m bench.sidekiq_lookup
 
 # format: reformat, and apply ruff's safe fixes.
 format: venv
