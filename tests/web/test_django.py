@@ -349,8 +349,10 @@ class TestDjango(ContractFixtures):
                 assert body == {
                     "job_id": "job-7",
                     "job_class": REPORT,
-                    "token": secret.token_for("job-7", REPORT),
+                    "token": body["token"],  # signed now: its expiry is now + max age
                 }
+                assert secret.tokens is not None
+                assert secret.tokens.check(body["token"], "job-7", REPORT)
             verify = browser.get(
                 f"/immortus/verify/job-7/{REPORT}", params={"token": body["token"]}
             )

@@ -299,8 +299,10 @@ class TestFlask(ContractFixtures):
         assert body == {
             "job_id": "job-9",
             "job_class": REPORT,
-            "token": secret.token_for("job-9", REPORT),
+            "token": body["token"],  # signed now: its expiry is now + max age
         }
+        assert secret.tokens is not None
+        assert secret.tokens.check(body["token"], "job-9", REPORT)
         verify = httpx.get(
             f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": body["token"]}
         )
