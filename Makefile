@@ -77,11 +77,12 @@ demo: venv
 	$(BIN)/immortus demo
 
 # bench: every benchmark: store scaling (options: BENCH_ARGS=--quick, --stores, --sizes), the
-# verify route against a bare route, and the Delayed::Job and Sidekiq lookups
-# (VERIFY_BENCH_ARGS and LOOKUP_BENCH_ARGS take --quick).
+# verify route against a bare route, tracking overhead on an RQ worker, and the Delayed::Job
+# and Sidekiq lookups (VERIFY_BENCH_ARGS, OVERHEAD_BENCH_ARGS, LOOKUP_BENCH_ARGS take --quick).
 bench: venv system-deps
 	$(BIN)/python -m bench.store_scaling $(BENCH_ARGS)
 	$(BIN)/python -m bench.verify_throughput $(VERIFY_BENCH_ARGS)
+	$(BIN)/python -m bench.tracking_overhead $(OVERHEAD_BENCH_ARGS)
 	$(BIN)/python -m bench.delayed_job_lookup $(LOOKUP_BENCH_ARGS)
 	$(BIN)/python -m bench.sidekiq_lookup
 

@@ -163,14 +163,21 @@ class JobError:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> JobError:
-        """Capture ``exc`` as a ``JobError``, cutting over-long names and messages."""
+        """Capture ``exc`` as a ``JobError``, cutting over-long names and messages.
+
+        Never raises for a job's exception: one whose ``str()`` fails gets a message saying so.
+        """
         kind = type(exc)
         name = kind.__qualname__
         if kind.__module__ not in ("builtins", "__main__"):
             name = f"{kind.__module__}.{name}"
+        try:
+            message = str(exc)
+        except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure itself
+            message = f"<{kind.__name__}: its message could not be read>"
         return cls(
             type=_shorten(name, MAX_ERROR_TYPE_LENGTH),
-            message=_shorten(str(exc), MAX_ERROR_MESSAGE_LENGTH),
+            message=_shorten(message, MAX_ERROR_MESSAGE_LENGTH),
             traceback="".join(traceback_module.format_exception(exc)),
         )
 

@@ -160,3 +160,14 @@ def test_unknown_status() -> None:
     status = JobStatus.unknown("nope", "a.b")
     assert status.to_dict()["status"] == "unknown"
     assert (status.completed, status.success, status.job_class) == (False, None, "a.b")
+
+
+def test_an_exception_whose_message_cannot_be_read_is_still_captured() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    error = JobError.from_exception(Unprintable())
+    assert error.type.endswith("Unprintable")
+    assert error.message == "<Unprintable: its message could not be read>"
+    assert error.traceback is not None

@@ -122,3 +122,33 @@ def test_with_store_tracking_off_only_the_queue_answers() -> None:
 def test_it_never_answers_on_the_event_loop() -> None:
     with pytest.raises(BlockingIOError):
         DictQueue().status_nowait("j")
+
+
+class DownQueue(DictQueue):
+    def native_status_many(self, job_ids: list[str]) -> dict[str, JobStatus]:  # type: ignore[override]
+        raise StoreUnavailable("the queue's backend is down")
+
+
+def test_a_queue_backend_that_is_down_falls_back_to_the_store() -> None:
+    queue = DownQueue()
+    lifecycle.job_started("j")
+    assert queue.status("j").state is State.STARTED
+    with pytest.raises(StoreUnavailable):
+        queue.status("nobody")
+
+
+def test_times_the_store_lacks_come_from_the_queue() -> None:
+    queue = DictQueue()
+    lifecycle.job_started("j")  # a worker's hooks saw it; the enqueue was before install
+    queue.kept["j"] = native("j", State.STARTED, enqueued_at=LATER)
+    answer = queue.status("j")
+    assert answer.enqueued_at == LATER
+    assert answer.started_at is not None
+    assert answer.started_at != LATER
+
+
+def test_with_store_tracking_off_the_callbacks_write_nothing() -> None:
+    immortus.configure(store=None)
+    queue = DictQueue()
+    queue.job_started("j", job_class="reports.build")  # no ConfigurationError: nothing to write
+    assert queue.status("j").state is State.UNKNOWN

@@ -16,8 +16,13 @@ not ended           ended                 the store's, ended as the queue says (
                                           could not write its ending: store down, killed)
 ended               any                   the store's (first terminal state wins)
 unreachable         some                  the queue's (the page keeps working)
-unreachable         none                  :class:`~immortus.exceptions.StoreUnavailable`
+some                unreachable           the store's (the same, the other way round)
+unreachable         none or unreachable   :class:`~immortus.exceptions.StoreUnavailable`
 ========================================  =================================================
+
+Where both answer, the times the store lacks (a job enqueued before the hooks were installed
+has no ``enqueued_at``) are taken from the queue's. With store tracking off
+(``immortus.configure(store=None)``) the queue alone answers and the hooks write nothing.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from datetime import datetime
+from typing import Any, ClassVar
 
 from immortus import config
 from immortus.exceptions import StoreUnavailable
 from immortus.status import JobStatus
 from immortus.store_strategy import StoreStrategy
+from immortus.transitions import EventKind
 
 __all__ = ["QueueStrategy", "merge"]
 
@@ -39,7 +46,14 @@ def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> 
     """Return one status from the store's record and the queue's own (see the module's table)."""
     if recorded is None:
         return native if native is not None else JobStatus.unknown(job_id)
-    if native is None or recorded.completed or not native.completed:
+    if native is None:
+        return recorded
+    recorded = dataclasses.replace(
+        recorded,
+        enqueued_at=recorded.enqueued_at or native.enqueued_at,
+        started_at=recorded.started_at or native.started_at,
+    )
+    if recorded.completed or not native.completed:
         return recorded
     return dataclasses.replace(
         recorded,
@@ -81,18 +95,19 @@ class QueueStrategy(StoreStrategy):
         return {job_id: status for job_id, status in found.items() if status is not None}
 
     def status(self, job_id: str) -> JobStatus:
-        """Return the store's record corrected by the queue's own state (module table)."""
-        try:
-            recorded = self._recorded([job_id]).get(job_id)
-        except StoreUnavailable:
-            native = self.native_status(job_id)
-            if native is None:
-                raise
-            return native
-        return merge(recorded, self.native_status(job_id), job_id)
+        """Return the store's record corrected by the queue's own state (module table).
+
+        Raises:
+            StoreUnavailable: neither the store nor the queue's backend can answer.
+        """
+        return self.status_many([job_id])[job_id]
 
     def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Return :meth:`status` of every job, with one store read and one backend read."""
+        """Return :meth:`status` of every job, with one store read and one backend read.
+
+        Raises:
+            StoreUnavailable: neither side can answer for every job asked about.
+        """
         try:
             recorded = self._recorded(job_ids)
         except StoreUnavailable:
@@ -100,7 +115,12 @@ class QueueStrategy(StoreStrategy):
             if set(native) != set(job_ids):
                 raise
             return native
-        native = self.native_status_many(job_ids)
+        try:
+            native = self.native_status_many(job_ids)
+        except StoreUnavailable:
+            if set(recorded) != set(job_ids):
+                raise
+            return recorded
         return {
             job_id: merge(recorded.get(job_id), native.get(job_id), job_id)
             for job_id in dict.fromkeys(job_ids)
@@ -116,6 +136,14 @@ class QueueStrategy(StoreStrategy):
 
     def _recorded(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the store's records of ``job_ids``; none when store tracking is off."""
-        if self._store is None and config.get_store() is None:
+        if not self._tracking():
             return {}
         return self.store.get_many(job_ids)
+
+    def _record(self, kind: EventKind, job_id: str, at: datetime | None, **fields: Any) -> None:
+        """Write an event to the store; with store tracking off the queue keeps the only record."""
+        if self._tracking():
+            super()._record(kind, job_id, at, **fields)
+
+    def _tracking(self) -> bool:
+        return self._store is not None or config.get_store() is not None

@@ -1,0 +1,101 @@
+"""The RQ jobs the tests run: the example of ``docs/queues/rq.md``, imported by a real worker.
+
+The worker is ``rq worker --job-class immortus.queues.rq.TrackedJob``; the enqueuing side is
+:func:`make_queue`. The four scenario jobs are those of ``tests/queues/scenarios.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from redis import Redis
+from rq import Queue, Retry, get_current_job
+from rq.job import Job
+
+import immortus
+from immortus.queues.rq import install
+
+#: The queue the tests use (its own name, so nothing else ever takes its jobs).
+QUEUE_NAME = "immortus-tests"
+
+
+def make_queue(connection: Redis) -> Queue:
+    """Return the tests' queue with immortus's hooks installed: the docs' one-line install."""
+    return install(Queue(QUEUE_NAME, connection=connection))
+
+
+@immortus.track(queue="rq")
+def steps() -> None:
+    """Report progress 1, 2, 3 of 3, then return."""
+    for step in range(1, 4):
+        immortus.progress(step, 3, f"step {step}")
+
+
+@immortus.track(queue="rq")
+def fails() -> None:
+    """Report progress 3 of 5, then fail."""
+    immortus.progress(3, 5)
+    raise ValueError("boom at 60%")
+
+
+@immortus.track(queue="rq")
+def flaky() -> str:
+    """Fail the first attempt (RQ still has a retry left), succeed the second."""
+    job = get_current_job()
+    if job is not None and job.retries_left:
+        raise RuntimeError("first attempt fails")
+    return "second attempt"
+
+
+@immortus.track(queue="rq")
+def slow() -> None:
+    """Report progress every 50 ms for up to 30 s, so that a test can stop it on the way."""
+    for step in range(1, 601):
+        immortus.progress(step, 600)
+        time.sleep(0.05)
+
+
+@immortus.track(queue="rq")
+def progress_in_meta() -> None:
+    """Report progress the RQ way only, in ``job.meta``, which RQStrategy reads too."""
+    job = get_current_job()
+    assert job is not None
+    job.meta["progress"] = {"current": 2, "total": 4, "message": "half way"}
+    job.save_meta()  # type: ignore[no-untyped-call]
+    time.sleep(30)
+
+
+@immortus.track(queue="rq")
+def asks_to_retry() -> Retry:
+    """Ask RQ to run it again, every time: RQ fails it once the retry is spent."""
+    return Retry(max=1)
+
+
+@immortus.track(queue="rq")
+def quiet() -> str:
+    """Report nothing: it runs the same under a worker without immortus's hooks."""
+    return "done"
+
+
+@immortus.track(queue="rq")
+def breaks() -> None:
+    """Fail without reporting anything."""
+    raise ValueError("boom")
+
+
+@immortus.track(queue="rq", strategy="store")
+def notify() -> None:
+    """Tracked by immortus's store alone: the docs' inline strategy."""
+
+
+#: Ids of the jobs :func:`remember_stop` was called for (in the process that stopped them).
+STOPPED: list[str] = []
+
+
+def remember_stop(job: Job, connection: Redis) -> None:
+    """An ``on_stopped`` callback of the project's own."""
+    STOPPED.append(job.id)
+
+
+def untracked() -> None:
+    """A job nobody opted in: the hooks leave it alone."""

@@ -1,0 +1,534 @@
+"""RQ with a real redis-server and a real ``rq worker``: the shared scenarios, and RQ's blind spots.
+
+The broker is the session's redis-server, on a database of its own (:data:`RQ_DB`). immortus's
+store is an SQLite file in the test's ``tmp_path``, shared with the worker through
+``IMMORTUS_STORE``. The worker is ``rq worker --job-class immortus.queues.rq.TrackedJob``, a
+subprocess forking a work horse per job, as in production; it is stopped with SIGTERM (RQ's
+warm shutdown) at the end of each block.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
+from rq import Callback, Queue, Retry, SimpleWorker
+from rq.command import send_stop_job_command
+from rq.job import Job
+from rq.job import JobStatus as RQState
+from rq.worker import BaseWorker
+
+import immortus
+from immortus import State, StoreStrategy
+from immortus.exceptions import ConfigurationError, MissingDependency, StoreUnavailable
+from immortus.jobs import job_class_of
+from immortus.queues.rq import (
+    STATES,
+    RQStrategy,
+    TrackedJob,
+    error_from_traceback,
+    install,
+    tracked_job_class,
+)
+from immortus.status import JobStatus
+from immortus.stores.memory import MemoryStore
+from immortus.transitions import Event
+from tests.queues import rq_app
+from tests.queues.scenarios import Job as ScenarioJob
+from tests.queues.scenarios import QueueHarness, QueueScenarios, wait_for, wait_for_status
+from tests.services import free_port
+from tests.support import modules_loaded_by, pristine_immortus
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The Redis database RQ uses in these tests; the session's other tests use database 0.
+RQ_DB = 3
+#: Seconds a worker may take to start, or to finish its warm shutdown.
+WORKER_TIMEOUT = 60.0
+TRACKED_JOB_CLASS = "immortus.queues.rq.TrackedJob"
+SCENARIO_JOBS: dict[ScenarioJob, Callable[[], Any]] = {
+    "steps": rq_app.steps,
+    "fails": rq_app.fails,
+    "flaky": rq_app.flaky,
+    "slow": rq_app.slow,
+}
+
+
+class RQHarness(QueueHarness):
+    """The session's redis-server, an SQLite store in ``folder``, and ``rq worker`` processes."""
+
+    name: ClassVar[str] = "rq"
+    can_cancel_running: ClassVar[bool] = True
+    untracked_outcome: ClassVar[State] = State.FINISHED
+
+    def __init__(self, url: str, store_url: str, folder: Path) -> None:
+        self.url = url
+        self.store_url = store_url
+        self.folder = folder
+        self.connection = Redis.from_url(url)
+        self.queue = rq_app.make_queue(self.connection)
+        self.worker_pids: list[int] = []
+        self._workers = 0
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def job_class(self, job: ScenarioJob) -> str:
+        return job_class_of(SCENARIO_JOBS[job])
+
+    def enqueue(self, job: ScenarioJob) -> str:
+        retry = Retry(max=1) if job == "flaky" else None
+        enqueued: str = self.queue.enqueue(SCENARIO_JOBS[job], retry=retry).id
+        return enqueued
+
+    def enqueue_untracked(self, job: ScenarioJob) -> str:
+        plain = Queue(rq_app.QUEUE_NAME, connection=self.connection)  # no install(): no hooks
+        retry = Retry(max=1) if job == "flaky" else None
+        enqueued: str = plain.enqueue(SCENARIO_JOBS[job], retry=retry).id
+        return enqueued
+
+    def cancel(self, job_id: str) -> None:
+        """Stop the job if a worker runs it, else cancel it: RQ's two ways, as the docs say."""
+        job = self.queue.fetch_job(job_id)
+        assert job is not None, f"RQ has no job {job_id}"
+        if job.get_status() is RQState.STARTED:
+            send_stop_job_command(self.connection, job_id)
+        else:
+            job.cancel()
+
+    def worker(self, *, tracked: bool = True) -> AbstractContextManager[None]:
+        return self._worker(self.store_url, tracked=tracked)
+
+    def worker_with_store_down(self) -> AbstractContextManager[None]:
+        return self._worker(f"redis://127.0.0.1:{free_port()}/0", tracked=True)
+
+    @contextmanager
+    def _worker(self, store_url: str, *, tracked: bool) -> Iterator[None]:
+        self._workers += 1
+        name = f"immortus-test-{os.getpid()}-{self._workers}"
+        log_path = self.folder / f"{name}.log"
+        command = [sys.executable, "-m", "rq.cli", "worker", "--url", self.url, "--name", name]
+        if tracked:
+            command += ["--job-class", TRACKED_JOB_CLASS]
+        command.append(rq_app.QUEUE_NAME)
+        env = {
+            **os.environ,
+            "IMMORTUS_STORE": store_url,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.worker_pids.append(process.pid)
+        try:
+            key = BaseWorker.redis_worker_namespace_prefix + name
+
+            def registered() -> bool:
+                if process.poll() is not None:
+                    pytest.fail(
+                        f"rq worker exited with {process.returncode}:\n{log_text(log_path)}"
+                    )
+                return bool(self.connection.exists(key))
+
+            wait_for(registered, WORKER_TIMEOUT, "the rq worker to register")
+            yield
+        finally:
+            process.send_signal(signal.SIGTERM)  # RQ's warm shutdown: the current job ends first
+            try:
+                process.wait(WORKER_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                pytest.fail(f"rq worker ignored SIGTERM:\n{log_text(log_path)}")
+            self.worker_pids.remove(process.pid)
+
+    def outcome_from_the_queue(self, job_id: str) -> State | None:
+        """RQ's own answer, read from the job hash with RQ's API only."""
+        outcome = {
+            RQState.FINISHED: State.FINISHED,
+            RQState.FAILED: State.FAILED,
+            RQState.STOPPED: State.CANCELLED,
+            RQState.CANCELED: State.CANCELLED,
+        }
+        return outcome.get(Job.fetch(job_id, connection=self.connection).get_status())
+
+    def horse_of(self, worker_pid: int) -> int:
+        """Return the pid of the work horse the worker forked (Linux: /proc)."""
+        found: list[int] = []
+
+        def forked() -> bool:
+            children = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
+            found[:] = [int(pid) for pid in children]
+            return bool(found)
+
+        wait_for(forked, WORKER_TIMEOUT, "the work horse")
+        return found[0]
+
+
+def log_text(path: Path) -> str:
+    return path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def rq_url(redis_url: str) -> str:
+    """The session's redis-server, database :data:`RQ_DB`, emptied."""
+    url = redis_url.rpartition("/")[0] + f"/{RQ_DB}"
+    with Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+@pytest.fixture
+def harness(rq_url: str, tmp_path: Path) -> Iterator[RQHarness]:
+    with pristine_immortus():
+        store_url = f"sqlite:///{tmp_path / 'immortus.sqlite3'}"
+        immortus.configure(store=store_url)
+        rq_harness = RQHarness(rq_url, store_url, tmp_path)
+        try:
+            yield rq_harness
+        finally:
+            rq_harness.close()
+
+
+class TestRQScenarios(QueueScenarios):
+    pass
+
+
+# -- RQ's blind spots ----------------------------------------------------------------------
+
+
+def test_after_result_ttl_the_store_still_answers(harness: RQHarness) -> None:
+    job_class = harness.job_class("steps")
+    job_id = harness.queue.enqueue(rq_app.steps, result_ttl=1).id
+    with harness.worker():
+        wait_for_status(job_id, job_class, lambda s: s.completed)
+    wait_for(lambda: not Job.exists(job_id, harness.connection), what="RQ to drop the job hash")
+    assert RQStrategy(harness.connection).native_status(job_id) is None
+    status = immortus.status(job_id, job_class)
+    assert (status.state, status.attempts) == (State.FINISHED, 1)
+    assert status.progress is not None
+    assert status.progress.percent == 100.0
+    immortus.configure(store=None)  # store tracking off: nobody has a record any more
+    assert immortus.status(job_id, job_class).state is State.UNKNOWN
+
+
+def test_a_job_enqueued_and_run_before_install_is_read_from_rq(harness: RQHarness) -> None:
+    plain = Queue(rq_app.QUEUE_NAME, connection=harness.connection)  # no install(): no hooks
+    quiet_id = plain.enqueue(rq_app.quiet).id
+    breaks_id = plain.enqueue(rq_app.breaks).id
+    with harness.worker(tracked=False):  # a plain `rq worker`: no hook runs anywhere
+        wait_for(lambda: harness.outcome_from_the_queue(breaks_id) is not None, what="the job")
+    store = immortus.get_store()
+    assert store is not None
+    assert store.get_many([quiet_id, breaks_id]) == {}
+    quiet = immortus.status(quiet_id, job_class_of(rq_app.quiet))
+    assert (quiet.state, quiet.attempts, quiet.certain) == (State.FINISHED, 1, True)
+    assert quiet.enqueued_at is not None
+    assert quiet.started_at is not None
+    assert quiet.finished_at is not None
+    failed = immortus.status(breaks_id, job_class_of(rq_app.breaks))
+    assert failed.state is State.FAILED
+    assert failed.error is not None
+    assert (failed.error.type, failed.error.message) == ("ValueError", "boom")
+    assert failed.error.traceback is not None  # kept on the server...
+    assert "Traceback" not in str(failed.to_dict())  # ...never sent
+
+
+def test_progress_needs_the_tracked_job_class_on_the_worker(harness: RQHarness) -> None:
+    job_id = harness.enqueue("steps")
+    with harness.worker(tracked=False):
+        status = wait_for_status(job_id, harness.job_class("steps"), lambda s: s.completed)
+    assert status.state is State.FAILED
+    assert status.error is not None
+    assert status.error.type == "immortus.exceptions.NotInJob"
+
+
+def test_a_job_enqueued_before_install_is_tracked_once_a_tracked_worker_runs_it(
+    harness: RQHarness,
+) -> None:
+    job_id = harness.enqueue_untracked("steps")
+    with harness.worker():
+        status = wait_for_status(job_id, harness.job_class("steps"), lambda s: s.completed)
+    assert status.state is State.FINISHED
+    assert status.progress is not None
+    assert status.progress.percent == 100.0  # immortus.progress worked in the work horse
+
+
+def test_a_killed_work_horse_ends_the_job_as_rq_says(harness: RQHarness) -> None:
+    job_class = harness.job_class("slow")
+    job_id = harness.enqueue("slow")
+    with harness.worker():
+        wait_for_status(job_id, job_class, lambda s: s.progress is not None)
+        os.kill(harness.horse_of(harness.worker_pids[-1]), signal.SIGKILL)
+        status = wait_for_status(job_id, job_class, lambda s: s.completed)
+    store = immortus.get_store()
+    assert store is not None
+    recorded = store.get(job_id)
+    assert recorded is not None
+    assert recorded.state is State.STARTED  # the horse could not report its death...
+    assert status.state is State.FAILED  # ...RQ's hash ends it
+    assert status.error is not None
+    assert status.error.type == "rq.JobFailure"
+    assert "Work-horse terminated unexpectedly" in status.error.message
+    assert status.progress is not None  # the store's details stay
+
+
+def test_progress_saved_in_job_meta_shows_when_the_store_has_none(harness: RQHarness) -> None:
+    immortus.configure(store=None)
+    job_class = job_class_of(rq_app.progress_in_meta)
+    job_id = harness.queue.enqueue(rq_app.progress_in_meta).id
+    with harness.worker():
+        status = wait_for_status(job_id, job_class, lambda s: s.progress is not None)
+        harness.cancel(job_id)
+        wait_for_status(job_id, job_class, lambda s: s.completed)
+    assert status.state is State.STARTED
+    assert status.progress is not None
+    assert (status.progress.current, status.progress.total) == (2, 4)
+    assert status.progress.message == "half way"
+
+
+# -- the hooks -----------------------------------------------------------------------------
+
+
+class BrokenStore(MemoryStore):
+    """Fault injection: a store whose every write fails."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.writes = 0
+
+    def record(self, event: Event) -> JobStatus | None:
+        self.writes += 1
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [StoreUnavailable("down"), RuntimeError("store bug")])
+def test_a_failing_store_never_breaks_the_enqueue(
+    harness: RQHarness, error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = BrokenStore(error)
+    immortus.configure(store=store)
+    with caplog.at_level(logging.ERROR, logger="immortus"):
+        job = harness.queue.enqueue(rq_app.steps)
+    assert store.writes == 1
+    assert Job.fetch(job.id, connection=harness.connection).get_status() is RQState.QUEUED
+    assert any(job.id in record.getMessage() for record in caplog.records)
+
+
+def test_untracked_jobs_are_left_alone(harness: RQHarness) -> None:
+    store = BrokenStore(RuntimeError("no write expected"))
+    immortus.configure(store=store)
+    job = harness.queue.enqueue(rq_app.untracked)
+    job.cancel()
+    assert store.writes == 0
+
+
+def test_cancelling_a_queued_job_reports_it_at_once(harness: RQHarness) -> None:
+    job_class = harness.job_class("steps")
+    job_id = harness.enqueue("steps")
+    harness.cancel(job_id)
+    store = immortus.get_store()
+    assert store is not None
+    recorded = store.get(job_id)
+    assert recorded is not None
+    assert recorded.state is State.CANCELLED  # written by the hook, not inferred from RQ
+    assert immortus.status(job_id, job_class).state is State.CANCELLED
+
+
+def test_a_stop_reports_cancelled_then_runs_the_jobs_own_callback(harness: RQHarness) -> None:
+    job_class = harness.job_class("slow")
+    job_id = harness.queue.enqueue(rq_app.slow, on_stopped=Callback(rq_app.remember_stop)).id
+    job = harness.queue.fetch_job(job_id)  # as the worker holds it when the horse is killed
+    assert job is not None
+    rq_app.STOPPED.clear()
+    callback = job.stopped_callback
+    assert callback is not None
+    callback(job, harness.connection)  # what RQ's worker calls after send_stop_job_command
+    assert list(rq_app.STOPPED) == [job_id]
+    assert immortus.status(job_id, job_class).state is State.CANCELLED
+
+
+def test_a_synchronous_queue_runs_the_hooks_in_the_calling_process(harness: RQHarness) -> None:
+    queue = install(Queue("immortus-sync", connection=harness.connection, is_async=False))
+    job_id = queue.enqueue(rq_app.steps).id
+    status = immortus.status(job_id, harness.job_class("steps"))
+    assert (status.state, status.attempts) == (State.FINISHED, 1)
+    assert status.enqueued_at is not None
+    assert status.progress is not None
+    assert status.progress.percent == 100.0
+
+
+@contextmanager
+def signal_handlers_kept() -> Iterator[None]:
+    """Restore the handlers an in-process RQ worker installs for SIGINT and SIGTERM."""
+    kept = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in kept.items():
+            signal.signal(number, handler)
+
+
+def test_a_job_returning_retry_is_retrying_then_failed(harness: RQHarness) -> None:
+    worker = install(SimpleWorker([harness.queue], connection=harness.connection))
+    job_id = harness.queue.enqueue(rq_app.asks_to_retry).id
+    job_class = job_class_of(rq_app.asks_to_retry)
+    with signal_handlers_kept():
+        worker.work(burst=True, max_jobs=1)
+    retrying = immortus.status(job_id, job_class)
+    assert (retrying.state, retrying.attempts) == (State.RETRYING, 1)
+    with signal_handlers_kept():
+        worker.work(burst=True)
+    failed = immortus.status(job_id, job_class)
+    assert (failed.state, failed.attempts) == (State.FAILED, 2)
+    assert failed.error is not None
+    assert failed.error.type == "rq.Retry"
+
+
+# -- install and the strategy --------------------------------------------------------------
+
+
+class CustomJob(Job):
+    """A project's own RQ job class."""
+
+
+def test_install_is_idempotent_and_keeps_a_custom_job_class(harness: RQHarness) -> None:
+    queue = harness.queue
+    assert queue.job_class is TrackedJob
+    assert install(queue) is queue
+    assert queue.job_class is TrackedJob
+    custom = install(Queue("custom", connection=harness.connection, job_class=CustomJob))
+    assert issubclass(custom.job_class, TrackedJob)
+    assert issubclass(custom.job_class, CustomJob)
+    assert tracked_job_class(CustomJob) is custom.job_class
+    assert install(custom).job_class is tracked_job_class(CustomJob)
+    worker = install(SimpleWorker([custom], connection=harness.connection))
+    assert worker.job_class is TrackedJob
+    with pytest.raises(TypeError, match="RQ Queue or Worker"):
+        install(harness.connection)  # type: ignore[type-var]
+
+
+def test_the_inferred_strategy_is_rq_strategy(harness: RQHarness) -> None:
+    strategy = immortus.find_strategy(harness.job_class("steps"))
+    assert isinstance(strategy, RQStrategy)
+
+
+def test_an_inline_strategy_comes_before_the_inferred_one(harness: RQHarness) -> None:
+    strategy = immortus.find_strategy(job_class_of(rq_app.notify))
+    assert type(strategy) is StoreStrategy
+    job_id = harness.queue.enqueue(rq_app.notify).id
+    assert immortus.status(job_id, job_class_of(rq_app.notify)).state is State.CREATED
+
+
+def test_a_global_rq_strategy_answers_for_any_job(harness: RQHarness) -> None:
+    immortus.configure(strategy=RQStrategy(connection=harness.connection))
+    job = Queue("plain", connection=harness.connection).enqueue(rq_app.untracked)
+    assert immortus.status(job.id).state is State.CREATED  # from the hash alone
+
+
+def test_the_state_table(harness: RQHarness) -> None:
+    strategy = RQStrategy(harness.connection)
+    job = Queue("table", connection=harness.connection).enqueue(rq_app.untracked)
+    for rq_state, state in STATES.items():
+        job.set_status(rq_state)
+        assert strategy.native_status(job.id) == JobStatus(
+            job_id=job.id, state=state, enqueued_at=job.enqueued_at
+        ), rq_state
+    assert set(STATES) == set(RQState)
+
+
+def test_a_waiting_job_that_ran_before_is_retrying(harness: RQHarness) -> None:
+    job = Queue("table", connection=harness.connection).enqueue(rq_app.untracked)
+    job.started_at = job.enqueued_at
+    job.save()
+    for waiting in (RQState.QUEUED, RQState.SCHEDULED):
+        job.set_status(waiting)
+        native = RQStrategy(harness.connection).native_status(job.id)
+        assert native is not None
+        assert (native.state, native.attempts) == (State.RETRYING, 1)
+
+
+def test_many_jobs_are_read_with_one_fetch(harness: RQHarness) -> None:
+    plain = Queue("many", connection=harness.connection)
+    first, second = plain.enqueue(rq_app.untracked), plain.enqueue(rq_app.untracked)
+    second.set_status(RQState.STARTED)
+    strategy = RQStrategy(harness.connection)
+    fetches: list[list[str]] = []
+    fetch_many = Job.fetch_many
+
+    def counted(job_ids: Any, connection: Redis, serializer: Any = None) -> list[Job | None]:
+        fetches.append(list(job_ids))
+        return fetch_many(job_ids, connection=connection, serializer=serializer)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Job, "fetch_many", counted)
+        found = strategy.native_status_many([first.id, "no-such-job", second.id, "not/an/rq/id"])
+    assert {job_id: s.state for job_id, s in found.items()} == {
+        first.id: State.CREATED,
+        second.id: State.STARTED,
+    }
+    assert fetches == [[first.id, "no-such-job", second.id]]
+
+
+def test_rq_down_is_store_unavailable(harness: RQHarness) -> None:
+    dead = Redis(port=free_port(), retry=RedisRetry(NoBackoff(), retries=0))
+    with pytest.raises(StoreUnavailable):
+        RQStrategy(dead).native_status("some-job")
+
+
+def test_without_install_the_strategy_says_what_to_do() -> None:
+    from immortus.queues import rq as module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module._Installed, "connection", None)
+        with pytest.raises(ConfigurationError, match=r"install\(queue\)"):
+            RQStrategy().native_status("some-job")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        (
+            'Traceback (most recent call last):\n  File "x"\nValueError: boom\n',
+            "ValueError",
+            "boom",
+        ),
+        ("Traceback:\n  File 'x'\npkg.Error: two\nlines\n", "pkg.Error", "two\nlines"),
+        ("Traceback:\n  File 'x'\nKeyError\n", "KeyError", ""),
+        ("Work-horse terminated unexpectedly; waitpid returned 9", "rq.JobFailure", None),
+        ("", "rq.JobFailure", "the job failed"),
+    ],
+)
+def test_errors_are_read_from_rq_tracebacks(text: str, kind: str, message: str | None) -> None:
+    error = error_from_traceback(text)
+    assert error.type == kind
+    assert error.message == (text if message is None else message)
+
+
+def test_importing_immortus_does_not_import_rq() -> None:
+    assert modules_loaded_by("import immortus, immortus.queues", ["rq", "redis"]) == []
+
+
+def test_without_rq_the_error_says_what_to_install() -> None:
+    code = (
+        "import sys\nsys.modules['rq'] = None\n"
+        "try:\n    import immortus.queues.rq\n"
+        "except ImportError as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith(MissingDependency.__name__)
+    assert 'pip install "immortus[rq]"' in result.stdout
