@@ -1,8 +1,9 @@
 """The web demo's queue: a real Huey on its SQLite storage, its consumer threads in this process.
 
 Each sample (:mod:`immortus.demo.samples`) becomes a Huey task with its retries and retry delay.
-Until immortus has its own Huey integration, this module wires the tasks to immortus with the
-public API, as such an integration would:
+The tasks are wired to immortus by hand, with the public API, so that the demo shows every step
+a queue integration takes (:mod:`immortus.queues.huey` does the same through Huey's signals,
+with ``install(huey)``):
 
 - enqueue: :func:`~immortus.lifecycle.job_enqueued` under Huey's task id, then the task is queued;
 - each run: :func:`immortus.running` with Huey's attempt number (``final_attempt`` once no retry
