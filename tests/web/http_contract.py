@@ -31,7 +31,15 @@ from immortus import JobError, JobStatus, Progress, config, lifecycle, web
 from immortus.stores.base import Store
 from immortus.web import MAX_BATCH, MAX_BATCH_BYTES, Verifier
 
-__all__ = ["REPORT", "SECRET", "ContractFixtures", "HTTPContract", "body_of", "frames_of"]
+__all__ = [
+    "REPORT",
+    "SECRET",
+    "ContractFixtures",
+    "HTTPContract",
+    "body_of",
+    "frames_of",
+    "token_of_rendered_job",
+]
 
 SECRET = "contract-secret"  # noqa: S105
 #: The tracked job class the contract's jobs belong to (the store strategy tracks it).
@@ -79,6 +87,25 @@ def frames_of(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any] | 
             assert data.startswith(b"data: ")
             yield kind, json.loads(data[len(b"data: ") :])
     assert buffer == b"", "the stream ended inside a frame"
+
+
+def token_of_rendered_job(response: httpx.Response, job_id: str, secret: Verifier) -> str:
+    """Check an enqueue view's answer for ``job_id`` of ``REPORT``; return the token it carries.
+
+    The answer of ``render_job_response`` (DESIGN §4): a 200 whose body is exactly the job id,
+    its class and a token that ``secret`` accepts for that job.
+    """
+    assert response.status_code == 200
+    body = body_of(response)
+    assert body == {
+        "job_id": job_id,
+        "job_class": REPORT,
+        "token": body["token"],  # signed now: its expiry is now + max age
+    }
+    assert secret.tokens is not None
+    assert secret.tokens.check(body["token"], job_id, REPORT)
+    token: str = body["token"]
+    return token
 
 
 class ContractFixtures:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,7 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 import immortus
 from immortus import JobStatus, State, TrackingStrategy, lifecycle
 from immortus.stores.base import Store
-from immortus.web import StreamResponse, Verifier, asgi
+from immortus.web import Verifier, asgi
 from immortus.web.asgi import immortus_routes, render_job_response
 from tests.support import modules_loaded_by
 from tests.web.http_contract import (
@@ -33,46 +29,10 @@ from tests.web.http_contract import (
     HTTPContract,
     body_of,
     frames_of,
+    token_of_rendered_job,
 )
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    """Poll ``predicate()`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.005)
-
-
-class TracedStream(StreamResponse):
-    """A core stream that records when its frames start and when their generator ends."""
-
-    def __init__(self, inner: StreamResponse, started: threading.Event, ended: threading.Event):
-        self.status = inner.status
-        self.inner, self.started, self.ended = inner, started, ended
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        self.started.set()
-        try:
-            async for frame in self.inner:
-                yield frame
-        finally:
-            self.ended.set()
-
-
-class TracingVerifier(Verifier):
-    """Streams polled every 10 ms, traced with :class:`TracedStream`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = threading.Event()
-        self.ended = threading.Event()
-
-    async def astream(
-        self, job_id: str, job_class: str | None = None, token: str | None = None, **_: float
-    ) -> StreamResponse:
-        inner = await super().astream(job_id, job_class, token, interval=0.01)
-        return TracedStream(inner, self.started, self.ended)
+from tests.web.servers import serve_asgi
+from tests.web.tracing import TracingVerifier
 
 
 class BodyMeter:
@@ -111,7 +71,7 @@ async def report_status(request: Request) -> JSONResponse:
 
 
 NO_STORE = {"Cache-Control": "no-store"}
-TRACING = TracingVerifier()
+TRACING = TracingVerifier(interval=0.01)
 APP = Starlette(
     routes=[
         immortus_routes(),
@@ -125,30 +85,9 @@ METER = BodyMeter(APP)
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    """A uvicorn server of ``METER(APP)`` on a free 127.0.0.1 port, in a thread."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            METER,
-            log_level="warning",
-            log_config=None,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive())
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
-    assert not thread.is_alive(), "uvicorn did not stop"
+    """A uvicorn server of ``METER(APP)``."""
+    with serve_asgi(METER) as url:
+        yield url
 
 
 @pytest.fixture
@@ -268,19 +207,8 @@ class TestStarlette(ContractFixtures):
     def test_an_enqueue_view_renders_the_job(
         self, server_url: str, jobs: Store, secret: Verifier
     ) -> None:
-        response = httpx.post(f"{server_url}/reports/job-9")
-        assert response.status_code == 200
-        body = body_of(response)
-        assert body == {
-            "job_id": "job-9",
-            "job_class": REPORT,
-            "token": body["token"],  # signed now: its expiry is now + max age
-        }
-        assert secret.tokens is not None
-        assert secret.tokens.check(body["token"], "job-9", REPORT)
-        verify = httpx.get(
-            f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": body["token"]}
-        )
+        token = token_of_rendered_job(httpx.post(f"{server_url}/reports/job-9"), "job-9", secret)
+        verify = httpx.get(f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": token})
         assert body_of(verify)["status"] == "created"
 
     def test_render_job_response(self, jobs: Store) -> None:

@@ -13,12 +13,9 @@ import hmac
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,7 +27,6 @@ django.setup()
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-import uvicorn  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
@@ -41,7 +37,7 @@ from django.urls import reverse  # noqa: E402
 
 from immortus import config, lifecycle  # noqa: E402
 from immortus.stores.base import Store  # noqa: E402
-from immortus.web import MAX_BATCH_BYTES, StreamResponse, Verifier  # noqa: E402
+from immortus.web import MAX_BATCH_BYTES, Verifier  # noqa: E402
 from immortus.web.django import render_job_response, views  # noqa: E402
 from immortus.web.django.settings import (  # noqa: E402
     TOKEN_KEY_SALT,
@@ -57,7 +53,10 @@ from tests.web.http_contract import (  # noqa: E402
     HTTPContract,
     body_of,
     frames_of,
+    token_of_rendered_job,
 )
+from tests.web.servers import serve_asgi, serve_wsgi  # noqa: E402
+from tests.web.tracing import TracingVerifier, WSGIBodyMeter  # noqa: E402
 
 assert settings.ROOT_URLCONF == "tests.web.django_project.urls", (
     "Django was set up with other settings before this module; these tests need "
@@ -68,42 +67,7 @@ READY_CONFIG = config.get_config()
 config.reset()
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    """Poll ``predicate()`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.005)
-
-
 # -- the servers -----------------------------------------------------------------------------
-
-
-class BodyMeter:
-    """WSGI middleware counting the request body bytes the app read from ``wsgi.input``."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.read = 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        environ["wsgi.input"] = _CountedInput(environ["wsgi.input"], self)
-        return self.app(environ, start_response)
-
-
-class _CountedInput:
-    def __init__(self, stream: Any, meter: BodyMeter) -> None:
-        self.stream, self.meter = stream, meter
-
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self.stream.read(size)
-        self.meter.read += len(data)
-        return data
-
-    def readline(self, size: int = -1) -> bytes:
-        data: bytes = self.stream.readline(size)
-        self.meter.read += len(data)
-        return data
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -121,51 +85,23 @@ class QuietServer(ThreadedWSGIServer):
             super().handle_error(request, client_address)
 
 
-METER = BodyMeter(get_wsgi_application())
+METER = WSGIBodyMeter(get_wsgi_application())
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    """Django's threaded WSGI server of ``METER(app)`` on a free 127.0.0.1 port, in a thread."""
+    """Django's threaded WSGI server of ``METER(app)``."""
     server = QuietServer(("127.0.0.1", 0), QuietHandler)
     server.set_app(METER)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-    assert not thread.is_alive(), "the WSGI server did not stop"
+    with serve_wsgi(server) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def asgi_url() -> Iterator[str]:
-    """A uvicorn server of Django's ASGI application on a free 127.0.0.1 port, in a thread."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            get_asgi_application(),
-            log_level="warning",
-            log_config=None,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive())
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
-    assert not thread.is_alive(), "uvicorn did not stop"
+    """A uvicorn server of Django's ASGI application."""
+    with serve_asgi(get_asgi_application()) as url:
+        yield url
 
 
 @pytest.fixture
@@ -178,51 +114,13 @@ class TestDjangoContract(HTTPContract):
     """The shared HTTP contract, against Django under WSGI."""
 
 
-# -- streams that say when their polls stop --------------------------------------------------
-
-
-class TracedStream(StreamResponse):
-    """A core stream that records when its frames start and when their generator ends."""
-
-    def __init__(self, inner: StreamResponse, started: threading.Event, ended: threading.Event):
-        self.status = inner.status
-        self.inner, self.started, self.ended = inner, started, ended
-
-    def __iter__(self) -> Iterator[bytes]:
-        self.started.set()
-        try:
-            yield from self.inner
-        finally:
-            self.ended.set()
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        self.started.set()
-        try:
-            async for frame in self.inner:
-                yield frame
-        finally:
-            self.ended.set()
-
-
-class TracingVerifier(Verifier):
-    """Streams polled every 10 ms with a heartbeat every 20 ms, traced with TracedStream."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = threading.Event()
-        self.ended = threading.Event()
-
-    def stream(
-        self, job_id: str, job_class: str | None = None, token: str | None = None, **_: float
-    ) -> StreamResponse:
-        inner = super().stream(job_id, job_class, token, interval=0.01, heartbeat=0.02)
-        return TracedStream(inner, self.started, self.ended)
+# -- the adapter's own tests -----------------------------------------------------------------
 
 
 @pytest.fixture
 def tracing(monkeypatch: pytest.MonkeyPatch) -> TracingVerifier:
-    """Every immortus view answers with a fresh :class:`TracingVerifier`."""
-    verifier = TracingVerifier()
+    """Every immortus view answers with a fresh verifier: polls every 10 ms, heartbeats 20 ms."""
+    verifier = TracingVerifier(interval=0.01, heartbeat=0.02)
     monkeypatch.setattr(views, "get_verifier", lambda: verifier)
     return verifier
 
@@ -344,18 +242,8 @@ class TestDjango(ContractFixtures):
                 # What fetch() sends for Immortus.create: both headers, and the page's origin.
                 headers = {"X-CSRFToken": csrf, "X-CSRF-Token": csrf, "Origin": server_url}
                 response = browser.post("/reports/job-7", json={"report": 7}, headers=headers)
-                assert response.status_code == 200
-                body = body_of(response)
-                assert body == {
-                    "job_id": "job-7",
-                    "job_class": REPORT,
-                    "token": body["token"],  # signed now: its expiry is now + max age
-                }
-                assert secret.tokens is not None
-                assert secret.tokens.check(body["token"], "job-7", REPORT)
-            verify = browser.get(
-                f"/immortus/verify/job-7/{REPORT}", params={"token": body["token"]}
-            )
+                job_token = token_of_rendered_job(response, "job-7", secret)
+            verify = browser.get(f"/immortus/verify/job-7/{REPORT}", params={"token": job_token})
             assert body_of(verify)["status"] == "created"
             assert browser.get(f"/immortus/verify/job-7/{REPORT}").status_code == 404
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -20,7 +17,7 @@ from werkzeug.serving import make_server
 import immortus
 from immortus import State, lifecycle
 from immortus.stores.base import Store
-from immortus.web import StreamResponse, Verifier
+from immortus.web import Verifier
 from immortus.web import flask as flask_adapter
 from immortus.web.flask import immortus_blueprint, render_job_response
 from tests.support import modules_loaded_by
@@ -31,78 +28,10 @@ from tests.web.http_contract import (
     HTTPContract,
     body_of,
     frames_of,
+    token_of_rendered_job,
 )
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    """Poll ``predicate()`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.005)
-
-
-class TracedStream(StreamResponse):
-    """A core stream that records when its frames start and when their generator ends."""
-
-    def __init__(self, inner: StreamResponse, started: threading.Event, ended: threading.Event):
-        self.status = inner.status
-        self.inner, self.started, self.ended = inner, started, ended
-
-    def __iter__(self) -> Iterator[bytes]:
-        self.started.set()
-        try:
-            yield from self.inner
-        finally:
-            self.ended.set()
-
-
-class TracingVerifier(Verifier):
-    """Streams polled and heart-beating every 10 ms, traced with :class:`TracedStream`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = threading.Event()
-        self.ended = threading.Event()
-
-    def stream(
-        self, job_id: str, job_class: str | None = None, token: str | None = None, **_: float
-    ) -> StreamResponse:
-        inner = super().stream(job_id, job_class, token, interval=0.01, heartbeat=0.01)
-        return TracedStream(inner, self.started, self.ended)
-
-
-class CountingInput:
-    """A WSGI input stream that counts the bytes the app read from it."""
-
-    def __init__(self, inner: IO[bytes], meter: BodyMeter) -> None:
-        self.inner, self.meter = inner, meter
-
-    def read(self, size: int = -1) -> bytes:
-        return self._count(self.inner.read(size))
-
-    def readline(self, size: int = -1) -> bytes:
-        return self._count(self.inner.readline(size))
-
-    def _count(self, data: bytes) -> bytes:
-        self.meter.read += len(data)
-        return data
-
-
-class BodyMeter:
-    """WSGI middleware counting the request body bytes the app read."""
-
-    def __init__(self, app: WSGIApplication) -> None:
-        self.app = app
-        self.read = 0
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        environ["wsgi.input"] = CountingInput(environ["wsgi.input"], self)
-        return self.app(environ, start_response)
-
+from tests.web.servers import serve_wsgi
+from tests.web.tracing import TracingVerifier, WSGIBodyMeter
 
 # -- what a user writes (docs/flask.md shows the same) -----------------------------------
 
@@ -127,7 +56,7 @@ def start_followed_report(job_id: str) -> Response:
     return jsonify(verify_job_url=url_for("report_status", job_id=job_id, _external=True))
 
 
-TRACING = TracingVerifier()
+TRACING = TracingVerifier(interval=0.01, heartbeat=0.01)
 APP = Flask(__name__)
 APP.register_blueprint(immortus_blueprint())
 APP.register_blueprint(immortus_blueprint("/traced/", verifier=TRACING, name="traced"))
@@ -135,28 +64,21 @@ APP.register_blueprint(immortus_blueprint("jobs/", name="jobs"))
 APP.add_url_rule("/reports/<job_id>", view_func=start_report, methods=["POST"])
 APP.add_url_rule("/reports/<job_id>/status", view_func=report_status)
 APP.add_url_rule("/followed/<job_id>", view_func=start_followed_report, methods=["POST"])
-METER = BodyMeter(APP.wsgi_app)
+METER = WSGIBodyMeter(APP.wsgi_app)
 APP.wsgi_app = METER  # type: ignore[method-assign]
 
 
 @contextmanager
 def serving(app: Flask) -> Iterator[str]:
-    """Serve ``app`` with a threaded Werkzeug server on a free 127.0.0.1 port; yield its URL."""
+    """Serve ``app`` with a threaded Werkzeug server (no log line per request); yield its URL."""
     werkzeug_log = logging.getLogger("werkzeug")
     level = werkzeug_log.level
-    werkzeug_log.setLevel(logging.WARNING)  # no line per request
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
+    werkzeug_log.setLevel(logging.WARNING)
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        with serve_wsgi(make_server("127.0.0.1", 0, app, threaded=True)) as url:
+            yield url
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
         werkzeug_log.setLevel(level)
-    assert not thread.is_alive(), "the server did not stop"
 
 
 @pytest.fixture(scope="module")
@@ -293,19 +215,8 @@ class TestFlask(ContractFixtures):
     def test_an_enqueue_view_renders_the_job(
         self, server_url: str, jobs: Store, secret: Verifier
     ) -> None:
-        response = httpx.post(f"{server_url}/reports/job-9")
-        assert response.status_code == 200
-        body = body_of(response)
-        assert body == {
-            "job_id": "job-9",
-            "job_class": REPORT,
-            "token": body["token"],  # signed now: its expiry is now + max age
-        }
-        assert secret.tokens is not None
-        assert secret.tokens.check(body["token"], "job-9", REPORT)
-        verify = httpx.get(
-            f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": body["token"]}
-        )
+        token = token_of_rendered_job(httpx.post(f"{server_url}/reports/job-9"), "job-9", secret)
+        verify = httpx.get(f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": token})
         assert body_of(verify)["status"] == "created"
 
     def test_render_job_response(self, jobs: Store) -> None:
