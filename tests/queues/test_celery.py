@@ -9,8 +9,6 @@ where a running task must be terminated: only the prefork pool can kill one.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -32,7 +30,6 @@ from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event
 from tests.queues import celery_app
 from tests.queues.scenarios import (
-    TIMEOUT,
     Job,
     QueueHarness,
     QueueScenarios,
@@ -40,8 +37,10 @@ from tests.queues.scenarios import (
     wait_for,
     wait_for_status,
 )
-from tests.services.base import free_port, tail, wait_until
-from tests.support import modules_loaded_by, pristine_immortus
+from tests.queues.stores import dead_store_url, tracking_into_sqlite
+from tests.queues.workers import ROOT, WorkerProcess, running_worker, worker_environment
+from tests.services.base import free_port
+from tests.support import modules_loaded_by
 
 #: Celery 5.7's Redis result backend stores an expiring result with redis-py's ``setex``, which
 #: redis-py 8 deprecates: Celery's warning to fix, not ours.
@@ -49,7 +48,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:Depreca
 
 #: The Redis database of the Celery tests (broker and result backend): no other test uses it.
 CELERY_DB = 5
-ROOT = Path(__file__).resolve().parents[2]
 TASKS: dict[Job, Any] = {
     "steps": celery_app.steps,
     "fails": celery_app.fails,
@@ -96,13 +94,11 @@ class CeleryHarness(QueueHarness):
     ) -> Iterator[None]:
         self.runs += 1
         ready = self.directory / f"celery-worker-{self.runs}.ready"
-        log = self.directory / f"celery-worker-{self.runs}.log"
-        environment = {
-            **os.environ,
-            "IMMORTUS_STORE": store_url or self.store_url,
-            "IMMORTUS_TEST_CELERY_URL": self.url,
-            "IMMORTUS_TEST_CELERY_READY": str(ready),
-        }
+        environment = worker_environment(
+            store_url or self.store_url,
+            IMMORTUS_TEST_CELERY_URL=self.url,
+            IMMORTUS_TEST_CELERY_READY=str(ready),
+        )
         if result_expires is not None:
             environment["IMMORTUS_TEST_CELERY_RESULT_EXPIRES"] = str(result_expires)
         command = [
@@ -110,28 +106,15 @@ class CeleryHarness(QueueHarness):
             "--pool", self.pool, "--concurrency", "1" if self.pool == "prefork" else "2",
             "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning",
         ]  # fmt: skip
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT
-            )
-        try:
-            if not wait_until(lambda: ready.exists() or process.poll() is not None, TIMEOUT):
-                pytest.fail(f"the Celery worker did not start; its log:\n{tail(log)}")
-            if process.poll() is not None:
-                pytest.fail(f"the Celery worker exited at start; its log:\n{tail(log)}")
+        log = self.directory / f"celery-worker-{self.runs}.log"
+        # SIGTERM is Celery's warm shutdown: running tasks end first.
+        process = WorkerProcess("the Celery worker", command, env=environment, log=log)
+        with running_worker(process):
+            process.wait_until_ready(ready.exists)
             yield
-        finally:
-            process.send_signal(signal.SIGTERM)  # warm shutdown: running tasks end first
-            try:
-                code = process.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                pytest.fail(f"the Celery worker did not stop on SIGTERM; its log:\n{tail(log)}")
-        assert code == 0, f"the Celery worker exited with {code}; its log:\n{tail(log)}"
 
     def worker_with_store_down(self) -> AbstractContextManager[None]:
-        return self.worker(store_url=f"redis://127.0.0.1:{free_port()}/0")
+        return self.worker(store_url=dead_store_url())
 
     def outcome_from_the_queue(self, job_id: str) -> State | None:
         return ENDINGS.get(celery_app.app.AsyncResult(job_id).state)
@@ -148,9 +131,7 @@ def celery_url(redis_url: str) -> str:
 
 @pytest.fixture
 def harness(celery_url: str, tmp_path: Path) -> Iterator[CeleryHarness]:
-    store_url = f"sqlite:///{tmp_path / 'immortus.sqlite3'}"
-    with pristine_immortus():
-        immortus.configure(store=store_url)
+    with tracking_into_sqlite(tmp_path) as store_url:
         celery_app.configure(celery_url)
         install(celery_app.app)
         yield CeleryHarness(celery_url, store_url, tmp_path)

@@ -21,7 +21,6 @@ before each test.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -51,10 +50,11 @@ from tests.queues.scenarios import (
     wait_for,
     wait_for_status,
 )
+from tests.queues.stores import tracking_into_sqlite
+from tests.queues.workers import ROOT, WorkerProcess, worker_environment
 from tests.services import PostgresServer
-from tests.support import modules_loaded_by, pristine_immortus
+from tests.support import modules_loaded_by
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "tests.queues.django_tasks_project"
 TASKS = f"{PROJECT}.tasks"
 #: A store nobody can open: its directory does not exist.
@@ -65,13 +65,9 @@ QUEUE_OUTCOMES = {"SUCCESSFUL": State.FINISHED, "FAILED": State.FAILED}
 
 def project_env(database: str, store: str) -> dict[str, str]:
     """The environment of a task project process."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": f"{PROJECT}.settings",
-        "IMMORTUS_DJANGO_TASKS_DB": database,
-        "IMMORTUS_STORE": store,
-        "PYTHONPATH": str(ROOT),
-    }
+    return worker_environment(
+        store, DJANGO_SETTINGS_MODULE=f"{PROJECT}.settings", IMMORTUS_DJANGO_TASKS_DB=database
+    )
 
 
 class DjangoSide:
@@ -145,7 +141,7 @@ class DjangoTasksHarness(QueueHarness):
         self.database = database
         self.store = store
         self.directory = directory
-        self.worker_process: subprocess.Popen[bytes] | None = None
+        self.worker_process: WorkerProcess | None = None
         self.worker_log = directory / "worker.log"
 
     def job_class(self, job: Job) -> str:
@@ -174,18 +170,13 @@ class DjangoTasksHarness(QueueHarness):
 
     @contextmanager
     def _worker(self, store: str) -> Iterator[None]:
-        with self.worker_log.open("ab") as log:
-            self.worker_process = subprocess.Popen(
-                [
-                    sys.executable, "-m", "django", "db_worker", "--queue-name", "default",
-                    "--interval", "0.05", "--no-startup-delay", "--no-reload",
-                    "--worker-id", f"test-{uuid.uuid4().hex[:12]}",
-                ],
-                cwd=ROOT,
-                env=project_env(self.database, store),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        command = [
+            sys.executable, "-m", "django", "db_worker", "--queue-name", "default",
+            "--interval", "0.05", "--no-startup-delay", "--no-reload",
+            "--worker-id", f"test-{uuid.uuid4().hex[:12]}",
+        ]  # fmt: skip
+        env = project_env(self.database, store)
+        self.worker_process = WorkerProcess("db_worker", command, env=env, log=self.worker_log)
         try:
             yield
         finally:
@@ -200,15 +191,8 @@ class DjangoTasksHarness(QueueHarness):
     def stop_worker(self) -> None:
         """Stop the worker as an operator would (SIGTERM: it ends its task, then exits)."""
         process, self.worker_process = self.worker_process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"db_worker ignored SIGTERM; its log:\n{self.worker_log.read_text()}")
+        if process is not None:
+            process.stop()
 
     def interrupt_worker(self) -> None:
         """Stop the worker in the middle of its task: SIGTERM, then SIGTERM again (Ctrl+C twice)."""
@@ -219,15 +203,13 @@ class DjangoTasksHarness(QueueHarness):
             lambda: "shutting down gracefully" in self.worker_log.read_text(),
             what="db_worker to take the first SIGTERM",
         )
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=TIMEOUT)
+        process.stop()  # SIGTERM again
 
     def kill_worker(self) -> None:
         """Kill the worker as the OOM killer would."""
         process = self.worker_process
         assert process is not None
         process.kill()
-        process.wait(timeout=TIMEOUT)
 
     def queue_says(self, job_id: str) -> dict[str, Any]:
         """Django's own result (status, error class paths, attempts), through get_result."""
@@ -285,10 +267,8 @@ def django_side(
 def harness(
     django_side: DjangoSide, tasks_database: str, tmp_path: Path
 ) -> Iterator[DjangoTasksHarness]:
-    store = f"sqlite:///{tmp_path / 'immortus.sqlite3'}"
-    django_side.call("reset", store=store)
-    with pristine_immortus():
-        immortus.configure(store=store)
+    with tracking_into_sqlite(tmp_path) as store:
+        django_side.call("reset", store=store)
         made = DjangoTasksHarness(django_side, tasks_database, store, tmp_path)
         for job in ("steps", "fails", "flaky", "slow"):
             job_class = made.job_class(job)

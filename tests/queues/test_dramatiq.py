@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,14 +39,12 @@ from tests.queues.scenarios import (
     wait_for,
     wait_for_status,
 )
-from tests.services.base import free_port
-from tests.support import modules_loaded_by, pristine_immortus
+from tests.queues.stores import dead_store_url, tracking_into_sqlite
+from tests.queues.workers import WorkerProcess, running_worker, worker_environment
+from tests.support import modules_loaded_by
 
-ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.queues.dramatiq_app"
 FAULTY_APP = "tests.queues.dramatiq_faulty_app"
-#: How long a worker may take to finish its running jobs and exit after SIGTERM.
-SHUTDOWN_TIMEOUT = 60.0
 
 
 class DramatiqHarness(QueueHarness):
@@ -93,7 +89,7 @@ class DramatiqHarness(QueueHarness):
         return self.run_worker(APP, self.store_url)
 
     def worker_with_store_down(self) -> AbstractContextManager[None]:
-        return self.run_worker(APP, f"redis://127.0.0.1:{free_port()}/0")
+        return self.run_worker(APP, dead_store_url())
 
     def outcome_from_the_queue(self, job_id: str) -> State | None:
         try:
@@ -108,24 +104,15 @@ class DramatiqHarness(QueueHarness):
     def run_worker(self, app: str, store_url: str) -> Iterator[None]:
         """Run ``dramatiq <app> --processes 1 --threads 2``; stop it with SIGTERM at the end."""
         self._workers += 1
-        log_path = self.workdir / f"worker-{self._workers}.log"
-        env = {**os.environ, "IMMORTUS_STORE": store_url, "PYTHONPATH": str(ROOT)}
-        env[self.app.BROKER_URL_ENV] = self.app.BROKER_URL
-        env["dramatiq_worker_timeout"] = "100"  # ms: idle polls, and so shutdown, are short
+        env = worker_environment(
+            store_url,
+            **{self.app.BROKER_URL_ENV: self.app.BROKER_URL},
+            dramatiq_worker_timeout="100",  # ms: idle polls, and so shutdown, are short
+        )
         command = [sys.executable, "-m", "dramatiq", app, "--processes", "1", "--threads", "2"]
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
+        log = self.workdir / f"worker-{self._workers}.log"
+        with running_worker(WorkerProcess("the dramatiq worker", command, env=env, log=log)):
             yield
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                pytest.fail(f"the worker ignored SIGTERM; its log: {log_path}")
-        assert code == 0, f"the worker exited with {code}; its log:\n{log_path.read_text()}"
 
     def log(self) -> str:
         """Everything the workers of this test wrote."""
@@ -143,9 +130,7 @@ def app(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 @pytest.fixture
 def harness(app: ModuleType, tmp_path: Path) -> Iterator[DramatiqHarness]:
-    with pristine_immortus():
-        store_url = f"sqlite:///{tmp_path / 'immortus.sqlite3'}"
-        immortus.configure(store=store_url)
+    with tracking_into_sqlite(tmp_path) as store_url:
         yield DramatiqHarness(app, store_url, tmp_path)
 
 

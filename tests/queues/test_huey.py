@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -32,15 +31,13 @@ from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event, EventKind
 from tests.queues.huey_storage import LOCATION_ENV, NAME_ENV, STORAGE_ENV
 from tests.queues.scenarios import Job, QueueHarness, QueueScenarios, wait_for, wait_for_status
-from tests.services.base import HOST, free_port, tail
-from tests.support import modules_loaded_by, pristine_immortus
+from tests.queues.stores import dead_store_url, tracking_into_sqlite
+from tests.queues.workers import WorkerProcess, running_worker, worker_environment
+from tests.support import modules_loaded_by
 
 APP = "tests.queues.huey_app"
 #: The same app with the hooks uninstalled: a consumer from before immortus was installed.
 BARE_APP = "tests.queues.huey_bare"
-ROOT = Path(__file__).resolve().parents[2]
-#: How long a consumer may take to stop gracefully (its jobs end first).
-STOP_TIMEOUT = 60.0
 
 
 def load(module: str) -> ModuleType:
@@ -59,9 +56,9 @@ class HueyHarness(QueueHarness):
     #: The consumer's hooks report the run of a task whose enqueue nobody reported.
     untracked_outcome: ClassVar[State] = State.FINISHED
 
-    def __init__(self, storage: str, location: str, folder: Path) -> None:
+    def __init__(self, storage: str, location: str, folder: Path, store_url: str) -> None:
         self.folder = folder
-        self.store_url = f"sqlite:///{folder / 'immortus.sqlite3'}"
+        self.store_url = store_url
         self.environment = {
             STORAGE_ENV: storage,
             LOCATION_ENV: location,
@@ -106,7 +103,7 @@ class HueyHarness(QueueHarness):
         return self.consumer(APP, self.store_url)
 
     def worker_with_store_down(self) -> AbstractContextManager[None]:
-        return self.consumer(APP, f"redis://{HOST}:{free_port()}/0")  # nothing listens there
+        return self.consumer(APP, dead_store_url())
 
     def outcome_from_the_queue(self, job_id: str) -> State | None:
         value = self.huey.get(job_id, peek=True)  # Huey's result store, read without consuming
@@ -121,42 +118,29 @@ class HueyHarness(QueueHarness):
     def consumer(self, app: str, store_url: str) -> Iterator[None]:
         """Run ``huey_consumer`` on ``app``'s Huey; stop it with SIGINT (graceful) at the end."""
         self.consumers += 1
-        log = self.folder / f"consumer-{self.consumers}.log"
-        environment = {**os.environ, **self.environment, "IMMORTUS_STORE": store_url}
-        environment["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT), environment.get("PYTHONPATH")])
-        )
         command = [
             sys.executable, "-m", "huey.bin.huey_consumer", f"{app}.huey",
             "--workers", "2", "--worker-type", "thread",
             "--delay", "0.02", "--max-delay", "0.1",  # poll often: a job starts at once
             "--no-periodic", "--disable-health-check", "--shutdown-timeout", "20",
         ]  # fmt: skip
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT
-            )
-        try:
+        consumer = WorkerProcess(
+            "the Huey consumer",
+            command,
+            env=worker_environment(store_url, **self.environment),
+            log=self.folder / f"consumer-{self.consumers}.log",
+            stop_signal=signal.SIGINT,
+        )
+        with running_worker(consumer):
             yield
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                code = process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                pytest.fail(f"the consumer did not stop; its log ends with:\n{tail(log)}")
-        if code != 0:
-            pytest.fail(f"the consumer exited with {code}; its log ends with:\n{tail(log)}")
 
 
 @contextmanager
 def huey_harness(storage: str, location: str, folder: Path) -> Iterator[HueyHarness]:
     """A harness on a fresh queue, with immortus configured on a fresh store for the test."""
     saved = {name: os.environ.get(name) for name in (STORAGE_ENV, LOCATION_ENV, NAME_ENV)}
-    with pristine_immortus():
-        harness = HueyHarness(storage, location, folder)
-        immortus.configure(store=harness.store_url)
+    with tracking_into_sqlite(folder) as store_url:
+        harness = HueyHarness(storage, location, folder, store_url)
         try:
             yield harness
         finally:

@@ -47,14 +47,13 @@ from immortus.transitions import Event
 from tests.queues import rq_app
 from tests.queues.scenarios import Job as ScenarioJob
 from tests.queues.scenarios import QueueHarness, QueueScenarios, wait_for, wait_for_status
+from tests.queues.stores import dead_store_url, tracking_into_sqlite
+from tests.queues.workers import WorkerProcess, running_worker, worker_environment
 from tests.services import free_port
-from tests.support import modules_loaded_by, pristine_immortus
+from tests.support import modules_loaded_by
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The Redis database RQ uses in these tests; the session's other tests use database 0.
 RQ_DB = 3
-#: Seconds a worker may take to start, or to finish its warm shutdown.
-WORKER_TIMEOUT = 60.0
 TRACKED_JOB_CLASS = "immortus.queues.rq.TrackedJob"
 SCENARIO_JOBS: dict[ScenarioJob, Callable[[], Any]] = {
     "steps": rq_app.steps,
@@ -110,48 +109,28 @@ class RQHarness(QueueHarness):
         return self._worker(self.store_url, tracked=tracked)
 
     def worker_with_store_down(self) -> AbstractContextManager[None]:
-        return self._worker(f"redis://127.0.0.1:{free_port()}/0", tracked=True)
+        return self._worker(dead_store_url(), tracked=True)
 
     @contextmanager
     def _worker(self, store_url: str, *, tracked: bool) -> Iterator[None]:
         self._workers += 1
         name = f"immortus-test-{os.getpid()}-{self._workers}"
-        log_path = self.folder / f"{name}.log"
         command = [sys.executable, "-m", "rq.cli", "worker", "--url", self.url, "--name", name]
         if tracked:
             command += ["--job-class", TRACKED_JOB_CLASS]
         command.append(rq_app.QUEUE_NAME)
-        env = {
-            **os.environ,
-            "IMMORTUS_STORE": store_url,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command, cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.worker_pids.append(process.pid)
+        env = worker_environment(store_url)
+        log = self.folder / f"{name}.log"
+        # SIGTERM is RQ's warm shutdown: the current job ends first.
+        worker = WorkerProcess("the rq worker", command, env=env, log=log, cwd=self.folder)
+        self.worker_pids.append(worker.pid)
         try:
-            key = BaseWorker.redis_worker_namespace_prefix + name
-
-            def registered() -> bool:
-                if process.poll() is not None:
-                    pytest.fail(
-                        f"rq worker exited with {process.returncode}:\n{log_text(log_path)}"
-                    )
-                return bool(self.connection.exists(key))
-
-            wait_for(registered, WORKER_TIMEOUT, "the rq worker to register")
-            yield
+            with running_worker(worker, clean_exit=False):
+                key = BaseWorker.redis_worker_namespace_prefix + name
+                worker.wait_until_ready(lambda: bool(self.connection.exists(key)))
+                yield
         finally:
-            process.send_signal(signal.SIGTERM)  # RQ's warm shutdown: the current job ends first
-            try:
-                process.wait(WORKER_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                pytest.fail(f"rq worker ignored SIGTERM:\n{log_text(log_path)}")
-            self.worker_pids.remove(process.pid)
+            self.worker_pids.remove(worker.pid)
 
     def outcome_from_the_queue(self, job_id: str) -> State | None:
         """RQ's own answer, read from the job hash with RQ's API only."""
@@ -172,12 +151,8 @@ class RQHarness(QueueHarness):
             found[:] = [int(pid) for pid in children]
             return bool(found)
 
-        wait_for(forked, WORKER_TIMEOUT, "the work horse")
+        wait_for(forked, what="the work horse")
         return found[0]
-
-
-def log_text(path: Path) -> str:
-    return path.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture
@@ -191,9 +166,7 @@ def rq_url(redis_url: str) -> str:
 
 @pytest.fixture
 def harness(rq_url: str, tmp_path: Path) -> Iterator[RQHarness]:
-    with pristine_immortus():
-        store_url = f"sqlite:///{tmp_path / 'immortus.sqlite3'}"
-        immortus.configure(store=store_url)
+    with tracking_into_sqlite(tmp_path) as store_url:
         rq_harness = RQHarness(rq_url, store_url, tmp_path)
         try:
             yield rq_harness
