@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -37,3 +38,22 @@ def modules_loaded_by(statement: str, packages: Iterable[str]) -> list[str]:
     )
     loaded: list[str] = json.loads(result.stdout)
     return loaded
+
+
+def import_error_without(module: str, *packages: str) -> str:
+    """Import ``module`` in a fresh interpreter where ``packages`` cannot be imported.
+
+    Returns ``"ExceptionType: message"`` of the ``ImportError`` the import raised, or ``""``
+    if it raised none: what a user without an extra installed would see.
+    """
+    blocked = "".join(f"sys.modules[{package!r}] = None\n" for package in packages)
+    code = (
+        f"import sys\n{blocked}"
+        f"try:\n    import {module}\n"
+        "except ImportError as exc:\n    print(f'{type(exc).__name__}: {exc}')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return result.stdout.strip()

@@ -9,7 +9,6 @@ where a running task must be terminated: only the prefork pool can kill one.
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -38,9 +37,9 @@ from tests.queues.scenarios import (
     wait_for_status,
 )
 from tests.queues.stores import dead_store_url, tracking_into_sqlite
-from tests.queues.workers import ROOT, WorkerProcess, running_worker, worker_environment
+from tests.queues.workers import WorkerProcess, running_worker, worker_environment
 from tests.services.base import free_port
-from tests.support import modules_loaded_by
+from tests.support import import_error_without, modules_loaded_by
 
 #: Celery 5.7's Redis result backend stores an expiring result with redis-py's ``setex``, which
 #: redis-py 8 deprecates: Celery's warning to fix, not ours.
@@ -402,13 +401,6 @@ def test_importing_immortus_imports_no_celery() -> None:
 
 
 def test_without_celery_the_error_says_what_to_install() -> None:
-    code = (
-        "import sys; sys.modules['celery'] = None\n"
-        "try:\n    import immortus.queues.celery\n"
-        "except ImportError as exc:\n    print(type(exc).__name__, exc)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert result.stdout.startswith("MissingDependency")
-    assert 'pip install "immortus[celery]"' in result.stdout
+    error = import_error_without("immortus.queues.celery", "celery")
+    assert error.startswith("MissingDependency: ")
+    assert 'pip install "immortus[celery]"' in error

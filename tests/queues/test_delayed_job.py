@@ -172,39 +172,41 @@ class DelayedJobContract:
         strategy = rails.strategy()
         ruby_binary = shutil.which("ruby")
         assert ruby_binary is not None
-        worker = subprocess.Popen(
+        with subprocess.Popen(  # the block's end closes the pipes and waits for the worker
             [ruby_binary, str(RAILS / "delayed_job_work.rb"), "blocking:1"],
             env={**os.environ, "DATABASE_URL": rails.ruby_url},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )
-        try:
+        ) as worker:
+            try:
 
-            def started_or_exited() -> bool:
-                if worker.poll() is not None:
-                    pytest.fail(f"the worker exited {worker.returncode} before the job started")
-                return strategy.status(job_id).state is State.STARTED
+                def started_or_exited() -> bool:
+                    if worker.poll() is not None:
+                        _, err = worker.communicate()
+                        pytest.fail(
+                            f"the worker exited {worker.returncode} before the job started: {err}"
+                        )
+                    return strategy.status(job_id).state is State.STARTED
 
-            wait_for(started_or_exited, "the blocking job to start")
-            started = strategy.status(job_id)
-            assert started.attempts == 1
-            assert started.started_at is not None
-            assert started.job_class == "BlockingJob"
-            assert not started.completed
-            rails.flag.touch()
-            out, err = worker.communicate(timeout=TIMEOUT)
-            assert worker.returncode == 0, err
-            assert json.loads(out) == {"blocking": [1, 0]}
-            finished = strategy.status(job_id)
-            assert finished == JobStatus(job_id=job_id, state=State.FINISHED, certain=False)
-            assert finished.to_dict()["certain"] is False
-            assert finished.success is True
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.communicate()
-            strategy.close()
+                wait_for(started_or_exited, "the blocking job to start")
+                started = strategy.status(job_id)
+                assert started.attempts == 1
+                assert started.started_at is not None
+                assert started.job_class == "BlockingJob"
+                assert not started.completed
+                rails.flag.touch()
+                out, err = worker.communicate(timeout=TIMEOUT)
+                assert worker.returncode == 0, err
+                assert json.loads(out) == {"blocking": [1, 0]}
+                finished = strategy.status(job_id)
+                assert finished == JobStatus(job_id=job_id, state=State.FINISHED, certain=False)
+                assert finished.to_dict()["certain"] is False
+                assert finished.success is True
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+                strategy.close()
 
     @pytest.mark.parametrize("job_id", HOSTILE_IDS)
     def test_hostile_and_unknown_ids_find_nothing(self, rails: Rails, job_id: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -41,7 +40,7 @@ from tests.queues.scenarios import (
 )
 from tests.queues.stores import dead_store_url, tracking_into_sqlite
 from tests.queues.workers import WorkerProcess, running_worker, worker_environment
-from tests.support import modules_loaded_by
+from tests.support import import_error_without, modules_loaded_by
 
 APP = "tests.queues.dramatiq_app"
 FAULTY_APP = "tests.queues.dramatiq_faulty_app"
@@ -334,13 +333,6 @@ def test_importing_immortus_does_not_import_dramatiq() -> None:
 
 
 def test_without_dramatiq_the_import_says_what_to_install() -> None:
-    code = (
-        "import sys\nsys.modules['dramatiq'] = None\n"
-        "try:\n    import immortus.queues.dramatiq\n"
-        "except ImportError as exc:\n    print(type(exc).__name__, exc)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.startswith("MissingDependency")
-    assert 'pip install "immortus[dramatiq]"' in result.stdout
+    error = import_error_without("immortus.queues.dramatiq", "dramatiq")
+    assert error.startswith("MissingDependency: ")
+    assert 'pip install "immortus[dramatiq]"' in error

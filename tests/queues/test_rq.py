@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -31,7 +30,7 @@ from rq.worker import BaseWorker
 
 import immortus
 from immortus import State, StoreStrategy
-from immortus.exceptions import ConfigurationError, MissingDependency, StoreUnavailable
+from immortus.exceptions import ConfigurationError, StoreUnavailable
 from immortus.jobs import job_class_of
 from immortus.queues.rq import (
     STATES,
@@ -50,7 +49,7 @@ from tests.queues.scenarios import QueueHarness, QueueScenarios, wait_for, wait_
 from tests.queues.stores import dead_store_url, tracking_into_sqlite
 from tests.queues.workers import WorkerProcess, running_worker, worker_environment
 from tests.services import free_port
-from tests.support import modules_loaded_by
+from tests.support import import_error_without, modules_loaded_by
 
 #: The Redis database RQ uses in these tests; the session's other tests use database 0.
 RQ_DB = 3
@@ -495,13 +494,6 @@ def test_importing_immortus_does_not_import_rq() -> None:
 
 
 def test_without_rq_the_error_says_what_to_install() -> None:
-    code = (
-        "import sys\nsys.modules['rq'] = None\n"
-        "try:\n    import immortus.queues.rq\n"
-        "except ImportError as exc:\n    print(type(exc).__name__, exc)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.startswith(MissingDependency.__name__)
-    assert 'pip install "immortus[rq]"' in result.stdout
+    error = import_error_without("immortus.queues.rq", "rq")
+    assert error.startswith("MissingDependency: ")
+    assert 'pip install "immortus[rq]"' in error

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 import types
@@ -28,6 +25,7 @@ from immortus.stores.redis import RedisStore
 from immortus.transitions import EventKind
 from tests.services import RedisServer, free_port
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+from tests.support import import_error_without
 
 
 class MakeStore(Protocol):
@@ -336,14 +334,6 @@ def test_a_given_client_is_used_and_left_open(redis_url: str, client: redis.Redi
 
 
 def test_missing_driver_names_the_extra() -> None:
-    code = (
-        "import sys; sys.modules['redis'] = None\n"
-        "from immortus.exceptions import MissingDependency\n"
-        "try:\n    import immortus.stores.redis\n"
-        "except MissingDependency as exc:\n    print(exc)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert 'pip install "immortus[redis]"' in done.stdout
+    error = import_error_without("immortus.stores.redis", "redis")
+    assert error.startswith("MissingDependency: ")
+    assert 'pip install "immortus[redis]"' in error

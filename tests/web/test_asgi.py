@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from immortus import JobStatus, State, TrackingStrategy, lifecycle
 from immortus.stores.base import Store
 from immortus.web import Verifier, asgi
 from immortus.web.asgi import immortus_routes, render_job_response
-from tests.support import modules_loaded_by
+from tests.support import import_error_without, modules_loaded_by
 from tests.web.http_contract import (
     REPORT,
     SECRET,
@@ -237,13 +235,6 @@ def test_importing_the_web_core_imports_no_framework() -> None:
 
 
 def test_a_missing_starlette_says_which_extra_to_install() -> None:
-    code = (
-        "import sys; sys.modules['starlette'] = None\n"
-        "from immortus import MissingDependency\n"
-        "try:\n    import immortus.web.asgi\n"
-        "except MissingDependency as exc:\n    print(exc)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert 'pip install "immortus[starlette]"' in result.stdout
+    error = import_error_without("immortus.web.asgi", "starlette")
+    assert error.startswith("MissingDependency: ")
+    assert 'pip install "immortus[starlette]"' in error

@@ -13,7 +13,6 @@ import hmac
 import io
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +44,7 @@ from immortus.web.django.settings import (  # noqa: E402
     derive_secret_key,
     immortus_settings,
 )
-from tests.support import modules_loaded_by  # noqa: E402
+from tests.support import import_error_without, modules_loaded_by  # noqa: E402
 from tests.web.http_contract import (  # noqa: E402
     REPORT,
     SECRET,
@@ -398,13 +397,6 @@ def test_importing_immortus_or_the_web_core_imports_no_django() -> None:
 
 
 def test_a_missing_django_says_which_extra_to_install() -> None:
-    code = (
-        "import sys; sys.modules['django'] = None\n"
-        "from immortus import MissingDependency\n"
-        "try:\n    import immortus.web.django\n"
-        "except MissingDependency as exc:\n    print(exc)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert 'pip install "immortus[django]"' in result.stdout
+    error = import_error_without("immortus.web.django", "django")
+    assert error.startswith("MissingDependency: ")
+    assert 'pip install "immortus[django]"' in error

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +18,7 @@ from immortus.stores.base import Store
 from immortus.web import Verifier
 from immortus.web import flask as flask_adapter
 from immortus.web.flask import immortus_blueprint, render_job_response
-from tests.support import modules_loaded_by
+from tests.support import import_error_without, modules_loaded_by
 from tests.web.http_contract import (
     REPORT,
     SECRET,
@@ -248,13 +246,6 @@ def test_importing_the_web_core_imports_no_framework() -> None:
 
 
 def test_a_missing_flask_says_which_extra_to_install() -> None:
-    code = (
-        "import sys; sys.modules['flask'] = None\n"
-        "from immortus import MissingDependency\n"
-        "try:\n    import immortus.web.flask\n"
-        "except MissingDependency as exc:\n    print(exc)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert 'pip install "immortus[flask]"' in result.stdout
+    error = import_error_without("immortus.web.flask", "flask")
+    assert error.startswith("MissingDependency: ")
+    assert 'pip install "immortus[flask]"' in error

@@ -9,7 +9,9 @@ require "active_job"
 require "delayed_job"
 require "delayed_job_active_record"
 
-ActiveRecord::Base.establish_connection(ENV.fetch("DATABASE_URL"))
+# Like Rails' generated database.yml, wait up to 5 s for an SQLite file another connection is
+# reading (the Python strategy polls it while a worker reserves a job); PostgreSQL ignores it.
+ActiveRecord::Base.establish_connection(url: ENV.fetch("DATABASE_URL"), timeout: 5000)
 ActiveRecord::Base.logger = nil
 ActiveJob::Base.queue_adapter = :delayed_job
 ActiveJob::Base.logger = Logger.new(nil)
