@@ -14,9 +14,15 @@ RETRY = {"limit": 3, "base": 10, "max": 40}
 
 
 def finished_job(harness: Harness) -> dict[str, Any]:
-    """Create a job in the page and let it finish; return its job info."""
+    """Create a job in the page, let it finish, and wait until the server says so.
+
+    Returns its job info. The wait makes the page's first answer the final one, whatever the
+    site's worker thread's pace.
+    """
     info: dict[str, Any] = harness.page.evaluate("() => Immortus.create('/jobs', {kind: 'slow'})")
     harness.site.step(info["job_id"])
+    path = f"/immortus/verify/{info['job_id']}/{info['job_class']}?token={info['token']}"
+    wait_until(lambda: harness.site.get(path).json()["completed"] is True, "the job to finish")
     return info
 
 
