@@ -68,13 +68,37 @@ async def report_status(request: Request) -> JSONResponse:
     )
 
 
+def user_of(request: Request) -> str | None:
+    """The subject tokens are bound to: here the user a header names (a real app: its session)."""
+    return request.headers.get("X-User")
+
+
+async def user_of_async(request: Request) -> str | None:
+    """The same subject, read by a coroutine function (an app awaiting its session store)."""
+    return user_of(request)
+
+
+async def start_bound_report(request: Request) -> JSONResponse:
+    """An enqueue view binding the job's token to the user who enqueued it."""
+    job_id = request.path_params["job_id"]
+    lifecycle.job_enqueued(job_id, REPORT)
+    return render_job_response(job_id, REPORT, subject=user_of(request))
+
+
+#: A foreign origin: no answer invites it to read (no CORS headers).
+EVIL = "http://evil.example"
+
 NO_STORE = {"Cache-Control": "no-store"}
+PREFIXES = ("immortus", "bound")
 TRACING = TracingVerifier(interval=0.01)
 APP = Starlette(
     routes=[
         immortus_routes(),
         immortus_routes("/traced/", verifier=TRACING),
+        immortus_routes("/bound", subject=user_of),
+        immortus_routes("/bound-async", subject=user_of_async),
         Route("/reports/{job_id}", start_report, methods=["POST"]),
+        Route("/bound-reports/{job_id}", start_bound_report, methods=["POST"]),
         Route("/reports/{job_id}/status", report_status, name="report_status"),
     ]
 )
@@ -208,6 +232,55 @@ class TestStarlette(ContractFixtures):
         token = token_of_rendered_job(httpx.post(f"{server_url}/reports/job-9"), "job-9", secret)
         verify = httpx.get(f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": token})
         assert body_of(verify)["status"] == "created"
+
+    @pytest.mark.parametrize("prefix", ["bound", "bound-async"])
+    def test_tokens_bound_to_the_user_open_for_that_user_only(
+        self, server_url: str, jobs: Store, secret: Verifier, prefix: str
+    ) -> None:
+        alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+        rendered = httpx.post(f"{server_url}/bound-reports/job-9", headers=alice)
+        token = body_of(rendered)["token"]
+        assert secret.tokens is not None
+        assert secret.tokens.check(token, "job-9", REPORT, "alice")
+        verify = f"{server_url}/{prefix}/verify/job-9/{REPORT}"
+        assert body_of(httpx.get(verify, params={"token": token}, headers=alice))["status"] == (
+            "created"
+        )
+        forged = httpx.get(verify, params={"token": "v1.1.forged"}, headers=alice)
+        unknown = JobStatus.unknown("job-9", REPORT).to_dict()
+        assert (forged.status_code, body_of(forged)) == (404, unknown)
+        for refused in (
+            httpx.get(verify, params={"token": token}, headers={**bob, "Origin": EVIL}),
+            httpx.get(verify, params={"token": token}),  # no user: no subject
+            httpx.get(f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": token}),
+        ):
+            assert (refused.status_code, refused.content) == (404, forged.content)
+            assert refused.headers["cache-control"] == "no-store"
+            assert not [h for h in refused.headers if h.startswith("access-control-")]
+        batch = {"jobs": [{"job_id": "job-9", "job_class": REPORT, "token": token}]}
+        mine, theirs = (
+            body_of(httpx.post(f"{server_url}/{prefix}/verify", json=batch, headers=user))["jobs"]
+            for user in (alice, bob)
+        )
+        assert (mine[0]["status"], theirs) == ("created", [unknown])
+        lifecycle.job_finished("job-9", REPORT)
+        stream = f"{server_url}/{prefix}/stream/job-9/{REPORT}"
+        with httpx.stream("GET", stream, params={"token": token}, headers=alice) as response:
+            [(kind, body)] = frames_of(response)  # one frame: the job is completed
+            assert (kind, body and body["status"]) == ("data", "finished")
+        with httpx.stream("GET", stream, params={"token": token}, headers=bob) as response:
+            assert response.status_code == 404
+            assert list(frames_of(response)) == [("error", unknown)]
+
+    def test_an_unbound_token_opens_only_where_no_user_is_known(
+        self, server_url: str, jobs: Store, secret: Verifier
+    ) -> None:
+        token = token_of_rendered_job(httpx.post(f"{server_url}/reports/job-9"), "job-9", secret)
+        params = {"token": token}
+        plain, bound = (f"{server_url}/{prefix}/verify/job-9/{REPORT}" for prefix in PREFIXES)
+        assert body_of(httpx.get(plain, params=params))["status"] == "created"
+        assert body_of(httpx.get(bound, params=params))["status"] == "created"  # no user
+        assert httpx.get(bound, params=params, headers={"X-User": "alice"}).status_code == 404
 
     def test_render_job_response(self, jobs: Store) -> None:
         response = render_job_response({"id": 42}, REPORT)

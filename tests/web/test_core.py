@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import immortus
 from immortus import JobStatus, State, TrackingStrategy, lifecycle
+from immortus.exceptions import InvalidInput
 from immortus.stores.sqlite import SQLiteStore
 from immortus.web import MAX_BATCH_BYTES, Verifier, WebResponse, get_verifier, render_job
 from tests.support import modules_loaded_by
@@ -500,6 +501,96 @@ def test_token_for(signed: Verifier, verifier: Verifier) -> None:
 
 
 # -- settings ----------------------------------------------------------------------------------
+
+
+# -- tokens bound to a subject -----------------------------------------------------------------
+
+
+def test_a_bound_token_opens_its_job_for_its_subject_only(
+    jobs: FaultyStore, signed: Verifier
+) -> None:
+    alice = signed.render_job("job-1", "jobs.a", subject="alice").body["token"]
+    anyone = signed.token_for("job-1", "jobs.a")
+    assert signed.verify("job-1", "jobs.a", alice, subject="alice").status == 200
+    assert signed.verify("job-1", "jobs.a", anyone).status == 200
+    reads = jobs.reads
+    expected = unknown_body("job-1", "jobs.a")
+    refusals = {
+        "another subject": signed.verify("job-1", "jobs.a", alice, subject="bob"),
+        "no subject": signed.verify("job-1", "jobs.a", alice),
+        "an empty subject": signed.verify("job-1", "jobs.a", alice, subject=""),
+        "a subject for an unbound token": signed.verify("job-1", "jobs.a", anyone, subject="a"),
+        "a forged token": signed.verify("job-1", "jobs.a", alice[:-2] + "AA", subject="alice"),
+        "an unknown job": signed.verify(
+            "job-2", "jobs.a", signed.token_for("job-2", "jobs.a", subject="bob"), subject="bob"
+        ),
+    }
+    for reason, response in refusals.items():
+        job_id = "job-2" if reason == "an unknown job" else "job-1"
+        assert (response.status, response.content()) == (404, unknown_body(job_id, "jobs.a"))
+        assert response.headers == refusals["another subject"].headers, reason
+    assert refusals["another subject"].content() == expected
+    assert jobs.reads == reads + 1  # the bad subjects are refused before any I/O
+
+
+def test_every_call_checks_the_subject(jobs: FaultyStore, signed: Verifier) -> None:
+    token = signed.token_for("job-1", "jobs.a", subject="alice")
+    body = batch({"job_id": "job-1", "job_class": "jobs.a", "token": token})
+
+    async def main(subject: str | None) -> list[WebResponse]:
+        stream = await signed.astream("job-1", "jobs.a", token, subject=subject)
+        return [
+            await signed.averify("job-1", "jobs.a", token, subject=subject),
+            await signed.averify_batch(body, subject=subject),
+            WebResponse(stream.status, {}),
+        ]
+
+    def sync(subject: str | None) -> list[WebResponse]:
+        stream = signed.stream("job-1", "jobs.a", token, subject=subject)
+        return [
+            signed.verify("job-1", "jobs.a", token, subject=subject),
+            signed.verify_batch(body, subject=subject),
+            WebResponse(stream.status, {}),
+        ]
+
+    for subject, status in (("alice", 200), ("bob", 404), (None, 404)):
+        for one, batched, streamed in (sync(subject), asyncio.run(main(subject))):
+            assert one.status == streamed.status == status, subject
+            [item] = json.loads(batched.content())["jobs"]
+            assert item == one.body
+    refused = signed.stream("job-1", "jobs.a", token, subject="bob")
+    assert list(refused) == [b"event: error\ndata: " + unknown_body("job-1", "jobs.a") + b"\n\n"]
+
+
+def test_a_subject_that_is_not_text_is_the_apps_mistake(
+    jobs: FaultyStore, signed: Verifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    failed = signed.render_job("job-1", "jobs.a", subject=42)  # type: ignore[arg-type]
+    assert (failed.status, failed.content()) == (500, b"{}")
+    assert "subject must be a string" in caplog.text
+    with pytest.raises(InvalidInput):
+        signed.token_for("job-1", subject=42)  # type: ignore[arg-type]
+    token = signed.token_for("job-1", "jobs.a", subject="42")
+    refused = signed.verify("job-1", "jobs.a", token, subject=42)  # type: ignore[arg-type]
+    assert (refused.status, refused.content()) == (404, unknown_body("job-1", "jobs.a"))
+
+
+def test_without_a_secret_key_the_subject_binds_nothing(
+    jobs: FaultyStore, verifier: Verifier
+) -> None:
+    assert verifier.render_job("job-1", subject="alice").body == {
+        "job_id": "job-1",
+        "job_class": None,
+    }
+    assert verifier.token_for("job-1", subject="alice") is None
+    assert verifier.verify("job-1", "jobs.a", subject="bob").status == 200
+
+
+def test_render_job_of_the_settings_binds_the_subject(jobs: FaultyStore) -> None:
+    immortus.configure(secret_key=SECRET)
+    token = render_job("job-1", "jobs.a", subject="alice").body["token"]
+    assert get_verifier().verify("job-1", "jobs.a", token, subject="alice").status == 200
+    assert get_verifier().verify("job-1", "jobs.a", token, subject="bob").status == 404
 
 
 def test_an_open_endpoint_is_announced_once(caplog: pytest.LogCaptureFixture) -> None:

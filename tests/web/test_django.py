@@ -14,7 +14,7 @@ import io
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,12 +32,13 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.http import HttpRequest  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from immortus import config, lifecycle  # noqa: E402
+from immortus import JobStatus, config, lifecycle  # noqa: E402
 from immortus.stores.base import Store  # noqa: E402
 from immortus.web import MAX_BATCH_BYTES, Verifier  # noqa: E402
-from immortus.web.django import render_job_response, views  # noqa: E402
+from immortus.web.django import render_job_response, subject_of, views  # noqa: E402
 from immortus.web.django.settings import (  # noqa: E402
     TOKEN_KEY_SALT,
     configure_from_settings,
@@ -65,6 +66,9 @@ assert settings.ROOT_URLCONF == "tests.web.django_project.urls", (
 READY_CONFIG = config.get_config()
 config.reset()
 
+
+#: A foreign origin: no answer invites it to read (no CORS headers).
+EVIL = "http://evil.example"
 
 # -- the servers -----------------------------------------------------------------------------
 
@@ -114,6 +118,19 @@ class TestDjangoContract(HTTPContract):
 
 
 # -- the adapter's own tests -----------------------------------------------------------------
+
+
+SubjectSetting = Callable[[object], None]
+
+
+@pytest.fixture
+def subject(monkeypatch: pytest.MonkeyPatch) -> SubjectSetting:
+    """Sets Django's ``IMMORTUS_SUBJECT`` setting for this test (the server threads see it)."""
+
+    def set_subject(path: object) -> None:
+        monkeypatch.setattr(settings, "IMMORTUS_SUBJECT", path, raising=False)
+
+    return set_subject
 
 
 @pytest.fixture
@@ -245,6 +262,58 @@ class TestDjango(ContractFixtures):
             verify = browser.get(f"/immortus/verify/job-7/{REPORT}", params={"token": job_token})
             assert body_of(verify)["status"] == "created"
             assert browser.get(f"/immortus/verify/job-7/{REPORT}").status_code == 404
+
+    def test_tokens_bound_to_the_user_open_for_that_user_only(
+        self, server_url: str, asgi_url: str, jobs: Store, secret: Verifier, subject: SubjectSetting
+    ) -> None:
+        subject("tests.web.django_project.views.user_of")
+        alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+        with httpx.Client(base_url=server_url, timeout=10) as browser:
+            csrf = {"X-CSRFToken": csrf_token_of(browser.get("/page"))}
+            rendered = browser.post("/bound-reports/job-9", headers={**csrf, **alice})
+            token = body_of(rendered)["token"]
+            assert secret.tokens is not None
+            assert secret.tokens.check(token, "job-9", REPORT, "alice")
+            verify, params = f"/immortus/verify/job-9/{REPORT}", {"token": token}
+            assert body_of(browser.get(verify, params=params, headers=alice))["status"] == "created"
+            forged = browser.get(verify, params={"token": "v1.1.forged"}, headers=alice)
+            unknown = JobStatus.unknown("job-9", REPORT).to_dict()
+            assert (forged.status_code, body_of(forged)) == (404, unknown)
+            for refused in (
+                browser.get(verify, params=params, headers={**bob, "Origin": EVIL}),
+                browser.get(verify, params=params),  # no user: no subject
+                httpx.get(f"{asgi_url}{verify}", params=params, headers=bob),
+            ):
+                assert (refused.status_code, refused.content) == (404, forged.content)
+                assert refused.headers["cache-control"] == "no-store"
+                assert not [h for h in refused.headers if h.startswith("access-control-")]
+            under_asgi = httpx.get(f"{asgi_url}{verify}", params=params, headers=alice)
+            assert body_of(under_asgi)["status"] == "created"
+            batch = {"jobs": [{"job_id": "job-9", "job_class": REPORT, "token": token}]}
+            mine, theirs = (
+                body_of(browser.post("/immortus/verify", json=batch, headers=user))
+                for user in (alice, bob)
+            )
+            assert (mine["jobs"][0]["status"], theirs["jobs"]) == ("created", [unknown])
+            lifecycle.job_finished("job-9", REPORT)
+            stream = f"/immortus/stream/job-9/{REPORT}"
+            with browser.stream("GET", stream, params=params, headers=alice) as response:
+                [(kind, body)] = frames_of(response)  # one frame: the job is completed
+                assert (kind, body and body["status"]) == ("data", "finished")
+            with browser.stream("GET", stream, params=params, headers=bob) as response:
+                assert response.status_code == 404
+                assert list(frames_of(response)) == [("error", unknown)]
+
+    def test_without_immortus_subject_an_unbound_token_opens_as_before(
+        self, server_url: str, jobs: Store, secret: Verifier
+    ) -> None:
+        with httpx.Client(base_url=server_url, timeout=10) as browser:
+            csrf = {"X-CSRFToken": csrf_token_of(browser.get("/page"))}
+            alice = {"X-User": "alice"}
+            rendered = browser.post("/bound-reports/job-9", headers={**csrf, **alice})
+            token = token_of_rendered_job(rendered, "job-9", secret)  # bound to no subject
+            verify = browser.get(f"/immortus/verify/job-9/{REPORT}", params={"token": token})
+            assert body_of(verify)["status"] == "created"
 
     def test_render_job_response(self, jobs: Store) -> None:
         response = render_job_response({"id": 42}, REPORT)
@@ -382,6 +451,49 @@ def test_a_bad_setting_is_improperly_configured(declared: object, named: str) ->
     with pytest.raises(ImproperlyConfigured, match=re.escape(named)):
         configure_from_settings(source)
     assert config.get_config().secret_key is None  # nothing was applied
+
+
+# -- the IMMORTUS_SUBJECT setting ------------------------------------------------------------
+
+
+def request_of(user: str) -> HttpRequest:
+    request = HttpRequest()
+    request.META["HTTP_X_USER"] = user
+    return request
+
+
+def other_user_of(request: HttpRequest) -> str:
+    return "other"
+
+
+def test_immortus_subject_names_the_function_reading_the_subject(
+    subject: SubjectSetting,
+) -> None:
+    assert subject_of(request_of("alice")) is None  # unset: no subject
+    subject("tests.web.django_project.views.user_of")
+    assert subject_of(request_of("alice")) == "alice"
+    subject(f"{__name__}.other_user_of")  # a changed setting is imported anew
+    assert subject_of(request_of("alice")) == "other"
+    subject(None)
+    assert subject_of(request_of("alice")) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        (42, "IMMORTUS_SUBJECT must be the dotted path of a function, not int"),
+        ("tests.web.nothing.here", "IMMORTUS_SUBJECT = 'tests.web.nothing.here' cannot be"),
+        ("nodots", "IMMORTUS_SUBJECT = 'nodots' cannot be imported"),
+        ("tests.web.test_django.KEY", "IMMORTUS_SUBJECT = 'tests.web.test_django.KEY' is not"),
+    ],
+)
+def test_a_bad_immortus_subject_is_improperly_configured(
+    subject: SubjectSetting, path: object, says: str
+) -> None:
+    subject(path)
+    with pytest.raises(ImproperlyConfigured) as raised:
+        subject_of(request_of("alice"))
+    assert str(raised.value).startswith(says)
 
 
 def test_an_empty_secret_key_is_improperly_configured() -> None:

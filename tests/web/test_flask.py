@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flask import Flask, Response, jsonify, url_for
+from flask import Flask, Response, jsonify, request, url_for
 from werkzeug.serving import make_server
 
 import immortus
-from immortus import State, lifecycle
+from immortus import JobStatus, State, lifecycle
 from immortus.stores.base import Store
 from immortus.web import Verifier
 from immortus.web import flask as flask_adapter
@@ -54,14 +54,30 @@ def start_followed_report(job_id: str) -> Response:
     return jsonify(verify_job_url=url_for("report_status", job_id=job_id, _external=True))
 
 
+def user_of() -> str | None:
+    """The subject tokens are bound to: the user a cookie names (a real app: flask.session)."""
+    return request.cookies.get("user")
+
+
+def start_bound_report(job_id: str) -> Response:
+    """An enqueue view binding the job's token to the user who enqueued it."""
+    lifecycle.job_enqueued(job_id, REPORT)
+    return render_job_response(job_id, REPORT, subject=user_of())
+
+
+#: A foreign origin: no answer invites it to read (no CORS headers).
+EVIL = "http://evil.example"
+
 TRACING = TracingVerifier(interval=0.01, heartbeat=0.01)
 APP = Flask(__name__)
 APP.register_blueprint(immortus_blueprint())
 APP.register_blueprint(immortus_blueprint("/traced/", verifier=TRACING, name="traced"))
 APP.register_blueprint(immortus_blueprint("jobs/", name="jobs"))
+APP.register_blueprint(immortus_blueprint("/bound", name="bound", subject=user_of))
 APP.add_url_rule("/reports/<job_id>", view_func=start_report, methods=["POST"])
 APP.add_url_rule("/reports/<job_id>/status", view_func=report_status)
 APP.add_url_rule("/followed/<job_id>", view_func=start_followed_report, methods=["POST"])
+APP.add_url_rule("/bound-reports/<job_id>", view_func=start_bound_report, methods=["POST"])
 METER = WSGIBodyMeter(APP.wsgi_app)
 APP.wsgi_app = METER  # type: ignore[method-assign]
 
@@ -216,6 +232,43 @@ class TestFlask(ContractFixtures):
         token = token_of_rendered_job(httpx.post(f"{server_url}/reports/job-9"), "job-9", secret)
         verify = httpx.get(f"{server_url}/immortus/verify/job-9/{REPORT}", params={"token": token})
         assert body_of(verify)["status"] == "created"
+
+    def test_tokens_bound_to_the_user_open_for_that_user_only(
+        self, server_url: str, jobs: Store, secret: Verifier
+    ) -> None:
+        with (
+            httpx.Client(base_url=server_url, cookies={"user": "alice"}, timeout=10) as alice,
+            httpx.Client(base_url=server_url, cookies={"user": "bob"}, timeout=10) as bob,
+        ):
+            token = body_of(alice.post("/bound-reports/job-9"))["token"]
+            assert secret.tokens is not None
+            assert secret.tokens.check(token, "job-9", REPORT, "alice")
+            verify, params = f"/bound/verify/job-9/{REPORT}", {"token": token}
+            assert body_of(alice.get(verify, params=params))["status"] == "created"
+            forged = alice.get(verify, params={"token": "v1.1.forged"})
+            unknown = JobStatus.unknown("job-9", REPORT).to_dict()
+            assert (forged.status_code, body_of(forged)) == (404, unknown)
+            for refused in (
+                bob.get(verify, params=params, headers={"Origin": EVIL}),
+                httpx.get(f"{server_url}{verify}", params=params),  # no user: no subject
+                alice.get(f"/immortus/verify/job-9/{REPORT}", params=params),  # unbound routes
+            ):
+                assert (refused.status_code, refused.content) == (404, forged.content)
+                assert refused.headers["cache-control"] == "no-store"
+                assert not [h for h in refused.headers if h.startswith("access-control-")]
+            batch = {"jobs": [{"job_id": "job-9", "job_class": REPORT, "token": token}]}
+            mine, theirs = (
+                body_of(user.post("/bound/verify", json=batch)) for user in (alice, bob)
+            )
+            assert (mine["jobs"][0]["status"], theirs["jobs"]) == ("created", [unknown])
+            lifecycle.job_finished("job-9", REPORT)
+            stream = f"/bound/stream/job-9/{REPORT}"
+            with alice.stream("GET", stream, params=params) as response:
+                [(kind, body)] = frames_of(response)  # one frame: the job is completed
+                assert (kind, body and body["status"]) == ("data", "finished")
+            with bob.stream("GET", stream, params=params) as response:
+                assert response.status_code == 404
+                assert list(frames_of(response)) == [("error", unknown)]
 
     def test_render_job_response(self, jobs: Store) -> None:
         response = render_job_response({"id": 42}, REPORT)  # no request context needed

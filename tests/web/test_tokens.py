@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import immortus
-from immortus.exceptions import ConfigurationError, InvalidJobClass, InvalidJobId
+from immortus.exceptions import ConfigurationError, InvalidInput, InvalidJobClass, InvalidJobId
 from immortus.web.tokens import CLOCK_SKEW, MAX_TOKEN_LENGTH, JobTokens
 
 
@@ -43,6 +43,53 @@ def test_fields_cannot_slide_into_each_other(tokens: JobTokens) -> None:
     token = tokens.sign("ab", "c.d")
     assert not tokens.check(token, "abc", ".d")
     assert not tokens.check(token, "a", "bc.d")
+
+
+def test_a_token_opens_for_its_subject_only(tokens: JobTokens) -> None:
+    alice = tokens.sign("job-a", "reports.build", "alice")
+    anyone = tokens.sign("job-a", "reports.build")
+    assert tokens.check(alice, "job-a", "reports.build", "alice")
+    assert tokens.check(anyone, "job-a", "reports.build")
+    assert not tokens.check(alice, "job-a", "reports.build", "bob")
+    assert not tokens.check(alice, "job-a", "reports.build")  # no subject is another subject
+    assert not tokens.check(alice, "job-a", "reports.build", "")
+    assert not tokens.check(anyone, "job-a", "reports.build", "alice")
+    assert not tokens.check(anyone, "job-a", "reports.build", "")
+    assert not tokens.check(tokens.sign("job-a", None, ""), "job-a")
+    assert not tokens.check(alice, "job-b", "reports.build", "alice")
+    assert not tokens.check(alice, "job-a", None, "alice")
+
+
+def test_a_subject_cannot_slide_into_the_other_fields(tokens: JobTokens) -> None:
+    token = tokens.sign("ab", "c.d", "e")
+    assert not tokens.check(token, "ab", "c.de")
+    assert not tokens.check(token, "ab", "c.d", "e\0")
+    assert not tokens.check(token, "abe", "c.d")
+
+
+def test_tokens_of_no_subject_keep_the_format_of_old(clock: Clock) -> None:
+    """A no-subject token is exactly the token signed before subjects existed (pinned MAC)."""
+    tokens = JobTokens("s3cret", max_age=60, clock=clock)
+    assert tokens.sign("job-a", "reports.build") == (
+        "v1.1800000060.lzSCer--Mh499Qaf-nG7nyxqDwvoQS3keskOphjtQqE"
+    )
+    assert tokens.sign("job-a") == "v1.1800000060.cQHI6F8m8PtMIDZpPXo_O9GWY5oWHCTsg4vzt3P4uKU"
+
+
+@pytest.mark.parametrize("subject", ["", "42", "sess:é" * 40, "\ud800", "x" * 10_000])
+def test_any_text_is_a_subject(tokens: JobTokens, subject: str) -> None:
+    token = tokens.sign("job", None, subject)
+    assert tokens.check(token, "job", None, subject)
+    assert not tokens.check(token, "job", None, subject + "x")
+    assert len(token) < MAX_TOKEN_LENGTH  # the subject is signed, never carried
+
+
+def test_a_subject_that_is_not_text(tokens: JobTokens) -> None:
+    with pytest.raises(InvalidInput, match="subject must be a string or None, not int"):
+        tokens.sign("job", None, 42)  # type: ignore[arg-type]
+    token = tokens.sign("job", None, "42")
+    assert tokens.check(token, "job", None, 42) is False  # type: ignore[arg-type]
+    assert tokens.check(token, "job", None, b"42") is False  # type: ignore[arg-type]
 
 
 def test_the_token_is_url_safe_text_of_bounded_length(tokens: JobTokens) -> None:
@@ -151,7 +198,14 @@ def test_config_validates_the_token_settings() -> None:
     assert immortus.Config().token_max_age == 86400
 
 
-@given(token=st.text(max_size=300), job_id=st.text(max_size=50), job_class=st.none() | st.text())
-def test_check_never_raises(token: str, job_id: str, job_class: str | None) -> None:
+@given(
+    token=st.text(max_size=300),
+    job_id=st.text(max_size=50),
+    job_class=st.none() | st.text(),
+    subject=st.none() | st.text(),
+)
+def test_check_never_raises(
+    token: str, job_id: str, job_class: str | None, subject: str | None
+) -> None:
     tokens = JobTokens("s3cret")
-    assert tokens.check(token, job_id, job_class) is False
+    assert tokens.check(token, job_id, job_class, subject) is False

@@ -66,15 +66,27 @@ class TracingVerifier(Verifier):
         self.ended = threading.Event()
 
     def stream(
-        self, job_id: str, job_class: str | None = None, token: str | None = None, **_: float
+        self,
+        job_id: str,
+        job_class: str | None = None,
+        token: str | None = None,
+        *,
+        subject: str | None = None,
+        **_: float,
     ) -> StreamResponse:
-        inner = super().stream(job_id, job_class, token, **self.timing)
+        inner = super().stream(job_id, job_class, token, subject=subject, **self.timing)
         return TracedStream(inner, self.started, self.ended)
 
     async def astream(
-        self, job_id: str, job_class: str | None = None, token: str | None = None, **_: float
+        self,
+        job_id: str,
+        job_class: str | None = None,
+        token: str | None = None,
+        *,
+        subject: str | None = None,
+        **_: float,
     ) -> StreamResponse:
-        inner = await super().astream(job_id, job_class, token, **self.timing)
+        inner = await super().astream(job_id, job_class, token, subject=subject, **self.timing)
         return TracedStream(inner, self.started, self.ended)
 
 

@@ -19,17 +19,19 @@ and stores are asked in worker threads (except reads that cannot wait, see
 ``GET  {prefix}/immortus.mjs``              the same client as an ES module
 ==========================================  ===============================================
 
-The token travels as the ``token`` query parameter. Another method on a route answers 405 with
-an ``Allow`` header, and a path under the prefix that is no route answers 404; both bodies are
-JSON ``{"job_id": null, "error": {"type", "message"}}``. A job id or job class holding ``/``
+The token travels as the ``token`` query parameter; ``subject`` binds tokens to a user or
+session (see ``docs/web.md``, "Binding tokens to a user"). Another method on a route answers 405
+with an ``Allow`` header, and a path under the prefix that is no route answers 404; both bodies
+are JSON ``{"job_id": null, "error": {"type", "message"}}``. A job id or job class holding ``/``
 (even percent-encoded) cannot be named in a path: servers decode ``%2F`` before routing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 from immortus.exceptions import MissingDependency
 from immortus.web.batch import MAX_BATCH_BYTES
@@ -57,6 +59,8 @@ except ImportError as exc:
 __all__ = ["STATIC_DIR", "immortus_routes", "render_job_response"]
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Reads the subject tokens are bound to (a user id, a session key) from a request; may be async.
+SubjectOf: TypeAlias = Callable[[Request], str | Awaitable[str | None] | None]
 
 
 class _Encoded(JSONResponse):
@@ -71,14 +75,21 @@ def _json(answer: WebResponse) -> JSONResponse:
 
 
 def render_job_response(
-    job: object, job_class: str | None = None, *, verifier: Verifier | None = None
+    job: object,
+    job_class: str | None = None,
+    *,
+    verifier: Verifier | None = None,
+    subject: str | None = None,
 ) -> JSONResponse:
     """Answer an enqueue view with what the browser needs: ``{job_id, job_class[, token]}``.
 
     The seed's ``render_immortus``: 200 with the job's id, class and (with a secret key) token,
-    or 500 ``{}`` when ``job`` carries no usable job id. See :meth:`Verifier.render_job`.
+    or 500 ``{}`` when ``job`` carries no usable job id. The token is bound to ``subject``: pass
+    what the routes' ``subject`` function reads from this request. See
+    :meth:`Verifier.render_job`.
     """
-    return _json((verifier or get_verifier()).render_job(job, job_class))
+    answer = (verifier or get_verifier()).render_job(job, job_class, subject=subject)
+    return _json(answer)
 
 
 class _EventStream(StreamingResponse):
@@ -159,28 +170,43 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class _Routes:
     """The handlers, bound to a verifier (or to the configured one, looked up per request)."""
 
-    def __init__(self, verifier: Verifier | None) -> None:
+    def __init__(self, verifier: Verifier | None, subject: SubjectOf | None) -> None:
         self.verifier = verifier
+        self.subject_of = subject
 
     def _get(self) -> Verifier:
         return self.verifier or get_verifier()
+
+    async def _subject(self, request: Request) -> str | None:
+        if self.subject_of is None:
+            return None
+        found = self.subject_of(request)
+        return await found if inspect.isawaitable(found) else found
 
     async def verify(self, request: Request) -> Response:
         """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
         params = request.path_params
         token = request.query_params.get("token")
-        return _json(await self._get().averify(params["job_id"], params.get("job_class"), token))
+        subject = await self._subject(request)
+        answer = await self._get().averify(
+            params["job_id"], params.get("job_class"), token, subject=subject
+        )
+        return _json(answer)
 
     async def batch(self, request: Request) -> Response:
         """``POST verify``: one answer per job, in order; a body over the cap is a 400."""
         body = await _read_body(request, MAX_BATCH_BYTES + 1)
-        return _json(await self._get().averify_batch(body))
+        subject = await self._subject(request)
+        return _json(await self._get().averify_batch(body, subject=subject))
 
     async def stream(self, request: Request) -> Response:
         """``GET stream/{job_id}[/{job_class}]``: SSE frames, with verify's status code."""
         params = request.path_params
         token = request.query_params.get("token")
-        answer = await self._get().astream(params["job_id"], params.get("job_class"), token)
+        subject = await self._subject(request)
+        answer = await self._get().astream(
+            params["job_id"], params.get("job_class"), token, subject=subject
+        )
         return _EventStream(answer)
 
     def script(self, name: str) -> Handler:
@@ -195,16 +221,25 @@ class _Routes:
         return send
 
 
-def immortus_routes(prefix: str = "/immortus", *, verifier: Verifier | None = None) -> Mount:
+def immortus_routes(
+    prefix: str = "/immortus",
+    *,
+    verifier: Verifier | None = None,
+    subject: SubjectOf | None = None,
+) -> Mount:
     """Return every immortus route under ``prefix``, to put in an app's routes in one line.
 
     ``verifier`` answers the requests; by default the one of the current settings
     (:func:`immortus.web.get_verifier`, so ``immortus.configure`` may run after this call).
+    ``subject``, when given, is called with each verify, batch and stream request (before the
+    token is checked) and returns the subject its tokens must be bound to: the user id or
+    session key the enqueue view passed to :func:`render_job_response` (``None``: no subject).
+    It may be a coroutine function. What it raises propagates to the app's error handling.
     The routes are named ``immortus:verify``, ``immortus:verify_class``, ``immortus:batch``,
     ``immortus:stream``, ``immortus:stream_class``, ``immortus:script`` and ``immortus:module``
     for ``url_for``.
     """
-    routes = _Routes(verifier)
+    routes = _Routes(verifier, subject)
     endpoints: list[tuple[str, str, str, Handler]] = [  # (name, path, method, handler)
         ("batch", "/verify", "POST", routes.batch),
         ("verify", "/verify/{job_id}", "GET", routes.verify),

@@ -15,7 +15,10 @@ those of DESIGN §3:
 
 A ``job_class`` from a request is only ever looked up in the registry of tracked jobs, never
 imported. With a secret key, a request must carry the job's token (see :mod:`.tokens`), checked
-before any I/O, so an unauthorised caller cannot even learn whether a job exists.
+before any I/O, so an unauthorised caller cannot even learn whether a job exists. An app may
+bind tokens to a *subject* (a user id, a session key): it passes the subject of the enqueuing
+request to :meth:`Verifier.render_job`, and the subject of each status request to the verify
+calls, and a token then opens its job only for the subject it was signed for.
 """
 
 from __future__ import annotations
@@ -68,7 +71,10 @@ class Verifier:
     """Answers the verify, batch and stream requests, and renders jobs for the browser.
 
     ``secret_key`` signs job tokens and makes every request show one (``None``: open, with a
-    warning once per process). ``token_max_age`` is a token's life in seconds; ``max_batch``
+    warning once per process). Every call that checks or signs a token takes a keyword
+    ``subject``: the user or session the app binds the token to (``None``: none); a token
+    signed for one subject is refused for any other, with the 404 of an unknown job. Without a
+    secret key the subject is ignored. ``token_max_age`` is a token's life in seconds; ``max_batch``
     the most jobs one batch may ask about; ``clock`` the Unix time (for tests).
 
     Raises:
@@ -111,20 +117,31 @@ class Verifier:
     # -- one job -------------------------------------------------------------------------
 
     def verify(
-        self, job_id: str, job_class: str | None = None, token: str | None = None
+        self,
+        job_id: str,
+        job_class: str | None = None,
+        token: str | None = None,
+        *,
+        subject: str | None = None,
     ) -> WebResponse:
         """Answer ``GET {prefix}/verify/{job_id}[/{job_class}]`` (one strategy call at most)."""
-        return self._refusal(job_id, job_class, token) or self._fetch(job_id, job_class)
+        refused = self._refusal(job_id, job_class, token, subject)
+        return refused or self._fetch(job_id, job_class)
 
     async def averify(
-        self, job_id: str, job_class: str | None = None, token: str | None = None
+        self,
+        job_id: str,
+        job_class: str | None = None,
+        token: str | None = None,
+        *,
+        subject: str | None = None,
     ) -> WebResponse:
         """Async twin of :meth:`verify`; the strategy is asked in a worker thread.
 
         Unless it can answer without waiting (:meth:`TrackingStrategy.status_nowait`; see
         :func:`immortus.query.astatus`).
         """
-        refused = self._refusal(job_id, job_class, token)
+        refused = self._refusal(job_id, job_class, token, subject)
         if refused is not None:
             return refused
         try:
@@ -133,7 +150,9 @@ class Verifier:
         except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
             return self._failure(job_id, exc)
 
-    def _refusal(self, job_id: object, job_class: object, token: object) -> WebResponse | None:
+    def _refusal(
+        self, job_id: object, job_class: object, token: object, subject: str | None
+    ) -> WebResponse | None:
         """Return the 400 or 404 answer to a request that gets no further, or ``None``."""
         try:
             name = check_job_id(job_id)
@@ -142,7 +161,7 @@ class Verifier:
             return bad_request(job_id, str(exc))
         if kind is not None and registry.lookup(kind) is None:
             return self._unknown(name, kind)
-        if self.tokens is not None and not self.tokens.check(token, name, kind):
+        if self.tokens is not None and not self.tokens.check(token, name, kind, subject):
             return self._unknown(name, kind)
         return None
 
@@ -174,16 +193,19 @@ class Verifier:
 
     # -- batch -----------------------------------------------------------------------------
 
-    def verify_batch(self, body: bytes | bytearray | str) -> WebResponse:
+    def verify_batch(
+        self, body: bytes | bytearray | str, *, subject: str | None = None
+    ) -> WebResponse:
         """Answer ``POST {prefix}/verify``: each job's verify body, in order, in one 200.
 
         The known jobs are asked with :func:`immortus.query.settle_many`: one round trip per
-        store. A malformed body is a 400 for the whole request.
+        store. A malformed body is a 400 for the whole request. Every item's token is checked
+        against the request's ``subject``.
         """
         items = self._parse(body)
         if isinstance(items, WebResponse):
             return items
-        answers = [self._refusal(*item) for item in items]
+        answers = [self._refusal(*item, subject) for item in items]
         pending = [index for index, answer in enumerate(answers) if answer is None]
         if pending:
             asked = [(items[index].job_id, items[index].job_class) for index in pending]
@@ -196,9 +218,11 @@ class Verifier:
                 answers[index] = self._settled(items[index], outcome)
         return self._batch(answers)
 
-    async def averify_batch(self, body: bytes | bytearray | str) -> WebResponse:
+    async def averify_batch(
+        self, body: bytes | bytearray | str, *, subject: str | None = None
+    ) -> WebResponse:
         """Async twin of :meth:`verify_batch`; the strategies are asked in a worker thread."""
-        return await asyncio.to_thread(self.verify_batch, body)
+        return await asyncio.to_thread(partial(self.verify_batch, body, subject=subject))
 
     def _parse(self, body: bytes | bytearray | str) -> list[BatchItem] | WebResponse:
         try:
@@ -228,6 +252,7 @@ class Verifier:
         job_class: str | None = None,
         token: str | None = None,
         *,
+        subject: str | None = None,
         interval: float = 0.5,
         heartbeat: float = 15.0,
         give_up_after: float = 60.0,
@@ -237,7 +262,8 @@ class Verifier:
         The first poll happens here, blocking: for WSGI servers. ASGI servers use
         :meth:`astream`.
         """
-        first = self._refusal(job_id, job_class, token) or self._fetch(job_id, job_class)
+        refused = self._refusal(job_id, job_class, token, subject)
+        first = refused or self._fetch(job_id, job_class)
         return StreamResponse(
             first,
             partial(self._fetch, job_id, job_class),
@@ -252,12 +278,13 @@ class Verifier:
         job_class: str | None = None,
         token: str | None = None,
         *,
+        subject: str | None = None,
         interval: float = 0.5,
         heartbeat: float = 15.0,
         give_up_after: float = 60.0,
     ) -> StreamResponse:
         """Async twin of :meth:`stream`: the first poll runs in a worker thread."""
-        first = await self.averify(job_id, job_class, token)
+        first = await self.averify(job_id, job_class, token, subject=subject)
         return StreamResponse(
             first,
             partial(self._fetch, job_id, job_class),
@@ -268,13 +295,17 @@ class Verifier:
 
     # -- render ----------------------------------------------------------------------------
 
-    def render_job(self, job: object, job_class: str | None = None) -> WebResponse:
+    def render_job(
+        self, job: object, job_class: str | None = None, *, subject: str | None = None
+    ) -> WebResponse:
         """Return what the browser needs to follow ``job``: ``{job_id, job_class[, token]}``.
 
         The seed's ``render_immortus``. ``job`` is a job id, a mapping with ``job_id`` or
         ``id``, or a queue's job object with ``job_id``, ``id``, ``task_id`` or ``message_id``
         (Celery, RQ, Huey, Dramatiq, Django tasks); ``job_class`` defaults to the job's own.
-        Answers 500 ``{}`` (and logs why) when ``job`` carries no usable job id.
+        The token is bound to ``subject`` (the enqueuing request's user or session). Answers
+        500 ``{}`` (and logs why) when ``job`` carries no usable job id or ``subject`` is not
+        text.
         """
         if job_class is None:
             job_class = _job_class_of(job)
@@ -282,6 +313,7 @@ class Verifier:
             job_id = check_job_id(_job_id_of(job))
             if job_class is not None:
                 check_job_class(job_class)
+            token = None if self.tokens is None else self.tokens.sign(job_id, job_class, subject)
         except InvalidInput as exc:
             logger.error(  # noqa: TRY400  # the caller's mistake: the message says it all
                 "immortus: render_job cannot render %s: %s", type(job).__name__, exc
@@ -294,17 +326,22 @@ class Verifier:
                 job_class,
             )
         body: dict[str, Any] = {"job_id": job_id, "job_class": job_class}
-        if self.tokens is not None:
-            body["token"] = self.tokens.sign(job_id, job_class)
+        if token is not None:
+            body["token"] = token
         return WebResponse(200, body)
 
-    def token_for(self, job_id: str, job_class: str | None = None) -> str | None:
-        """Return the token that opens ``job_id`` (under ``job_class``), ``None`` if open.
+    def token_for(
+        self, job_id: str, job_class: str | None = None, *, subject: str | None = None
+    ) -> str | None:
+        """Return the token that opens ``job_id`` (under ``job_class``, for ``subject``).
+
+        ``None`` when the endpoints are open (no secret key).
 
         Raises:
             InvalidJobId, InvalidJobClass: a name is malformed.
+            InvalidInput: ``subject`` is neither text nor ``None``.
         """
-        return None if self.tokens is None else self.tokens.sign(job_id, job_class)
+        return None if self.tokens is None else self.tokens.sign(job_id, job_class, subject)
 
 
 def _job_id_of(job: object) -> object:
@@ -353,6 +390,8 @@ def get_verifier() -> Verifier:
         return _default
 
 
-def render_job(job: object, job_class: str | None = None) -> WebResponse:
+def render_job(
+    job: object, job_class: str | None = None, *, subject: str | None = None
+) -> WebResponse:
     """:meth:`Verifier.render_job` with the current settings (see :func:`get_verifier`)."""
-    return get_verifier().render_job(job, job_class)
+    return get_verifier().render_job(job, job_class, subject=subject)

@@ -17,7 +17,8 @@ stream polls the job from that thread until the job is completed or the client l
 ``GET  {prefix}/immortus.mjs``              the same client as an ES module
 ==========================================  ===============================================
 
-The token travels as the ``token`` query parameter. Another method on a route (``HEAD`` and
+The token travels as the ``token`` query parameter. ``subject`` binds tokens to a user or
+session (see ``docs/flask.md``). Another method on a route (``HEAD`` and
 ``OPTIONS`` included) answers 405 with an ``Allow`` header, and a path under the prefix that is
 no route answers 404; both bodies are JSON ``{"job_id": null, "error": {"type", "message"}}``.
 A job id or job class holding ``/`` (even percent-encoded) cannot be named in a path: servers
@@ -57,6 +58,8 @@ __all__ = ["STATIC_DIR", "immortus_blueprint", "render_job_response"]
 _ROUTED_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
 
 _View = Callable[..., Response]
+#: Reads the subject tokens are bound to from ``flask.request`` / ``flask.session``.
+SubjectOf = Callable[[], str | None]
 
 
 def _respond(answer: WebResponse) -> Response:
@@ -64,15 +67,21 @@ def _respond(answer: WebResponse) -> Response:
 
 
 def render_job_response(
-    job: object, job_class: str | None = None, *, verifier: Verifier | None = None
+    job: object,
+    job_class: str | None = None,
+    *,
+    verifier: Verifier | None = None,
+    subject: str | None = None,
 ) -> Response:
     """Answer an enqueue view with what the browser needs: ``{job_id, job_class[, token]}``.
 
     The seed's ``render_immortus``: 200 with the job's id, class and (with a secret key) token,
-    or 500 ``{}`` when ``job`` carries no usable job id. See :meth:`Verifier.render_job`.
-    Needs no request context.
+    or 500 ``{}`` when ``job`` carries no usable job id. The token is bound to ``subject``: pass
+    what the blueprint's ``subject`` function returns in this request. See
+    :meth:`Verifier.render_job`. Needs no request context.
     """
-    return _respond((verifier or get_verifier()).render_job(job, job_class))
+    answer = (verifier or get_verifier()).render_job(job, job_class, subject=subject)
+    return _respond(answer)
 
 
 def _frames(stream: StreamResponse) -> Iterator[bytes]:
@@ -119,24 +128,30 @@ def _no_route(**_: str) -> Response:
 class _Views:
     """The views, bound to a verifier (or to the configured one, looked up per request)."""
 
-    def __init__(self, verifier: Verifier | None) -> None:
+    def __init__(self, verifier: Verifier | None, subject: SubjectOf | None) -> None:
         self.verifier = verifier
+        self.subject_of = subject
 
     def _get(self) -> Verifier:
         return self.verifier or get_verifier()
 
+    def _subject(self) -> str | None:
+        return None if self.subject_of is None else self.subject_of()
+
     def verify(self, job_id: str, job_class: str | None = None) -> Response:
         """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
-        return _respond(self._get().verify(job_id, job_class, request.args.get("token")))
+        token = request.args.get("token")
+        return _respond(self._get().verify(job_id, job_class, token, subject=self._subject()))
 
     def batch(self) -> Response:
         """``POST verify``: one answer per job, in order; a body over the cap is a 400."""
         body = _read_body(request.stream, MAX_BATCH_BYTES + 1)
-        return _respond(self._get().verify_batch(body))
+        return _respond(self._get().verify_batch(body, subject=self._subject()))
 
     def stream(self, job_id: str, job_class: str | None = None) -> Response:
         """``GET stream/{job_id}[/{job_class}]``: SSE frames, with verify's status code."""
-        answer = self._get().stream(job_id, job_class, request.args.get("token"))
+        token = request.args.get("token")
+        answer = self._get().stream(job_id, job_class, token, subject=self._subject())
         return Response(_frames(answer), answer.status, dict(answer.headers))
 
     def script(self, name: str) -> _View:
@@ -154,12 +169,21 @@ class _Views:
 
 
 def immortus_blueprint(
-    prefix: str = "/immortus", *, verifier: Verifier | None = None, name: str = "immortus"
+    prefix: str = "/immortus",
+    *,
+    verifier: Verifier | None = None,
+    name: str = "immortus",
+    subject: SubjectOf | None = None,
 ) -> Blueprint:
     """Return a blueprint of every immortus route under ``prefix``, to register in one line.
 
     ``verifier`` answers the requests; by default the one of the current settings
     (:func:`immortus.web.get_verifier`, so ``immortus.configure`` may run after this call).
+    ``subject``, when given, is called (without arguments, inside the request context: it reads
+    ``flask.request`` or ``flask.session``) at each verify, batch and stream request, before
+    the token is checked, and returns the subject its tokens must be bound to: what the enqueue
+    view passed to :func:`render_job_response` (``None``: no subject). What it raises
+    propagates to Flask's error handling.
     The endpoints are ``{name}.verify``, ``{name}.verify_class``, ``{name}.batch``,
     ``{name}.stream``, ``{name}.stream_class``, ``{name}.script`` (``immortus.js``) and
     ``{name}.module`` (``immortus.mjs``) for ``url_for``: to mount
@@ -169,7 +193,7 @@ def immortus_blueprint(
     Raises:
         ValueError: ``name`` is empty or holds a dot (Flask's rule for blueprint names).
     """
-    views = _Views(verifier)
+    views = _Views(verifier, subject)
     path = prefix.strip("/")
     blueprint = Blueprint(name, __name__, url_prefix=f"/{path}" if path else None)
     routes: list[tuple[str, str, str, _View]] = [  # (endpoint, rule, method, view)

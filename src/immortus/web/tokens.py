@@ -6,12 +6,16 @@ endpoints answer only requests that carry it. A token is
     v1.<expiry>.<mac>
 
 ``expiry`` is the Unix time (whole seconds) after which it is refused, and ``mac`` the unpadded
-URL-safe base64 HMAC-SHA256 of the job id, the job class (or its absence) and the expiry.
-They are length-prefixed in the signed message, so no two (job id, job class, expiry) sign the
-same bytes: a token opens one job under one job class (or under none) until it expires, never
-another. The HMAC key is derived from the secret for this purpose alone, so a secret shared
-with the web framework (Django's ``SECRET_KEY``) signs nothing it signs elsewhere. Comparison
-is constant-time; a malformed token is simply not valid.
+URL-safe base64 HMAC-SHA256 of the job id, the job class (or its absence), the expiry and, when
+the app binds tokens to a user, the *subject* (a user id or session key the app supplies). They
+are length-prefixed in the signed message, so no two (job id, job class, expiry, subject) sign
+the same bytes: a token opens one job under one job class (or under none), for one subject (or
+for none), until it expires, never another. The subject is not in the token: the app supplies it
+again, from the request, when the token is checked. A message without a subject is the message
+of tokens signed before subjects existed, so those stay valid. The HMAC key is derived from the
+secret for this purpose alone, so a secret shared with the web framework (Django's
+``SECRET_KEY``) signs nothing it signs elsewhere. Comparison is constant-time; a malformed token
+is simply not valid.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from immortus.exceptions import ConfigurationError
+from immortus.exceptions import ConfigurationError, InvalidInput
 from immortus.validation import check_job_class, check_job_id
 
 __all__ = ["MAX_TOKEN_LENGTH", "JobTokens"]
@@ -39,10 +43,12 @@ _VERSION: Final = "v1"
 _PURPOSE: Final = b"immortus.web.tokens.v1"
 _MAC_LENGTH: Final = 43  # unpadded base64 of 32 bytes
 _MAX_EXPIRY_DIGITS: Final = 12
+#: Marks the subject's field, after the expiry's; no subject adds nothing.
+_SUBJECT: Final = b"\1"
 
 
-def _field(value: str) -> bytes:
-    data = value.encode("utf-8")
+def _field(value: str, errors: str = "strict") -> bytes:
+    data = value.encode("utf-8", errors)
     return len(data).to_bytes(4, "big") + data
 
 
@@ -83,21 +89,42 @@ class JobTokens:
     def __repr__(self) -> str:
         return f"JobTokens(max_age={self.max_age!r})"  # never the key
 
-    def sign(self, job_id: str, job_class: str | None = None) -> str:
+    def sign(self, job_id: str, job_class: str | None = None, subject: str | None = None) -> str:
         """Return a token that opens ``job_id`` (under ``job_class``) for ``max_age`` seconds.
+
+        With a ``subject`` (any text: a user id, a session key), the token opens the job only
+        when :meth:`check` is given the same subject; without one, only when it is given none.
 
         Raises:
             InvalidJobId, InvalidJobClass: a name is malformed.
+            InvalidInput: ``subject`` is neither text nor ``None``.
         """
         check_job_id(job_id)
         if job_class is not None:
             check_job_class(job_class)
+        subject_value: object = subject  # callers without type checks pass anything
+        if subject_value is not None and not isinstance(subject_value, str):
+            raise InvalidInput(
+                f"a token subject must be a string or None, not {type(subject_value).__name__}"
+            )
         expiry = math.ceil(self._clock() + self.max_age)
-        return f"{_VERSION}.{expiry}.{self._mac(job_id, job_class, expiry)}"
+        return f"{_VERSION}.{expiry}.{self._mac(job_id, job_class, expiry, subject)}"
 
-    def check(self, token: object, job_id: str, job_class: str | None = None) -> bool:
-        """Tell whether ``token`` opens ``job_id`` under ``job_class`` now. Never raises."""
+    def check(
+        self,
+        token: object,
+        job_id: str,
+        job_class: str | None = None,
+        subject: str | None = None,
+    ) -> bool:
+        """Tell whether ``token`` opens ``job_id`` under ``job_class`` for ``subject`` now.
+
+        ``False`` for a subject other than the one signed (``None`` included). Never raises.
+        """
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            return False
+        subject_value: object = subject
+        if subject_value is not None and not isinstance(subject_value, str):
             return False
         version, _, rest = token.partition(".")
         expiry_text, _, mac = rest.partition(".")
@@ -113,12 +140,14 @@ class JobTokens:
         if not now <= expiry <= now + self.max_age + CLOCK_SKEW:
             return False
         try:
-            expected = self._mac(job_id, job_class, expiry)
+            expected = self._mac(job_id, job_class, expiry, subject)
         except UnicodeEncodeError:  # a lone surrogate: no token was ever signed for it
             return False
         return hmac.compare_digest(expected.encode("ascii"), mac.encode("ascii"))
 
-    def _mac(self, job_id: str, job_class: str | None, expiry: int) -> str:
+    def _mac(self, job_id: str, job_class: str | None, expiry: int, subject: str | None) -> str:
         kind = b"\0" if job_class is None else b"\1" + _field(job_class)
         message = _field(job_id) + kind + _field(str(expiry))
+        if subject is not None:  # appended: a message without it is a v1 token's of old
+            message += _SUBJECT + _field(subject, errors="surrogatepass")
         return _encode_mac(hmac.new(self._key, message, hashlib.sha256).digest())

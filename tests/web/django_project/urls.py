@@ -10,6 +10,7 @@ urlpatterns = [
     path("immortus/", include("immortus.web.django.urls")),
     path("page", views.page, name="page"),
     path("reports/<str:job_id>", views.start_report, name="start_report"),
+    path("bound-reports/<str:job_id>", views.start_bound_report, name="start_bound_report"),
     path("custom-reports/<str:job_id>", views.start_custom_report, name="start_custom_report"),
     path("reports/<str:job_id>/status", views.report_status, name="report_status"),
 ]

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 import immortus
 from immortus import lifecycle
-from immortus.web.django import render_job_response
+from immortus.web.django import render_job_response, subject_of
 from tests.web.http_contract import REPORT
 
 #: A page that enqueues jobs from JavaScript: the CSRF token in the meta tag the client reads.
@@ -48,3 +48,15 @@ def report_status(request: HttpRequest, job_id: str) -> JsonResponse:
         body["download_url"] = request.build_absolute_uri(f"/reports/{job_id}.pdf")
     status = 404 if job.state is immortus.State.UNKNOWN else 200
     return JsonResponse(body, status=status, headers={"Cache-Control": "no-store"})
+
+
+def user_of(request: HttpRequest) -> str | None:
+    """``IMMORTUS_SUBJECT``: the user a header names (a real app: ``str(request.user.pk)``)."""
+    return request.headers.get("X-User")
+
+
+@require_POST
+def start_bound_report(request: HttpRequest, job_id: str) -> HttpResponse:
+    """An enqueue view binding the job's token to the user who enqueued it."""
+    lifecycle.job_enqueued(job_id, REPORT)
+    return render_job_response(job_id, REPORT, subject=subject_of(request))

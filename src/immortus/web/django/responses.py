@@ -16,12 +16,19 @@ def json_response(answer: WebResponse) -> HttpResponse:
 
 
 def render_job_response(
-    job: object, job_class: str | None = None, *, verifier: Verifier | None = None
+    job: object,
+    job_class: str | None = None,
+    *,
+    verifier: Verifier | None = None,
+    subject: str | None = None,
 ) -> HttpResponse:
     """Answer an enqueue view with what the browser needs: ``{job_id, job_class[, token]}``.
 
     The seed's ``render_immortus``: 200 with the job's id, class and (with a secret key) token,
     or 500 ``{}`` when ``job`` carries no usable job id. ``verifier`` defaults to the one of
-    the current settings. See :meth:`immortus.web.Verifier.render_job`.
+    the current settings. The token is bound to ``subject``: with ``IMMORTUS_SUBJECT`` set,
+    pass ``subject_of(request)`` (see :mod:`.subject`). See
+    :meth:`immortus.web.Verifier.render_job`.
     """
-    return json_response((verifier or get_verifier()).render_job(job, job_class))
+    answer = (verifier or get_verifier()).render_job(job, job_class, subject=subject)
+    return json_response(answer)

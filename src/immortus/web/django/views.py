@@ -12,7 +12,9 @@ anything else under the prefix              :func:`no_route`: a JSON 404
 Every view is exempt from CSRF checks: none changes anything (the batch ``POST`` only reads, and
 its jobs are authorised by their tokens, not by the session), and a wrong method must get its
 JSON 405, not the CSRF middleware's 403. Each view asks :func:`immortus.web.get_verifier` at
-each request, so ``immortus.configure`` may run after Django starts.
+each request, so ``immortus.configure`` may run after Django starts, and checks tokens against
+the request's subject (:func:`~immortus.web.django.subject.subject_of`: the
+``IMMORTUS_SUBJECT`` setting).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from immortus.web import script as _script
 from immortus.web.batch import MAX_BATCH_BYTES
 from immortus.web.core import get_verifier
 from immortus.web.django.responses import json_response
+from immortus.web.django.subject import subject_of
 from immortus.web.responses import method_not_allowed, not_found
 from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, script_missing, script_path
 
@@ -62,14 +65,15 @@ def _only(method: str) -> Callable[[View], View]:
 def verify(request: HttpRequest, job_id: str, job_class: str | None = None) -> HttpResponseBase:
     """``GET verify/<job_id>[/<job_class>]``: verify's answer for one job."""
     token = request.GET.get("token")
-    return json_response(get_verifier().verify(job_id, job_class, token))
+    subject = subject_of(request)
+    return json_response(get_verifier().verify(job_id, job_class, token, subject=subject))
 
 
 @_only("POST")
 def batch(request: HttpRequest) -> HttpResponseBase:
     """``POST verify``: one answer per job, in order; a body over the cap is a 400, unread."""
     body = _read_capped(request, MAX_BATCH_BYTES + 1)
-    return json_response(get_verifier().verify_batch(body))
+    return json_response(get_verifier().verify_batch(body, subject=subject_of(request)))
 
 
 def _read_capped(request: HttpRequest, limit: int) -> bytes:
@@ -98,7 +102,8 @@ def stream(request: HttpRequest, job_id: str, job_class: str | None = None) -> H
     the polls. Under ASGI they are an async iterator: polls run in worker threads, and Django
     stops iterating when the client disconnects.
     """
-    answer = get_verifier().stream(job_id, job_class, request.GET.get("token"))
+    token = request.GET.get("token")
+    answer = get_verifier().stream(job_id, job_class, token, subject=subject_of(request))
     headers = dict(answer.headers)
     if isinstance(request, ASGIRequest):
         return StreamingHttpResponse(aiter(answer), status=answer.status, headers=headers)
