@@ -1,0 +1,499 @@
+"""The OpenAPI 3.1 document of the verify API: every route, body and status code of DESIGN §5.
+
+    from immortus.web.openapi import openapi_document
+
+    document = openapi_document("/immortus")   # a dict, ready for json.dumps
+
+``python -m immortus.web.openapi [PREFIX]`` prints it as JSON; ``docs/openapi.json`` is that
+output for the default prefix. The document describes what every adapter (Starlette, Flask,
+Django) serves; no adapter serves the document itself. Building it imports no framework.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, Final
+
+from immortus.status import (
+    MAX_ERROR_MESSAGE_LENGTH,
+    MAX_ERROR_TYPE_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    State,
+)
+from immortus.validation import MAX_NAME_LENGTH
+from immortus.web.batch import MAX_BATCH, MAX_BATCH_BYTES
+from immortus.web.responses import ECHO_LENGTH
+from immortus.web.script import SCRIPT_MEDIA_TYPE, SCRIPTS
+
+__all__ = ["OPENAPI_VERSION", "main", "openapi_document"]
+
+#: The OpenAPI version the document is written in.
+OPENAPI_VERSION: Final = "3.1.0"
+
+_JSON: Final = "application/json"
+_EVENT_STREAM: Final = "text/event-stream"
+_SCHEMAS: Final = "#/components/schemas/"
+_ERROR_TYPES: Final = (
+    "InvalidInput",
+    "StrategyError",
+    "ServerError",
+    "StoreUnavailable",
+    "NotFound",
+    "MethodNotAllowed",
+)
+_EXAMPLE_ID: Final = "7f0c2a9e-5b1d-4c3e-9a8f-0d6b2e4c1a7f"
+_EXAMPLE_CLASS: Final = "reports.build"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"{_SCHEMAS}{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _name(kind: str, *, in_path: bool, allow_spaces: bool) -> dict[str, Any]:
+    """The schema of a job id or job class; in a path, it cannot hold ``/``."""
+    other = "/\\s" if in_path else "\\s"
+    if allow_spaces:
+        inner = "/" if in_path else "\\n"
+        pattern = f"^[^{other}]([^{inner}]*[^{other}])?$"
+        spaces = "no leading or trailing whitespace"
+    else:
+        pattern = f"^[^{other}]+$"
+        spaces = "no whitespace"
+    where = " No `/`: servers decode `%2F` before routing." if in_path else ""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_NAME_LENGTH,
+        "pattern": pattern,
+        "description": (
+            f"A {kind}: printable text of 1 to {MAX_NAME_LENGTH} characters, {spaces}.{where} "
+            "Anything else is answered 400."
+        ),
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    timestamp = _nullable({"type": "string", "format": "date-time"})
+    return {
+        "State": {"type": "string", "enum": [state.value for state in State]},
+        "Progress": {
+            "type": "object",
+            "required": ["current", "total", "percent", "message"],
+            "properties": {
+                "current": {"type": "number", "minimum": 0},
+                "total": _nullable({"type": "number", "minimum": 0}),
+                "percent": _nullable({"type": "number"}),
+                "message": _nullable({"type": "string", "maxLength": MAX_MESSAGE_LENGTH}),
+            },
+            "additionalProperties": False,
+        },
+        "JobError": {
+            "type": "object",
+            "description": "Why the job failed: the exception's type and message, no traceback.",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {"type": "string", "maxLength": MAX_ERROR_TYPE_LENGTH},
+                "message": {"type": "string", "maxLength": MAX_ERROR_MESSAGE_LENGTH},
+            },
+            "additionalProperties": False,
+        },
+        "VerifyBody": {
+            "type": "object",
+            "description": (
+                "A job's status (DESIGN §3). The job's `meta` keys are merged at the top level "
+                "as additional properties; the keys below always win."
+            ),
+            "required": [
+                "job_id",
+                "job_class",
+                "status",
+                "completed",
+                "success",
+                "progress",
+                "error",
+                "attempts",
+                "enqueued_at",
+                "started_at",
+                "finished_at",
+                "certain",
+            ],
+            "properties": {
+                "job_id": {"type": "string"},
+                "job_class": _nullable({"type": "string"}),
+                "status": _ref("State"),
+                "completed": {"type": "boolean"},
+                "success": _nullable({"type": "boolean"}),
+                "progress": _nullable(_ref("Progress")),
+                "error": _nullable(_ref("JobError")),
+                "attempts": {"type": "integer", "minimum": 0},
+                "enqueued_at": timestamp,
+                "started_at": timestamp,
+                "finished_at": timestamp,
+                "certain": {
+                    "type": "boolean",
+                    "description": "False when the status is an inference the queue cannot "
+                    "confirm.",
+                },
+            },
+            "additionalProperties": True,
+            "examples": [
+                {
+                    "job_id": _EXAMPLE_ID,
+                    "job_class": _EXAMPLE_CLASS,
+                    "status": "started",
+                    "completed": False,
+                    "success": None,
+                    "progress": {
+                        "current": 37,
+                        "total": 100,
+                        "percent": 37.0,
+                        "message": "row 37",
+                    },
+                    "error": None,
+                    "attempts": 1,
+                    "enqueued_at": "2026-01-02T10:00:00.000Z",
+                    "started_at": "2026-01-02T10:00:01.000Z",
+                    "finished_at": None,
+                    "certain": True,
+                }
+            ],
+        },
+        "ErrorBody": {
+            "type": "object",
+            "description": (
+                "A refused or failed request: a fixed or input-describing message, never a "
+                "traceback. `job_id` echoes at most "
+                f"{ECHO_LENGTH} printable characters of the one asked about."
+            ),
+            "required": ["job_id", "error"],
+            "properties": {
+                "job_id": _nullable({"type": "string", "maxLength": ECHO_LENGTH}),
+                "error": {
+                    "type": "object",
+                    "required": ["type", "message"],
+                    "properties": {
+                        "type": {"type": "string", "enum": list(_ERROR_TYPES)},
+                        "message": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "additionalProperties": False,
+        },
+        "NotFoundBody": {
+            "description": (
+                "An unknown job, an untracked job class or a missing, forged or expired token "
+                "(all the `unknown` verify body of the job asked about), or a path that is no "
+                "route (an error body of type `NotFound`)."
+            ),
+            "anyOf": [_ref("VerifyBody"), _ref("ErrorBody")],
+        },
+        "StreamEvent": {
+            "type": "object",
+            "description": (
+                "One Server-Sent Event (OpenAPI 3.1: the schema of each event): `data` is a "
+                "verify body, or an error body in an `error` event."
+            ),
+            "required": ["data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["message", "error"]},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": _JSON,
+                    "contentSchema": {"anyOf": [_ref("VerifyBody"), _ref("ErrorBody")]},
+                },
+            },
+        },
+        "BatchItem": {
+            "type": "object",
+            "required": ["job_id"],
+            "properties": {
+                "job_id": _name("job id", in_path=False, allow_spaces=True),
+                "job_class": _nullable(_name("job class", in_path=False, allow_spaces=False)),
+                "token": _nullable({"type": "string"}),
+            },
+            "additionalProperties": True,
+        },
+        "BatchRequest": {
+            "type": "object",
+            "description": (
+                f"At most {MAX_BATCH} jobs and {MAX_BATCH_BYTES} bytes; unknown keys are "
+                "ignored. The Content-Type is not read, only the bytes."
+            ),
+            "required": ["jobs"],
+            "properties": {
+                "jobs": {"type": "array", "maxItems": MAX_BATCH, "items": _ref("BatchItem")},
+            },
+            "additionalProperties": True,
+        },
+        "BatchBody": {
+            "type": "object",
+            "description": (
+                "Each job's verify answer in the order asked: a verify body (200 or the 404 "
+                "`unknown` body) or an error body (500, 503)."
+            ),
+            "required": ["jobs"],
+            "properties": {
+                "jobs": {
+                    "type": "array",
+                    "items": {"anyOf": [_ref("VerifyBody"), _ref("ErrorBody")]},
+                },
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _header(value: str | None, description: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"} if value is None else {"const": value}
+    return {"description": description, "required": True, "schema": schema}
+
+
+_NO_STORE: Final = _header("no-store", "Statuses change: never cached.")
+_NOSNIFF: Final = _header("nosniff", "Never sniffed as HTML.")
+
+
+def _json_answer(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"Cache-Control": _NO_STORE, "X-Content-Type-Options": _NOSNIFF},
+        "content": {_JSON: {"schema": _ref(schema)}},
+    }
+
+
+def _responses() -> dict[str, Any]:
+    stream_headers = {
+        "Cache-Control": _NO_STORE,
+        "X-Content-Type-Options": _NOSNIFF,
+        "X-Accel-Buffering": _header("no", "Proxies must not buffer the stream."),
+    }
+    return {
+        "Verified": _json_answer("A known job.", "VerifyBody"),
+        "BadRequest": _json_answer(
+            "Malformed input: a job id or job class no job can have; the message says which.",
+            "ErrorBody",
+        ),
+        "NotFound": _json_answer(
+            "An unknown job, an untracked job class, a missing, forged or expired token (one "
+            "body for all three), or a path under the prefix that is no route.",
+            "NotFoundBody",
+        ),
+        "StrategyFailed": _json_answer(
+            "The job's tracking strategy failed (logged on the server, with its traceback).",
+            "ErrorBody",
+        ),
+        "Unavailable": _json_answer(
+            "The job store or queue backend cannot be reached.", "ErrorBody"
+        ),
+        "Stream": {
+            "description": (
+                "Server-Sent Events. 200: a `data: {verify body}` frame now and at each change, "
+                "`: heartbeat` comments, the end after a completed body. Any other code: one "
+                "`event: error` frame whose data is the answer verify gives, then the end."
+            ),
+            "headers": stream_headers,
+            "content": {_EVENT_STREAM: {"schema": _ref("StreamEvent")}},
+        },
+    }
+
+
+def _parameters() -> dict[str, Any]:
+    return {
+        "JobId": {
+            "name": "job_id",
+            "in": "path",
+            "required": True,
+            "description": "The queue's id of the job, percent-encoded.",
+            "schema": _name("job id", in_path=True, allow_spaces=True),
+            "example": _EXAMPLE_ID,
+        },
+        "JobClass": {
+            "name": "job_class",
+            "in": "path",
+            "required": True,
+            "description": (
+                "The tracked job class (declared with `@immortus.track`); looked up, never "
+                "imported: an untracked one is a 404."
+            ),
+            "schema": _name("job class", in_path=True, allow_spaces=False),
+            "example": _EXAMPLE_CLASS,
+        },
+        "Token": {
+            "name": "token",
+            "in": "query",
+            "required": False,
+            "description": (
+                "The job's token from `render_job`, required when the server has a secret key; "
+                "a missing, forged, expired or over-long (200+ characters) one is the 404 of an "
+                "unknown job. Ignored on a server without a secret key."
+            ),
+            "schema": {"type": "string"},
+        },
+    }
+
+
+def _verify(summary: str, operation_id: str, *, with_class: bool) -> dict[str, Any]:
+    params = [_ref_parameter("JobId")]
+    if with_class:
+        params.append(_ref_parameter("JobClass"))
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": [*params, _ref_parameter("Token")],
+            "responses": {
+                "200": _ref_response("Verified"),
+                "400": _ref_response("BadRequest"),
+                "404": _ref_response("NotFound"),
+                "500": _ref_response("StrategyFailed"),
+                "503": _ref_response("Unavailable"),
+            },
+        }
+    }
+
+
+def _stream(summary: str, operation_id: str, *, with_class: bool) -> dict[str, Any]:
+    params = [_ref_parameter("JobId")]
+    if with_class:
+        params.append(_ref_parameter("JobClass"))
+    stream = _ref_response("Stream")
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": [*params, _ref_parameter("Token")],
+            "responses": dict.fromkeys(("200", "400", "404", "500", "503"), stream),
+        }
+    }
+
+
+def _batch() -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": "batch",
+            "summary": "Verify many jobs in one request, answered in the order asked",
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": _ref("BatchRequest")}},
+            },
+            "responses": {
+                "200": _json_answer("One answer per job, in order.", "BatchBody"),
+                "400": _json_answer(
+                    "The body is too large, not JSON, not of the documented shape, holds too "
+                    "many jobs or names a malformed job id or job class; the message names the "
+                    "place (`jobs[3].job_id: ...`).",
+                    "ErrorBody",
+                ),
+            },
+        }
+    }
+
+
+def _script(name: str, operation_id: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": f"The JavaScript client, {name}",
+            "parameters": [
+                {
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "required": False,
+                    "description": "The ETag of a cached copy: 304 if it is still current.",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file; cacheable for an hour, then revalidated.",
+                    "headers": {
+                        "Cache-Control": _header("public, max-age=3600", "Cache for an hour."),
+                        "ETag": _header(None, "The file's version."),
+                    },
+                    "content": {SCRIPT_MEDIA_TYPE: {"schema": {"type": "string"}}},
+                },
+                "304": {"description": "The cached copy named by `If-None-Match` is current."},
+                "404": _json_answer("The file is not installed on this server.", "ErrorBody"),
+            },
+        }
+    }
+
+
+def _ref_parameter(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _ref_response(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+_DESCRIPTION: Final = (
+    "The job-status routes every immortus web adapter (Starlette/FastAPI, Flask, Django) mounts "
+    "under its prefix. Every route only reads. Any other method on a route (HEAD and OPTIONS "
+    "included) answers 405 with an `Allow` header, and a path under the prefix that is no route "
+    "answers 404; both with the JSON error body (`MethodNotAllowed`, `NotFound`). Error bodies "
+    "never carry a traceback. See docs/web.md and docs/security.md."
+)
+
+
+def openapi_document(prefix: str = "/immortus") -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of the routes mounted under ``prefix``.
+
+    A new dict at each call, which the caller may change. Never raises.
+    """
+    path = prefix.strip("/")
+    root = f"/{path}" if path else ""
+    paths: dict[str, Any] = {
+        f"{root}/verify": _batch(),
+        f"{root}/verify/{{job_id}}": _verify(
+            "Verify one job with the default strategy", "verify", with_class=False
+        ),
+        f"{root}/verify/{{job_id}}/{{job_class}}": _verify(
+            "Verify one job with its class's inline strategy", "verify_class", with_class=True
+        ),
+        f"{root}/stream/{{job_id}}": _stream(
+            "Follow one job as Server-Sent Events until it is completed",
+            "stream",
+            with_class=False,
+        ),
+        f"{root}/stream/{{job_id}}/{{job_class}}": _stream(
+            "Follow one job of a class as Server-Sent Events until it is completed",
+            "stream_class",
+            with_class=True,
+        ),
+    }
+    for kind, name in SCRIPTS.items():
+        paths[f"{root}/{name}"] = _script(name, kind)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "immortus verify API",
+            "version": "1",
+            "description": _DESCRIPTION,
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "parameters": _parameters(),
+            "responses": _responses(),
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the document as JSON (``python -m immortus.web.openapi [PREFIX]``); return 0."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    prefix = args[0] if args else "/immortus"
+    sys.stdout.write(json.dumps(openapi_document(prefix), indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
