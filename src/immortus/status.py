@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from immortus.exceptions import InvalidProgress, InvalidState
 
-__all__ = ["RESERVED_KEYS", "JobError", "JobStatus", "Progress", "State", "isoformat"]
+__all__ = ["BODY_KEYS", "RESERVED_KEYS", "JobError", "JobStatus", "Progress", "State", "isoformat"]
 
 #: Longest progress message kept; longer ones are refused, not silently cut.
 MAX_MESSAGE_LENGTH: Final = 1000
@@ -186,23 +186,23 @@ class JobError:
         return {"type": self.type, "message": self.message}
 
 
-#: Keys of the verify body that ``meta`` can never override.
-RESERVED_KEYS: Final = frozenset(
-    {
-        "job_id",
-        "job_class",
-        "status",
-        "completed",
-        "success",
-        "progress",
-        "error",
-        "attempts",
-        "enqueued_at",
-        "started_at",
-        "finished_at",
-        "certain",
-    }
+#: The keys every verify body has, in the order of DESIGN §3.
+BODY_KEYS: Final = (
+    "job_id",
+    "job_class",
+    "status",
+    "completed",
+    "success",
+    "progress",
+    "error",
+    "attempts",
+    "enqueued_at",
+    "started_at",
+    "finished_at",
+    "certain",
 )
+#: Keys of the verify body that ``meta`` can never override.
+RESERVED_KEYS: Final = frozenset(BODY_KEYS)
 
 
 def isoformat(moment: datetime | None) -> str | None:

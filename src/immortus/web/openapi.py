@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from immortus.status import (
+    BODY_KEYS,
     MAX_ERROR_MESSAGE_LENGTH,
     MAX_ERROR_TYPE_LENGTH,
     MAX_MESSAGE_LENGTH,
@@ -109,20 +110,7 @@ def _schemas() -> dict[str, Any]:
                 "A job's status (DESIGN §3). The job's `meta` keys are merged at the top level "
                 "as additional properties; the keys below always win."
             ),
-            "required": [
-                "job_id",
-                "job_class",
-                "status",
-                "completed",
-                "success",
-                "progress",
-                "error",
-                "attempts",
-                "enqueued_at",
-                "started_at",
-                "finished_at",
-                "certain",
-            ],
+            "required": list(BODY_KEYS),
             "properties": {
                 "job_id": {"type": "string"},
                 "job_class": _nullable({"type": "string"}),
