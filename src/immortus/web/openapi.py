@@ -288,6 +288,19 @@ def _responses() -> dict[str, Any]:
             "headers": stream_headers,
             "content": {_EVENT_STREAM: {"schema": _ref("StreamEvent")}},
         },
+        "StreamNotFound": {
+            "description": (
+                "The stream's 404: one `event: error` frame with the unknown body, as for the "
+                "Stream answer; or, when the server's router cannot match the path at all (a "
+                "job id holding a line break, under Starlette), the JSON 404 of a path under "
+                "the prefix that is no route."
+            ),
+            "headers": {"Cache-Control": _NO_STORE, "X-Content-Type-Options": _NOSNIFF},
+            "content": {
+                _EVENT_STREAM: {"schema": _ref("StreamEvent")},
+                _JSON: {"schema": _ref("NotFoundBody")},
+            },
+        },
     }
 
 
@@ -356,7 +369,10 @@ def _stream(summary: str, operation_id: str, *, with_class: bool) -> dict[str, A
             "operationId": operation_id,
             "summary": summary,
             "parameters": [*params, _ref_parameter("Token")],
-            "responses": dict.fromkeys(("200", "400", "404", "500", "503"), stream),
+            "responses": {
+                **dict.fromkeys(("200", "400", "500", "503"), stream),
+                "404": _ref_response("StreamNotFound"),
+            },
         }
     }
 
