@@ -262,15 +262,9 @@ class Verifier:
         The first poll happens here, blocking: for WSGI servers. ASGI servers use
         :meth:`astream`.
         """
-        refused = self._refusal(job_id, job_class, token, subject)
-        first = refused or self._fetch(job_id, job_class)
-        return StreamResponse(
-            first,
-            partial(self._fetch, job_id, job_class),
-            interval=interval,
-            heartbeat=heartbeat,
-            give_up_after=give_up_after,
-        )
+        first = self.verify(job_id, job_class, token, subject=subject)
+        pace = {"interval": interval, "heartbeat": heartbeat, "give_up_after": give_up_after}
+        return self._stream(first, job_id, job_class, **pace)
 
     async def astream(
         self,
@@ -283,15 +277,20 @@ class Verifier:
         heartbeat: float = 15.0,
         give_up_after: float = 60.0,
     ) -> StreamResponse:
-        """Async twin of :meth:`stream`: the first poll runs in a worker thread."""
+        """Async twin of :meth:`stream`: the first poll is :meth:`averify`'s."""
         first = await self.averify(job_id, job_class, token, subject=subject)
-        return StreamResponse(
-            first,
-            partial(self._fetch, job_id, job_class),
-            interval=interval,
-            heartbeat=heartbeat,
-            give_up_after=give_up_after,
-        )
+        pace = {"interval": interval, "heartbeat": heartbeat, "give_up_after": give_up_after}
+        return self._stream(first, job_id, job_class, **pace)
+
+    def _stream(
+        self,
+        first: WebResponse,
+        job_id: str,
+        job_class: str | None,
+        **pace: float,
+    ) -> StreamResponse:
+        """Return the stream that opens with ``first``, then polls :meth:`_fetch` at ``pace``."""
+        return StreamResponse(first, partial(self._fetch, job_id, job_class), **pace)
 
     # -- render ----------------------------------------------------------------------------
 
