@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from tests.support import signal_handlers_kept
+
 import immortus
 from bench.common import BenchError, log
 from immortus.status import JobStatus, State
@@ -149,17 +151,6 @@ def _private_redis(url: str | None) -> Iterator[str]:
         yield server.url
 
 
-@contextlib.contextmanager
-def _signals_kept() -> Iterator[None]:
-    """Restore SIGINT and SIGTERM handlers after an in-process RQ worker replaced them."""
-    kept = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in kept.items():
-            signal.signal(number, handler)
-
-
 def rq_section(folder: Path, options: Options) -> Section:
     """Measure RQ: ``rounds`` interleaved runs of ``jobs`` no-op jobs, untracked and tracked.
 
@@ -236,7 +227,7 @@ class _RQBench:
             worker = SimpleWorker([queue], connection=self.connection)
             if tracked:
                 install(worker)
-            with _signals_kept():
+            with signal_handlers_kept():
                 worker.work(burst=True, logging_level="WARNING")
         rate = self.jobs / (time.perf_counter() - start)
         cpu_rate = self.jobs / (time.process_time() - cpu)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -57,3 +58,14 @@ def import_error_without(module: str, *packages: str) -> str:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     return result.stdout.strip()
+
+
+@contextmanager
+def signal_handlers_kept() -> Iterator[None]:
+    """Restore the SIGINT and SIGTERM handlers that an in-process worker (RQ's) replaces."""
+    kept = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in kept.items():
+            signal.signal(number, handler)

@@ -49,7 +49,7 @@ from tests.queues.scenarios import QueueHarness, QueueScenarios, wait_for, wait_
 from tests.queues.stores import dead_store_url, tracking_into_sqlite
 from tests.queues.workers import WorkerProcess, running_worker, worker_environment
 from tests.services import free_port
-from tests.support import import_error_without, modules_loaded_by
+from tests.support import import_error_without, modules_loaded_by, signal_handlers_kept
 
 #: The Redis database RQ uses in these tests; the session's other tests use database 0.
 RQ_DB = 3
@@ -340,17 +340,6 @@ def test_a_synchronous_queue_runs_the_hooks_in_the_calling_process(harness: RQHa
     assert status.enqueued_at is not None
     assert status.progress is not None
     assert status.progress.percent == 100.0
-
-
-@contextmanager
-def signal_handlers_kept() -> Iterator[None]:
-    """Restore the handlers an in-process RQ worker installs for SIGINT and SIGTERM."""
-    kept = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in kept.items():
-            signal.signal(number, handler)
 
 
 def test_a_job_returning_retry_is_retrying_then_failed(harness: RQHarness) -> None:

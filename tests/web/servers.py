@@ -8,17 +8,18 @@ the test if it did not stop.
 
 from __future__ import annotations
 
+import logging
 import socket
 import socketserver
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
 
 from tests.services.base import HOST, wait_until
 
-__all__ = ["serve_asgi", "serve_wsgi"]
+__all__ = ["serve_asgi", "serve_werkzeug", "serve_wsgi"]
 
 #: Generous: the machine may be loaded.
 TIMEOUT = 10.0
@@ -77,3 +78,21 @@ def serve_wsgi(server: socketserver.TCPServer) -> Iterator[str]:
         server.server_close()
         thread.join(TIMEOUT)
     assert not thread.is_alive(), "the WSGI server did not stop"
+
+
+@contextmanager
+def serve_werkzeug(app: Callable[..., Iterable[bytes]]) -> Iterator[str]:
+    """Serve the WSGI ``app`` (a Flask app) with Werkzeug's threaded server; yield its URL.
+
+    Werkzeug's log line per request is quieted while it serves.
+    """
+    from werkzeug.serving import make_server
+
+    werkzeug_log = logging.getLogger("werkzeug")
+    level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.WARNING)
+    try:
+        with serve_wsgi(make_server(HOST, 0, app, threaded=True)) as url:
+            yield url
+    finally:
+        werkzeug_log.setLevel(level)

@@ -13,11 +13,9 @@ import hmac
 import io
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import django
 
@@ -30,7 +28,6 @@ from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import HttpRequest  # noqa: E402
 from django.urls import reverse  # noqa: E402
@@ -46,6 +43,7 @@ from immortus.web.django.settings import (  # noqa: E402
     immortus_settings,
 )
 from tests.support import import_error_without, modules_loaded_by  # noqa: E402
+from tests.web.django_server import serve_django  # noqa: E402
 from tests.web.http_contract import (  # noqa: E402
     REPORT,
     SECRET,
@@ -55,7 +53,7 @@ from tests.web.http_contract import (  # noqa: E402
     frames_of,
     token_of_rendered_job,
 )
-from tests.web.servers import serve_asgi, serve_wsgi  # noqa: E402
+from tests.web.servers import serve_asgi  # noqa: E402
 from tests.web.tracing import TracingVerifier, WSGIBodyMeter  # noqa: E402
 
 assert settings.ROOT_URLCONF == "tests.web.django_project.urls", (
@@ -73,30 +71,13 @@ EVIL = "http://evil.example"
 # -- the servers -----------------------------------------------------------------------------
 
 
-class QuietHandler(WSGIRequestHandler):
-    """Django's development request handler, without its access log."""
-
-    def log_message(self, format: str, *args: Any) -> None:  # the base's name
-        pass
-
-
-class QuietServer(ThreadedWSGIServer):
-    """Django's threaded WSGI server; a client leaving mid-stream is not worth a log line."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 METER = WSGIBodyMeter(get_wsgi_application())
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """Django's threaded WSGI server of ``METER(app)``."""
-    server = QuietServer(("127.0.0.1", 0), QuietHandler)
-    server.set_app(METER)
-    with serve_wsgi(server) as url:
+    with serve_django(METER) as url:
         yield url
 
 

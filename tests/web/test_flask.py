@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from flask import Flask, Response, jsonify, request, url_for
-from werkzeug.serving import make_server
 
 import immortus
 from immortus import JobStatus, State, lifecycle
@@ -28,7 +25,7 @@ from tests.web.http_contract import (
     frames_of,
     token_of_rendered_job,
 )
-from tests.web.servers import serve_wsgi
+from tests.web.servers import serve_werkzeug
 from tests.web.tracing import TracingVerifier, WSGIBodyMeter
 
 # -- what a user writes (docs/flask.md shows the same) -----------------------------------
@@ -82,23 +79,10 @@ METER = WSGIBodyMeter(APP.wsgi_app)
 APP.wsgi_app = METER  # type: ignore[method-assign]
 
 
-@contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """Serve ``app`` with a threaded Werkzeug server (no log line per request); yield its URL."""
-    werkzeug_log = logging.getLogger("werkzeug")
-    level = werkzeug_log.level
-    werkzeug_log.setLevel(logging.WARNING)
-    try:
-        with serve_wsgi(make_server("127.0.0.1", 0, app, threaded=True)) as url:
-            yield url
-    finally:
-        werkzeug_log.setLevel(level)
-
-
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """The Werkzeug server of ``APP``."""
-    with serving(APP) as url:
+    with serve_werkzeug(APP) as url:
         yield url
 
 
@@ -219,7 +203,7 @@ class TestFlask(ContractFixtures):
         with app.test_request_context():
             assert url_for("immortus.verify", job_id="a") == "/verify/a"
             assert url_for("immortus.script") == "/immortus.js"
-        with serving(app) as url:
+        with serve_werkzeug(app) as url:
             assert body_of(httpx.get(f"{url}/verify/job-1"))["status"] == "started"
             assert httpx.put(f"{url}/verify/job-1").status_code == 405
             elsewhere = httpx.get(f"{url}/nothing")

@@ -10,11 +10,10 @@ refuses, and must carry no traceback. The runs are derandomized: the same inputs
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ django.setup()
 import pytest  # noqa: E402
 import requests  # noqa: E402
 import schemathesis  # noqa: E402
-from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from flask import Flask  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -40,14 +38,14 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 from starlette.applications import Starlette  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
 
 import immortus  # noqa: E402
 from immortus import JobError, Progress, config, lifecycle  # noqa: E402
 from immortus.web.asgi import immortus_routes  # noqa: E402
 from immortus.web.flask import immortus_blueprint  # noqa: E402
 from immortus.web.openapi import openapi_document  # noqa: E402
-from tests.web.servers import serve_asgi, serve_wsgi  # noqa: E402
+from tests.web.django_server import serve_django  # noqa: E402
+from tests.web.servers import serve_asgi, serve_werkzeug  # noqa: E402
 
 DOCUMENT = openapi_document()
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
@@ -89,35 +87,18 @@ FUZZ = settings(
 # -- the servers -----------------------------------------------------------------------------
 
 
-class QuietHandler(WSGIRequestHandler):
-    """Django's development request handler, without its access log."""
-
-    def log_message(self, format: str, *args: Any) -> None:  # the base's name
-        pass
-
-
 def _starlette() -> AbstractContextManager[str]:
     return serve_asgi(Starlette(routes=[immortus_routes()]))
 
 
-@contextmanager
-def _flask() -> Iterator[str]:
+def _flask() -> AbstractContextManager[str]:
     app = Flask(__name__)
     app.register_blueprint(immortus_blueprint())
-    werkzeug_log = logging.getLogger("werkzeug")
-    level = werkzeug_log.level
-    werkzeug_log.setLevel(logging.WARNING)
-    try:
-        with serve_wsgi(make_server("127.0.0.1", 0, app, threaded=True)) as url:
-            yield url
-    finally:
-        werkzeug_log.setLevel(level)
+    return serve_werkzeug(app)
 
 
 def _django() -> AbstractContextManager[str]:
-    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
-    server.set_app(get_wsgi_application())
-    return serve_wsgi(server)
+    return serve_django(get_wsgi_application())
 
 
 SERVERS: dict[str, Callable[[], AbstractContextManager[str]]] = {
