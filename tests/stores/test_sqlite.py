@@ -322,6 +322,18 @@ def test_get_many_reads_in_chunks(store: SQLiteStore) -> None:
     store._connection().set_trace_callback(None)
     assert set(found) == {f"j{index}" for index in range(0, 2000, 2)}
     assert sum(sql.startswith("SELECT") for sql in statements) == 3  # 900 + 900 + 200 ids
+    assert statements[0].startswith("BEGIN")  # one snapshot across the three
+
+
+def test_get_many_of_one_chunk_is_one_statement(store: SQLiteStore) -> None:
+    store.record(event(EventKind.ENQUEUED, "a"))
+    statements: list[str] = []
+    store._connection().set_trace_callback(statements.append)
+    found = store.get_many(["a", "b"])
+    store._connection().set_trace_callback(None)
+    assert set(found) == {"a"}
+    assert len(statements) == 1
+    assert statements[0].startswith("SELECT")
 
 
 def _plans(store: SQLiteStore, path: Path, call: Callable[[], object]) -> list[str]:

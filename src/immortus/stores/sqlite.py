@@ -349,8 +349,9 @@ class SQLiteStore(Store):
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the known statuses among ``job_ids`` in one query per 900 ids.
 
-        The queries share one read transaction, so the answer is one consistent snapshot.
-        See :meth:`Store.get_many`.
+        The answer is one consistent snapshot: a single query is its own, and more share one
+        read transaction (a single query, the common case, needs none). See
+        :meth:`Store.get_many`.
 
         Raises:
             InvalidJobId: an id is malformed (checked before any I/O).
@@ -360,16 +361,20 @@ class SQLiteStore(Store):
         ids = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
         if not ids:
             return {}
-        rows: list[Any] = []
+        chunks = [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
         with self._translate():
             connection = self._connection()
-            with _transaction(connection, "DEFERRED"):
-                now = time.time()
-                for start in range(0, len(ids), _CHUNK):
-                    chunk = ids[start : start + _CHUNK]
-                    marks = ", ".join("?" * len(chunk))
-                    sql = f"{_SELECT} WHERE job_id IN ({marks}) AND {_LIVE}"
-                    rows.extend(connection.execute(sql, (*chunk, now)).fetchall())
+            now = time.time()
+
+            def select(chunk: list[str]) -> list[Any]:
+                sql = f"{_SELECT} WHERE job_id IN ({', '.join('?' * len(chunk))}) AND {_LIVE}"
+                return connection.execute(sql, (*chunk, now)).fetchall()
+
+            if len(chunks) == 1:
+                rows = select(chunks[0])
+            else:
+                with _transaction(connection, "DEFERRED"):
+                    rows = [row for chunk in chunks for row in select(chunk)]
         return {row[0]: _decode(row) for row in rows}
 
     def list_jobs(
