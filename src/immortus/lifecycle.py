@@ -30,6 +30,7 @@ __all__ = [
     "job_enqueued",
     "job_failed",
     "job_finished",
+    "job_lost",
     "job_meta",
     "job_progress",
     "job_retrying",
@@ -176,6 +177,20 @@ def job_failed(
 def job_cancelled(job_id: str, job_class: str | None = None) -> bool:
     """Report that the job was cancelled, revoked or stopped."""
     return _emit("job_cancelled", job_id, job_class)
+
+
+def job_lost(
+    job_id: str,
+    error: BaseException | JobError | None = None,
+    job_class: str | None = None,
+    *,
+    attempt: int | None = None,
+) -> bool:
+    """Report that the job's worker died mid-attempt (``error`` says how) and no retry is coming.
+
+    Only a ``started`` job can be lost; a later event from a worker (a redelivery) overrides it.
+    """
+    return _emit("job_lost", job_id, job_class, _as_error(error), attempt=attempt)
 
 
 def job_meta(job_id: str, meta: Mapping[str, Any], job_class: str | None = None) -> bool:

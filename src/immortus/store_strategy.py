@@ -159,6 +159,18 @@ class StoreStrategy(TrackingStrategy):
         """Record that the job was cancelled."""
         self._record(EventKind.CANCELLED, job_id, at, job_class=job_class)
 
+    def job_lost(
+        self,
+        job_id: str,
+        error: JobError | None = None,
+        *,
+        job_class: str | None = None,
+        attempt: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record that the job's worker died mid-attempt (only a ``started`` job is lost)."""
+        self._record(EventKind.LOST, job_id, at, job_class=job_class, attempt=attempt, error=error)
+
     def job_meta(
         self,
         job_id: str,

@@ -51,6 +51,7 @@ CALLBACKS = (
     "job_finished",
     "job_failed",
     "job_cancelled",
+    "job_lost",
     "job_meta",
 )
 
@@ -168,6 +169,14 @@ class TrackingStrategy:
 
     def job_cancelled(self, job_id: str) -> None:
         """Called where the cancellation happened (web process or worker) when it is cancelled."""
+
+    def job_lost(self, job_id: str, error: JobError | None = None) -> None:
+        """Called when the job's worker died mid-attempt and no retry is coming.
+
+        Called by a queue's own "worker lost" signal (Celery's ``WorkerLostError``, RQ's killed
+        work horse), in whichever process noticed; the store strategy's heartbeat reaches the
+        same conclusion without one. A later event from a worker (a redelivery) overrides it.
+        """
 
     def job_meta(self, job_id: str, meta: Mapping[str, Any]) -> None:
         """Called in the worker when the job adds meta with :func:`immortus.update_meta`."""

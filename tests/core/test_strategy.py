@@ -207,3 +207,25 @@ def test_a_failing_callback_is_logged_and_never_reaches_the_job(
     assert any("Exploding.job_started('j') failed" in message for message in messages)
     assert any("Exploding.job_finished('j') failed" in message for message in messages)
     assert all(record.exc_info for record in caplog.records)
+
+
+def test_job_lost_marks_a_running_job_lost_and_a_redelivery_starts_it_again() -> None:
+    immortus.configure(store="memory://")
+    lifecycle.job_started("lost-1", "jobs.lost", attempt=1)
+    assert lifecycle.job_lost("lost-1", RuntimeError("worker killed"), "jobs.lost", attempt=1)
+    lost = immortus.status("lost-1")
+    assert (lost.state, lost.completed, lost.success) == (State.LOST, True, False)
+    assert lost.error is not None
+    assert (lost.error.type, lost.error.message) == ("RuntimeError", "worker killed")
+
+    lifecycle.job_started("lost-1", "jobs.lost", attempt=2)
+    again = immortus.status("lost-1")
+    assert (again.state, again.attempts, again.error) == (State.STARTED, 2, None)
+
+
+def test_job_lost_never_overrides_an_ending() -> None:
+    immortus.configure(store="memory://")
+    lifecycle.job_started("lost-2")
+    lifecycle.job_finished("lost-2")
+    lifecycle.job_lost("lost-2", RuntimeError("late news of a dead worker"))
+    assert immortus.status("lost-2").state is State.FINISHED
