@@ -332,6 +332,24 @@ def test_prune_deletes_expired_records(url: str, capsys: pytest.CaptureFixture[s
     assert run(capsys, "--store", url, "status", "kept")[0] == 0
 
 
+def test_prune_first_records_the_jobs_whose_heartbeat_stopped(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    for job_id in ("dead-1", "dead-2"):  # their workers' leases ran out a second ago
+        lifecycle.job_started(job_id, JOB_CLASS, alive_until=past)
+    started("alive")
+    assert immortus.status("dead-1").state == "lost"  # presumed by every read already
+    code, out, _ = run(capsys, "--store", url, "prune")
+    assert (code, out.splitlines()) == (
+        0,
+        ["recorded 2 jobs lost: no heartbeat from the worker", "pruned 0 expired job records"],
+    )
+    assert run(capsys, "--store", url, "prune")[1].strip() == "pruned 0 expired job records"
+    assert immortus.status("dead-2").error is not None
+    assert immortus.status("alive").state == "started"
+
+
 # -- watch, in-process -------------------------------------------------------------------------
 
 

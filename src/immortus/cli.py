@@ -155,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help='print {"jobs": [...], "next_cursor": ...}'
     )
 
-    command("prune", _prune, "Delete the records of jobs whose retention has expired.")
+    command(
+        "prune",
+        _prune,
+        "Record lost the running jobs whose worker stopped heart-beating, then delete the "
+        "records of jobs whose retention has expired.",
+    )
 
     demo = command(
         "demo",
@@ -329,7 +334,11 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     _configure(args)
-    count = _store().prune()
+    store = _store()
+    lost = store.reap_lost()  # first: a reaped record's retention starts now
+    if lost:
+        print(f"recorded {lost} job{'' if lost == 1 else 's'} lost: no heartbeat from the worker")
+    count = store.prune()
     print(f"pruned {count} expired job record{'' if count == 1 else 's'}")
     return EXIT_OK
 

@@ -1,9 +1,11 @@
 """The one configuration object, and :func:`configure` to set it.
 
 Settings come from :func:`configure` (framework integrations translate their own settings into a
-call to it) and, for the store, from the ``IMMORTUS_STORE`` environment variable. Until
-``configure`` is called, immortus tracks into an SQLite file in the working directory, so web and
-worker processes started from the same project directory share it with no set-up.
+call to it) and, for the store and the heartbeat, from environment variables
+(``IMMORTUS_STORE``, ``IMMORTUS_HEARTBEAT_INTERVAL``, ``IMMORTUS_HEARTBEAT_TIMEOUT``), so that a
+worker started by a queue's own command can be set up without code. Until ``configure`` is
+called, immortus tracks into an SQLite file in the working directory, so web and worker
+processes started from the same project directory share it with no set-up.
 """
 
 from __future__ import annotations
@@ -27,10 +29,65 @@ __all__ = ["DEFAULT_STORE_URL", "Config", "configure", "get_config", "get_store"
 DEFAULT_STORE_URL: Final = "sqlite:///immortus.sqlite3"
 #: The environment variable that names the store URL.
 STORE_ENV: Final = "IMMORTUS_STORE"
+#: The environment variable that sets ``heartbeat_interval`` (seconds, or ``off``).
+HEARTBEAT_INTERVAL_ENV: Final = "IMMORTUS_HEARTBEAT_INTERVAL"
+#: The environment variable that sets ``heartbeat_timeout`` (seconds).
+HEARTBEAT_TIMEOUT_ENV: Final = "IMMORTUS_HEARTBEAT_TIMEOUT"
+#: Seconds between two heartbeats of a worker process, unless configured.
+DEFAULT_HEARTBEAT_INTERVAL: Final = 10.0
+#: Seconds without a heartbeat after which a running job reads ``lost``, unless configured.
+DEFAULT_HEARTBEAT_TIMEOUT: Final = 60.0
+_OFF: Final = frozenset({"off", "none"})
 
 
 def _store_from_environment() -> str:
     return os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+
+
+def _seconds_from_environment(name: str, default: float) -> float | None:
+    """Read a number of seconds (or ``off``, read as ``None``) from the variable ``name``.
+
+    Raises:
+        ConfigurationError: the variable holds something else.
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if text.lower() in _OFF:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}={text!r} is not a number of seconds (nor 'off')"
+        ) from None
+
+
+def _interval_from_environment() -> float | None:
+    return _seconds_from_environment(HEARTBEAT_INTERVAL_ENV, DEFAULT_HEARTBEAT_INTERVAL)
+
+
+def _timeout_from_environment() -> float:
+    timeout = _seconds_from_environment(HEARTBEAT_TIMEOUT_ENV, DEFAULT_HEARTBEAT_TIMEOUT)
+    if timeout is None:
+        raise ConfigurationError(
+            f"{HEARTBEAT_TIMEOUT_ENV} cannot be 'off'; set {HEARTBEAT_INTERVAL_ENV}=off to "
+            "disable heartbeats"
+        )
+    return timeout
+
+
+def _check_seconds(name: str, value: object) -> float:
+    """Return ``value`` if it is a finite number of seconds above 0.
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{name} must be > 0, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +111,18 @@ class Config:
     secret_key: str | bytes | None = field(default=None, repr=False)
     #: How long a job token stays valid after it is signed, in seconds.
     token_max_age: float = 86400
+    #: How many tracking events a process holds in memory, per store, while the store is
+    #: unreachable; they are written in order when it is back (:mod:`immortus.outbox`). Past
+    #: it the oldest progress and meta events are dropped first. ``0``: hold none (log, lose).
+    outbox_limit: int = 10_000
+    #: Seconds between two heartbeats of a worker process: one store write per interval for all
+    #: the jobs it runs, which keeps them ``started``. ``None`` disables heartbeats (and lost
+    #: detection) for the jobs this process starts. Default: ``IMMORTUS_HEARTBEAT_INTERVAL``
+    #: (``off`` for ``None``), else 10.
+    heartbeat_interval: float | None = field(default_factory=_interval_from_environment)
+    #: Seconds without a heartbeat after which a running job reads ``lost``; at least twice
+    #: ``heartbeat_interval``. Default: ``IMMORTUS_HEARTBEAT_TIMEOUT``, else 60.
+    heartbeat_timeout: float = field(default_factory=_timeout_from_environment)
 
     def __post_init__(self) -> None:
         if self.store is not None and not isinstance(self.store, str | Store):
@@ -82,6 +151,18 @@ class Config:
             raise ConfigurationError("token_max_age must be a number of seconds")
         if not (math.isfinite(max_age) and max_age > 0):
             raise ConfigurationError(f"token_max_age must be > 0, not {max_age!r}")
+        if type(self.outbox_limit) is not int or self.outbox_limit < 0:
+            raise ConfigurationError(
+                f"outbox_limit must be a whole number of events from 0, not {self.outbox_limit!r}"
+            )
+        timeout = _check_seconds("heartbeat_timeout", self.heartbeat_timeout)
+        if self.heartbeat_interval is not None:
+            interval = _check_seconds("heartbeat_interval", self.heartbeat_interval)
+            if timeout < 2 * interval:
+                raise ConfigurationError(
+                    f"heartbeat_timeout ({timeout:g} s) must be at least twice heartbeat_interval "
+                    f"({interval:g} s), so that one late beat does not make a job lost"
+                )
 
 
 class _Settings:

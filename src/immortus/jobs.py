@@ -24,7 +24,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from immortus import config, lifecycle, registry
+from immortus import config, heartbeat, lifecycle, registry
 from immortus.exceptions import ConfigurationError, NotInJob
 from immortus.status import JobError, Progress
 from immortus.validation import check_meta
@@ -202,15 +202,21 @@ class Attempt:
     and makes the job no longer current (:meth:`leave` does the latter alone). Ending twice
     reports nothing more. Tracking problems are logged, never raised: a queue hook never breaks
     the job.
+
+    While the attempt runs, this process's heartbeat keeps it ``started`` (its ``started``
+    event carries the first lease; see :mod:`immortus.heartbeat`); ending it, in any of the
+    four ways, stops that.
     """
 
-    __slots__ = ("_ended", "_token", "job")
+    __slots__ = ("_ended", "_registration", "_token", "job")
 
     def __init__(self, job: JobContext) -> None:
         self.job = job
         self._token: Token[JobContext | None] | None = _current.set(job)
         self._ended = False
-        lifecycle.job_started(job.job_id, job.job_class, attempt=job.attempt)
+        self._registration = heartbeat.watch(job.job_id, job.job_class)
+        lease = None if self._registration is None else self._registration.alive_until
+        lifecycle.job_started(job.job_id, job.job_class, attempt=job.attempt, alive_until=lease)
 
     def finish(self) -> None:
         """Report that the attempt succeeded: the job is ``finished``."""
@@ -241,6 +247,7 @@ class Attempt:
         if self._ended:
             return False
         self._ended = True
+        heartbeat.unwatch(self._registration)
         _flush_progress(self.job)
         token, self._token = self._token, None
         if token is not None:

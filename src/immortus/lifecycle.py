@@ -17,6 +17,7 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from immortus.finder import find_strategy
@@ -135,9 +136,19 @@ def job_enqueued(job_id: str, job_class: str | None = None) -> bool:
     return _emit("job_enqueued", job_id, job_class)
 
 
-def job_started(job_id: str, job_class: str | None = None, *, attempt: int | None = None) -> bool:
-    """Report that a worker began an attempt of the job."""
-    return _emit("job_started", job_id, job_class, attempt=attempt)
+def job_started(
+    job_id: str,
+    job_class: str | None = None,
+    *,
+    attempt: int | None = None,
+    alive_until: datetime | None = None,
+) -> bool:
+    """Report that a worker began an attempt of the job.
+
+    ``alive_until`` is the worker's heartbeat lease (:mod:`immortus.heartbeat`): the job reads
+    ``lost`` after it unless the worker beats again. Only callbacks that declare it get it.
+    """
+    return _emit("job_started", job_id, job_class, attempt=attempt, alive_until=alive_until)
 
 
 def job_progress(

@@ -4,9 +4,11 @@ It works for every queue, adds progress, meta and errors where a queue keeps non
 "never heard of" (``unknown``) from "waiting" (``created``). It is what immortus infers for jobs
 whose queue keeps no state of its own, and for jobs immortus runs itself.
 
-Each callback writes one event with :meth:`Store.record`; a store that cannot be reached raises
-:class:`~immortus.exceptions.StoreUnavailable`, which :func:`immortus.lifecycle.notify` logs
-without disturbing the job.
+Each callback writes one event with :meth:`Store.record`. When the store cannot be reached
+(:class:`~immortus.exceptions.StoreUnavailable`), the event waits in the store's outbox and is
+written, in order, when the store is back (:mod:`immortus.outbox`); with the outbox off
+(``outbox_limit=0``) the error reaches :func:`immortus.lifecycle.notify`, which logs it without
+disturbing the job.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from immortus import config
+from immortus import config, outbox
 from immortus.exceptions import ConfigurationError
 from immortus.status import JobError, JobStatus, Progress
 from immortus.stores.base import Store
@@ -76,7 +78,8 @@ class StoreStrategy(TrackingStrategy):
         return {job_id: found.get(job_id) or JobStatus.unknown(job_id) for job_id in job_ids}
 
     def _record(self, kind: EventKind, job_id: str, at: datetime | None, **fields: Any) -> None:
-        self.store.record(Event(kind=kind, job_id=job_id, at=at or utcnow(), **fields))
+        """Write one event; while the store is away it waits in the store's outbox."""
+        outbox.record(self.store, Event(kind=kind, job_id=job_id, at=at or utcnow(), **fields))
 
     def job_enqueued(
         self, job_id: str, *, job_class: str | None = None, at: datetime | None = None
@@ -91,9 +94,30 @@ class StoreStrategy(TrackingStrategy):
         job_class: str | None = None,
         attempt: int | None = None,
         at: datetime | None = None,
+        alive_until: datetime | None = None,
     ) -> None:
-        """Record that an attempt began."""
-        self._record(EventKind.STARTED, job_id, at, job_class=job_class, attempt=attempt)
+        """Record that an attempt began; ``alive_until`` is its worker's heartbeat lease."""
+        self._record(
+            EventKind.STARTED,
+            job_id,
+            at,
+            job_class=job_class,
+            attempt=attempt,
+            alive_until=alive_until,
+        )
+
+    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
+        """Extend the heartbeat lease of the running jobs among ``job_ids``; see ``Store.beat``.
+
+        Called by the worker process's heartbeat (:mod:`immortus.heartbeat`), once per interval
+        with every job of this strategy's store that the process runs.
+
+        Raises:
+            ConfigurationError: no store is given and store tracking is disabled.
+            NotImplementedError: the store keeps no leases (``Store.supports_heartbeat``).
+            StoreUnavailable: the store cannot be reached.
+        """
+        return self.store.beat(job_ids, alive_until)
 
     def job_progress(
         self,

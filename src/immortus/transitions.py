@@ -68,9 +68,14 @@ class Event:
     ``attempt`` is the queue's own attempt number (1 for the first run) when it knows it; without
     it, each ``started`` counts one more attempt.
 
+    ``alive_until`` is the worker's lease on a running job (see :mod:`immortus.heartbeat`): until
+    then the job reads ``started``; after it, unless a heartbeat extended it, ``lost``. Stores
+    keep it beside the status (it is not part of :class:`JobStatus`, and :func:`apply` ignores
+    it); it matters only on an event that leaves the job ``started``.
+
     Raises:
-        InvalidInput: the job id or class is malformed, ``attempt`` is below 1, or the payload
-            the kind needs (``progress``, ``meta``) is missing.
+        InvalidInput: the job id or class is malformed, ``attempt`` is below 1, a time is not
+            timezone-aware, or the payload the kind needs (``progress``, ``meta``) is missing.
     """
 
     kind: EventKind
@@ -81,6 +86,7 @@ class Event:
     progress: Progress | None = None
     error: JobError | None = None
     meta: Mapping[str, Any] | None = None
+    alive_until: datetime | None = None
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
@@ -88,6 +94,8 @@ class Event:
             check_job_class(self.job_class)
         if self.at.tzinfo is None:
             raise InvalidInput("event time must be timezone-aware")
+        if self.alive_until is not None and self.alive_until.tzinfo is None:
+            raise InvalidInput("alive_until must be timezone-aware")
         if self.attempt is not None and (isinstance(self.attempt, bool) or self.attempt < 1):
             raise InvalidInput(f"attempt must be a whole number from 1, not {self.attempt!r}")
         if self.kind is EventKind.PROGRESS and self.progress is None:

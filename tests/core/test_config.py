@@ -72,3 +72,74 @@ def test_missing_dependency_names_the_pip_command() -> None:
     assert 'pip install "immortus[redis]"' in str(error)
     assert isinstance(error, ImportError)
     assert isinstance(error, ConfigurationError)
+
+
+# -- the heartbeat -----------------------------------------------------------------------------
+
+
+def test_heartbeat_defaults() -> None:
+    settings = immortus.get_config()
+    assert (settings.heartbeat_interval, settings.heartbeat_timeout) == (10.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"heartbeat_interval": 0}, "heartbeat_interval must be > 0"),
+        ({"heartbeat_interval": -1}, "heartbeat_interval must be > 0"),
+        ({"heartbeat_interval": float("nan")}, "heartbeat_interval must be > 0"),
+        ({"heartbeat_interval": float("inf")}, "heartbeat_interval must be > 0"),
+        ({"heartbeat_interval": True}, "heartbeat_interval must be a number"),
+        ({"heartbeat_interval": "10"}, "heartbeat_interval must be a number"),
+        ({"heartbeat_timeout": 0}, "heartbeat_timeout must be > 0"),
+        ({"heartbeat_timeout": None}, "heartbeat_timeout must be a number"),
+        ({"heartbeat_timeout": 19.9}, r"at least twice heartbeat_interval \(10 s\)"),
+        ({"heartbeat_interval": 5, "heartbeat_timeout": 9}, "at least twice"),
+    ],
+)
+def test_bad_heartbeat_settings_are_refused(settings: dict[str, object], match: str) -> None:
+    before = immortus.get_config()
+    with pytest.raises(ConfigurationError, match=match):
+        immortus.configure(**settings)
+    assert immortus.get_config() is before
+
+
+def test_heartbeat_settings_that_work() -> None:
+    assert (
+        immortus.configure(heartbeat_interval=0.2, heartbeat_timeout=0.4).heartbeat_timeout == 0.4
+    )
+    off = immortus.configure(heartbeat_interval=None, heartbeat_timeout=1)
+    assert (off.heartbeat_interval, off.heartbeat_timeout) == (None, 1)  # no interval to check
+
+
+def test_heartbeat_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMMORTUS_HEARTBEAT_INTERVAL", " 0.25 ")
+    monkeypatch.setenv("IMMORTUS_HEARTBEAT_TIMEOUT", "2")
+    config.reset()
+    settings = immortus.get_config()
+    assert (settings.heartbeat_interval, settings.heartbeat_timeout) == (0.25, 2.0)
+    monkeypatch.setenv("IMMORTUS_HEARTBEAT_INTERVAL", "OFF")
+    monkeypatch.setenv("IMMORTUS_HEARTBEAT_TIMEOUT", "")
+    config.reset()
+    settings = immortus.get_config()
+    assert (settings.heartbeat_interval, settings.heartbeat_timeout) == (None, 60.0)
+    assert immortus.configure(heartbeat_interval=1).heartbeat_interval == 1  # configure wins
+
+
+@pytest.mark.parametrize(
+    ("variables", "match"),
+    [
+        ({"IMMORTUS_HEARTBEAT_INTERVAL": "ten"}, "IMMORTUS_HEARTBEAT_INTERVAL='ten' is not a"),
+        ({"IMMORTUS_HEARTBEAT_TIMEOUT": "off"}, "IMMORTUS_HEARTBEAT_TIMEOUT cannot be 'off'"),
+        ({"IMMORTUS_HEARTBEAT_INTERVAL": "-1"}, "heartbeat_interval must be > 0"),
+        ({"IMMORTUS_HEARTBEAT_TIMEOUT": "5"}, "at least twice"),
+    ],
+)
+def test_bad_heartbeat_variables_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], match: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    config.reset()
+    with pytest.raises(ConfigurationError, match=match):
+        immortus.get_config()

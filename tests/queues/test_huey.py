@@ -218,7 +218,8 @@ def test_a_failing_store_breaks_neither_the_enqueue_nor_the_task(
     sqlite_harness: HueyHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
     harness = sqlite_harness
-    immortus.configure(store=RaisingStore())  # this process's store: every write fails
+    # This process's store: every write fails, and is logged (no outbox to hold it).
+    immortus.configure(store=RaisingStore(), outbox_limit=0)
     with caplog.at_level(logging.ERROR, logger="immortus"):
         job_id = harness.enqueue("steps")
     assert any("job_enqueued" in record.getMessage() for record in caplog.records)

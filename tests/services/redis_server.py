@@ -22,14 +22,19 @@ from tests.services.base import (
 
 
 class RedisServer(Server):
-    """A private ``redis-server`` on a free port of 127.0.0.1, without persistence."""
+    """A private ``redis-server`` on a free port of 127.0.0.1, without persistence.
+
+    With ``append_only``, it logs every write to an append-only file and fsyncs it before
+    answering (``appendfsync always``), so a kill() then start() keeps every acknowledged write.
+    """
 
     env_var = "IMMORTUS_TEST_REDIS_URL"
     name = "Redis"
 
-    def __init__(self, *, startup_timeout: float = 15.0) -> None:
+    def __init__(self, *, startup_timeout: float = 15.0, append_only: bool = False) -> None:
         super().__init__()
         self.startup_timeout = startup_timeout
+        self.append_only = append_only
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
@@ -84,7 +89,8 @@ class RedisServer(Server):
             "--bind", HOST,
             "--port", str(self.port),
             "--save", "",
-            "--appendonly", "no",
+            *(("--appendonly", "yes", "--appendfsync", "always") if self.append_only
+              else ("--appendonly", "no")),
             "--daemonize", "no",
             "--dir", str(self._dir),
             "--logfile", str(self._log),
@@ -123,7 +129,7 @@ class RedisServer(Server):
         self._reap(kill=False)
 
     def kill(self) -> None:
-        """Kill redis-server with SIGKILL; start() brings it back (empty: no persistence)."""
+        """Kill redis-server with SIGKILL; start() brings it back (empty unless append-only)."""
         self._require_managed("kill")
         self._reap(kill=True)
 

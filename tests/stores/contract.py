@@ -16,7 +16,7 @@ from typing import Protocol
 import pytest
 
 from immortus.exceptions import InvalidInput, InvalidJobId
-from immortus.status import JobError, JobStatus, Progress, State
+from immortus.status import JobError, JobStatus, Progress, State, isoformat
 from immortus.stores.base import DEFAULT_TTL, Store
 from immortus.transitions import Event, EventKind
 
@@ -41,6 +41,23 @@ def known(store: Store, job_id: str) -> JobStatus:
     status = store.get(job_id)
     assert status is not None, f"{job_id} should be known"
     return status
+
+
+def lease(seconds: float) -> datetime:
+    """A worker's lease ending ``seconds`` from now (in the past when negative)."""
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def ids(store: Store, state: State | None = None, *, limit: int = 50) -> list[str]:
+    """Every job id ``list_jobs`` gives for ``state``, page after page of ``limit``."""
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = store.list_jobs(state=state, limit=limit, cursor=cursor)
+        seen.extend(status.job_id for status in page.jobs)
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
 
 
 class StoreContract:
@@ -405,6 +422,250 @@ class StoreContract:
             pruner.join()
         assert errors == []
         store.prune(now=datetime.now(UTC) + timedelta(hours=2))
+        assert store.list_jobs().jobs == ()
+
+    # -- heartbeats: the lease of a running job -----------------------------------------------
+
+    @staticmethod
+    def _leased(store: Store) -> Store:
+        """The store, if it keeps leases (every built-in store does: see test_base)."""
+        if not store.supports_heartbeat:
+            pytest.skip(f"{type(store).__name__} declares supports_heartbeat = False")
+        return store
+
+    def test_a_running_job_with_a_live_lease_reads_started(self, store: Store) -> None:
+        self._leased(store)
+        store.record(event(EventKind.STARTED, "alive", alive_until=lease(3600)))
+        assert known(store, "alive").state is State.STARTED
+        assert ids(store, State.STARTED) == ["alive"]
+        assert ids(store, State.LOST) == []
+
+    def test_a_lapsed_lease_reads_lost_from_every_read(self, store: Store) -> None:
+        self._leased(store)
+        ended = lease(-5)
+        store.record(event(EventKind.ENQUEUED, "gone", job_class="reports.build", at=at(0)))
+        store.record(event(EventKind.STARTED, "gone", at=at(1), alive_until=lease(3600)))
+        store.record(event(EventKind.PROGRESS, "gone", at=at(2), progress=Progress(current=3)))
+        assert store.beat(["gone"], ended) == 1  # its last beat: the lease ran out 5 s ago
+        store.record(event(EventKind.STARTED, "alive", alive_until=lease(3600)))
+        store.record(event(EventKind.STARTED, "unwatched"))  # no lease: never lost
+        lost = known(store, "gone")
+        assert (lost.state, lost.completed, lost.success) == (State.LOST, True, False)
+        assert (lost.finished_at, lost.started_at, lost.attempts) == (ended, at(1), 1)
+        assert lost.progress == Progress(current=3)  # what it reached is kept
+        assert lost.error is not None
+        assert lost.error.type == "WorkerLost"
+        assert lost.error.traceback is None
+        assert f"by {isoformat(ended)};" in lost.error.message
+        assert store.get_many(["gone", "alive"]) == {"gone": lost, "alive": known(store, "alive")}
+        try:
+            assert store.get_nowait("gone") == lost
+        except BlockingIOError:
+            assert type(store).get_nowait is Store.get_nowait
+        assert ids(store, State.LOST) == ["gone"]
+        assert ids(store, State.STARTED) == ["unwatched", "alive"]
+        assert [s.state for s in store.list_jobs().jobs] == [State.STARTED] * 2 + [State.LOST]
+
+    def test_lost_listing_merges_lapsed_and_recorded_lost_jobs_in_order(self, store: Store) -> None:
+        self._leased(store)
+        expected: list[str] = []
+        for index in range(9):
+            job_id = f"job-{index}"
+            store.record(
+                event(EventKind.STARTED, job_id, alive_until=lease(-1 if index % 3 else 60))
+            )
+            if index % 3 == 1:
+                store.record(event(EventKind.LOST, job_id))  # recorded, not only presumed
+            if index % 3:
+                expected.insert(0, job_id)
+        assert ids(store, State.LOST, limit=2) == expected
+        assert ids(store, State.STARTED, limit=2) == ["job-6", "job-3", "job-0"]
+
+    def test_beat_extends_many_leases_in_one_call(self, store: Store) -> None:
+        self._leased(store)
+        running = [f"run-{index}" for index in range(5)]
+        for job_id in running:
+            store.record(event(EventKind.STARTED, job_id, alive_until=lease(-1)))
+        assert {s.state for s in store.get_many(running).values()} == {State.LOST}
+        assert store.beat([*running, running[0]], lease(3600)) == 5
+        assert {s.state for s in store.get_many(running).values()} == {State.STARTED}
+        assert ids(store, State.STARTED) == list(reversed(running))
+        assert store.beat([], lease(3600)) == 0
+
+    def test_beat_never_touches_unknown_ended_or_expired_jobs(self, open_store: OpenStore) -> None:
+        store = self._leased(open_store(ttl=0.5))
+        store.record(event(EventKind.STARTED, "expired"))
+        time.sleep(0.7)
+        store.record(event(EventKind.ENQUEUED, "waiting"))
+        store.record(event(EventKind.STARTED, "done"))
+        store.record(event(EventKind.FINISHED, "done"))
+        store.record(event(EventKind.STARTED, "quitter"))
+        store.record(event(EventKind.LOST, "quitter"))
+        touched = store.beat(["missing", "expired", "waiting", "done", "quitter"], lease(3600))
+        assert touched == 0
+        assert store.get("missing") is None
+        assert store.get("expired") is None  # never resurrected
+        assert ids(store) == ["quitter", "done", "waiting"]
+        assert [known(store, job_id).state for job_id in ("waiting", "done", "quitter")] == [
+            State.CREATED,
+            State.FINISHED,
+            State.LOST,
+        ]
+
+    def test_beat_refuses_bad_input_before_any_io(self, store: Store) -> None:
+        self._leased(store)
+        with pytest.raises(InvalidJobId):
+            store.beat(["fine", ""], lease(60))
+        with pytest.raises(InvalidInput, match="timezone-aware"):
+            store.beat(["fine"], datetime(2030, 1, 1))  # naive: the mistake under test
+
+    def test_redelivery_after_a_lapsed_lease_counts_an_attempt(self, store: Store) -> None:
+        self._leased(store)
+        store.record(event(EventKind.STARTED, "a", at=at(1), alive_until=lease(-1)))
+        store.record(event(EventKind.STARTED, "a", at=at(2), alive_until=lease(3600)))
+        again = known(store, "a")
+        assert (again.state, again.attempts, again.finished_at, again.error) == (
+            State.STARTED,
+            2,
+            None,
+            None,
+        )
+        store.record(event(EventKind.STARTED, "b", attempt=1, alive_until=lease(-1)))
+        store.record(event(EventKind.STARTED, "b", attempt=2, alive_until=lease(3600)))
+        assert (known(store, "b").state, known(store, "b").attempts) == (State.STARTED, 2)
+        assert ids(store, State.LOST) == []
+
+    def test_a_new_attempt_without_a_lease_is_not_lost_by_the_old_one(self, store: Store) -> None:
+        self._leased(store)
+        store.record(event(EventKind.STARTED, "a", attempt=1, alive_until=lease(-1)))
+        store.record(event(EventKind.STARTED, "a", attempt=2))  # a worker without heartbeats
+        assert (known(store, "a").state, known(store, "a").attempts) == (State.STARTED, 2)
+
+    def test_progress_after_a_lapsed_lease_revives_the_same_attempt(self, store: Store) -> None:
+        self._leased(store)
+        store.record(event(EventKind.STARTED, "slow", alive_until=lease(-1)))
+        assert known(store, "slow").state is State.LOST
+        store.record(event(EventKind.PROGRESS, "slow", progress=Progress(current=4, total=9)))
+        revived = known(store, "slow")
+        assert (revived.state, revived.attempts, revived.error) == (State.STARTED, 1, None)
+        assert revived.progress == Progress(current=4, total=9)
+        assert store.beat(["slow"], lease(3600)) == 1  # its heartbeat leases it again
+        assert known(store, "slow").state is State.STARTED
+
+    def test_a_lost_report_persists_a_lapsed_lease_with_its_own_error(self, store: Store) -> None:
+        self._leased(store)
+        store.record(event(EventKind.STARTED, "a", alive_until=lease(-1)))
+        killed = JobError(type="WorkerKilled", message="SIGKILL")
+        assert store.record(event(EventKind.LOST, "a", at=at(9), error=killed)) is not None
+        lost = known(store, "a")
+        assert (lost.state, lost.error, lost.finished_at) == (State.LOST, killed, at(9))
+        assert store.beat(["a"], lease(3600)) == 0  # a recorded lost is not a lapsed lease
+
+    def test_reap_lost_records_lapsed_leases_once(self, store: Store) -> None:
+        self._leased(store)
+        ended = lease(-2)
+        for job_id in ("gone-1", "gone-2"):
+            store.record(event(EventKind.STARTED, job_id, alive_until=ended))
+        store.record(event(EventKind.STARTED, "alive", alive_until=lease(3600)))
+        store.record(event(EventKind.STARTED, "unwatched"))
+        store.record(event(EventKind.STARTED, "done", alive_until=ended))
+        store.record(event(EventKind.FINISHED, "done"))
+        presumed = known(store, "gone-1")
+        assert store.reap_lost() == 2
+        assert store.reap_lost() == 0
+        assert known(store, "gone-1") == presumed  # what reads showed, now written down
+        assert store.beat(["gone-1", "alive"], lease(3600)) == 1  # the reaped stay lost
+        assert known(store, "gone-1").state is State.LOST
+        assert ids(store, State.LOST) == ["gone-2", "gone-1"]
+        store.record(event(EventKind.STARTED, "gone-1", alive_until=lease(3600)))  # redelivered
+        again = known(store, "gone-1")
+        assert (again.state, again.attempts, again.error) == (State.STARTED, 2, None)
+
+    def test_reap_lost_at_a_later_time_and_never_a_live_lease(self, store: Store) -> None:
+        self._leased(store)
+        store.record(event(EventKind.STARTED, "a", alive_until=lease(60)))
+        assert store.reap_lost() == 0
+        assert store.reap_lost(now=datetime.now(UTC) + timedelta(seconds=120)) == 1
+        assert known(store, "a").state is State.LOST
+
+    def test_reap_lost_from_many_threads_counts_each_job_once(self, store: Store) -> None:
+        self._leased(store)
+        lapsed = [f"gone-{index:02d}" for index in range(30)]
+        for job_id in lapsed:
+            store.record(event(EventKind.STARTED, job_id, alive_until=lease(-1)))
+        reapers = 4
+        barrier = threading.Barrier(reapers)
+        counts: list[int] = []
+        errors: list[BaseException] = []
+
+        def reap() -> None:
+            try:
+                barrier.wait()
+                counts.append(store.reap_lost())
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reap) for _ in range(reapers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert sum(counts) == len(lapsed)
+        assert {s.state for s in store.get_many(lapsed).values()} == {State.LOST}
+
+    def test_beats_never_lose_concurrent_events(self, store: Store) -> None:
+        self._leased(store)
+        store.record(event(EventKind.STARTED, alive_until=lease(3600)))
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def beat_forever() -> None:
+            try:
+                while not stop.is_set():
+                    store.beat(["job-1"], lease(3600))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+        beater = threading.Thread(target=beat_forever)
+        beater.start()
+        try:
+            for step in range(1, 31):
+                store.record(event(EventKind.PROGRESS, progress=Progress(current=step)))
+            store.record(event(EventKind.META, meta={"rows": 30}))
+        finally:
+            stop.set()
+            beater.join()
+        assert errors == []
+        status = known(store, "job-1")
+        assert (status.state, status.progress, status.meta) == (
+            State.STARTED,
+            Progress(current=30),
+            {"rows": 30},
+        )
+        store.record(event(EventKind.FINISHED))
+        assert store.beat(["job-1"], lease(3600)) == 0
+        assert known(store, "job-1").state is State.FINISHED
+
+    def test_beats_keep_a_running_job_past_its_ttl_then_it_expires(
+        self, open_store: OpenStore
+    ) -> None:
+        ttl = 1.5
+        store = self._leased(open_store(ttl=ttl))
+        store.record(event(EventKind.STARTED, "long", alive_until=lease(3600)))
+        store.record(event(EventKind.STARTED, "quiet", alive_until=lease(3600)))
+        kept_until = time.monotonic() + 2 * ttl + 0.5
+        while time.monotonic() < kept_until:  # no event, only beats, for over twice the TTL
+            assert store.beat(["long"], lease(3600)) == 1
+            assert known(store, "long").state is State.STARTED
+            time.sleep(ttl / 10)
+        assert store.get("quiet") is None  # the same job without beats expired
+        assert ids(store) == ["long"]
+        store.record(event(EventKind.FINISHED, "long"))
+        assert known(store, "long").state is State.FINISHED  # kept ttl after it ended
+        later = datetime.now(UTC) + timedelta(seconds=2 * ttl)
+        assert store.prune(now=later) >= 1
+        assert store.get("long") is None
         assert store.list_jobs().jobs == ()
 
 

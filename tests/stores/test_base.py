@@ -1,14 +1,20 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from immortus.exceptions import InvalidInput
-from immortus.stores.base import Cursor
+from immortus.stores.base import Cursor, Store
 from immortus.stores.memory import MemoryStore
+from immortus.stores.redis import RedisStore
+from immortus.stores.sql import SQLStore
+from immortus.stores.sqlite import SQLiteStore
+from immortus.transitions import Event, EventKind
 
 
 @given(
@@ -40,3 +46,24 @@ def test_cursor_round_trips(created: float, job_id: str) -> None:
 def test_forged_cursors_are_refused(payload: bytes) -> None:
     with pytest.raises(InvalidInput, match="malformed page cursor"):
         Cursor.decode(base64.urlsafe_b64encode(payload).decode())
+
+
+class _Minimal(MemoryStore):
+    """A third-party store as the contract allows it: no heartbeat support declared."""
+
+    supports_heartbeat: ClassVar[bool] = False
+    beat = Store.beat
+    reap_lost = Store.reap_lost
+
+
+def test_a_store_without_heartbeats_says_so_and_has_nothing_to_reap() -> None:
+    store = _Minimal()
+    store.record(Event(kind=EventKind.STARTED, job_id="j", alive_until=datetime.now(UTC)))
+    with pytest.raises(NotImplementedError, match="supports_heartbeat is False"):
+        store.beat(["j"], datetime.now(UTC))
+    assert store.reap_lost() == 0
+
+
+def test_every_built_in_store_keeps_leases() -> None:
+    for store_class in (MemoryStore, SQLiteStore, SQLStore, RedisStore):
+        assert store_class.supports_heartbeat, store_class  # the contract's lease tests run

@@ -123,6 +123,38 @@ def test_ttl_is_the_hash_pttl(make: MakeStore, client: redis.Redis) -> None:
     assert "expires" not in client.hgetall("immortus:job:short")
 
 
+def test_a_beat_writes_the_lease_field_and_resets_the_pttl(
+    make: MakeStore, client: redis.Redis
+) -> None:
+    store = make(ttl=60)
+    alive_until = datetime.now(UTC) + timedelta(seconds=30)
+    store.record(event(EventKind.STARTED, "j1", alive_until=alive_until))
+    assert float(client.hgetall("immortus:job:j1")["alive_until"]) == alive_until.timestamp()
+    client.pexpire("immortus:job:j1", 5_000)
+    later = alive_until + timedelta(seconds=30)
+    assert store.beat(["j1", "missing"], later) == 1
+    row = client.hgetall("immortus:job:j1")
+    assert float(row["alive_until"]) == later.timestamp()
+    assert float(row["expires"]) == pytest.approx(time.time() + 60, abs=5)
+    assert 55_000 < client.pttl("immortus:job:j1") <= 60_600
+    assert not client.exists("immortus:job:missing")  # never created by a beat
+    make(ttl=None).beat(["j1"], later)  # a store without TTL keeps it for good
+    assert client.pttl("immortus:job:j1") == -1
+    assert "expires" not in client.hgetall("immortus:job:j1")
+    store.record(event(EventKind.FINISHED, "j1"))
+    assert "alive_until" not in client.hgetall("immortus:job:j1")  # an ended job has no lease
+    assert client.zscore("immortus:state:finished", "j1") is not None
+
+
+def test_reaping_moves_the_job_between_state_sets(make: MakeStore, client: redis.Redis) -> None:
+    store = make()
+    store.record(event(EventKind.STARTED, "j1", alive_until=datetime.now(UTC)))
+    assert client.zscore("immortus:state:started", "j1") is not None  # presumed lost only
+    assert store.reap_lost() == 1
+    assert client.zscore("immortus:state:started", "j1") is None
+    assert client.zscore("immortus:state:lost", "j1") is not None
+
+
 @pytest.mark.usefixtures("frozen_clock")
 def test_many_jobs_with_one_created_time_page_exactly(make: MakeStore) -> None:
     store = make()
@@ -136,6 +168,14 @@ def test_many_jobs_with_one_created_time_page_exactly(make: MakeStore) -> None:
         assert ids_of(store, limit=limit) == newest_first
     started = [job_id for job_id in newest_first if job_id.endswith(("1", "5"))]
     assert ids_of(store, limit=3, state=State.STARTED) == started
+    # The lost listing merges two sets with one created time: lost ones and lapsed leases.
+    lost = started[::2]
+    for job_id in lost[::2]:
+        store.record(event(EventKind.LOST, job_id))
+    store.beat(lost[1::2], datetime.now(UTC) - timedelta(seconds=1))
+    for limit in (1, 2, 3, 100):
+        assert ids_of(store, limit=limit, state=State.LOST) == lost
+    assert ids_of(store, limit=2, state=State.STARTED) == started[1::2]
 
 
 @pytest.mark.usefixtures("frozen_clock")

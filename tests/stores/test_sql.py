@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -183,6 +183,29 @@ class SQLChecks:
         assert _pooled(owner.engine) >= 1  # not disposed
         owner.close()
         assert _pooled(owner.engine) == 0
+
+    def test_a_table_from_before_heartbeats_gets_its_lease_column(
+        self, open_store: OpenStore
+    ) -> None:
+        engine = _sql_store(open_store).engine
+        jobs_table(sa.MetaData(), "old_jobs").create(engine)
+        row = {**_row("old", time.time()), "state": "started"}
+        del row["alive_until"]
+        old_layout = sa.table("old_jobs", *map(sa.column, row))
+        with engine.begin() as conn:  # the table as an older immortus made it, with a job
+            conn.exec_driver_sql("ALTER TABLE old_jobs DROP COLUMN alive_until")
+            conn.execute(sa.insert(old_layout).values(row))
+        untouched = SQLStore(engine, table_name="old_jobs", create_table=False)
+        with pytest.raises(StoreError, match="alive_until"):
+            untouched.get("old")
+        store = SQLStore(engine, table_name="old_jobs")
+        assert known(store, "old").state is State.STARTED
+        assert store.beat(["old"], datetime.now(UTC) - timedelta(seconds=1)) == 1
+        assert known(store, "old").state is State.LOST
+        columns = {column["name"] for column in sa.inspect(engine).get_columns("old_jobs")}
+        assert columns == set(records.COLUMNS)
+        assert untouched.get("old") is not None  # the column is there for everyone now
+        SQLStore(engine, table_name="old_jobs").get("old")  # a second opening adds nothing
 
     def test_without_create_table_no_ddl_is_issued(self, open_store: OpenStore) -> None:
         engine = _sql_store(open_store).engine
@@ -481,8 +504,12 @@ def test_reads_use_indexes_not_sequential_scans(postgres_url: str) -> None:
         store.get_many(["job-00001", "job-04999", "nope"])
         store.record(event(EventKind.FINISHED, "job-01234"))
         store.prune()
+        store.list_jobs(state=State.STARTED, limit=50)  # leases: the state filter reads them too
+        store.list_jobs(state=State.LOST, limit=50)
+        store.beat(["job-00001", "job-04999"], datetime.now(UTC) + timedelta(minutes=1))
+        store.reap_lost()
         explained = [(s, p) for s, p in statements if s.startswith(("SELECT", "UPDATE", "DELETE"))]
-        assert len(explained) == 9
+        assert len(explained) == 13
         with store.engine.connect() as conn:
             for statement, parameters in explained:
                 rows = conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)

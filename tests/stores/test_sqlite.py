@@ -9,7 +9,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,60 @@ def test_newer_table_layout_is_refused(path: Path) -> None:
     admin.close()
     with pytest.raises(ConfigurationError, match=f"version {SCHEMA_VERSION + 1}"):
         SQLiteStore(path)
+
+
+# The first table layout (version 1), from before heartbeat leases, as a file of it holds it.
+_LAYOUT_1 = """CREATE TABLE immortus_jobs (
+    job_id TEXT PRIMARY KEY NOT NULL, job_class TEXT, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL, progress_current REAL, progress_total REAL,
+    progress_message TEXT, error_type TEXT, error_message TEXT, error_traceback TEXT,
+    meta TEXT, enqueued_at REAL, started_at REAL, finished_at REAL, updated_at REAL,
+    created REAL NOT NULL, expires REAL
+)"""
+
+
+def test_a_version_1_file_is_upgraded_in_place(path: Path) -> None:
+    admin = raw(path)
+    admin.execute(_LAYOUT_1)
+    admin.execute(
+        "INSERT INTO immortus_jobs (job_id, state, attempts, created) "
+        "VALUES ('old', 'started', 1, ?)",
+        (time.time(),),
+    )
+    admin.execute("PRAGMA user_version = 1")
+    admin.close()
+    store = SQLiteStore(path)
+    try:
+        assert known(store, "old").state is State.STARTED  # no lease: never lost
+        assert store.beat(["old"], datetime.now(UTC) - timedelta(seconds=1)) == 1
+        assert known(store, "old").state is State.LOST
+        assert store.reap_lost() == 1
+    finally:
+        store.close()
+    admin = raw(path)
+    assert admin.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    names = {row[1] for row in admin.execute("PRAGMA table_info(immortus_jobs)")}
+    indexes = {row[1] for row in admin.execute("PRAGMA index_list(immortus_jobs)")}
+    admin.close()
+    assert names == set(COLUMNS)
+    assert {"immortus_jobs_listing", "immortus_jobs_state", "immortus_jobs_expiry"} <= indexes
+    SQLiteStore(path).close()  # opening it again changes nothing
+
+
+def _reap_from_process(path: str, counts: Queue[int]) -> None:
+    store = SQLiteStore(path)
+    counts.put(store.reap_lost())
+    store.close()
+
+
+def test_reapers_in_several_processes_count_each_job_once(store: SQLiteStore, path: Path) -> None:
+    ended = datetime.now(UTC) - timedelta(seconds=1)
+    for index in range(200):
+        store.record(Event(kind=EventKind.STARTED, job_id=f"gone-{index}", alive_until=ended))
+    counts: Queue[int] = SPAWN.Queue()
+    run_in_processes(_reap_from_process, *[(str(path), counts) for _ in range(3)])
+    assert sum(counts.get(timeout=10) for _ in range(3)) == 200
+    assert len(store.list_jobs(state=State.LOST, limit=1000).jobs) == 200
 
 
 def test_corrupt_row_fails_alone(store: SQLiteStore, path: Path) -> None:

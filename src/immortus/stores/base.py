@@ -11,10 +11,17 @@ abstract; everything else has a correct default that a store may replace with a 
 ==================  ============================================================================
 
 Retention: with a ``ttl``, a record expires ``ttl`` seconds after its last write; every event
-refreshes it, so a job that keeps reporting stays, and a finished job goes ``ttl`` after it
-ended (expiry times are rounded up to 1 % of the TTL, so a little later). An expired record is
-invisible to ``get`` and ``list_jobs`` at once, and is removed by
-``prune()`` (or by the server itself, for Redis). ``ttl=None`` keeps records until pruned by hand.
+and every heartbeat refreshes it, so a job that keeps reporting (or whose worker keeps beating)
+stays, and a finished job goes ``ttl`` after it ended (expiry times are rounded up to 1 % of the
+TTL, so a little later). An expired record is invisible to ``get`` and ``list_jobs`` at once, and
+is removed by ``prune()`` (or by the server itself, for Redis). ``ttl=None`` keeps records until
+pruned by hand.
+
+Lost workers (stores with ``supports_heartbeat``): a ``started`` event may carry a lease,
+``alive_until``, which :meth:`Store.beat` extends while the worker lives. A ``started`` record
+whose lease ran out reads ``lost`` from every read (``get``, ``get_many``, ``get_nowait``,
+``list_jobs``, including its ``state`` filter), without any write; :meth:`Store.reap_lost`
+persists it. :mod:`immortus.stores.records` holds these rules once for every store.
 
 Every operation may raise :class:`~immortus.exceptions.StoreUnavailable` when the backing server or
 file cannot be reached; driver exceptions never escape a store.
@@ -109,6 +116,20 @@ def check_page_size(limit: int) -> int:
     return limit
 
 
+def check_beat(job_ids: Sequence[str], alive_until: datetime) -> tuple[list[str], float]:
+    """Return the distinct ids of a :meth:`Store.beat` call and its lease in epoch seconds.
+
+    Raises:
+        InvalidJobId: an id is malformed.
+        InvalidInput: ``alive_until`` is not a timezone-aware ``datetime``.
+    """
+    ids = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
+    given: object = alive_until  # checked as given: untyped callers pass anything
+    if not isinstance(given, datetime) or given.tzinfo is None:
+        raise InvalidInput(f"alive_until must be a timezone-aware datetime, not {given!r}")
+    return ids, given.timestamp()
+
+
 class Store(ABC):
     """Persistence for callback-driven tracking. See the module docstring for the contract."""
 
@@ -118,6 +139,10 @@ class Store(ABC):
     persistent: ClassVar[bool] = True
     #: Whether ``get_many`` answers in one round-trip rather than one per id.
     batches_reads: ClassVar[bool] = False
+    #: Whether the store keeps workers' leases: :meth:`beat` works and a ``started`` job whose
+    #: lease ran out reads ``lost``. The heartbeat checks it before any I/O and leaves the jobs
+    #: of a store without it alone (they never read ``lost`` by heartbeat).
+    supports_heartbeat: ClassVar[bool] = False
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         self.ttl: float | None = ttl_seconds(ttl)
@@ -219,6 +244,46 @@ class Store(ABC):
         Raises:
             StoreUnavailable: the store cannot be reached.
         """
+
+    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
+        """Extend the lease of the running jobs among ``job_ids`` to ``alive_until``.
+
+        Called by a worker's heartbeat (:mod:`immortus.heartbeat`) once per interval with every
+        job the worker runs, so a store answers in one round trip (one statement, one script).
+        Only unexpired records in state ``started`` are touched (a lapsed lease is revived: the
+        worker is alive after all); unknown, ended or expired records are left alone and never
+        re-created. A touched record's expiry is refreshed as an event would refresh it
+        (:meth:`expires_at`), so a running job outlives the TTL without reporting anything.
+        Returns how many records were touched.
+
+        Optional: only stores with :attr:`supports_heartbeat` implement it.
+
+        Raises:
+            NotImplementedError: the store keeps no leases (``supports_heartbeat`` is False).
+            InvalidJobId: an id is malformed (checked before any I/O).
+            StoreUnavailable: the store cannot be reached; nothing was extended.
+        """
+        raise NotImplementedError(
+            f"{type(self).__qualname__} keeps no heartbeat leases (supports_heartbeat is False)"
+        )
+
+    def reap_lost(self, *, now: datetime | None = None) -> int:
+        """Record ``lost`` for each ``started`` job whose lease ran out at ``now``; return how many.
+
+        Reads already show such jobs ``lost``; this writes it down (through the same atomic
+        read-modify-write as :meth:`record`, with a ``WorkerLost`` error and the lease's end as
+        ``finished_at``), so that what reads show no longer depends on the reader's clock. A job
+        whose lease a heartbeat extended meanwhile is left alone. Safe to run while jobs are
+        recorded and beaten, and from several processes at once (each lost job is counted by
+        one of them). ``immortus prune`` runs it before pruning.
+
+        A store without :attr:`supports_heartbeat` keeps no leases: the default finds nothing
+        to reap and returns 0.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached (jobs reaped before that stay reaped).
+        """
+        return 0
 
     def close(self) -> None:
         """Release connections and files. The default has nothing to release."""

@@ -16,8 +16,16 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Self
 
 from immortus.status import JobStatus, State
-from immortus.stores.base import DEFAULT_TTL, Cursor, JobPage, Store, check_page_size
-from immortus.transitions import Event, apply
+from immortus.stores.base import (
+    DEFAULT_TTL,
+    Cursor,
+    JobPage,
+    Store,
+    check_beat,
+    check_page_size,
+)
+from immortus.stores.records import advance, lapse, reap
+from immortus.transitions import Event
 from immortus.validation import check_job_id
 
 __all__ = ["MemoryStore"]
@@ -25,9 +33,14 @@ __all__ = ["MemoryStore"]
 
 @dataclass(slots=True)
 class _Entry:
-    status: JobStatus
+    status: JobStatus  # as stored: read it through records.lapse
     created: float
     expires: float | None
+    alive_until: float | None = None
+
+    def seen(self, now: float) -> JobStatus:
+        """The status a reader sees at ``now`` (``lost`` once a running job's lease ran out)."""
+        return lapse(self.status, self.alive_until, now)
 
 
 class MemoryStore(Store):
@@ -36,6 +49,7 @@ class MemoryStore(Store):
     schemes: ClassVar[tuple[str, ...]] = ("memory",)
     persistent: ClassVar[bool] = False
     batches_reads: ClassVar[bool] = True
+    supports_heartbeat: ClassVar[bool] = True
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         super().__init__(ttl=ttl)
@@ -61,24 +75,31 @@ class MemoryStore(Store):
         expires = self.expires_at(now)
         with self._lock:
             entry = self._live(event.job_id, now)
-            status = apply(None if entry is None else entry.status, event)
-            if status is None:
+            if entry is None:
+                outcome = advance(None, None, event, now)
+            else:
+                outcome = advance(entry.status, entry.alive_until, event, now)
+            if outcome is None:
                 return None
             if entry is None:
                 self._forget(event.job_id)
                 key = (now, event.job_id)
                 bisect.insort(self._order, key)
-                self._entries[event.job_id] = _Entry(status, now, expires)
-            else:
-                entry.status, entry.expires = status, expires
-            return status
+                entry = _Entry(outcome.status, now, expires, outcome.alive_until)
+                self._entries[event.job_id] = entry
+                return outcome.status
+            changed = outcome.status is not entry.status
+            entry.status, entry.expires = outcome.status, expires
+            entry.alive_until = outcome.alive_until
+            return outcome.status if changed else None
 
     def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status; see :meth:`Store.get`."""
         check_job_id(job_id)
+        now = time.time()
         with self._lock:
-            entry = self._live(job_id, time.time())
-            return None if entry is None else entry.status
+            entry = self._live(job_id, now)
+            return None if entry is None else entry.seen(now)
 
     def get_nowait(self, job_id: str) -> JobStatus | None:
         """Return the job's status unless a writer holds the lock; see :meth:`Store.get_nowait`.
@@ -89,11 +110,13 @@ class MemoryStore(Store):
         check_job_id(job_id)
         if not self._lock.acquire(blocking=False):
             raise BlockingIOError("the memory store is being written to")
+        now = time.time()
         try:
-            entry = self._live(job_id, time.time())
+            entry = self._live(job_id, now)
+            status = None if entry is None else entry.seen(now)
         finally:
             self._lock.release()
-        return None if entry is None else entry.status
+        return status
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the known statuses among ``job_ids``; see :meth:`Store.get_many`."""
@@ -102,7 +125,7 @@ class MemoryStore(Store):
         now = time.time()
         with self._lock:
             found = {job_id: self._live(job_id, now) for job_id in job_ids}
-        return {job_id: entry.status for job_id, entry in found.items() if entry is not None}
+            return {job_id: entry.seen(now) for job_id, entry in found.items() if entry is not None}
 
     def list_jobs(
         self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
@@ -120,11 +143,14 @@ class MemoryStore(Store):
             for index in range(end - 1, -1, -1):
                 key = self._order[index]
                 entry = self._live(key[1], now)
-                if entry is None or (state is not None and entry.status.state is not state):
+                if entry is None:
+                    continue
+                status = entry.seen(now)
+                if state is not None and status.state is not state:
                     continue
                 if len(jobs) == limit:
                     break
-                jobs.append(entry.status)
+                jobs.append(status)
                 last = key
             else:
                 last = None
@@ -143,6 +169,36 @@ class MemoryStore(Store):
             for job_id in expired:
                 self._forget(job_id)
         return len(expired)
+
+    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
+        """Extend the leases of the running jobs among ``job_ids``; see :meth:`Store.beat`."""
+        ids, lease = check_beat(job_ids, alive_until)
+        now = time.time()
+        expires = self.expires_at(now)
+        touched = 0
+        with self._lock:
+            for job_id in ids:
+                entry = self._live(job_id, now)
+                if entry is not None and entry.status.state is State.STARTED:
+                    entry.alive_until, entry.expires = lease, expires
+                    touched += 1
+        return touched
+
+    def reap_lost(self, *, now: datetime | None = None) -> int:
+        """Record ``lost`` for running jobs whose lease ran out; see :meth:`Store.reap_lost`."""
+        moment = time.time() if now is None else now.timestamp()
+        expires = self.expires_at(time.time())
+        reaped = 0
+        with self._lock:
+            for entry in self._entries.values():
+                if entry.expires is not None and entry.expires <= moment:
+                    continue
+                outcome = reap(entry.status, entry.alive_until, moment)
+                if outcome is not None:
+                    entry.status, entry.alive_until = outcome.status, outcome.alive_until
+                    entry.expires = expires
+                    reaped += 1
+        return reaped
 
     def _forget(self, job_id: str) -> None:
         """Drop ``job_id``'s entry and its index key; the caller holds the lock."""

@@ -6,21 +6,48 @@ epoch seconds (floats): they sort, index and compare cheaply everywhere.
 
 Store-private fields beside the status:
 
+- ``alive_until``: the lease of a running job's worker (``None``: no heartbeat watches it).
+  A ``started`` record whose lease has run out *reads* ``lost`` (:func:`lapse`), with no write;
+  :meth:`~immortus.stores.base.Store.reap_lost` persists it. Any state but ``started`` clears
+  it.
 - ``created``: when the store first saw the job; orders ``list_jobs`` and never changes.
 - ``expires``: when the record expires (``None``: never).
+
+Every store applies an event with :func:`advance` and reaps with :func:`reap`, so the lease rules
+live here once, beside :func:`immortus.transitions.apply`'s rules for the status.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from immortus.exceptions import CorruptRecord
-from immortus.status import JobError, JobStatus, Progress, State
+from immortus.status import JobError, JobStatus, Progress, State, isoformat
+from immortus.transitions import Event, EventKind, apply
 
-__all__ = ["COLUMNS", "changed", "decode", "encode", "epoch", "from_epoch"]
+__all__ = [
+    "COLUMNS",
+    "DECODED_KEPT",
+    "LOST_ERROR_TYPE",
+    "Outcome",
+    "advance",
+    "changed",
+    "decode",
+    "encode",
+    "epoch",
+    "from_epoch",
+    "lapse",
+    "lost_error",
+    "reap",
+]
+
+#: The error type of a job whose worker stopped heart-beating.
+LOST_ERROR_TYPE: Final = "WorkerLost"
 
 #: Every field of a record, in table column order.
 COLUMNS: Final = (
@@ -39,6 +66,7 @@ COLUMNS: Final = (
     "started_at",
     "finished_at",
     "updated_at",
+    "alive_until",
     "created",
     "expires",
 )
@@ -61,7 +89,9 @@ def _number(value: float | None) -> int | float | None:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def encode(status: JobStatus, *, created: float, expires: float | None) -> dict[str, Any]:
+def encode(
+    status: JobStatus, *, created: float, expires: float | None, alive_until: float | None = None
+) -> dict[str, Any]:
     """Flatten ``status`` into a row of :data:`COLUMNS`."""
     progress, error = status.progress, status.error
     return {
@@ -80,6 +110,7 @@ def encode(status: JobStatus, *, created: float, expires: float | None) -> dict[
         "started_at": epoch(status.started_at),
         "finished_at": epoch(status.finished_at),
         "updated_at": epoch(status.updated_at),
+        "alive_until": alive_until,
         "created": created,
         "expires": expires,
     }
@@ -94,25 +125,180 @@ def changed(stored: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
     return {name: value for name, value in new.items() if stored.get(name) != value}
 
 
-def decode(row: Mapping[str, Any]) -> JobStatus:
+def decode(row: Mapping[str, Any], *, now: float | None = None) -> JobStatus:
     """Rebuild a status from a row of :data:`COLUMNS` (extra keys are ignored).
 
-    Numbers may come back as strings (Redis); they are converted here.
+    Numbers may come back as strings (Redis); they are converted here. With ``now`` (epoch
+    seconds), the status is the one a reader sees at that moment: a ``started`` record whose
+    lease ran out reads ``lost`` (:func:`lapse`). Without it, the record as stored.
 
     Raises:
         CorruptRecord: the row cannot be decoded.
     """
     try:
-        return _decode(row)
+        status = _decode(row)
+        return status if now is None else lapse(status, lease_of(row), now)
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptRecord(f"cannot decode the record of job {row.get('job_id')!r}") from exc
+
+
+def lease_of(row: Mapping[str, Any]) -> float | None:
+    """Return the row's ``alive_until`` (absent in rows written before heartbeats existed).
+
+    Raises:
+        CorruptRecord: the stored value is not a number.
+    """
+    try:
+        return _float(row.get("alive_until"))
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecord(f"the record of job {row.get('job_id')!r} has a bad lease") from exc
 
 
 def _float(value: Any) -> float | None:
     return None if value is None or value == "" else float(value)
 
 
+# -- the lease ------------------------------------------------------------------------------
+
+
+def lost_error(alive_until: float) -> JobError:
+    """The error of a job whose worker's lease ran out at ``alive_until`` (epoch seconds)."""
+    moment = isoformat(from_epoch(alive_until))
+    return JobError(
+        type=LOST_ERROR_TYPE,
+        message=f"no heartbeat from its worker by {moment}; the worker was presumably killed",
+    )
+
+
+def _lapsed(status: JobStatus, alive_until: float | None, now: float) -> bool:
+    return status.state is State.STARTED and alive_until is not None and alive_until <= now
+
+
+def lapse(status: JobStatus, alive_until: float | None, now: float) -> JobStatus:
+    """Return ``status`` as read at ``now``: ``lost`` if it is ``started`` and its lease ran out.
+
+    Exactly what :func:`reap` writes down: ended when the lease did (``finished_at``), with a
+    ``WorkerLost`` error; everything else (progress, attempts, meta) is kept.
+    """
+    if not _lapsed(status, alive_until, now):
+        return status
+    assert alive_until is not None  # noqa: S101 - _lapsed checked it
+    return _lost(status, alive_until) or status
+
+
+def _lost(status: JobStatus, alive_until: float) -> JobStatus | None:
+    """Apply the ``lost`` event of a lease that ran out at ``alive_until``."""
+    moment = from_epoch(alive_until)
+    assert moment is not None  # noqa: S101 - from a number
+    error = lost_error(alive_until)
+    return apply(status, Event(kind=EventKind.LOST, job_id=status.job_id, at=moment, error=error))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a store writes after an event: the job's new status and its worker's lease."""
+
+    status: JobStatus
+    alive_until: float | None
+
+
+def advance(
+    stored: JobStatus | None, alive_until: float | None, event: Event, now: float
+) -> Outcome | None:
+    """Apply ``event`` to a record (``None``: none) read at ``now``; ``None``: write nothing.
+
+    Every event but ``lost`` applies to the record as a reader sees it (:func:`lapse`), so a
+    redelivery after a lapsed lease counts a new attempt and progress revives the same attempt,
+    exactly as after a stored ``lost``. A ``lost`` event applies to the record as stored: it
+    confirms (persists) the presumption, with the reporter's error.
+
+    The lease after the event: none unless the job is ``started``; the event's own when it
+    starts a new attempt or revives a lost one; else the later of the stored and the event's.
+    When the event changes no status but carries a later lease for the running job, only the
+    lease moves (the status returned is the stored one).
+    """
+    given = epoch(event.alive_until)
+    if stored is None:
+        created = apply(None, event)
+        return None if created is None else Outcome(created, _lease(created, None, None, given))
+    seen = lapse(stored, alive_until, now)
+    status = apply(stored if event.kind is EventKind.LOST else seen, event)
+    if status is not None:
+        return Outcome(status, _lease(status, seen, alive_until, given))
+    running = seen.state is State.STARTED
+    if running and given is not None and (alive_until is None or given > alive_until):
+        return Outcome(stored, given)
+    return None
+
+
+def _lease(
+    status: JobStatus, seen: JobStatus | None, stored: float | None, given: float | None
+) -> float | None:
+    """The lease after an event gave ``status`` to a record read as ``seen`` (see advance)."""
+    if status.state is not State.STARTED:
+        return None
+    if seen is None or seen.state is not State.STARTED or status.attempts != seen.attempts:
+        return given  # a new attempt, or a lost one revived: the stored lease was another's
+    later = [moment for moment in (stored, given) if moment is not None]
+    return max(later) if later else None
+
+
+def reap(stored: JobStatus, alive_until: float | None, now: float) -> Outcome | None:
+    """Persist the presumption of a lapsed lease: the ``lost`` record to write, or ``None``.
+
+    ``None`` when the record is not ``started`` or its lease has not run out at ``now`` (a
+    heartbeat extended it meanwhile): reaping never marks a live job.
+    """
+    if not _lapsed(stored, alive_until, now):
+        return None
+    assert alive_until is not None  # noqa: S101 - _lapsed checked it
+    status = _lost(stored, alive_until)
+    return None if status is None else Outcome(status, None)
+
+
+#: Every field :func:`_build` reads: the key of the decoding cache (:func:`_decode`).
+_DECODED: Final = (
+    "job_id",
+    "job_class",
+    "state",
+    "attempts",
+    "progress_current",
+    "progress_total",
+    "progress_message",
+    "error_type",
+    "error_message",
+    "error_traceback",
+    "meta",
+    "enqueued_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+)
+#: How many decoded records :func:`_decode` keeps (least recently read ones go first).
+DECODED_KEPT: Final = 1024
+
+
 def _decode(row: Mapping[str, Any]) -> JobStatus:
+    """Decode ``row`` through a cache keyed by the values of :data:`_DECODED`.
+
+    An unchanged record decodes to the *same* ``JobStatus`` object, which lets the web layer
+    keep its encoded answer (:func:`immortus.web.responses.job_answer`); any changed field makes
+    a new key, hence a new object. ``JobStatus`` is frozen; its ``meta`` must not be mutated.
+
+    Raises:
+        KeyError, TypeError, ValueError: the row cannot be decoded (an unhashable value too).
+    """
+    return _decode_fields(tuple(map(row.get, _DECODED)))
+
+
+@functools.lru_cache(maxsize=DECODED_KEPT)
+def _decode_fields(fields: tuple[Any, ...]) -> JobStatus:
+    if fields[0] is None:
+        raise KeyError("job_id")
+    return _build(dict(zip(_DECODED, fields, strict=True)))
+
+
+def _build(row: Mapping[str, Any]) -> JobStatus:
     progress = None
     if (current := _number(_float(row.get("progress_current")))) is not None:
         progress = Progress(

@@ -18,9 +18,12 @@ sets until :meth:`RedisStore.prune` (or a listing that meets it) removes it; lis
 
 :meth:`RedisStore.record` is an optimistic transaction: ``WATCH`` the hash, read it, apply the
 event with :func:`immortus.transitions.apply` in Python, write in ``MULTI``/``EXEC``, and start
-again if another client wrote the job meanwhile. Two small Lua scripts only read the index and
-delete what has expired; they never decide a transition. Redis Cluster is not supported: a
-write touches the hash and the index keys together.
+again if another client wrote the job meanwhile. Three small Lua scripts read the index, delete
+what has expired and extend running jobs' leases (:meth:`RedisStore.beat`: one call for all of a
+worker's jobs); they never decide a transition. A job whose lease ran out stays in the
+``started`` set until :meth:`RedisStore.reap_lost` or a later event moves it, so a listing of
+``lost`` jobs walks the ``lost`` and the ``started`` sets together. Redis Cluster is not
+supported: a write touches the hash and the index keys together.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Protocol, Self, cast
@@ -42,8 +45,15 @@ from immortus.exceptions import (
 )
 from immortus.status import JobStatus, State
 from immortus.stores import records
-from immortus.stores.base import DEFAULT_TTL, Cursor, JobPage, Store, check_page_size
-from immortus.transitions import Event, apply
+from immortus.stores.base import (
+    DEFAULT_TTL,
+    Cursor,
+    JobPage,
+    Store,
+    check_beat,
+    check_page_size,
+)
+from immortus.transitions import Event
 from immortus.validation import check_job_id
 
 try:
@@ -97,6 +107,31 @@ return removed
 """
 
 
+# KEYS: the job hashes. ARGV[1] = alive_until, ARGV[2] = expires and ARGV[3] = its PEXPIRE in
+# milliseconds (both '' without a TTL). Extends only existing hashes in state started, so an
+# ended, expired or pruned job is never touched nor re-created. Returns how many it extended.
+_BEAT_SCRIPT: Final = """
+local touched = 0
+for i = 1, #KEYS do
+  if redis.call('HGET', KEYS[i], 'state') == 'started' then
+    redis.call('HSET', KEYS[i], 'alive_until', ARGV[1])
+    if ARGV[3] == '' then
+      redis.call('HDEL', KEYS[i], 'expires')
+      redis.call('PERSIST', KEYS[i])
+    else
+      redis.call('HSET', KEYS[i], 'expires', ARGV[2])
+      redis.call('PEXPIRE', KEYS[i], ARGV[3])
+    end
+    touched = touched + 1
+  end
+end
+return touched
+"""
+
+#: The outcome of an atomic change, from the job's stored record, its lease and the time.
+_Decide = Callable[[JobStatus | None, float | None, float], records.Outcome | None]
+
+
 class _Watching(Protocol):  # the part of redis.client.Pipeline that redis-py leaves untyped
     def watch(self, *names: str) -> bool: ...
 
@@ -117,6 +152,7 @@ class RedisStore(Store):
     schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
     persistent: ClassVar[bool] = True
     batches_reads: ClassVar[bool] = True
+    supports_heartbeat: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -142,6 +178,7 @@ class RedisStore(Store):
         self._state_keys = [self._state_key(state) for state in State]
         self._page = self._client.register_script(_PAGE_SCRIPT)
         self._remove = self._client.register_script(_REMOVE_SCRIPT)
+        self._beat = self._client.register_script(_BEAT_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
@@ -168,33 +205,49 @@ class RedisStore(Store):
                 throughout every one of the tries; nothing was written.
             CorruptRecord: the job's stored record cannot be decoded.
         """
+        return self._change(
+            event.job_id, lambda current, lease, now: records.advance(current, lease, event, now)
+        )
+
+    def _change(self, job_id: str, decide: _Decide) -> JobStatus | None:
+        """Apply ``decide`` to the job atomically; return the new status (``None``: unchanged).
+
+        Raises:
+            StoreUnavailable: Redis cannot be reached, or other clients wrote the job throughout
+                every try.
+        """
         with self._guard():
             for attempt in range(_MAX_TRIES):
                 with self._client.pipeline() as pipe:
                     try:
-                        return self._record_once(pipe, event)
+                        return self._change_once(pipe, job_id, decide)
                     except WatchError:  # another client wrote the job meanwhile: try again
                         pass
                 # Jitter spreads out clients that collided; it protects nothing secret.
                 time.sleep(random.uniform(0, min(0.02, 0.0005 * 2**attempt)))  # noqa: S311
         raise StoreUnavailable(
-            f"job {event.job_id!r} on redis at {self._where} is written by other clients too "
+            f"job {job_id!r} on redis at {self._where} is written by other clients too "
             f"often: gave up after {_MAX_TRIES} tries"
         )
 
-    def _record_once(self, pipe: redis.client.Pipeline, event: Event) -> JobStatus | None:
-        """Read, apply and write once; raises ``WatchError`` when the job changed meanwhile."""
-        key = self._job_key(event.job_id)
+    def _change_once(
+        self, pipe: redis.client.Pipeline, job_id: str, decide: _Decide
+    ) -> JobStatus | None:
+        """Read, decide and write once; raises ``WatchError`` when the job changed meanwhile."""
+        key = self._job_key(job_id)
         cast(_Watching, pipe).watch(key)
         row = cast(dict[str, str], pipe.hgetall(key))
         current = records.decode(row) if row else None
-        status = apply(current, event)
-        if status is None:
-            return None
         now = time.time()
+        outcome = decide(current, records.lease_of(row) if row else None, now)
+        if outcome is None:
+            return None
+        status = outcome.status
         created = now if current is None else _created(row)
         expires = self.expires_at(now)
-        fields = records.encode(status, created=created, expires=expires)
+        fields = records.encode(
+            status, created=created, expires=expires, alive_until=outcome.alive_until
+        )
         emptied = [name for name, value in fields.items() if value is None and name in row]
         pipe.multi()
         pipe.hset(key, mapping={name: value for name, value in fields.items() if value is not None})
@@ -204,15 +257,15 @@ class RedisStore(Store):
             pipe.persist(key)
         else:  # relative, so the Redis server's clock need not agree with ours
             pipe.pexpire(key, max(1, math.ceil((expires - now) * 1000)))
-        pipe.zadd(self._jobs_key, {event.job_id: created})
-        pipe.zadd(self._state_key(status.state), {event.job_id: created})
+        pipe.zadd(self._jobs_key, {job_id: created})
+        pipe.zadd(self._state_key(status.state), {job_id: created})
         # A new record (perhaps the next life of an expired one) leaves no id in other states.
         stale = State if current is None else [current.state]
         for state in stale:
             if state is not status.state:
-                pipe.zrem(self._state_key(state), event.job_id)
+                pipe.zrem(self._state_key(state), job_id)
         pipe.execute()
-        return status
+        return None if status is current else status  # else: a lease only
 
     def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status; see :meth:`Store.get`.
@@ -225,7 +278,7 @@ class RedisStore(Store):
         check_job_id(job_id)
         with self._guard():
             row = cast(dict[str, str], self._client.hgetall(self._job_key(job_id)))
-        return records.decode(row) if row else None
+        return records.decode(row, now=time.time()) if row else None
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the known statuses among ``job_ids`` in one round trip; see ``Store.get_many``.
@@ -239,8 +292,11 @@ class RedisStore(Store):
         if not unique:
             return {}
         rows = self._fetch(unique)
+        now = time.time()
         return {
-            job_id: records.decode(row) for job_id, row in zip(unique, rows, strict=True) if row
+            job_id: records.decode(row, now=now)
+            for job_id, row in zip(unique, rows, strict=True)
+            if row
         }
 
     def _fetch(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
@@ -256,7 +312,9 @@ class RedisStore(Store):
         """Return recent jobs, newest first, from a sorted-set index; see :meth:`Store.list_jobs`.
 
         Index members whose hash Redis has expired are skipped (and dropped from the index), and
-        more members are read until the page is full or the index ends.
+        more members are read until the page is full or the index ends. ``lost`` walks the
+        ``lost`` and ``started`` sets together (a started job whose lease ran out reads lost);
+        ``started`` skips those.
 
         Raises:
             InvalidInput: ``limit`` is out of range or ``cursor`` is malformed.
@@ -265,28 +323,75 @@ class RedisStore(Store):
         """
         check_page_size(limit)
         position = None if cursor is None else Cursor.decode(cursor)
-        index = self._jobs_key if state is None else self._state_key(state)
+        wanted_state = None if state is None else State.parse(state)
+        indexes = self._indexes(wanted_state)
         found: list[tuple[Cursor, JobStatus]] = []
         while len(found) <= limit:
             wanted = limit + 1 - len(found)
-            entries = self._index_after(index, position, wanted)
-            # Entries at or before the cursor come back only when its own member is gone.
-            fresh = [entry for entry in entries if position is None or _follows(entry, position)]
+            fresh, frontier = self._merged_after(indexes, position, wanted)
             rows = self._fetch([entry.job_id for entry in fresh]) if fresh else []
+            now = time.time()
             expired = []
             for entry, row in zip(fresh, rows, strict=True):
                 if not row:
                     expired.append(entry.job_id)
-                elif state in (None, (status := records.decode(row)).state):
+                elif wanted_state in (None, (status := records.decode(row, now=now)).state):
                     found.append((entry, status))
             if expired:
                 self._drop(expired, now=None)
-            if len(entries) < wanted:
+            if frontier is None:
                 break
-            position = entries[-1]
+            position = frontier
         jobs = tuple(status for _, status in found[:limit])
         next_cursor = found[limit - 1][0].encode() if len(found) > limit else None
         return JobPage(jobs, next_cursor)
+
+    def _indexes(self, state: State | None) -> list[str]:
+        """The sorted sets that hold the jobs that may read as ``state``."""
+        if state is None:
+            return [self._jobs_key]
+        if state is State.LOST:  # a started job whose lease ran out reads lost
+            return [self._state_key(State.LOST), self._state_key(State.STARTED)]
+        return [self._state_key(state)]
+
+    def _merged_after(
+        self, indexes: Sequence[str], position: Cursor | None, count: int
+    ) -> tuple[list[Cursor], Cursor | None]:
+        """Read up to ``count`` entries of each index after ``position``, merged newest first.
+
+        Returns the entries every index has been read down to, and the position to read on
+        from (``None``: every index ended). One index is the plain case; with several, entries
+        past the highest last entry of an index that did not end are left for the next read.
+        """
+        merged: dict[str, Cursor] = {}
+        frontier: Cursor | None = None
+        for index in indexes:
+            fresh, more = self._fresh_after(index, position, count)
+            merged.update((entry.job_id, entry) for entry in fresh)
+            if more and (frontier is None or _follows(frontier, fresh[-1])):
+                frontier = fresh[-1]
+        ordered = sorted(merged.values(), key=lambda e: (e.created, e.job_id), reverse=True)
+        if frontier is not None:
+            ordered = [entry for entry in ordered if not _follows(entry, frontier)]
+        return ordered, frontier
+
+    def _fresh_after(
+        self, index: str, position: Cursor | None, count: int
+    ) -> tuple[list[Cursor], bool]:
+        """Read entries of ``index`` strictly after ``position``; tell whether more follow.
+
+        Entries at or before the cursor come back when its own member is not in ``index``
+        (gone, or from another index of a merged listing) and others share its ``created``;
+        they are skipped, reading further until an entry after the cursor or the end.
+        """
+        wanted = count
+        while True:
+            entries = self._index_after(index, position, wanted)
+            fresh = [entry for entry in entries if position is None or _follows(entry, position)]
+            more = len(entries) == wanted
+            if fresh or not more:
+                return fresh, more
+            wanted *= 2
 
     def _index_after(self, index: str, position: Cursor | None, count: int) -> list[Cursor]:
         """Read up to ``count`` entries of ``index`` from ``position`` on (fewer: it ended)."""
@@ -319,6 +424,64 @@ class RedisStore(Store):
             if batch:
                 removed += self._drop(batch, now=moment)
         return removed
+
+    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
+        """Extend the running jobs' leases with one script call; see :meth:`Store.beat`.
+
+        Raises:
+            InvalidJobId: an id is malformed (checked before any I/O).
+            StoreUnavailable: Redis cannot be reached; nothing was extended.
+        """
+        ids, lease = check_beat(job_ids, alive_until)
+        if not ids:
+            return 0
+        now = time.time()
+        expires = self.expires_at(now)
+        args: list[str] = [repr(lease), "", ""]
+        if expires is not None:  # relative, as record() sets it
+            args[1:] = [repr(expires), str(max(1, math.ceil((expires - now) * 1000)))]
+        with self._guard():
+            return int(self._beat(keys=[self._job_key(job_id) for job_id in ids], args=args))
+
+    def reap_lost(self, *, now: datetime | None = None) -> int:
+        """Record ``lost`` for running jobs whose lease ran out; see :meth:`Store.reap_lost`.
+
+        Walks the ``started`` set; each candidate is rechecked and rewritten in its own
+        ``WATCH``/``MULTI`` transaction, so a heartbeat landing meanwhile is seen and no other
+        reaper counts the same job.
+
+        Raises:
+            StoreUnavailable: Redis cannot be reached (jobs reaped before that stay reaped).
+            CorruptRecord: a candidate's record cannot be decoded.
+        """
+        moment = time.time() if now is None else now.timestamp()
+
+        def decide(
+            current: JobStatus | None, lease: float | None, _: float
+        ) -> records.Outcome | None:
+            return None if current is None else records.reap(current, lease, moment)
+
+        reaped = 0
+        batch: list[str] = []
+        with self._guard():
+            running = self._client.zscan_iter(self._state_key(State.STARTED), count=_PRUNE_BATCH)
+            for member, _ in running:
+                batch.append(member)
+                if len(batch) == _PRUNE_BATCH:
+                    reaped += self._reap(batch, moment, decide)
+                    batch = []
+            if batch:
+                reaped += self._reap(batch, moment, decide)
+        return reaped
+
+    def _reap(self, job_ids: list[str], moment: float, decide: _Decide) -> int:
+        """Reap the jobs among ``job_ids`` whose lease ran out at ``moment``; return how many."""
+        reaped = 0
+        for job_id, row in zip(job_ids, self._fetch(job_ids), strict=True):
+            lease = records.lease_of(row) if row else None
+            if lease is not None and lease <= moment and row.get("state") == State.STARTED.value:
+                reaped += self._change(job_id, decide) is not None
+        return reaped
 
     def _drop(self, job_ids: Sequence[str], *, now: float | None) -> int:
         """Run the removal script over ``job_ids``; return how many records it removed."""

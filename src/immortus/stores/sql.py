@@ -18,23 +18,28 @@ writes the migration), or run this DDL (PostgreSQL; MySQL spells ``DOUBLE PRECIS
         error_type VARCHAR(255), error_message TEXT, error_traceback TEXT, meta TEXT,
         enqueued_at DOUBLE PRECISION, started_at DOUBLE PRECISION,
         finished_at DOUBLE PRECISION, updated_at DOUBLE PRECISION,
-        created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION
+        alive_until DOUBLE PRECISION, created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION
     );
     CREATE INDEX ix_immortus_jobs_created ON immortus_jobs (created, job_id);
     CREATE INDEX ix_immortus_jobs_state_created ON immortus_jobs (state, created, job_id);
     CREATE INDEX ix_immortus_jobs_expires ON immortus_jobs (expires);
 
 Times are UTC epoch seconds, taken from the clock of the process that writes.
+
+A table made before heartbeats existed lacks the ``alive_until`` column (workers' leases): the
+store adds it on first use (``ALTER TABLE ... ADD COLUMN``) unless ``create_table=False``; a
+migration then adds it as ``alive_until DOUBLE PRECISION`` (nullable).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Final, Self, cast
+from typing import Any, ClassVar, Final, Self, TypeVar, cast
 
 from immortus.exceptions import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
 
@@ -48,16 +53,29 @@ except ImportError as exc:
 
 from immortus.status import JobStatus, State
 from immortus.stores import records
-from immortus.stores.base import DEFAULT_TTL, Cursor, JobPage, Store, check_page_size
-from immortus.transitions import Event, apply
+from immortus.stores.base import (
+    DEFAULT_TTL,
+    Cursor,
+    JobPage,
+    Store,
+    check_beat,
+    check_page_size,
+)
+from immortus.transitions import Event
 from immortus.validation import check_job_id
 
 __all__ = ["SQLStore", "jobs_table"]
 
+_T = TypeVar("_T")
+
 #: How many times ``record()`` runs its transaction when it loses a race to another writer.
 RECORD_ATTEMPTS: Final = 5
-#: Ids per ``IN (...)`` query in ``get_many``.
+#: Ids per ``IN (...)`` query in ``get_many`` and ``beat``.
 CHUNK: Final = 500
+#: Rows ``reap_lost`` locks and rewrites per transaction.
+REAP_BATCH: Final = 500
+#: Columns added since the first table layout, which ``create_table`` adds to an older table.
+_ADDED_COLUMNS: Final = ("alive_until",)
 #: Seconds to wait for a new PostgreSQL connection unless the URL sets ``connect_timeout``.
 CONNECT_TIMEOUT: Final = 10
 # The ``dialect+driver`` pairs an immortus extra installs; other drivers come from the user.
@@ -100,6 +118,7 @@ def jobs_table(metadata: sa.MetaData, name: str = "immortus_jobs") -> sa.Table:
         sa.Column("error_traceback", sa.Text),
         sa.Column("meta", sa.Text),
         *(sa.Column(f"{moment}_at", sa.Double) for moment in _MOMENTS),
+        sa.Column("alive_until", sa.Double),
         sa.Column("created", sa.Double, nullable=False),
         sa.Column("expires", sa.Double),
         sa.Index(f"ix_{name}_created", "created", "job_id"),
@@ -170,6 +189,7 @@ class SQLStore(Store):
     schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres", "mysql", "mariadb")
     persistent: ClassVar[bool] = True
     batches_reads: ClassVar[bool] = True
+    supports_heartbeat: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -216,6 +236,13 @@ class SQLStore(Store):
             StoreUnavailable: the database cannot be reached; nothing was written.
             CorruptRecord: the job's stored row cannot be decoded; it is left untouched.
         """
+        return self._transact(lambda conn: self._record_in(conn, event))
+
+    def _transact(self, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` in one transaction at the store's isolation level.
+
+        A transaction that loses a race is run again, up to :data:`RECORD_ATTEMPTS` times.
+        """
         with self._errors():
             self._ensure_table()
             attempt = 1
@@ -224,7 +251,7 @@ class SQLStore(Store):
                     with self.engine.connect() as conn:
                         conn.execution_options(isolation_level=self._isolation)
                         with conn.begin():
-                            return self._record_in(conn, event)
+                            return work(conn)
                 except sa_exc.DBAPIError as exc:
                     if attempt >= RECORD_ATTEMPTS or not _lost_race(exc):
                         raise
@@ -237,19 +264,40 @@ class SQLStore(Store):
         locked = sa.select(table).where(key).with_for_update()
         row = cast("Mapping[str, Any] | None", conn.execute(locked).mappings().first())
         now = time.time()
-        current, created = None, now
+        current, lease = None, None
         if row is not None and (row["expires"] is None or row["expires"] > now):
-            current, created = records.decode(row), row["created"]
-        status = apply(current, event)
-        if status is None:
+            current, lease = records.decode(row), records.lease_of(row)
+        outcome = records.advance(current, lease, event, now)
+        if outcome is None:
             return None
-        expires = self.expires_at(now)
-        values = records.encode(status, created=created, expires=expires)
+        created = now if row is None or current is None else row["created"]
+        self._write(conn, row, outcome, created=created, now=now)
+        return None if outcome.status is current else outcome.status  # else: a lease only
+
+    def _write(
+        self,
+        conn: Connection,
+        row: Mapping[str, Any] | None,
+        outcome: records.Outcome,
+        *,
+        created: float,
+        now: float,
+    ) -> None:
+        """Write ``outcome`` over ``row`` (``None``: insert a new one), changed columns only.
+
+        An expired row is renewed in place (with a new ``created``).
+        """
+        values = records.encode(
+            outcome.status,
+            created=created,
+            expires=self.expires_at(now),
+            alive_until=outcome.alive_until,
+        )
         if row is None:
-            conn.execute(sa.insert(table).values(values))
-        elif changes := records.changed(row, values):  # an expired row is renewed in place
-            conn.execute(sa.update(table).where(key).values(changes))
-        return status
+            conn.execute(sa.insert(self.table).values(values))
+        elif changes := records.changed(row, values):
+            key = self.table.c.job_id == row["job_id"]
+            conn.execute(sa.update(self.table).where(key).values(changes))
 
     def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status in one indexed query; see :meth:`Store.get`.
@@ -260,9 +308,9 @@ class SQLStore(Store):
             CorruptRecord: the job's row cannot be decoded.
         """
         check_job_id(job_id)
-        query = sa.select(self.table).where(self.table.c.job_id == job_id, self._live())
-        rows = self._read(query)
-        return records.decode(rows[0]) if rows else None
+        now = time.time()
+        rows = self._read(self._get_query, {"job_id": job_id, "now": now})
+        return records.decode(rows[0], now=now) if rows else None
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the known statuses among ``job_ids`` with one ``IN`` query per 500 ids.
@@ -274,11 +322,12 @@ class SQLStore(Store):
         """
         wanted = list(dict.fromkeys([check_job_id(job_id) for job_id in job_ids]))
         found: dict[str, JobStatus] = {}
+        now = time.time()
         for start in range(0, len(wanted), CHUNK):
             chunk = wanted[start : start + CHUNK]
-            query = sa.select(self.table).where(self.table.c.job_id.in_(chunk), self._live())
+            query = sa.select(self.table).where(self.table.c.job_id.in_(chunk), self._live(now))
             for row in self._read(query):
-                found[row["job_id"]] = records.decode(row)
+                found[row["job_id"]] = records.decode(row, now=now)
         return {job_id: found[job_id] for job_id in wanted if job_id in found}
 
     def list_jobs(
@@ -295,9 +344,10 @@ class SQLStore(Store):
         check_page_size(limit)
         after = None if cursor is None else Cursor.decode(cursor)
         columns = self.table.c
-        query = sa.select(self.table).where(self._live())
+        now = time.time()
+        query = sa.select(self.table).where(self._live(now))
         if state is not None:
-            query = query.where(columns.state == State.parse(state).value)
+            query = query.where(self._in_state(State.parse(state), now))
         if after is not None:  # (created, job_id) < cursor, spelled so every index can serve it
             query = query.where(
                 columns.created <= after.created,
@@ -305,7 +355,7 @@ class SQLStore(Store):
             )
         query = query.order_by(columns.created.desc(), columns.job_id.desc()).limit(limit + 1)
         rows = self._read(query)
-        jobs = tuple(records.decode(row) for row in rows[:limit])
+        jobs = tuple(records.decode(row, now=now) for row in rows[:limit])
         last = rows[limit - 1] if len(rows) > limit else None
         next_cursor = None if last is None else Cursor(last["created"], last["job_id"]).encode()
         return JobPage(jobs, next_cursor)
@@ -323,6 +373,79 @@ class SQLStore(Store):
                 expired = sa.delete(self.table).where(self.table.c.expires <= moment)
                 return conn.execute(expired).rowcount
 
+    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
+        """Extend the running jobs' leases with one ``UPDATE`` per 500 ids, in one transaction.
+
+        See :meth:`Store.beat`.
+
+        Raises:
+            InvalidJobId: an id is malformed (checked before any query).
+            StoreUnavailable: the database cannot be reached; nothing was extended.
+        """
+        ids, lease = check_beat(job_ids, alive_until)
+        if not ids:
+            return 0
+        columns = self.table.c
+
+        def extend(conn: Connection) -> int:
+            now = time.time()
+            touched = 0
+            for start in range(0, len(ids), CHUNK):
+                statement = (
+                    sa.update(self.table)
+                    .where(
+                        columns.job_id.in_(ids[start : start + CHUNK]),
+                        columns.state == State.STARTED.value,
+                        self._live(now),
+                    )
+                    .values(alive_until=lease, expires=self.expires_at(now))
+                )
+                touched += conn.execute(statement).rowcount
+            return touched
+
+        return self._transact(extend)
+
+    def reap_lost(self, *, now: datetime | None = None) -> int:
+        """Record ``lost`` for running jobs whose lease ran out, a locked batch at a time.
+
+        Each batch is selected ``FOR UPDATE`` and rewritten in one transaction, so a heartbeat
+        or an event landing meanwhile is seen and no other reaper counts the same job. See
+        :meth:`Store.reap_lost`.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached (batches reaped before that stay
+                reaped).
+            CorruptRecord: a candidate's row cannot be decoded.
+        """
+        moment = time.time() if now is None else now.timestamp()
+        columns = self.table.c
+        total = 0
+
+        def reap_batch(conn: Connection) -> tuple[int, int]:
+            clock = time.time()
+            due = sa.and_(
+                columns.state == State.STARTED.value,
+                columns.alive_until <= moment,
+                self._live(clock),
+            )
+            if self._lock_by_writing:
+                conn.execute(sa.update(self.table).where(due).values(expires=columns.expires))
+            query = sa.select(self.table).where(due).limit(REAP_BATCH).with_for_update()
+            rows = cast("Sequence[Mapping[str, Any]]", conn.execute(query).mappings().all())
+            reaped = 0
+            for row in rows:
+                outcome = records.reap(records.decode(row), records.lease_of(row), moment)
+                if outcome is not None:
+                    self._write(conn, row, outcome, created=row["created"], now=clock)
+                    reaped += 1
+            return len(rows), reaped
+
+        while True:
+            seen, reaped = self._transact(reap_batch)
+            total += reaped
+            if seen < REAP_BATCH:
+                return total
+
     def close(self) -> None:
         """Dispose of the engine's connections if the store made the engine."""
         if self._owns_engine:
@@ -330,17 +453,45 @@ class SQLStore(Store):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _live(self) -> sa.ColumnElement[bool]:
-        """The condition that keeps only unexpired rows."""
+    def _live(self, now: float) -> sa.ColumnElement[bool]:
+        """The condition that keeps only rows unexpired at ``now``."""
         expires = self.table.c.expires
-        return sa.or_(expires.is_(None), expires > time.time())
+        return sa.or_(expires.is_(None), expires > now)
 
-    def _read(self, query: sa.Select[Any]) -> Sequence[Mapping[str, Any]]:
+    @functools.cached_property
+    def _get_query(self) -> sa.Select[Any]:
+        """:meth:`get`'s query, built once: its ``job_id`` and ``now`` are bound per call.
+
+        Building and hashing a new statement at every lookup cost as much as the round trip.
+        """
+        columns = self.table.c
+        expires = columns.expires
+        now = sa.bindparam("now", type_=sa.Double)
+        return sa.select(self.table).where(
+            columns.job_id == sa.bindparam("job_id", type_=columns.job_id.type),
+            sa.or_(expires.is_(None), expires > now),
+        )
+
+    def _in_state(self, state: State, now: float) -> sa.ColumnElement[bool]:
+        """The condition that keeps the rows that read as ``state`` at ``now`` (records.lapse)."""
+        columns = self.table.c
+        if state is State.STARTED:
+            alive = sa.or_(columns.alive_until.is_(None), columns.alive_until > now)
+            return sa.and_(columns.state == State.STARTED.value, alive)
+        if state is State.LOST:
+            lapsed = sa.and_(columns.state == State.STARTED.value, columns.alive_until <= now)
+            return sa.or_(columns.state == State.LOST.value, lapsed)
+        return columns.state == state.value
+
+    def _read(
+        self, query: sa.Select[Any], params: Mapping[str, Any] | None = None
+    ) -> Sequence[Mapping[str, Any]]:
         with self._errors():
             self._ensure_table()
             with self.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT")  # one query: no BEGIN
-                return cast("Sequence[Mapping[str, Any]]", conn.execute(query).mappings().all())
+                found = conn.execute(query, params).mappings().all()
+                return cast("Sequence[Mapping[str, Any]]", found)
 
     def _ensure_table(self) -> None:
         """Create the table on first use, unless told not to."""
@@ -354,7 +505,30 @@ class SQLStore(Store):
                 with self.engine.connect() as conn:
                     if not sa.inspect(conn).has_table(self.table.name):
                         raise
+            self._add_missing_columns()
             self._table_ready = True
+
+    def _add_missing_columns(self) -> None:
+        """Add the columns a table made by an older immortus lacks (``alive_until``)."""
+        for name in _ADDED_COLUMNS:
+            with self.engine.connect() as conn:
+                present = {
+                    column["name"] for column in sa.inspect(conn).get_columns(self.table.name)
+                }
+            if name in present:
+                continue
+            column = self.table.c[name]
+            kind = column.type.compile(dialect=self.engine.dialect)
+            table = self.engine.dialect.identifier_preparer.format_table(self.table)
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            except sa_exc.DBAPIError:
+                # Another process may have added it at the same moment: fine if it is there.
+                with self.engine.connect() as conn:
+                    columns = sa.inspect(conn).get_columns(self.table.name)
+                    if name not in {column["name"] for column in columns}:
+                        raise
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -16,6 +16,8 @@
 - A thread's connection closes when the thread ends; :meth:`SQLiteStore.close` closes the rest.
 - ``synchronous=NORMAL``: a commit survives a crash of the process; a power cut may lose the
   last commits, never the file.
+- Layout version 2 added the ``alive_until`` column (workers' heartbeat leases); a version-1
+  file is upgraded in place (``ALTER TABLE ... ADD COLUMN``) when a store first opens it.
 """
 
 from __future__ import annotations
@@ -34,18 +36,35 @@ from typing import Any, ClassVar, Final, Self
 
 from immortus.exceptions import ConfigurationError, InvalidInput, InvalidStoreURL, StoreUnavailable
 from immortus.status import JobStatus, State
-from immortus.stores.base import DEFAULT_TTL, Cursor, JobPage, Store, check_page_size
-from immortus.stores.records import COLUMNS, changed, decode, encode
-from immortus.transitions import Event, apply
+from immortus.stores.base import (
+    DEFAULT_TTL,
+    Cursor,
+    JobPage,
+    Store,
+    check_beat,
+    check_page_size,
+)
+from immortus.stores.records import (
+    COLUMNS,
+    Outcome,
+    advance,
+    changed,
+    decode,
+    encode,
+    lease_of,
+    reap,
+)
+from immortus.transitions import Event
 from immortus.validation import check_job_id
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 #: The table layout this module reads and writes, kept in the file's ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: Ids per ``get_many`` query: below 999, the smallest variable limit SQLite has shipped with.
 _CHUNK: Final = 900
-#: Rows per ``prune`` transaction, so a large backlog never holds the write lock for long.
+#: Rows per ``prune`` (and ``reap_lost``) transaction, so a large backlog never holds the write
+#: lock for long.
 _PRUNE_BATCH: Final = 1000
 
 # One column per field of records.COLUMNS, in that order (the tests check it).
@@ -55,7 +74,7 @@ _SCHEMA: Final = (
         attempts INTEGER NOT NULL, progress_current REAL, progress_total REAL,
         progress_message TEXT, error_type TEXT, error_message TEXT, error_traceback TEXT,
         meta TEXT, enqueued_at REAL, started_at REAL, finished_at REAL, updated_at REAL,
-        created REAL NOT NULL, expires REAL
+        alive_until REAL, created REAL NOT NULL, expires REAL
     )""",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_listing ON immortus_jobs (created DESC, job_id DESC)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_state ON immortus_jobs (state, created, job_id)",
@@ -74,6 +93,12 @@ _PRUNE: Final = (
     "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?)"
 )
 _CREATED: Final = COLUMNS.index("created")
+#: What each older layout version needs to become the current one.
+_UPGRADES: Final = {1: ("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL",)}
+# A started job whose lease ran out reads lost (records.lapse); the state filter agrees.
+_RUNNING: Final = "(state = 'started' AND (alive_until IS NULL OR alive_until > ?))"
+_LOST: Final = "(state = 'lost' OR (state = 'started' AND alive_until <= ?))"
+_REAPABLE: Final = f"{_SELECT} WHERE state = 'started' AND alive_until <= ? AND {_LIVE} LIMIT ?"
 
 
 @functools.lru_cache(maxsize=128)
@@ -126,8 +151,13 @@ def _transaction(connection: sqlite3.Connection, mode: str) -> Iterator[None]:
         raise
 
 
-def _decode(row: Sequence[Any]) -> JobStatus:
-    return decode(dict(zip(COLUMNS, row, strict=True)))
+def _row(row: Sequence[Any]) -> dict[str, Any]:
+    return dict(zip(COLUMNS, row, strict=True))
+
+
+def _decode(row: Sequence[Any], now: float) -> JobStatus:
+    """The status a reader sees at ``now``."""
+    return decode(_row(row), now=now)
 
 
 class SQLiteStore(Store):
@@ -146,6 +176,7 @@ class SQLiteStore(Store):
     schemes: ClassVar[tuple[str, ...]] = ("sqlite",)
     persistent: ClassVar[bool] = True
     batches_reads: ClassVar[bool] = True
+    supports_heartbeat: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -263,6 +294,10 @@ class SQLiteStore(Store):
     def _create_schema(self) -> None:
         with self._translate():
             connection = self._connection()
+            # A file already at this layout (and so in WAL mode, which persists) is opened with
+            # a read, not the write lock: workers starting while others write need not wait.
+            if connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return
             connection.execute("PRAGMA journal_mode = WAL")
             with _transaction(connection, "IMMEDIATE"):
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
@@ -272,6 +307,10 @@ class SQLiteStore(Store):
                         f"written by a newer immortus; this one knows up to {SCHEMA_VERSION}. "
                         "Upgrade immortus, or point it at another file"
                     )
+                if version > 0:  # an existing table: upgrade it first (its indexes exist)
+                    for older in range(version, SCHEMA_VERSION):
+                        for statement in _UPGRADES[older]:
+                            connection.execute(statement)
                 for statement in _SCHEMA:
                     connection.execute(statement)
                 if version < SCHEMA_VERSION:
@@ -293,20 +332,35 @@ class SQLiteStore(Store):
             connection = self._connection()
             with _transaction(connection, "IMMEDIATE"):
                 now = time.time()
-                row = connection.execute(_GET, (event.job_id, now)).fetchone()
-                status = apply(None if row is None else _decode(row), event)
-                if status is None:
+                found = connection.execute(_GET, (event.job_id, now)).fetchone()
+                stored = None if found is None else _row(found)
+                current = None if stored is None else decode(stored)
+                lease = None if stored is None else lease_of(stored)
+                outcome = advance(current, lease, event, now)
+                if outcome is None:
                     return None
-                created = now if row is None else row[_CREATED]
-                expires = self.expires_at(now)
-                values = encode(status, created=created, expires=expires)
-                if row is None:
-                    connection.execute(_INSERT, values)
-                elif changes := changed(dict(zip(COLUMNS, row, strict=True)), values):
-                    connection.execute(
-                        _update(frozenset(changes)), {**changes, "job_id": values["job_id"]}
-                    )
-            return status
+                self._write(connection, stored, outcome, now)
+            return None if outcome.status is current else outcome.status  # else: a lease only
+
+    def _write(
+        self,
+        connection: sqlite3.Connection,
+        stored: dict[str, Any] | None,
+        outcome: Outcome,
+        now: float,
+    ) -> None:
+        """Write ``outcome`` over the ``stored`` row (``None``: a new one), changed columns only."""
+        created = now if stored is None else stored["created"]
+        values = encode(
+            outcome.status,
+            created=created,
+            expires=self.expires_at(now),
+            alive_until=outcome.alive_until,
+        )
+        if stored is None:
+            connection.execute(_INSERT, values)
+        elif changes := changed(stored, values):
+            connection.execute(_update(frozenset(changes)), {**changes, "job_id": values["job_id"]})
 
     def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status; see :meth:`Store.get`.
@@ -317,9 +371,10 @@ class SQLiteStore(Store):
             CorruptRecord: the stored record cannot be decoded.
         """
         check_job_id(job_id)
+        now = time.time()
         with self._translate():
-            row = self._connection().execute(_GET, (job_id, time.time())).fetchone()
-        return None if row is None else _decode(row)
+            row = self._connection().execute(_GET, (job_id, now)).fetchone()
+        return None if row is None else _decode(row, now)
 
     def get_nowait(self, job_id: str) -> JobStatus | None:
         """Return the job's status unless reading it would wait; see :meth:`Store.get_nowait`.
@@ -336,15 +391,16 @@ class SQLiteStore(Store):
             CorruptRecord: the stored record cannot be decoded.
         """
         check_job_id(job_id)
+        now = time.time()
         try:
             with self._translate():
-                row = self._connection(nowait=True).execute(_GET, (job_id, time.time())).fetchone()
+                row = self._connection(nowait=True).execute(_GET, (job_id, now)).fetchone()
         except StoreUnavailable as exc:
             code = getattr(exc.__cause__, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in _BUSY:
                 raise BlockingIOError(f"the SQLite store {self.path} is locked") from exc
             raise
-        return None if row is None else _decode(row)
+        return None if row is None else _decode(row, now)
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the known statuses among ``job_ids`` in one query per 900 ids.
@@ -375,7 +431,7 @@ class SQLiteStore(Store):
             else:
                 with _transaction(connection, "DEFERRED"):
                     rows = [row for chunk in chunks for row in select(chunk)]
-        return {row[0]: _decode(row) for row in rows}
+        return {row[0]: _decode(row, now) for row in rows}
 
     def list_jobs(
         self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
@@ -392,11 +448,13 @@ class SQLiteStore(Store):
         after = None if cursor is None else Cursor.decode(cursor)
         clauses: list[str] = []
         params: list[Any] = []
+        now = time.time()
         if state is not None:
-            clauses.append("state = ?")
-            params.append(State.parse(state).value)
+            wanted = State.parse(state)
+            clauses.append({State.STARTED: _RUNNING, State.LOST: _LOST}.get(wanted, "state = ?"))
+            params.append(now if wanted in (State.STARTED, State.LOST) else wanted.value)
         clauses.append(_LIVE)
-        params.append(time.time())
+        params.append(now)
         if after is not None:
             clauses.append("(created, job_id) < (?, ?)")
             params += [after.created, after.job_id]
@@ -404,7 +462,7 @@ class SQLiteStore(Store):
         params.append(limit + 1)
         with self._translate():
             rows = self._connection().execute(sql, params).fetchall()
-        jobs = tuple(_decode(row) for row in rows[:limit])
+        jobs = tuple(_decode(row, now) for row in rows[:limit])
         if len(rows) <= limit:
             return JobPage(jobs, None)
         last = rows[limit - 1]
@@ -425,6 +483,64 @@ class SQLiteStore(Store):
                 deleted = connection.execute(_PRUNE, (moment, _PRUNE_BATCH)).rowcount
                 total += deleted
                 if deleted < _PRUNE_BATCH:
+                    return total
+
+    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
+        """Extend the running jobs' leases with one ``UPDATE`` per 900 ids, in one transaction.
+
+        See :meth:`Store.beat`.
+
+        Raises:
+            InvalidJobId: an id is malformed (checked before any I/O).
+            StoreUnavailable: the file cannot be written, or stayed locked longer than
+                ``timeout``; nothing was extended.
+        """
+        ids, lease = check_beat(job_ids, alive_until)
+        if not ids:
+            return 0
+        touched = 0
+        with self._translate():
+            connection = self._connection()
+            with _transaction(connection, "IMMEDIATE"):
+                now = time.time()
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = ids[start : start + _CHUNK]
+                    sql = (
+                        "UPDATE immortus_jobs SET alive_until = ?, expires = ? "  # noqa: S608
+                        f"WHERE job_id IN ({', '.join('?' * len(chunk))}) "
+                        f"AND state = 'started' AND {_LIVE}"
+                    )
+                    params = (lease, self.expires_at(now), *chunk, now)
+                    touched += connection.execute(sql, params).rowcount
+        return touched
+
+    def reap_lost(self, *, now: datetime | None = None) -> int:
+        """Record ``lost`` for running jobs whose lease ran out, in short transactions.
+
+        Each batch is read and rewritten inside one ``BEGIN IMMEDIATE``, so a heartbeat or an
+        event landing meanwhile is seen and no other reaper counts the same job. See
+        :meth:`Store.reap_lost`.
+
+        Raises:
+            StoreUnavailable: the file cannot be written, or stayed locked longer than
+                ``timeout`` (batches reaped before that stay reaped).
+            CorruptRecord: a candidate's record cannot be decoded.
+        """
+        moment = time.time() if now is None else now.timestamp()
+        total = 0
+        with self._translate():
+            connection = self._connection()
+            while True:
+                with _transaction(connection, "IMMEDIATE"):
+                    clock = time.time()
+                    rows = connection.execute(_REAPABLE, (moment, clock, _PRUNE_BATCH)).fetchall()
+                    for found in rows:
+                        stored = _row(found)
+                        outcome = reap(decode(stored), lease_of(stored), moment)
+                        if outcome is not None:
+                            self._write(connection, stored, outcome, clock)
+                            total += 1
+                if len(rows) < _PRUNE_BATCH:
                     return total
 
     def close(self) -> None:

@@ -1,0 +1,454 @@
+"""Events a store could not take yet: held in memory, in order, and written when it is back.
+
+The store strategy hands every lifecycle event to :func:`record`. While the store answers, that
+is one call to :meth:`Store.record <immortus.stores.base.Store.record>` and nothing else. When
+the store raises :class:`~immortus.exceptions.StoreUnavailable` (its server is down, its SQLite
+file stayed locked past the timeout), the event goes to the store's :class:`Outbox` instead and
+the job carries on:
+
+- The outbox keeps events in the order they came, for every job of the process. While it holds
+  any, new events queue behind them, so nothing written later overtakes what was held.
+- A daemon thread, started with the outage, retries the oldest event after 0.05 s, doubling
+  the pause up to 2 s while the store stays away. Once the store takes an event, the thread
+  writes the rest in order, one ``record`` each, and stops at the first failure to try again
+  later. Events carry their own times, so a replayed job shows when things really happened.
+- At most ``outbox_limit`` events wait (:func:`immortus.configure`; default 10 000, ``0`` turns
+  the outbox off and an event the store refuses is logged and lost, as before). Past it the
+  oldest ``progress`` or ``meta`` event is dropped (a later one says as much), and only when
+  nothing but state changes is held, the oldest event. Every drop counts in
+  :attr:`OutboxStats.dropped`; one WARNING per outage says that dropping began.
+- Logged on the ``immortus`` logger: a WARNING when an outage begins, a WARNING at its first
+  drop, an INFO when the store is back with how many events were written late and dropped,
+  and an ERROR at exit for the events still held after a last flush of up to 2 s.
+- One outbox per store object and process. A forked child starts with none: what the parent
+  held is the parent's to write. Two store objects of one database keep separate orders.
+
+Reads are never held: a status asked for during an outage raises ``StoreUnavailable``, and the
+web layer answers 503.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+from immortus import config
+from immortus.exceptions import StoreUnavailable
+from immortus.stores.base import Store
+from immortus.transitions import Event, EventKind
+
+__all__ = ["Outbox", "OutboxStats", "flush", "outbox_for", "record", "stats"]
+
+logger = logging.getLogger("immortus")
+
+#: Seconds before the first retry of an outage; each failed retry doubles the pause ...
+FIRST_RETRY: Final = 0.05
+#: ... up to this many seconds.
+LONGEST_RETRY: Final = 2.0
+#: Seconds the exit handler waits for the stores to take what is held.
+EXIT_FLUSH: Final = 2.0
+
+#: Events that a later one of their kind makes redundant: the first to go past the limit.
+_SUPERSEDABLE: Final = frozenset({EventKind.PROGRESS, EventKind.META})
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """What the outboxes of this process did since it started (:func:`stats`)."""
+
+    #: Events held right now, waiting for their store.
+    buffered: int
+    #: Events given up: past ``outbox_limit``, or refused by the store on replay.
+    dropped: int
+    #: Events written late, once their store was back.
+    replayed: int
+    #: Outages begun: times a store refused an event while nothing was held for it.
+    outages: int
+
+
+class _Totals:
+    """The process's counters, summed over every outbox."""
+
+    __slots__ = ("dropped", "outages", "replayed")
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.replayed = 0
+        self.outages = 0
+
+
+class _Held:
+    """One held event; ``waiting`` turns False once it is written, being written or dropped."""
+
+    __slots__ = ("event", "waiting")
+
+    def __init__(self, event: Event) -> None:
+        self.event: Event | None = event
+        self.waiting = True
+
+
+# The process's state, replaced in a forked child (see _forget_the_parent). Every field is
+# guarded by _lock except _backlog's emptiness, read without it on the fast path of record().
+_lock = threading.Lock()
+#: The outboxes holding events now, by store: record() sends a store's events to its outbox.
+_backlog: dict[Store, Outbox] = {}
+#: Every outbox of this process, by store (held weakly: an outbox lives as long as its store).
+_outboxes: weakref.WeakKeyDictionary[Store, Outbox] = weakref.WeakKeyDictionary()
+_totals = _Totals()
+_exit_handler_registered = False
+_names = itertools.count(1)
+
+
+class Outbox:
+    """The events one store refused, in order, and the thread that writes them when it is back.
+
+    Made by :func:`outbox_for` (one per store object and process); :func:`record` fills it.
+    The counters cover this store since the process started, ``buffered`` the present.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = weakref.ref(store)
+        self._waiting: deque[_Held] = deque()  # every held event, oldest first (and tombstones)
+        self._supersedable: deque[_Held] = deque()  # the progress and meta ones among them
+        self._count = 0  # how many in _waiting still wait
+        self._writing = False  # the replay thread is writing the oldest event
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # cuts the replay thread's pause short (flush)
+        self._drained = threading.Event()  # set while nothing is held
+        self._drained.set()
+        self._outage_dropped = 0
+        self._outage_replayed = 0
+        #: Events of this store given up (see :attr:`OutboxStats.dropped`).
+        self.dropped = 0
+        #: Events of this store written late.
+        self.replayed = 0
+        #: Outages of this store.
+        self.outages = 0
+
+    def __repr__(self) -> str:
+        return f"<Outbox of {_name(self._store())}: {self._count + self._writing} held>"
+
+    @property
+    def store(self) -> Store | None:
+        """The store the events are for (``None`` once it is garbage)."""
+        return self._store()
+
+    @property
+    def buffered(self) -> int:
+        """How many events wait now, counting one being written."""
+        with _lock:
+            return self._count + self._writing
+
+    def flush(self, timeout: float = EXIT_FLUSH) -> bool:
+        """Write what is held now, waiting up to ``timeout`` seconds; return whether all went.
+
+        Cuts the replay thread's pause short; the thread writes, in order. Never raises.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._drained.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._wake.set()
+            self._drained.wait(min(FIRST_RETRY, remaining))
+        return True
+
+    # -- filled by record(), under _lock ------------------------------------------------------
+
+    def _begin_outage(self, store: Store) -> None:
+        self.outages += 1
+        _totals.outages += 1
+        self._outage_dropped = self._outage_replayed = 0
+        self._drained.clear()
+        _backlog[store] = self
+        self._start_thread(store)
+
+    def _start_thread(self, store: Store) -> None:
+        self._thread = threading.Thread(
+            target=self._replay,
+            args=(store,),
+            name=f"immortus-outbox-{next(_names)}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _hold(self, event: Event, limit: int) -> bool:
+        """Queue ``event`` last; return whether this began the outage's dropping."""
+        held = _Held(event)
+        self._waiting.append(held)
+        if event.kind in _SUPERSEDABLE:
+            self._supersedable.append(held)
+        self._count += 1
+        if self._thread is None:  # its thread died of something unforeseen: a new one
+            store = self._store()
+            if store is not None:
+                self._start_thread(store)
+        return self._keep_within(limit)
+
+    def _keep_within(self, limit: int) -> bool:
+        """Drop events past ``limit``; return whether these are the outage's first drops."""
+        first = self._outage_dropped == 0
+        while self._count > limit:
+            self._drop_one()
+        if len(self._waiting) > 2 * self._count + 64:  # mostly tombstones: compact
+            self._waiting = deque(held for held in self._waiting if held.waiting)
+            self._supersedable = deque(held for held in self._supersedable if held.waiting)
+        return first and self._outage_dropped > 0
+
+    def _drop_one(self) -> None:
+        for queue in (self._supersedable, self._waiting):
+            while queue:
+                held = queue.popleft()
+                if held.waiting:
+                    self._give_up(held)
+                    return
+
+    def _give_up(self, held: _Held) -> None:
+        held.waiting, held.event = False, None
+        self._count -= 1
+        self.dropped += 1
+        self._outage_dropped += 1
+        _totals.dropped += 1
+
+    # -- the replay thread --------------------------------------------------------------------
+
+    def _replay(self, store: Store) -> None:
+        """Retry with back-off until everything held is written; then end the outage."""
+        try:
+            pause = FIRST_RETRY
+            while True:
+                self._wake.wait(pause)
+                self._wake.clear()
+                written, finished = self._write_held(store)
+                if finished:
+                    return
+                pause = FIRST_RETRY if written else min(pause * 2, LONGEST_RETRY)
+        except BaseException:
+            with _lock:  # the next event held starts a new thread
+                if self._thread is threading.current_thread():
+                    self._thread = None
+            raise
+
+    def _write_held(self, store: Store) -> tuple[int, bool]:
+        """Write held events in order until none is left (True) or the store refuses one."""
+        written = 0
+        while (held := self._next(store)) is not None:
+            event = held.event
+            assert event is not None  # noqa: S101 - only waiting events are taken
+            try:
+                store.record(event)
+            except StoreUnavailable:
+                with _lock:
+                    began_dropping = self._put_back(held)
+                if began_dropping:
+                    _warn_dropping(store)
+                return written, False
+            except Exception:
+                logger.exception(
+                    "immortus: the store %s refused a held %s event of job %r; it is dropped",
+                    _name(store),
+                    event.kind.value,
+                    event.job_id,
+                )
+                with _lock:
+                    self._writing = False
+                    self._give_up(held)
+                continue
+            written += 1
+            with _lock:
+                self._writing = False
+                self.replayed += 1
+                self._outage_replayed += 1
+                _totals.replayed += 1
+        return written, True
+
+    def _next(self, store: Store) -> _Held | None:
+        """Take the oldest waiting event, or end the outage when there is none."""
+        with _lock:
+            while self._waiting:
+                held = self._waiting.popleft()
+                if held.waiting:
+                    held.waiting = False  # being written: no longer a candidate to drop
+                    self._count -= 1
+                    self._writing = True
+                    while self._supersedable and not self._supersedable[0].waiting:
+                        self._supersedable.popleft()
+                    return held
+            self._supersedable.clear()
+            del _backlog[store]
+            self._thread = None
+            replayed, dropped = self._outage_replayed, self._outage_dropped
+        logger.info(
+            "immortus: the store %s is back: wrote %d held tracking events in order "
+            "(%d dropped during the outage)",
+            _name(store),
+            replayed,
+            dropped,
+        )
+        with _lock:  # flush() returns once the outage is told over (unless a new one began)
+            if _backlog.get(store) is not self:
+                self._drained.set()
+        return None
+
+    def _put_back(self, held: _Held) -> bool:
+        """Return an event the store refused to the front, where it still belongs.
+
+        Returns whether this began the outage's dropping (the limit may have been lowered).
+        """
+        held.waiting = True
+        self._writing = False
+        self._waiting.appendleft(held)
+        if held.event is not None and held.event.kind in _SUPERSEDABLE:
+            self._supersedable.appendleft(held)
+        self._count += 1
+        return self._keep_within(_limit())
+
+
+def _warn_outage(store: Store, error: StoreUnavailable, limit: int) -> None:
+    logger.warning(
+        "immortus: the store %s is unreachable (%s); holding its tracking events in memory "
+        "(up to outbox_limit=%d) and retrying until it is back",
+        _name(store),
+        error,
+        limit,
+    )
+
+
+def _warn_dropping(store: Store) -> None:
+    logger.warning(
+        "immortus: the store %s has been away long enough to fill its outbox (outbox_limit=%d): "
+        "dropping the oldest progress and meta events first; immortus.outbox.stats().dropped "
+        "counts the losses",
+        _name(store),
+        _limit(),
+    )
+
+
+def _name(store: Store | None) -> str:
+    """The store as logs show it: its own repr, or its class when it has none of its own."""
+    return repr(store) if type(store).__repr__ is not object.__repr__ else type(store).__name__
+
+
+def _limit() -> int:
+    return config.get_config().outbox_limit
+
+
+def outbox_for(store: Store) -> Outbox:
+    """Return this process's outbox for ``store``, making it on first use."""
+    with _lock:
+        return _outbox_for(store)
+
+
+def _outbox_for(store: Store) -> Outbox:
+    box = _outboxes.get(store)
+    if box is None:
+        box = _outboxes[store] = Outbox(store)
+    return box
+
+
+def record(store: Store, event: Event) -> None:
+    """Write ``event`` to ``store``, or hold it for later if the store is away.
+
+    The store strategy's one way of writing. While nothing is held for any store, this is one
+    check and ``store.record(event)``.
+
+    Raises:
+        StoreUnavailable: the store refused the event and ``outbox_limit`` is 0 (nothing held).
+        CorruptRecord, InvalidInput: as :meth:`Store.record` (these are not outages).
+    """
+    if _backlog:  # some store is away: this one's events may have to queue behind its own
+        with _lock:
+            box = _backlog.get(store)
+            began_dropping = box is not None and box._hold(event, _limit())
+        if began_dropping:
+            _warn_dropping(store)
+        if box is not None:
+            return
+    try:
+        store.record(event)
+    except StoreUnavailable as exc:
+        if not _begin_holding(store, event, exc):
+            raise
+
+
+def _begin_holding(store: Store, event: Event, error: StoreUnavailable) -> bool:
+    """Hold ``event`` for ``store`` (starting an outage); False when the outbox is off."""
+    global _exit_handler_registered  # noqa: PLW0603  # once per process
+    limit = _limit()
+    with _lock:
+        box = _backlog.get(store)
+        began_outage = box is None
+        if box is None:
+            if limit == 0:
+                return False
+            box = _outbox_for(store)
+            box._begin_outage(store)
+        began_dropping = box._hold(event, limit)
+        if not _exit_handler_registered:
+            # Registered now rather than at import, so that it runs before the exit handlers
+            # registered earlier (SQLite's connection finalizers among them): atexit is LIFO.
+            _exit_handler_registered = True
+            atexit.register(_flush_at_exit)
+    if began_outage:
+        _warn_outage(store, error, limit)
+    if began_dropping:
+        _warn_dropping(store)
+    return True
+
+
+def stats() -> OutboxStats:
+    """Return the counters of every outbox in this process (the numbers to monitor)."""
+    with _lock:
+        buffered = sum(box._count + box._writing for box in _backlog.values())
+        return OutboxStats(
+            buffered=buffered,
+            dropped=_totals.dropped,
+            replayed=_totals.replayed,
+            outages=_totals.outages,
+        )
+
+
+def flush(timeout: float = EXIT_FLUSH) -> bool:
+    """Write what every outbox holds, waiting up to ``timeout`` seconds in all.
+
+    Returns whether nothing is held any more. Never raises.
+    """
+    deadline = time.monotonic() + timeout
+    with _lock:
+        boxes = list(_backlog.values())
+    flushed = [box.flush(max(0.0, deadline - time.monotonic())) for box in boxes]
+    return all(flushed)  # every outbox had its turn, even after one timed out
+
+
+def _flush_at_exit() -> None:
+    """At interpreter exit: a last flush, then say what is lost."""
+    flush(EXIT_FLUSH)
+    with _lock:
+        left = [(box, box._count + box._writing) for box in _backlog.values()]
+    for box, count in left:
+        logger.error(
+            "immortus: the store %s is still unreachable at exit: %d tracking events held "
+            "in memory are lost",
+            _name(box.store),
+            count,
+        )
+
+
+def _forget_the_parent() -> None:
+    """In a forked child: no outbox, no thread; what the parent held stays the parent's."""
+    global _lock, _backlog, _outboxes, _totals  # noqa: PLW0603
+    _lock = threading.Lock()
+    _backlog = {}
+    _outboxes = weakref.WeakKeyDictionary()
+    _totals = _Totals()
+
+
+os.register_at_fork(after_in_child=_forget_the_parent)
