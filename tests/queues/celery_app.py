@@ -69,6 +69,43 @@ def slow() -> None:
         time.sleep(0.05)
 
 
+def _wait_for(release: str) -> None:
+    """Report progress 0 of 1, wait until the file ``release`` exists, report 1 of 1.
+
+    Raises ``TimeoutError`` after a minute without it.
+    """
+    immortus.progress(0, 1, "waiting")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} did not appear")
+        time.sleep(0.05)
+    immortus.progress(1, 1, "released")
+
+
+@app.task  # type: ignore[untyped-decorator]
+@immortus.track(queue="celery")
+def blocks(release: str) -> None:
+    """Run until the file ``release`` exists: a test kills its worker mid-task, or lets it end."""
+    _wait_for(release)
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+@immortus.track(queue="celery")
+def blocks_redelivered(release: str) -> None:
+    """:func:`blocks`, whose message Celery requeues when the process running it dies."""
+    _wait_for(release)
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    retry_on_worker_lost=True, max_retries=1, default_retry_delay=0
+)
+@immortus.track(queue="celery")
+def blocks_retried(release: str) -> None:
+    """:func:`blocks`, which Celery retries when the process running it dies."""
+    _wait_for(release)
+
+
 @app.task(name="tests.queues.celery_app.renamed_task")  # type: ignore[untyped-decorator]
 @immortus.track(queue="celery")
 def renamed() -> None:

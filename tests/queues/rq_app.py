@@ -6,6 +6,7 @@ The worker is ``rq worker --job-class immortus.queues.rq.TrackedJob``; the enque
 
 from __future__ import annotations
 
+import os
 import time
 
 from redis import Redis
@@ -53,6 +54,23 @@ def slow() -> None:
     for step in range(1, 601):
         immortus.progress(step, 600)
         time.sleep(0.05)
+
+
+@immortus.track(queue="rq")
+def blocks(release: str) -> str:
+    """Report progress 0 of 1, then wait until the file ``release`` exists, and return.
+
+    A test knows the job runs once it reads the progress, and kills its worker mid-job or
+    lets it end by creating the file. Raises ``TimeoutError`` after a minute without it.
+    """
+    immortus.progress(0, 1, "waiting")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} did not appear")
+        time.sleep(0.05)
+    immortus.progress(1, 1, "released")
+    return "released"
 
 
 @immortus.track(queue="rq")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import pytest
 import redis
 from celery import Celery, signals  # type: ignore[import-untyped]
+from celery.exceptions import WorkerLostError  # type: ignore[import-untyped]
 
 import immortus
 from immortus import JobStatus, State, StoreUnavailable
@@ -68,6 +69,8 @@ class CeleryHarness(QueueHarness):
         self.directory = directory
         self.pool = "threads"
         self.runs = 0
+        #: The worker the current ``worker()`` block runs.
+        self.process: WorkerProcess | None = None
 
     def job_class(self, job: Job) -> str:
         name: str = TASKS[job].name
@@ -89,14 +92,25 @@ class CeleryHarness(QueueHarness):
 
     @contextmanager
     def worker(
-        self, *, store_url: str | None = None, result_expires: float | None = None
+        self,
+        *,
+        store_url: str | None = None,
+        result_expires: float | None = None,
+        variables: Mapping[str, str] | None = None,
+        clean_exit: bool = True,
     ) -> Iterator[None]:
+        """Run a worker of :attr:`pool` while the block runs; it is :attr:`process` meanwhile.
+
+        ``variables`` are added to its environment. With ``clean_exit``, a worker that does not
+        exit with 0 fails the test (pass False for one the test kills).
+        """
         self.runs += 1
         ready = self.directory / f"celery-worker-{self.runs}.ready"
         environment = worker_environment(
             store_url or self.store_url,
             IMMORTUS_TEST_CELERY_URL=self.url,
             IMMORTUS_TEST_CELERY_READY=str(ready),
+            **(variables or {}),
         )
         if result_expires is not None:
             environment["IMMORTUS_TEST_CELERY_RESULT_EXPIRES"] = str(result_expires)
@@ -108,9 +122,13 @@ class CeleryHarness(QueueHarness):
         log = self.directory / f"celery-worker-{self.runs}.log"
         # SIGTERM is Celery's warm shutdown: running tasks end first.
         process = WorkerProcess("the Celery worker", command, env=environment, log=log)
-        with running_worker(process):
+        with running_worker(process, clean_exit=clean_exit):
             process.wait_until_ready(ready.exists)
-            yield
+            self.process = process
+            try:
+                yield
+            finally:
+                self.process = None
 
     def worker_with_store_down(self) -> AbstractContextManager[None]:
         return self.worker(store_url=dead_store_url())
@@ -247,6 +265,21 @@ def test_every_celery_state_maps_to_ours(harness: CeleryHarness) -> None:
     assert revoked.error is None
 
 
+def test_a_failure_of_a_lost_pool_child_reads_lost(harness: CeleryHarness) -> None:
+    """What the worker's main process stores when the child running the task died."""
+    job_id = str(uuid.uuid4())
+    store_state(
+        job_id, WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL)."), "FAILURE"
+    )
+    answer = CeleryStrategy(celery_app.app).native_status(job_id)
+    assert answer is not None
+    assert (answer.state, answer.completed, answer.success) == (State.LOST, True, False)
+    assert answer.error is not None
+    assert answer.error.type == "billiard.exceptions.WorkerLostError"
+    assert answer.error.message == "Worker exited prematurely: signal 9 (SIGKILL)."
+    assert answer.finished_at is not None
+
+
 def test_many_jobs_are_read_with_one_mget(
     harness: CeleryHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,7 +385,7 @@ def test_a_failing_store_never_breaks_the_enqueue(
         def record(self, event: Event) -> None:
             raise StoreUnavailable("the store is down")
 
-    immortus.configure(store=BrokenStore())
+    immortus.configure(store=BrokenStore(), outbox_limit=0)  # no outbox: the failure is logged
     with caplog.at_level(logging.ERROR, logger="immortus"):
         job_id = harness.enqueue("steps")
     assert job_id

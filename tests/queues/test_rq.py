@@ -13,9 +13,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, ClassVar
 
 import pytest
@@ -24,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 from rq import Callback, Queue, Retry, SimpleWorker
 from rq.command import send_stop_job_command
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.job import JobStatus as RQState
 from rq.worker import BaseWorker
@@ -33,9 +36,12 @@ from immortus import State, StoreStrategy
 from immortus.exceptions import ConfigurationError, StoreUnavailable
 from immortus.jobs import job_class_of
 from immortus.queues.rq import (
+    ABANDONED,
+    HORSE_DIED,
     STATES,
     RQStrategy,
     TrackedJob,
+    _stop_signals_held,
     error_from_traceback,
     install,
     tracked_job_class,
@@ -104,21 +110,26 @@ class RQHarness(QueueHarness):
         else:
             job.cancel()
 
-    def worker(self, *, tracked: bool = True) -> AbstractContextManager[None]:
-        return self._worker(self.store_url, tracked=tracked)
+    def worker(
+        self, *, tracked: bool = True, environment: Mapping[str, str] | None = None
+    ) -> AbstractContextManager[None]:
+        """Run an ``rq worker`` (with ``environment`` added to its own) while the block runs."""
+        return self._worker(self.store_url, tracked=tracked, environment=environment)
 
     def worker_with_store_down(self) -> AbstractContextManager[None]:
         return self._worker(dead_store_url(), tracked=True)
 
     @contextmanager
-    def _worker(self, store_url: str, *, tracked: bool) -> Iterator[None]:
+    def _worker(
+        self, store_url: str, *, tracked: bool, environment: Mapping[str, str] | None = None
+    ) -> Iterator[None]:
         self._workers += 1
         name = f"immortus-test-{os.getpid()}-{self._workers}"
         command = [sys.executable, "-m", "rq.cli", "worker", "--url", self.url, "--name", name]
         if tracked:
             command += ["--job-class", TRACKED_JOB_CLASS]
         command.append(rq_app.QUEUE_NAME)
-        env = worker_environment(store_url)
+        env = worker_environment(store_url, **(environment or {}))
         log = self.folder / f"{name}.log"
         # SIGTERM is RQ's warm shutdown: the current job ends first.
         worker = WorkerProcess("the rq worker", command, env=env, log=log, cwd=self.folder)
@@ -237,23 +248,23 @@ def test_a_job_enqueued_before_install_is_tracked_once_a_tracked_worker_runs_it(
     assert status.progress.percent == 100.0  # immortus.progress worked in the work horse
 
 
-def test_a_killed_work_horse_ends_the_job_as_rq_says(harness: RQHarness) -> None:
-    job_class = harness.job_class("slow")
-    job_id = harness.enqueue("slow")
-    with harness.worker():
-        wait_for_status(job_id, job_class, lambda s: s.progress is not None)
+def test_a_killed_work_horse_is_lost_from_the_hash_alone(harness: RQHarness) -> None:
+    """The worker runs without the hooks: only RQ's hash tells that the horse died."""
+    job_class = job_class_of(rq_app.progress_in_meta)  # it reports the RQ way only
+    job_id = harness.queue.enqueue(rq_app.progress_in_meta).id
+    with harness.worker(tracked=False):
+        wait_for(lambda: bool(Job.fetch(job_id, harness.connection).get_meta()), what="meta")
         os.kill(harness.horse_of(harness.worker_pids[-1]), signal.SIGKILL)
         status = wait_for_status(job_id, job_class, lambda s: s.completed)
     store = immortus.get_store()
     assert store is not None
     recorded = store.get(job_id)
     assert recorded is not None
-    assert recorded.state is State.STARTED  # the horse could not report its death...
-    assert status.state is State.FAILED  # ...RQ's hash ends it
+    assert recorded.state is State.CREATED  # nothing ran the hooks after the enqueue...
+    assert status.state is State.LOST  # ...RQ's hash ends it
     assert status.error is not None
-    assert status.error.type == "rq.JobFailure"
-    assert "Work-horse terminated unexpectedly" in status.error.message
-    assert status.progress is not None  # the store's details stay
+    assert status.error.type == HORSE_DIED
+    assert status.error.message == "the work horse was killed by signal 9 (SIGKILL)"
 
 
 def test_progress_saved_in_job_meta_shows_when_the_store_has_none(harness: RQHarness) -> None:
@@ -291,7 +302,7 @@ def test_a_failing_store_never_breaks_the_enqueue(
     harness: RQHarness, error: Exception, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = BrokenStore(error)
-    immortus.configure(store=store)
+    immortus.configure(store=store, outbox_limit=0)  # no outbox: the failure is logged
     with caplog.at_level(logging.ERROR, logger="immortus"):
         job = harness.queue.enqueue(rq_app.steps)
     assert store.writes == 1
@@ -356,6 +367,29 @@ def test_a_job_returning_retry_is_retrying_then_failed(harness: RQHarness) -> No
     assert (failed.state, failed.attempts) == (State.FAILED, 2)
     assert failed.error is not None
     assert failed.error.type == "rq.Retry"
+
+
+def test_a_stop_signal_during_a_report_from_the_worker_is_raised_after_it() -> None:
+    """An idle RQ worker raises StopRequested on SIGTERM, wherever it is: never inside a report
+    (which would log and lose it), but as soon as the report is done."""
+    reached: list[str] = []
+
+    def request_stop(number: int, frame: FrameType | None) -> None:  # as RQ's worker does
+        raise StopRequested
+
+    def report() -> None:
+        with _stop_signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # bytecodes, at which Python runs a pending handler
+                time.sleep(0.001)
+            reached.append("the end of the report")
+
+    with signal_handlers_kept():
+        signal.signal(signal.SIGTERM, request_stop)
+        with pytest.raises(StopRequested):
+            report()
+        assert signal.getsignal(signal.SIGTERM) is request_stop
+    assert reached == ["the end of the report"]
 
 
 # -- install and the strategy --------------------------------------------------------------
@@ -468,8 +502,34 @@ def test_without_install_the_strategy_says_what_to_do() -> None:
         ),
         ("Traceback:\n  File 'x'\npkg.Error: two\nlines\n", "pkg.Error", "two\nlines"),
         ("Traceback:\n  File 'x'\nKeyError\n", "KeyError", ""),
-        ("Work-horse terminated unexpectedly; waitpid returned 9", "rq.JobFailure", None),
+        ("Job failed for a reason of its own", "rq.JobFailure", None),
         ("", "rq.JobFailure", "the job failed"),
+        (
+            "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9); ",
+            HORSE_DIED,
+            "the work horse was killed by signal 9 (SIGKILL)",
+        ),
+        (
+            "Work-horse terminated unexpectedly; waitpid returned 15; ",
+            HORSE_DIED,
+            "the work horse was killed by signal 15 (SIGTERM)",
+        ),
+        (
+            "Work-horse terminated unexpectedly; waitpid returned 256; ",
+            HORSE_DIED,
+            "the work horse exited with code 1",
+        ),
+        (
+            "Moved to FailedJobRegistry, due to AbandonedJobError, at 2026-01-01 00:00:00",
+            ABANDONED,
+            "the worker running the job died: RQ found the job abandoned",
+        ),
+        (  # a job's own error that quotes RQ is the job's error
+            "Traceback:\n  File 'x'\nRuntimeError: Work-horse terminated unexpectedly; waitpid "
+            "returned 9 (signal 9)\n",
+            "RuntimeError",
+            "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9)",
+        ),
     ],
 )
 def test_errors_are_read_from_rq_tracebacks(text: str, kind: str, message: str | None) -> None:

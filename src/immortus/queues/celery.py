@@ -17,10 +17,13 @@ Celery signal               process           immortus event
 ``after_task_publish``      the enqueuer      ``job_enqueued`` (not for a retry's re-publish)
 ``task_received``           worker (main)     none: a job revoked while no worker was
                                               listening is dropped (see :func:`revoke`)
-``task_prerun``             worker            ``job_started``, attempt ``retries + 1``
+``task_prerun``             worker            ``job_started``, attempt ``retries + 1``; for a
+                                              redelivered message, ``job_lost`` (the delivery
+                                              before it was lost) and a new attempt
 ``task_retry``              worker            ``job_retrying`` with the error
 ``task_success``            worker            ``job_finished``
-``task_failure``            worker            ``job_failed`` with the error
+``task_failure``            worker            ``job_failed`` with the error; ``job_lost`` for
+                                              a ``WorkerLostError`` (a pool child died)
 ``task_revoked``            worker (main)     ``job_cancelled``
 ``task_postrun``            worker            ends an attempt no other signal ended
 ==========================  ================  ===========================================
@@ -60,6 +63,7 @@ try:
         BaseKeyValueStoreBackend,
         DisabledBackend,
     )
+    from celery.exceptions import WorkerLostError  # type: ignore[import-untyped]
     from celery.worker import state as worker_state  # type: ignore[import-untyped]
     from kombu.exceptions import OperationalError
 except ImportError as exc:
@@ -84,10 +88,18 @@ STATES: Final[Mapping[str, State]] = {
 _SILENT: Final = frozenset({states.PENDING, states.REJECTED, states.IGNORED})
 #: Backend states of a job no worker runs at the moment: :func:`revoke` can make them stick.
 _WAITING: Final = frozenset({states.PENDING, states.RECEIVED, states.RETRY})
+#: The error type of a task whose pool child died mid-task (billiard's ``WorkerLostError``):
+#: a FAILURE with it reads ``lost``.
+_WORKER_LOST: Final = f"{WorkerLostError.__module__}.{WorkerLostError.__qualname__}"
+#: What ended the delivery before a redelivered message's: it was never acknowledged.
+_REDELIVERED: Final = JobError(
+    type="celery.Redelivered",
+    message="the worker running the task stopped before acknowledging it; it runs again",
+)
 
 _lock = threading.Lock()
 _apps: list[Any] = []  # installed apps, the latest last: the one CeleryStrategy reads by default
-_attempts: dict[tuple[str, int], Attempt] = {}  # running attempts in this process
+_attempts: dict[tuple[str, int | None], Attempt] = {}  # running attempts in this process
 _warned: set[str] = set()
 
 
@@ -186,18 +198,40 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         logger.exception("immortus: the Celery receive hook failed; the task runs")
 
 
-def _attempt_number(request: Any) -> int:
+def _redelivered(request: Any) -> bool:
+    """Whether the broker delivers the task's message again (it was never acknowledged)."""
+    delivery_info = getattr(request, "delivery_info", None)
+    return isinstance(delivery_info, Mapping) and delivery_info.get("redelivered") is True
+
+
+def _attempt_number(request: Any) -> int | None:
+    """Return the attempt's number: ``retries + 1``; ``None`` for a redelivered message.
+
+    Celery counts retries, not redeliveries: a message requeued after its worker was lost
+    (``acks_late`` with ``reject_on_worker_lost``) comes back with the same ``retries``. Its
+    attempt goes unnumbered, and the store counts it as one more start.
+    """
+    if _redelivered(request):
+        return None
     retries = getattr(request, "retries", None)
     return retries + 1 if isinstance(retries, int) and retries >= 0 else 1
 
 
 def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    """Before a tracked task runs: ``job_started``, and the task becomes the current job."""
+    """Before a tracked task runs: ``job_started``, and the task becomes the current job.
+
+    A redelivered message first reports ``job_lost``: the broker hands a message out again
+    only when the worker that had it never acknowledged it (it died, or lost its connection).
+    Only a job recorded ``started`` becomes lost, so the new start counts one more attempt;
+    a message requeued before any worker started it just starts.
+    """
     try:
         job_class = _job_class(task.name, task)
         if job_class is None or task_id is None:
             return
         number = _attempt_number(task.request)
+        if number is None:
+            lifecycle.job_lost(task_id, _REDELIVERED, job_class)
         attempt = start_attempt(task_id, job_class, attempt=number)
         with _lock:
             _attempts[(task_id, number)] = attempt
@@ -239,14 +273,19 @@ def _on_failure(
 ) -> None:
     """After a tracked task failed for good: ``job_failed`` with the error.
 
-    The worker's main process sends it too, for a child lost or killed by a time limit.
+    The worker's main process sends it too, for a child killed by a hard time limit
+    (``failed``) or lost mid-task (``WorkerLostError``: ``lost``, no retry is coming). A child
+    lost with ``acks_late`` and ``reject_on_worker_lost`` sends nothing: its message is
+    requeued, and the redelivery's start reports the loss (see :func:`_on_prerun`).
     """
     try:
         attempt = _take(task_id, sender.request)
         if attempt is not None:
             attempt.fail(_failure(exception))
         elif task_id is not None and _job_class(sender.name) is not None:
-            lifecycle.job_failed(task_id, _failure(exception), sender.name)
+            lost = isinstance(exception, WorkerLostError)  # the pool child running it died
+            report = lifecycle.job_lost if lost else lifecycle.job_failed
+            report(task_id, _failure(exception), sender.name)
     except Exception:
         logger.exception("immortus: the Celery failure hook failed")
 
@@ -412,12 +451,15 @@ def _status(job_id: str, meta: Mapping[str, Any] | None) -> JobStatus | None:
     result = meta.get("result")
     retries = meta.get("retries")  # stored with result_extended=True
     name = meta.get("name")
+    error = _error(result) if state in (State.FAILED, State.RETRYING) else None
+    if state is State.FAILED and error is not None and error.type == _WORKER_LOST:
+        state = State.LOST  # the pool child running it died
     return JobStatus(
         job_id=job_id,
         job_class=name if isinstance(name, str) else None,
         state=state,
         progress=_progress(result) if celery_state not in STATES else None,
-        error=_error(result) if state in (State.FAILED, State.RETRYING) else None,
+        error=error,
         attempts=retries + 1 if isinstance(retries, int) and retries >= 0 else 1,
         finished_at=_when(meta.get("date_done")) if state.completed else None,
     )

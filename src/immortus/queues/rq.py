@@ -20,6 +20,11 @@ immortus event              RQ moment                            process
 ``cancelled``               the stopped callback after           the worker
                             ``send_stop_job_command``;
                             ``Job.cancel()``                     the cancelling one
+``lost``                    RQ fails a job whose work horse      the worker; the one that
+                            died (``Job.send_webhooks``), or     cleans RQ's started
+                            finds it abandoned                   registry
+``retrying``                RQ retries a job whose work horse    the same
+                            died (``Job.retry``)
 ==========================  ===================================  ==========================
 
 Every hook logs a tracking failure (a store that is down, say) and never breaks the job or
@@ -27,19 +32,27 @@ the enqueue (see :mod:`immortus.lifecycle`).
 
 :class:`RQStrategy`, inferred for jobs tracked with ``queue="rq"``, answers from immortus's
 store, completed by RQ's job hash (:data:`STATES` maps RQ's states to immortus's): it answers
-for jobs enqueued before the hooks were installed, and ends a job whose work horse died.
+for jobs enqueued before the hooks were installed, and ends a job whose work horse died. A job
+RQ failed because the process running it died (a killed work horse, an abandoned job) reads
+``lost``, from the hooks and from the hash alike.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any, Final, TypeVar
 
 from immortus.exceptions import ConfigurationError, MissingDependency, StoreUnavailable
 
 try:
     from redis import Redis
+    from redis.client import Pipeline
     from redis.exceptions import RedisError
     from rq import Queue, Retry
     from rq.job import Job
@@ -50,13 +63,16 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without rq
     raise MissingDependency("rq", "rq") from exc
 
-from immortus import lifecycle, registry
+from immortus import lifecycle, outbox, registry
 from immortus.jobs import job_class_of, start_attempt
 from immortus.queues.native import QueueStrategy
 from immortus.status import JobError, JobStatus, Progress, State
 from immortus.stores.base import Store
 
 __all__ = [
+    "ABANDONED",
+    "HORSE_DIED",
+    "LOST_ERRORS",
     "PROGRESS_META_KEY",
     "STATES",
     "RQStrategy",
@@ -86,9 +102,24 @@ STATES: Final[Mapping[RQState, State]] = {
 #: none: ``{"current": 37, "total": 100, "message": "row 37"}``, or a number (a percentage).
 PROGRESS_META_KEY: Final = "progress"
 
+#: The error type of a job whose work horse died (killed, out of memory, exited): RQ's text
+#: "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9)", which has no class.
+HORSE_DIED: Final = "rq.WorkHorseTerminated"
+#: The error type of a job RQ's started registry found abandoned: its whole worker died.
+ABANDONED: Final = "rq.exceptions.AbandonedJobError"
+#: Error types of a failed RQ job that mean the process running it died: the job is ``lost``.
+LOST_ERRORS: Final = frozenset({HORSE_DIED, ABANDONED})
+
 _RQ_JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
+_HORSE_TERMINATED = re.compile(
+    r"Work-horse terminated unexpectedly; waitpid returned (-?\d+)(?: \(signal (\d+)\))?"
+)
+_ABANDONED_TEXT = re.compile(r"Moved to \w+, due to AbandonedJobError\b")
 _EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?:: (.*))?")
 _MAX_ERROR_MESSAGE: Final = 2000
+#: How long a work horse waits, at the end of a job, for a store that is away to take the
+#: tracking events it holds (see :mod:`immortus.outbox`), before RQ ends it with ``os._exit``.
+HORSE_FLUSH_SECONDS: Final = 1.0
 
 Target = TypeVar("Target", Queue, BaseWorker)
 
@@ -116,6 +147,10 @@ class TrackedJob(Job):
     job class of your own, derive from both: ``class MyJob(TrackedJob, MyBaseJob)``.
     """
 
+    #: Whether :meth:`perform` ran in this process (the work horse, or a ``SimpleWorker``):
+    #: then it reported how the attempt ended, and RQ's later calls need not.
+    _ran_here = False
+
     @classmethod
     def create(cls, func: Any, *args: Any, **kwargs: Any) -> Job:
         """Create the job and, for a tracked job, report ``enqueued``.
@@ -139,6 +174,7 @@ class TrackedJob(Job):
         ``retrying`` while RQ has a retry left, ``failed`` otherwise. Raises what the job
         raises, unchanged; tracking problems are logged.
         """
+        self._ran_here = True
         job_class = self._job_class()
         if job_class is None:
             return super().perform()
@@ -148,13 +184,18 @@ class TrackedJob(Job):
         except BaseException as exc:  # RQ fails the job on anything it raises
             attempt.fail(exc, final_attempt=not self.should_retry)
             raise
-        if isinstance(result, Retry):
-            exhausted = (self.number_of_retries or 0) >= result.max
-            error = JobError(type="rq.Retry", message=f"the job returned Retry(max={result.max})")
-            attempt.fail(error, final_attempt=exhausted)
         else:
-            attempt.finish()
-        return result
+            if isinstance(result, Retry):
+                exhausted = (self.number_of_retries or 0) >= result.max
+                message = f"the job returned Retry(max={result.max})"
+                attempt.fail(JobError(type="rq.Retry", message=message), final_attempt=exhausted)
+            else:
+                attempt.finish()
+            return result
+        finally:
+            # The work horse ends with os._exit, which runs no exit handler: give the events
+            # held through a store outage a last chance (no wait at all when none are held).
+            outbox.flush(HORSE_FLUSH_SECONDS)
 
     @property
     def stopped_callback(self) -> Callable[[Job, Redis], Any] | None:
@@ -169,6 +210,40 @@ class TrackedJob(Job):
             return None if own is None else own(job, connection)
 
         return stopped
+
+    def send_webhooks(self, status: str | RQState, *, exc_string: str | None = None) -> None:
+        """Send the job's webhooks as RQ does; then report ``lost`` if its worker died.
+
+        RQ calls it once a job's ending is saved: for ``failed`` in the work horse after the
+        job raised (:meth:`perform` already reported it), in the worker when the work horse died
+        ("Work-horse terminated unexpectedly"), and wherever RQ's maintenance found the job
+        abandoned in the started registry (its whole worker died). The last two, told apart by
+        RQ's ``exc_string``, report ``lost``. Raises only RQ's ``StopRequested``, when a stop
+        signal came during the report (see :func:`_stop_signals_held`); tracking problems are
+        logged.
+        """
+        super().send_webhooks(status, exc_string=exc_string)
+        if status == RQState.FAILED and exc_string:
+            error = error_from_traceback(exc_string)
+            if error.type in LOST_ERRORS:
+                self._report_death(error, retrying=False)
+
+    def retry(self, queue: Queue, pipeline: Pipeline) -> None:
+        """Requeue (or schedule) the job as RQ does; report ``retrying`` if its worker died.
+
+        RQ calls it for a failed job with retries left: in the work horse after the job raised
+        (:meth:`perform` already reported ``retrying``), or in another process when the one
+        running the job died (the worker whose work horse was killed, RQ's maintenance finding
+        the job abandoned): that attempt ends ``retrying`` here, and the next one starts as
+        attempt + 1. Raises what RQ's ``Job.retry`` raises; tracking problems are logged.
+        """
+        super().retry(queue, pipeline)
+        if not self._ran_here:
+            died = JobError(
+                type=HORSE_DIED,
+                message="the process running the job died before it ended; RQ retries it",
+            )
+            self._report_death(died, retrying=True)
 
     def cancel(
         self,
@@ -201,6 +276,52 @@ class TrackedJob(Job):
         job_class = self._job_class()
         if job_class is not None:
             lifecycle.job_cancelled(self.id, job_class)
+
+    def _report_death(self, error: JobError, *, retrying: bool) -> None:
+        with _stop_signals_held():
+            job_class = self._job_class()
+            if job_class is not None:
+                report = lifecycle.job_retrying if retrying else lifecycle.job_lost
+                report(self.id, error, job_class)
+
+
+#: The signals with which RQ's worker is stopped (warm shutdown, then cold).
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs in a worker's main thread; then deliver them.
+
+    An idle RQ worker (running its maintenance, say) answers a stop signal by raising
+    ``StopRequested`` wherever its main thread is. Raised inside a report, it would be logged
+    as a tracking failure and lost, and the worker would never stop. Held, it is raised just
+    after the report, where RQ expects it. Anywhere else (another thread, handlers that are not
+    Python functions), the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {number: signal.getsignal(number) for number in _STOP_SIGNALS}
+    if not all(callable(handler) for handler in kept.values()):
+        yield
+        return
+    held: list[tuple[int, FrameType | None]] = []
+
+    def hold(number: int, frame: FrameType | None) -> None:
+        held.append((number, frame))
+
+    for number in kept:
+        signal.signal(number, hold)
+    try:
+        yield
+    finally:
+        for stop, handler in kept.items():
+            signal.signal(stop, handler)
+        for received, frame in held:
+            current = signal.getsignal(received)  # as the delivery before may have left it
+            if callable(current):
+                current(received, frame)
 
 
 _tracked_subclasses: dict[type[Job], type[TrackedJob]] = {}
@@ -312,11 +433,14 @@ def _read(job: Job) -> JobStatus:
     ran_before = job.started_at is not None
     if state is State.CREATED and ran_before and job.repeats_left is None:
         state = State.RETRYING
+    error = _error(job) if rq_state is RQState.FAILED else None
+    if error is not None and error.type in LOST_ERRORS:
+        state = State.LOST  # RQ failed it because the process running it died
     return JobStatus(
         job_id=job.id,
         state=state,
         progress=_progress(job.meta),
-        error=_error(job) if rq_state is RQState.FAILED else None,
+        error=error,
         attempts=1 + (job.number_of_retries or 0) if ran_before else 0,
         enqueued_at=job.enqueued_at,
         started_at=job.started_at,
@@ -353,12 +477,18 @@ def _error(job: Job) -> JobError | None:
 
 
 def error_from_traceback(text: str) -> JobError:
-    """Return the exception a formatted traceback ends with, as a :class:`JobError`.
+    """Return the error an RQ failure text (a formatted traceback, mostly) describes.
 
     A traceback ending with the line ``ValueError: boom`` gives type ``ValueError`` and message
-    ``boom``. A text that ends otherwise (RQ's "Work-horse terminated unexpectedly ...") is the
-    message of an ``rq.JobFailure``.
+    ``boom``. RQ's texts for a job whose process died give the types of :data:`LOST_ERRORS`:
+    "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9)" is a
+    :data:`HORSE_DIED` "the work horse was killed by signal 9 (SIGKILL)", and "Moved to
+    FailedJobRegistry, due to AbandonedJobError" an :data:`ABANDONED`. Any other text is the
+    message of an ``rq.JobFailure``. RQ's text stays in ``traceback``, on the server.
     """
+    died = _death(text)
+    if died is not None:
+        return died
     lines = text.rstrip().splitlines()
     # The exception is the first line after the traceback's frames, which are indented.
     start = max((number + 1 for number, line in enumerate(lines) if line[:1].isspace()), default=0)
@@ -368,3 +498,30 @@ def error_from_traceback(text: str) -> JobError:
         return JobError(type=match.group(1), message=message[:_MAX_ERROR_MESSAGE], traceback=text)
     last = lines[-1].strip() if lines else "the job failed"
     return JobError(type="rq.JobFailure", message=last[:_MAX_ERROR_MESSAGE], traceback=text)
+
+
+def _death(text: str) -> JobError | None:
+    """Read RQ's text for a job whose work horse or worker died; ``None`` for any other text."""
+    horse = _HORSE_TERMINATED.match(text.lstrip())
+    if horse is not None:
+        return JobError(type=HORSE_DIED, message=_how_it_died(horse), traceback=text)
+    if _ABANDONED_TEXT.match(text.lstrip()):
+        message = "the worker running the job died: RQ found the job abandoned"
+        return JobError(type=ABANDONED, message=message, traceback=text)
+    return None
+
+
+def _how_it_died(horse: re.Match[str]) -> str:
+    """Say how the work horse ended, from RQ's ``waitpid`` status (and signal) of it."""
+    status, number = int(horse.group(1)), horse.group(2)
+    if number is None and status > 0 and os.WIFSIGNALED(status):
+        number = str(os.WTERMSIG(status))
+    if number is not None:
+        try:
+            name = f" ({signal.Signals(int(number)).name})"
+        except ValueError:  # not a signal this platform names
+            name = ""
+        return f"the work horse was killed by signal {number}{name}"
+    if status > 0 and os.WIFEXITED(status):
+        return f"the work horse exited with code {os.WEXITSTATUS(status)}"
+    return f"the work horse died (waitpid returned {status})"
