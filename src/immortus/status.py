@@ -209,7 +209,9 @@ def isoformat(moment: datetime | None) -> str | None:
     """Format ``moment`` as UTC ISO 8601 with milliseconds and a ``Z``, as the wire wants."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:  # stores decode to UTC already: no conversion then
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,20 +252,27 @@ class JobStatus:
         return self.state.success
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the verify body of DESIGN §3, with ``meta`` merged under the reserved keys."""
+        """Return the verify body of DESIGN §3, with ``meta`` merged under the reserved keys.
+
+        The ``meta`` keys come first, then the reserved keys in the order of :data:`BODY_KEYS`.
+        """
+        state = self.state
+        reserved = {
+            "job_id": self.job_id,
+            "job_class": self.job_class,
+            "status": state.value,
+            "completed": state.completed,
+            "success": state.success,
+            "progress": None if self.progress is None else self.progress.to_dict(),
+            "error": None if self.error is None else self.error.to_dict(),
+            "attempts": self.attempts,
+            "enqueued_at": isoformat(self.enqueued_at),
+            "started_at": isoformat(self.started_at),
+            "finished_at": isoformat(self.finished_at),
+            "certain": self.certain,
+        }
+        if not self.meta:
+            return reserved
         body = {key: value for key, value in self.meta.items() if key not in RESERVED_KEYS}
-        body.update(
-            job_id=self.job_id,
-            job_class=self.job_class,
-            status=self.state.value,
-            completed=self.completed,
-            success=self.success,
-            progress=None if self.progress is None else self.progress.to_dict(),
-            error=None if self.error is None else self.error.to_dict(),
-            attempts=self.attempts,
-            enqueued_at=isoformat(self.enqueued_at),
-            started_at=isoformat(self.started_at),
-            finished_at=isoformat(self.finished_at),
-            certain=self.certain,
-        )
+        body.update(reserved)
         return body

@@ -8,7 +8,8 @@
 Needs the ``immortus[starlette]`` extra. Each route makes one call to the web core (see
 ``docs/web.md``) and sends back what it answers; nothing here blocks the event loop: strategies
 and stores are asked in worker threads (except reads that cannot wait, see
-:meth:`~immortus.stores.base.Store.get_nowait`), and a stream waits with ``asyncio.sleep``.
+:meth:`~immortus.stores.base.Store.get_nowait`), and a stream waits on a future that the change
+feed's thread resolves (:mod:`immortus.web.feed`).
 
 ==========================================  ===============================================
 ``GET  {prefix}/verify/{job_id}``           the job's verify body (200, 400, 404, 500, 503)
@@ -31,12 +32,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from immortus.exceptions import MissingDependency
 from immortus.web.batch import MAX_BATCH_BYTES
 from immortus.web.core import Verifier, get_verifier
-from immortus.web.responses import WebResponse, method_not_allowed, not_found
+from immortus.web.responses import JSON_HEADERS, WebResponse, method_not_allowed, not_found
 from immortus.web.script import (
     SCRIPT_HEADERS,
     SCRIPT_MEDIA_TYPE,
@@ -63,15 +64,42 @@ Handler = Callable[[Request], Awaitable[Response]]
 SubjectOf: TypeAlias = Callable[[Request], str | Awaitable[str | None] | None]
 
 
+#: :data:`JSON_HEADERS` as Starlette sends them: lower-case names, Latin-1 bytes.
+_JSON_RAW_HEADERS: Final = tuple(
+    (name.lower().encode("latin-1"), value.encode("latin-1"))
+    for name, value in JSON_HEADERS.items()
+)
+
+
 class _Encoded(JSONResponse):
-    """A JSON response whose body the web core has already encoded."""
+    """A JSON response whose body the web core has already encoded.
+
+    An answer with the usual :data:`JSON_HEADERS` (every one but a 405) gets its raw headers
+    from a copy of :data:`_JSON_RAW_HEADERS` and its ``content-length``: exactly what
+    ``Response.init_headers`` would build, without building it at each request.
+    """
+
+    def __init__(self, answer: WebResponse) -> None:
+        body = answer.content()
+        if answer.headers is not JSON_HEADERS or answer.status < 200 or answer.status in (204, 304):
+            super().__init__(body, answer.status, dict(answer.headers))
+            return
+        self.status_code = answer.status
+        self.background = None
+        self.body = body
+        self.raw_headers = [*_JSON_RAW_HEADERS, (b"content-length", b"%d" % len(body))]
 
     def render(self, content: Any) -> bytes:
         return content if isinstance(content, bytes) else super().render(content)
 
 
 def _json(answer: WebResponse) -> JSONResponse:
-    return _Encoded(answer.content(), answer.status, dict(answer.headers))
+    return _Encoded(answer)
+
+
+def _token(request: Request) -> str | None:
+    """The ``token`` query parameter (the query string is parsed only when there is one)."""
+    return request.query_params.get("token") if request.scope.get("query_string") else None
 
 
 def render_job_response(
@@ -96,7 +124,7 @@ class _EventStream(StreamingResponse):
     """Sends a core :class:`StreamResponse`; the frames stop the moment the client leaves.
 
     The disconnect is watched whatever ASGI version the server speaks, and the frames'
-    generator is closed (its polls stop) when the response ends for any reason.
+    generator is closed (it leaves the change feed) when the response ends for any reason.
     """
 
     def __init__(self, stream: StreamResponse) -> None:
@@ -186,7 +214,7 @@ class _Routes:
     async def verify(self, request: Request) -> Response:
         """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
         params = request.path_params
-        token = request.query_params.get("token")
+        token = _token(request)
         subject = await self._subject(request)
         answer = await self._get().averify(
             params["job_id"], params.get("job_class"), token, subject=subject
@@ -202,7 +230,7 @@ class _Routes:
     async def stream(self, request: Request) -> Response:
         """``GET stream/{job_id}[/{job_class}]``: SSE frames, with verify's status code."""
         params = request.path_params
-        token = request.query_params.get("token")
+        token = _token(request)
         subject = await self._subject(request)
         answer = await self._get().astream(
             params["job_id"], params.get("job_class"), token, subject=subject
@@ -240,10 +268,12 @@ def immortus_routes(
     for ``url_for``.
     """
     routes = _Routes(verifier, subject)
-    endpoints: list[tuple[str, str, str, Handler]] = [  # (name, path, method, handler)
-        ("batch", "/verify", "POST", routes.batch),
-        ("verify", "/verify/{job_id}", "GET", routes.verify),
+    # (name, path, method, handler); no two paths match the same request, so the busiest
+    # route, verify with a job class, comes first: the router tries routes in order.
+    endpoints: list[tuple[str, str, str, Handler]] = [
         ("verify_class", "/verify/{job_id}/{job_class}", "GET", routes.verify),
+        ("verify", "/verify/{job_id}", "GET", routes.verify),
+        ("batch", "/verify", "POST", routes.batch),
         ("stream", "/stream/{job_id}", "GET", routes.stream),
         ("stream_class", "/stream/{job_id}/{job_class}", "GET", routes.stream),
     ]

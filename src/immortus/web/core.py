@@ -37,7 +37,7 @@ from immortus.exceptions import InvalidInput, StoreUnavailable, StrategyError
 from immortus.status import JobStatus, State
 from immortus.validation import check_job_class, check_job_id
 from immortus.web.batch import MAX_BATCH, MAX_BATCH_BYTES, BatchItem, parse_batch
-from immortus.web.responses import WebResponse, bad_request, error_body
+from immortus.web.responses import WebResponse, bad_request, error_body, job_answer
 from immortus.web.stream import StreamResponse
 from immortus.web.tokens import JobTokens
 
@@ -174,7 +174,7 @@ class Verifier:
     def _answer(self, job_id: str, job_class: str | None, found: JobStatus) -> WebResponse:
         if found.state is State.UNKNOWN:
             return self._unknown(job_id, job_class)
-        return WebResponse(200, found.to_dict())
+        return job_answer(found)
 
     @staticmethod
     def _unknown(job_id: str, job_class: str | None) -> WebResponse:
@@ -253,7 +253,7 @@ class Verifier:
         token: str | None = None,
         *,
         subject: str | None = None,
-        interval: float = 0.5,
+        interval: float = 0.05,
         heartbeat: float = 15.0,
         give_up_after: float = 60.0,
     ) -> StreamResponse:
@@ -273,7 +273,7 @@ class Verifier:
         token: str | None = None,
         *,
         subject: str | None = None,
-        interval: float = 0.5,
+        interval: float = 0.05,
         heartbeat: float = 15.0,
         give_up_after: float = 60.0,
     ) -> StreamResponse:
@@ -289,8 +289,12 @@ class Verifier:
         job_class: str | None,
         **pace: float,
     ) -> StreamResponse:
-        """Return the stream that opens with ``first``, then polls :meth:`_fetch` at ``pace``."""
-        return StreamResponse(first, partial(self._fetch, job_id, job_class), **pace)
+        """Return the stream that opens with ``first``, then follows the job's change feed.
+
+        The feed's outcomes are answered as a batch item would be (:meth:`_settled`).
+        """
+        answer = partial(self._settled, BatchItem(job_id, job_class, None))
+        return StreamResponse(first, (job_id, job_class), answer, **pace)
 
     # -- render ----------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@
 
 Needs the ``immortus[flask]`` extra. Each view makes one call to the web core (see
 ``docs/web.md``) and sends back what it answers. Under WSGI a request holds a worker thread: a
-stream polls the job from that thread until the job is completed or the client leaves.
+stream waits in that thread for the change feed (:mod:`immortus.web.feed`) to report its job's
+changes, until the job is completed or the client leaves.
 
 ==========================================  ===============================================
 ``GET  {prefix}/verify/{job_id}``           the job's verify body (200, 400, 404, 500, 503)
@@ -85,7 +86,7 @@ def render_job_response(
 
 
 def _frames(stream: StreamResponse) -> Iterator[bytes]:
-    """Yield the stream's frames; closing this generator closes theirs, so the polls stop.
+    """Yield the stream's frames; closing this generator closes theirs: it leaves the feed.
 
     Werkzeug's server closes the response (hence this generator) when a write fails because
     the client left; other WSGI servers do the same, as PEP 3333 asks.
@@ -125,6 +126,11 @@ def _no_route(**_: str) -> Response:
     return _respond(not_found())
 
 
+def _token() -> str | None:
+    """The ``token`` query parameter (the query string is parsed only when there is one)."""
+    return request.args.get("token") if request.environ.get("QUERY_STRING") else None
+
+
 class _Views:
     """The views, bound to a verifier (or to the configured one, looked up per request)."""
 
@@ -140,7 +146,7 @@ class _Views:
 
     def verify(self, job_id: str, job_class: str | None = None) -> Response:
         """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
-        token = request.args.get("token")
+        token = _token()
         return _respond(self._get().verify(job_id, job_class, token, subject=self._subject()))
 
     def batch(self) -> Response:
@@ -150,7 +156,7 @@ class _Views:
 
     def stream(self, job_id: str, job_class: str | None = None) -> Response:
         """``GET stream/{job_id}[/{job_class}]``: SSE frames, with verify's status code."""
-        token = request.args.get("token")
+        token = _token()
         answer = self._get().stream(job_id, job_class, token, subject=self._subject())
         return Response(_frames(answer), answer.status, dict(answer.headers))
 

@@ -2,6 +2,9 @@
 
 A framework adapter turns a :class:`WebResponse` into its own response with
 ``status``, ``headers`` and ``content()``, and nothing else.
+
+:func:`job_answer` makes the 200 answer of a known job once per status object: a job polled
+again and again while nothing happens to it is encoded once, not at every request.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from immortus.status import JobStatus
+
 __all__ = [
     "EVENT_STREAM_HEADERS",
     "JSON_HEADERS",
+    "MAX_KEPT_ANSWERS",
     "WebResponse",
     "bad_request",
     "dump_json",
     "error_body",
+    "job_answer",
     "method_not_allowed",
     "not_found",
     "sanitise",
@@ -43,6 +50,8 @@ EVENT_STREAM_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
 )
 #: Longest piece of a request echoed back in an error body.
 ECHO_LENGTH: Final = 100
+#: Most answers :func:`job_answer` keeps; past it, it forgets them all and starts again.
+MAX_KEPT_ANSWERS: Final = 1024
 
 
 def dump_json(body: object) -> bytes:
@@ -112,3 +121,32 @@ def method_not_allowed(allowed: str) -> WebResponse:
     message = f"this route answers {allowed} requests only"
     body = error_body(None, "MethodNotAllowed", message)
     return WebResponse(405, body, MappingProxyType({**JSON_HEADERS, "Allow": allowed}))
+
+
+#: ``id(status)`` -> (that status, its answer). Holding the status keeps its id from being
+#: reused by another object while the entry lives, so an entry is never another status's answer.
+_answers: dict[int, tuple[JobStatus, WebResponse]] = {}
+
+
+def job_answer(status: JobStatus) -> WebResponse:
+    """Return the 200 answer of a known job: ``status.to_dict()``, encoded.
+
+    The answer is made once per status *object* and kept (at most :data:`MAX_KEPT_ANSWERS`):
+    stores hand back the same object for as long as a job's record is unchanged (the memory
+    store keeps its statuses; the others decode through a cache keyed by the stored row, see
+    :func:`immortus.stores.records.decode`). A changed record is decoded into a new object,
+    which gets a new answer: a stale body is never served. Treat the answer's ``body`` as
+    read-only: it is shared by every request answered with it.
+
+    Raises:
+        TypeError, ValueError: the status's meta holds something JSON cannot carry.
+    """
+    key = id(status)
+    kept = _answers.get(key)
+    if kept is not None and kept[0] is status:
+        return kept[1]
+    answer = WebResponse(200, status.to_dict())
+    if len(_answers) >= MAX_KEPT_ANSWERS:
+        _answers.clear()
+    _answers[key] = (status, answer)
+    return answer
