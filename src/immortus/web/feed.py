@@ -1,0 +1,390 @@
+"""A change feed: one poller per process answers for every open stream at once.
+
+Each open stream (:class:`~immortus.web.stream.StreamResponse`) *subscribes* its job, a
+``(job_id, job_class)`` pair, to the feed of its poll interval (:func:`feed_for`). The feed's one
+thread then, every ``tick`` seconds, asks :func:`immortus.query.settle_many` about every job
+subscribed: the jobs are grouped by strategy and each strategy answers its group with one
+:meth:`~immortus.TrackingStrategy.status_many` (one store round trip for the store strategy),
+whether 1 stream or 1 000 are open. The feed keeps each job's last answer, and wakes only the
+subscribers of a job whose answer changed (a different ``JobStatus``, or another kind of error);
+each subscriber then takes the new answer and decides what to send. So the streams cost one
+query per tick in all, not one per stream, and nothing per stream while their job is quiet.
+
+- It asks the strategy, not the store: a custom strategy is followed as it is verified.
+- Subscribers wait on a ``threading.Event`` (WSGI: the server's thread blocks) or on a future of
+  their event loop (ASGI: nothing blocks the loop; the feed wakes each loop once per tick, with
+  ``call_soon_threadsafe``, however many of its streams changed). Store I/O happens only on the
+  feed's thread.
+- The thread starts with the first subscriber and ends once the last one has left, so an idle
+  process polls nothing. A subscriber leaves with :meth:`Subscription.close` (streams do when
+  they end, and when their client leaves: the server closes their generator).
+- When every job of a tick failed with :class:`~immortus.exceptions.StoreUnavailable`, the next
+  tick waits twice as long, up to :data:`MAX_BACKOFF`; any answer, or a new subscriber, brings
+  the pace back to ``tick``.
+- After ``os.fork()`` every feed starts afresh in the child: no subscriber, no thread (the
+  threads stayed in the parent), new locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Final, Self
+
+from immortus import query
+from immortus.exceptions import StoreUnavailable
+from immortus.status import JobStatus
+
+__all__ = [
+    "DEFAULT_TICK",
+    "MAX_BACKOFF",
+    "ChangeFeed",
+    "JobRef",
+    "Outcome",
+    "Subscription",
+    "backoff",
+    "feed_for",
+]
+
+logger = logging.getLogger("immortus.web")
+
+#: Seconds between two polls of a feed, unless a stream asks for another interval.
+DEFAULT_TICK: Final = 0.05
+#: Longest pause between two polls while the store is unreachable.
+MAX_BACKOFF: Final = 10.0
+
+#: One job to follow: ``(job_id, job_class or None)``.
+JobRef = tuple[str, str | None]
+#: What the feed learned about a job: its status, or why it could not be had.
+Outcome = JobStatus | BaseException
+#: Asks about many jobs at once; answers one outcome per job, in order (``query.settle_many``).
+Settle = Callable[[Sequence[JobRef]], Sequence[Outcome]]
+
+
+def backoff(tick: float, failures: int, longest: float) -> float:
+    """Seconds until the next poll after ``failures`` polls in a row found the store down.
+
+    ``tick`` with no failure, then twice as long after each one, never over ``longest``.
+    """
+    if failures <= 0:
+        return tick
+    return min(longest, tick * 2.0 ** min(failures, 64))
+
+
+def _same(before: Outcome | None, after: Outcome) -> bool:
+    """Whether a subscriber can skip ``after``: the same status, or the same kind of failure.
+
+    Stores decode an unchanged record into the very same ``JobStatus``, so identity settles
+    most jobs of a tick without comparing their fields.
+    """
+    if before is after:
+        return True
+    if isinstance(after, BaseException) or isinstance(before, BaseException):
+        return type(before) is type(after)
+    return before == after
+
+
+class _Job:
+    """One followed job: its latest outcome with a version counter, and its subscribers."""
+
+    __slots__ = ("latest", "subscribers")
+
+    def __init__(self) -> None:
+        #: ``(version, outcome)``, replaced as one value, so a reader never sees them mixed.
+        self.latest: tuple[int, Outcome | None] = (0, None)
+        self.subscribers: set[Subscription] = set()
+
+
+class Subscription:
+    """One stream's hold on a job of a :class:`ChangeFeed`: wait for a change, take it, leave.
+
+    Made by :meth:`ChangeFeed.subscribe`. Wait with :meth:`next_change` (blocking) or
+    :meth:`anext_change` (on the event loop given to ``subscribe``); then :meth:`take` the
+    outcome. Only what the feed learns after the subscription counts (the stream already has
+    the job's status); the first poll of a job nobody followed before is news to all its
+    subscribers. Use it as a context manager, or call :meth:`close`.
+    """
+
+    __slots__ = ("_event", "_feed", "_future", "_job", "_seen", "closed", "job", "loop")
+
+    def __init__(
+        self, feed: ChangeFeed, job: JobRef, state: _Job, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        self.job = job
+        self.loop = loop
+        self.closed = False
+        self._feed = feed
+        self._job = state
+        self._seen = state.latest[0]
+        self._event = threading.Event()
+        self._future: asyncio.Future[bool] | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the feed has an outcome this subscriber has not taken yet."""
+        return self._job.latest[0] != self._seen
+
+    def take(self) -> Outcome:
+        """Return the job's latest outcome, and count it as seen.
+
+        Raises:
+            LookupError: the feed has no outcome for the job yet (wait for a change first).
+        """
+        version, outcome = self._job.latest
+        if outcome is None:
+            raise LookupError(f"the feed has not asked about job {self.job[0]!r} yet")
+        self._seen = version
+        return outcome
+
+    def next_change(self, timeout: float) -> bool:
+        """Block until the job's outcome changes; return False if ``timeout`` seconds pass."""
+        self._event.clear()
+        if self.changed:
+            return True
+        return self._event.wait(max(0.0, timeout))
+
+    async def anext_change(self, timeout: float) -> bool:
+        """Async twin of :meth:`next_change`, on the loop given to :meth:`ChangeFeed.subscribe`.
+
+        Raises:
+            RuntimeError: the subscription was made without an event loop.
+        """
+        loop = self.loop
+        if loop is None:
+            raise RuntimeError("anext_change() needs a subscription made with an event loop")
+        if self.changed:
+            return True
+        future: asyncio.Future[bool] = loop.create_future()
+        self._future = future
+        timer = loop.call_later(max(0.0, timeout), _settle_future, future, False)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            self._future = None
+
+    def _wake(self) -> None:
+        """Wake a blocked :meth:`next_change` (any thread)."""
+        self._event.set()
+
+    def _awake(self) -> None:
+        """Resolve a pending :meth:`anext_change` (on the subscription's loop only)."""
+        future = self._future
+        if future is not None:
+            _settle_future(future, True)
+
+    def close(self) -> None:
+        """Leave the feed (idempotent); the last subscriber leaving stops its thread."""
+        if not self.closed:
+            self.closed = True
+            self._feed._leave(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _settle_future(future: asyncio.Future[bool], changed: bool) -> None:
+    if not future.done():
+        future.set_result(changed)
+
+
+def _awake_all(subscriptions: list[Subscription]) -> None:
+    for subscription in subscriptions:
+        subscription._awake()
+
+
+class ChangeFeed:
+    """Polls every subscribed job once per ``tick`` seconds, with one ``settle`` call for all.
+
+    ``settle`` answers a list of jobs in one go (by default :func:`immortus.query.settle_many`,
+    which resolves each job's strategy at every tick, so re-configuring takes effect). See the
+    module docstring for the thread, the wake-ups and the back-off.
+
+    Raises:
+        ValueError: ``tick`` is not a positive number of seconds.
+    """
+
+    def __init__(
+        self,
+        tick: float = DEFAULT_TICK,
+        *,
+        settle: Settle = query.settle_many,
+        max_backoff: float = MAX_BACKOFF,
+    ) -> None:
+        if not tick > 0:
+            raise ValueError(f"tick must be a positive number of seconds, not {tick!r}")
+        self.tick = tick
+        self.max_backoff = max(tick, max_backoff)
+        self._settle = settle
+        #: Polls made since the feed was created (one ``settle`` call each).
+        self.polls = 0
+        self._start_afresh()
+        _every_feed.add(self)
+
+    def _start_afresh(self) -> None:
+        """No subscriber, no thread: a new feed, or one inherited by a forked child."""
+        self._lock = threading.Lock()
+        self._jobs: dict[JobRef, _Job] = {}
+        self._thread: threading.Thread | None = None
+        self._backing_off = False
+        self._joined = 0  # subscriptions made so far: the thread sees who came during a poll
+        self._nudge = threading.Event()  # cuts a back-off short, or lets an idle thread end
+
+    def __repr__(self) -> str:
+        return f"<ChangeFeed tick={self.tick:g}s jobs={len(self._jobs)}>"
+
+    @property
+    def jobs(self) -> list[JobRef]:
+        """The jobs followed now, each once however many subscribers it has."""
+        with self._lock:
+            return list(self._jobs)
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions are open."""
+        with self._lock:
+            return sum(len(job.subscribers) for job in self._jobs.values())
+
+    @property
+    def running(self) -> bool:
+        """Whether the feed's thread is alive (it is while anyone subscribes)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def subscribe(
+        self,
+        job_id: str,
+        job_class: str | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Subscription:
+        """Follow ``job_id`` (asked with ``job_class``'s strategy); start the thread if need be.
+
+        Pass the running ``loop`` to wait with :meth:`Subscription.anext_change`.
+        """
+        key: JobRef = (job_id, job_class)
+        with self._lock:
+            state = self._jobs.get(key)
+            if state is None:
+                state = self._jobs[key] = _Job()
+            subscription = Subscription(self, key, state, loop)
+            state.subscribers.add(subscription)
+            self._joined += 1
+            if self._thread is None:
+                self._nudge.clear()  # set by the last leave of a previous round, if any
+                self._thread = threading.Thread(
+                    target=self._run, name=f"immortus-feed-{self.tick:g}s", daemon=True
+                )
+                self._thread.start()
+            if self._backing_off:
+                self._nudge.set()  # a new subscriber brings the feed back to its pace
+        return subscription
+
+    def _leave(self, subscription: Subscription) -> None:
+        with self._lock:
+            state = self._jobs.get(subscription.job)
+            if state is None:
+                return
+            state.subscribers.discard(subscription)
+            if not state.subscribers:
+                del self._jobs[subscription.job]
+            idle = not self._jobs
+        if idle:
+            self._nudge.set()  # the thread sees nobody is left, and ends
+
+    def _run(self) -> None:
+        """The feed's thread: poll, publish, wait; end once nobody subscribes."""
+        failures = 0
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._thread = None
+                    return
+                jobs = list(self._jobs.items())
+                joined = self._joined
+            outcomes = self._poll([key for key, _ in jobs])
+            try:
+                self._publish(jobs, outcomes)
+            except Exception:  # a bug here must not leave every stream waiting forever
+                logger.exception("immortus: the change feed could not wake its streams")
+            down = all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+            failures = failures + 1 if down else 0
+            with self._lock:  # a subscriber either sees the back-off, or is seen here
+                self._backing_off = failures > 0
+                newcomers = self._joined != joined
+            if failures and newcomers:
+                failures = 0  # someone came during the poll: no back-off for them
+            elif self._nudge.wait(backoff(self.tick, failures, self.max_backoff)):
+                self._nudge.clear()
+                failures = 0
+
+    def _poll(self, keys: list[JobRef]) -> Sequence[Outcome]:
+        """One ``settle`` call for every job; a failure of the call is every job's outcome."""
+        self.polls += 1
+        try:
+            outcomes = self._settle(keys)
+            if len(outcomes) == len(keys):
+                return outcomes
+            failure: Exception = RuntimeError(
+                f"the feed's settle() answered {len(outcomes)} outcomes for {len(keys)} jobs"
+            )
+        except Exception as exc:  # noqa: BLE001  # every stream gets it, as its own poll would
+            failure = exc
+        return [failure] * len(keys)
+
+    @staticmethod
+    def _publish(jobs: list[tuple[JobRef, _Job]], outcomes: Sequence[Outcome]) -> None:
+        """Store each changed outcome, then wake its subscribers (each loop once)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Subscription]] = {}
+        for (_, state), outcome in zip(jobs, outcomes, strict=True):
+            version, before = state.latest
+            if _same(before, outcome):
+                continue
+            state.latest = (version + 1, outcome)
+            for subscription in list(state.subscribers):
+                if subscription.loop is None:
+                    subscription._wake()
+                else:
+                    by_loop.setdefault(subscription.loop, []).append(subscription)
+        for loop, subscriptions in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_awake_all, subscriptions)
+            except RuntimeError:  # the loop is closed: its streams are gone
+                for subscription in subscriptions:
+                    subscription.close()
+
+
+_every_feed: weakref.WeakSet[ChangeFeed] = weakref.WeakSet()
+_feeds_lock = threading.Lock()
+_feeds: dict[float, ChangeFeed] = {}
+
+
+def feed_for(tick: float = DEFAULT_TICK) -> ChangeFeed:
+    """Return this process's shared feed polling every ``tick`` seconds (made on first use).
+
+    Raises:
+        ValueError: ``tick`` is not a positive number of seconds.
+    """
+    with _feeds_lock:
+        feed = _feeds.get(tick)
+        if feed is None:
+            feed = _feeds[tick] = ChangeFeed(tick)
+        return feed
+
+
+def _after_fork() -> None:
+    """In a forked child: the parent's feed threads are not here, and a lock may be held."""
+    global _feeds_lock  # noqa: PLW0603  # the parent's lock may have been held at fork
+    _feeds_lock = threading.Lock()
+    for feed in list(_every_feed):
+        feed._start_afresh()
+
+
+os.register_at_fork(after_in_child=_after_fork)
