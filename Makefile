@@ -76,15 +76,11 @@ test: venv system-deps lint typecheck
 demo: venv
 	$(BIN)/immortus demo
 
-# bench: every benchmark: store scaling (options: BENCH_ARGS=--quick, --stores, --sizes), the
-# verify route against a bare route, tracking overhead on an RQ worker, and the Delayed::Job
-# and Sidekiq lookups (VERIFY_BENCH_ARGS, OVERHEAD_BENCH_ARGS, LOOKUP_BENCH_ARGS take --quick).
+# bench: every benchmark under bench/, one after another, each printing its table of medians and
+# side-by-side ratios; all figures land in bench/results/latest.json. Quick by default;
+# BENCH_FULL=1 runs the large sizes; BENCH_ONLY=name,name runs some (see bench/all.py).
 bench: venv system-deps
-	$(BIN)/python -m bench.store_scaling $(BENCH_ARGS)
-	$(BIN)/python -m bench.verify_throughput $(VERIFY_BENCH_ARGS)
-	$(BIN)/python -m bench.tracking_overhead $(OVERHEAD_BENCH_ARGS)
-	$(BIN)/python -m bench.delayed_job_lookup $(LOOKUP_BENCH_ARGS)
-	$(BIN)/python -m bench.sidekiq_lookup
+	$(BIN)/python -m bench.all $(if $(BENCH_FULL),--full) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 # format: reformat, and apply ruff's safe fixes.
 format: venv

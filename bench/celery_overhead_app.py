@@ -1,128 +1,142 @@
-"""The Celery app of ``bench/tracking_overhead.py``'s Celery section: two no-op tasks.
+"""The Celery app of the tracking overhead benchmark: no-op tasks, and :class:`CeleryBench`.
 
-The benchmark enqueues from its own process (importing this module) and drains the queue with
-``celery -A bench.celery_overhead_app worker``, which imports it too. The environment tells the
-worker what to do:
+The benchmark enqueues from its own process (importing this module, with
+:data:`~bench.common.QUEUE_URL_ENV` naming the Redis database, broker and result backend).
+Each kind of task has its own queue and its own long-lived ``celery -A
+bench.celery_overhead_app worker``, which imports this module too. A tracked worker installs
+immortus's hooks (``immortus.queues.celery.install(app)``, the one line of
+``docs/queues/celery.md``) and counts its store calls, reported at worker shutdown.
 
-- ``IMMORTUS_BENCH_CELERY_URL``: the Redis database, broker and result backend;
-- ``IMMORTUS_BENCH_CELERY_TRACKED``: ``1`` installs immortus's hooks (the tracked run);
-- ``IMMORTUS_BENCH_CELERY_JOBS``: how many tasks the worker will run;
-- ``IMMORTUS_BENCH_CELERY_OUT``: a path prefix for the worker's reports: ``.timing.json`` (the
-  seconds and CPU seconds from the first task's start to the last task's end, written by the last
-  task) and ``.calls.json`` (the calls immortus's store received, written at worker shutdown);
-- ``IMMORTUS_STORE``: immortus's store, read by immortus itself.
-
-The clock is read inside the tasks, by both kinds alike, so worker start-up is not timed and the
-untracked worker carries no signal receiver of the benchmark's own.
+The workers' pool is ``solo`` by default: it runs each task, and every hook around it, on the
+thread that also fetches the messages, so whatever tracking costs shows in full in the rate,
+with no second thread to hide the store's I/O behind (and it is the pool a profiler can
+follow). ``threads`` (one thread) is the other choice.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
-from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Final
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery, signals  # type: ignore[import-untyped]
 
 import immortus
 import immortus.queues.celery
-from immortus.stores.base import Store
+from bench.common import (
+    QUEUE_URL_ENV,
+    BenchError,
+    JobClock,
+    queue_name,
+    tracked_worker,
+    watch_store_calls,
+)
+from immortus.status import State
 
-#: The queue both kinds of task go to (so a stray ``celery`` queue is never drained).
-QUEUE: Final = "immortus-bench"
-#: What the store calls are counted by (one call, one round trip to the SQLite file).
-COUNTED: Final = ("record", "get", "get_many", "get_nowait")
-
-app = Celery("bench.celery_overhead_app", set_as_current=False)
+app = Celery(__name__, set_as_current=False)
 app.conf.update(
-    task_default_queue=QUEUE,
+    broker_url=os.environ[QUEUE_URL_ENV],
+    result_backend=os.environ[QUEUE_URL_ENV],
+    task_routes={
+        f"{__name__}.untracked_noop": {"queue": queue_name(tracked=False)},
+        f"{__name__}.tracked_noop": {"queue": queue_name(tracked=True)},
+    },
     broker_connection_retry_on_startup=True,
     broker_transport_options={"polling_interval": 0.2},  # a worker stops within 0.2 s
     worker_hijack_root_logger=False,
 )
+clock = JobClock.from_environment()
 
 
-def configure(url: str) -> None:
-    """Point the app at the Redis database ``url`` (broker and result backend)."""
-    app.conf.update(broker_url=url, result_backend=url)
-
-
-class _Clock:
-    """The worker's clock: when the first task started and the last one ended."""
-
-    def __init__(self, jobs: int, out: str | None) -> None:
-        self.jobs, self.out = jobs, out
-        self.count = 0
-        self.first = (0.0, 0.0)
-
-    def tick(self) -> None:
-        """Count a task; at the first, read the clocks; at the last, read them and report."""
-        self.count += 1
-        if self.count == 1:
-            self.first = (time.perf_counter(), time.process_time())
-        if self.count == self.jobs:
-            seconds, cpu = time.perf_counter() - self.first[0], time.process_time() - self.first[1]
-            _write(self.out, "timing", {"jobs": self.count, "seconds": seconds, "cpu": cpu})
-
-
-def _write(out: str | None, kind: str, report: dict[str, Any]) -> None:
-    if out:
-        path = Path(f"{out}.{kind}.json")
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(report))
-        partial.replace(path)  # the benchmark never reads half a file
-
-
-_clock = _Clock(
-    int(os.environ.get("IMMORTUS_BENCH_CELERY_JOBS") or 0),
-    os.environ.get("IMMORTUS_BENCH_CELERY_OUT"),
-)
+@app.task  # type: ignore[untyped-decorator]
+def gate(jobs: int, batch: int, release: str) -> None:
+    """Hold the worker until the benchmark has enqueued the batch behind this task."""
+    clock.gate(jobs, batch, release)
 
 
 @app.task  # type: ignore[untyped-decorator]
 def untracked_noop() -> None:
-    """A task that does nothing (but count itself): no immortus anywhere near it."""
-    _clock.tick()
+    """A task that does nothing but tick the clock: no immortus anywhere near it."""
+    clock.tick()
 
 
 @app.task  # type: ignore[untyped-decorator]
 @immortus.track(queue="celery")
 def tracked_noop() -> None:
     """The same task, opted in to tracking."""
-    _clock.tick()
+    clock.tick()
 
 
-def count_calls(store: Store, calls: Counter[str]) -> None:
-    """Make ``store`` count every call it receives in ``calls``, by method name.
+if tracked_worker():
+    immortus.queues.celery.install(app)
+    _calls = watch_store_calls()
 
-    The store is the one immortus opened from ``IMMORTUS_STORE`` (a subclass would need
-    ``configure(store=...)``, which takes another path to it), so its methods are wrapped.
-    """
-    for name in COUNTED:
-        setattr(store, name, _counted(getattr(store, name), name, calls))
-
-
-def _counted(method: Callable[..., Any], name: str, calls: Counter[str]) -> Callable[..., Any]:
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls[name] += 1
-        return method(*args, **kwargs)
-
-    return counted
+    @signals.worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _report_calls(**_: Any) -> None:
+        _calls.write()
 
 
-if "IMMORTUS_BENCH_CELERY_URL" in os.environ:  # the worker
-    configure(os.environ["IMMORTUS_BENCH_CELERY_URL"])
-    if os.environ.get("IMMORTUS_BENCH_CELERY_TRACKED") == "1":
-        immortus.queues.celery.install(app)
-        _store = immortus.get_store()
-        _calls: Counter[str] = Counter()
-        if _store is not None:
-            count_calls(_store, _calls)
+class CeleryBench:
+    """Celery as the benchmark drives it: enqueue, the workers' command lines, the check."""
 
-        @signals.worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
-        def _report_calls(**_: Any) -> None:
-            _write(_clock.out, "calls", dict(_calls))
+    name = "Celery"
+    uses_redis = True
+    counts_store_calls = True
+    stop_signal = signal.SIGTERM  # warm shutdown: the running task ends first
+
+    def __init__(self, *, pool: str = "solo") -> None:
+        from redis import Redis
+
+        self.pool = pool
+        self.worker = f"celery worker --pool {pool} --concurrency 1"
+        self.redis = Redis.from_url(os.environ[QUEUE_URL_ENV])
+
+    def reset(self) -> None:
+        """Empty the Redis database before the workers start."""
+        self.redis.flushdb()
+
+    def worker_command(self, *, tracked: bool) -> list[str]:
+        """A Celery worker with one slot on the queue of one kind of task."""
+        kind = "tracked" if tracked else "untracked"
+        return [
+            sys.executable, "-m", "celery", "-A", __name__, "worker",
+            "--pool", self.pool, "--concurrency", "1", "--queues", queue_name(tracked=tracked),
+            "--hostname", f"{kind}@%h", "--without-heartbeat", "--without-mingle",
+            "--without-gossip", "--loglevel", "warning",
+        ]  # fmt: skip
+
+    def enqueue_gate(self, jobs: int, batch: int, release: str, *, tracked: bool) -> None:
+        """Send the gate task in front of a batch."""
+        gate.apply_async((jobs, batch, release), queue=queue_name(tracked=tracked))
+
+    def enqueue(self, count: int, *, tracked: bool) -> list[str]:
+        """Send ``count`` tasks, with immortus's hooks in this process (tracked) or none."""
+        if tracked:
+            immortus.queues.celery.install(app)
+        else:
+            immortus.queues.celery.uninstall(app)  # the app as it comes
+        task = tracked_noop if tracked else untracked_noop
+        return [task.delay().id for _ in range(count)]
+
+    def check(self, ids: Sequence[str], *, tracked: bool) -> None:
+        """Check Celery ran every task: none left, every result ``SUCCESS``.
+
+        Raises:
+            BenchError: tasks are left in the queue, or a result is missing or not a success.
+        """
+        left = self.redis.llen(queue_name(tracked=tracked))
+        if left:
+            raise BenchError(f"{left} Celery tasks are left in the queue")
+        strategy = immortus.queues.celery.CeleryStrategy(app)
+        results = strategy.native_status_many(ids)  # one MGET
+        unfinished = [i for i in ids if i not in results or results[i].state is not State.FINISHED]
+        if unfinished:
+            raise BenchError(f"{len(unfinished)} Celery results are not SUCCESS: {unfinished[:3]}")
+
+    def close(self) -> None:
+        """Take the hooks off this process; close the app's and the benchmark's connections."""
+        immortus.queues.celery.uninstall(app)
+        app.close()
+        self.redis.close()

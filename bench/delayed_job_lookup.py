@@ -12,11 +12,13 @@ same look-ups, round after round, interleaved so that a noisy neighbour hurts bo
 
 Each look-up is ``strategy.status(job_id)``: half of the ids are in the table, half are not (the
 jobs that have finished, the common case of a page that polls). Before timing, both must give
-the same answer for every id. With ``--trigram``, the ``LIKE`` scan is then timed again with a
-``pg_trgm`` GIN index on ``handler``, the other index the docs mention.
+the same answer for every id. With ``--trigram`` (and in ``--full`` mode), the ``LIKE`` scan is
+then timed again with a ``pg_trgm`` GIN index on ``handler``, the other index the docs mention.
 
-Run ``python -m bench.delayed_job_lookup [--quick] [--rows N] [--trigram]``. Nothing is asserted:
-the medians and the ratio are printed (target: index at least 100x the LIKE scan).
+Run ``python -m bench.delayed_job_lookup [--quick | --full] [--rows N] [--trigram]``: quick
+(the default) times 3 rounds, full 7 rounds and the trigram index. Nothing is asserted: the
+medians and the ratio are printed (target: index at least 100x the LIKE scan) and added to
+``bench/results/latest.json`` (:func:`bench.results.save`).
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 import sqlalchemy as sa
 
-from bench.common import BenchError, log
+from bench import results
+from bench.common import BenchError, add_modes, log
 from immortus.queues.delayed_job import DelayedJobStrategy, jobs_table, lookup_index_sql
 from immortus.status import JobStatus, State
 
@@ -174,6 +177,28 @@ def measure(
     return timings
 
 
+def figures(
+    timings: dict[str, list[float]], rows: int, version: str, duration_s: float
+) -> dict[str, Any]:
+    """Every figure of the run, for ``bench/results/latest.json``."""
+    median = {name: statistics.median(values) for name, values in timings.items()}
+    body: dict[str, Any] = {
+        "rows": rows,
+        "postgresql": version,
+        "rounds": len(next(iter(timings.values()))),
+        "duration_s": round(duration_s, 1),
+        "target_ratio": TARGET,
+        "median_ms_per_lookup": {name: round(value * 1000, 4) for name, value in median.items()},
+        "rounds_ms_per_lookup": {
+            name: [round(value * 1000, 4) for value in values] for name, values in timings.items()
+        },
+        "index_vs_like_scan": round(median["LIKE scan"] / median["index"], 1),
+    }
+    if "LIKE + pg_trgm GIN" in median:
+        body["trigram_vs_like_scan"] = round(median["LIKE scan"] / median["LIKE + pg_trgm GIN"], 1)
+    return body
+
+
 def render(timings: dict[str, list[float]], rows: int, version: str) -> str:
     """Return the report: each path's median time per look-up and the ratio."""
     median = {name: statistics.median(values) for name, values in timings.items()}
@@ -219,11 +244,16 @@ def _timed(what: str, action: Callable[[], object]) -> None:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.delayed_job_lookup", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 7")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.delayed_job_lookup",
+        description="Delayed::Job look-ups in a big table: the LIKE scan against the index.",
+    )
+    add_modes(parser, quick="3 rounds", full="7 rounds, and the pg_trgm GIN index too")
     parser.add_argument("--rows", type=int, default=ROWS, help=f"rows in the table ({ROWS:,})")
     parser.add_argument("--trigram", action="store_true", help="also time a pg_trgm GIN index")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.trigram = args.trigram or args.full
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tests.services import PostgresServer
 
     args = _parse(argv)
-    rounds = 3 if args.quick else 7
+    started = time.perf_counter()
+    rounds = 7 if args.full else 3
     with contextlib.ExitStack() as stack:
         log("starting a private PostgreSQL")
         server = stack.enter_context(PostgresServer())
@@ -245,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             contextlib.closing(DelayedJobStrategy(server.url, index_check_interval=1e9))
         )
         indexed = stack.enter_context(contextlib.closing(DelayedJobStrategy(server.url)))
-        slow_ids = sample(job_ids, 10 if args.quick else 20)
-        fast_ids = sample(job_ids, 500 if args.quick else 2000)
+        slow_ids = sample(job_ids, 20 if args.full else 10)
+        fast_ids = sample(job_ids, 2000 if args.full else 500)
         try:
             _require(scanning.lookup_index() is None, "the fresh table has the look-up index")
             _timed("built the look-up index", lambda: _execute(server.url, lookup_index_sql()))
@@ -268,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ),
                 )
                 _execute(server.url, "ANALYZE delayed_jobs")
-                trigram_ids = sample(job_ids, 40 if args.quick else 200)
+                trigram_ids = sample(job_ids, 200 if args.full else 40)
                 check_answers(scanning, scanning, trigram_ids[:20])
                 trigram = measure({"LIKE + pg_trgm GIN": (scanning, trigram_ids)}, rounds)
                 timings.update(trigram)
@@ -276,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench: {exc}", file=sys.stderr)
             return 1
     print(render(timings, args.rows, version))
+    duration_s = time.perf_counter() - started
+    path = results.save("delayed_job_lookup", figures(timings, args.rows, version, duration_s))
+    log(f"whole run {duration_s:.0f} s; figures written to {path}")
     return 0
 
 

@@ -38,8 +38,10 @@ WARMUP_LOOKUPS: Final = 500
 WARMUP_CALLS: Final = 30
 WARMUP_WRITES: Final = 100
 WARMUP_BURSTS: Final = 5
-#: Seconds a measured operation may take in all; sampling stops early (never under MIN_SAMPLES).
+#: Seconds a measured operation may take in all (full mode; quick mode gives it QUICK_BUDGET_S);
+#: sampling stops early, never under MIN_SAMPLES.
 BUDGET_S: Final = 30.0
+QUICK_BUDGET_S: Final = 10.0
 MIN_SAMPLES: Final = 100
 #: Calls of one size in a row before the next size's turn.
 ROUND: Final = 50
@@ -131,17 +133,17 @@ class _Task:
     durations: list[int] = field(default_factory=list)
 
 
-def _interleave(tasks: Sequence[_Task], what: str) -> None:
+def _interleave(tasks: Sequence[_Task], what: str, budget_s: float = BUDGET_S) -> None:
     """Time every task's calls, ``per_turn`` calls of each task in turn, reversing the order each
     round.
 
     The sizes share every stretch of time, so a machine that slows down for a while (a noisy
     neighbour on a VM) slows them alike and their ratio holds. Each answer is checked outside
-    the timed span. Stops early once BUDGET_S is spent and every task has MIN_SAMPLES.
+    the timed span. Stops early once ``budget_s`` is spent and every task has MIN_SAMPLES.
     """
     gc.collect()
     clock = time.perf_counter_ns
-    deadline = clock() + int(BUDGET_S * 1e9)
+    deadline = clock() + int(budget_s * 1e9)
     turn = 0
     while any(len(task.durations) < len(task.args) for task in tasks):
         for task in tasks if turn % 2 == 0 else tasks[::-1]:
@@ -288,8 +290,13 @@ def _page(first: str) -> Callable[[str | None, JobPage], bool]:
     return lambda _, page: len(page.jobs) == PAGE and page.jobs[0].job_id == first
 
 
-def bench_backend(backend: Backend, datasets: Sequence[Dataset]) -> dict[int, Result]:
-    """Seed one store per data set, verify them, then measure them all, interleaved."""
+def bench_backend(
+    backend: Backend, datasets: Sequence[Dataset], *, budget_s: float = BUDGET_S
+) -> dict[int, Result]:
+    """Seed one store per data set, verify them, then measure them all, interleaved.
+
+    ``budget_s`` is the time each operation may take over every size (see :func:`_interleave`).
+    """
     subjects: list[Subject] = []
     try:
         for data in datasets:
@@ -315,7 +322,7 @@ def bench_backend(backend: Backend, datasets: Sequence[Dataset]) -> dict[int, Re
             subject.warm_up()
         for metric in METRICS:
             tasks = _tasks(subjects, metric)
-            _interleave(tasks, metric)
+            _interleave(tasks, metric, budget_s)
             for subject, task in zip(subjects, tasks, strict=True):
                 setattr(subject.result, f"{metric}_ns", task.durations)
             go_on()

@@ -14,11 +14,15 @@ Then it looks up, ``--repeat`` times each (median and worst, in milliseconds):
   decoding, and **lua**: the strategy's chunked server-side scan (``--chunks``).
 
 It prints the table, the ratio naive/lua, and the longest single script call Redis ran (from
-``SLOWLOG``): how long Redis was busy at most, per call, for other clients.
+``SLOWLOG``): how long Redis was busy at most, per call, for other clients; and it adds the
+figures to ``bench/results/latest.json`` (:func:`bench.results.save`).
 
-Run it from the repository root: ``.venv/bin/python -m bench.sidekiq_lookup [--jobs 100000]
-[--repeat 7] [--chunks 1000,5000,20000] [--url redis://...]`` (``--url`` uses an existing,
-EMPTY database: it is flushed).
+Run it from the repository root: ``.venv/bin/python -m bench.sidekiq_lookup [--quick | --full]
+[--jobs 100000] [--repeat N] [--chunks 1000,5000,20000] [--url redis://...]``: quick (the
+default) repeats each look-up 3 times with the strategy's default chunk (1 000) and without
+naive+filter; full 7 times, with all three methods and chunks of 1 000, 5 000 and 20 000. The
+naive reads are not warmed up (there is nothing to load). ``--url`` uses an existing, EMPTY
+database: it is flushed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import contextlib
 import functools
 import json
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +40,8 @@ from typing import Any, Final
 
 import redis
 
+from bench import results
+from bench.common import add_modes, log
 from immortus.queues.sidekiq import SidekiqStrategy
 from immortus.status import State
 
@@ -198,16 +203,29 @@ def redis_url(url: str | None) -> Iterator[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table on stdout."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--chunks", default="1000,5000,20000")
-    parser.add_argument("--url", default=None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sidekiq_lookup",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    add_modes(
+        parser,
+        quick="each look-up 3 times, chunks of 1000, no naive+filter",
+        full="each look-up 7 times, naive+filter too, chunks of 1000, 5000 and 20000",
+    )
+    parser.add_argument("--jobs", type=int, default=100_000, help="queued jobs (100000)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="times each, instead of the mode's"
+    )
+    parser.add_argument("--chunks", default=None, help="comma-separated, instead of the mode's")
+    parser.add_argument("--url", default=None, help="an EMPTY Redis database (flushed)")
     options = parser.parse_args(argv)
+    started = time.perf_counter()
+    options.repeat = options.repeat or (7 if options.full else 3)
+    options.chunks = options.chunks or ("1000,5000,20000" if options.full else "1000")
     chunks = [int(chunk) for chunk in options.chunks.split(",")]
     with redis_url(options.url) as url:
         client = redis.Redis.from_url(url, decode_responses=True)
-        print(f"seeding {options.jobs} queued jobs at {url} ...", file=sys.stderr)
+        log(f"seeding {options.jobs} queued jobs at {url}")
         ids = seed(client, options.jobs)
         absent = str(uuid.uuid4())
         cases: dict[str, list[str]] = {
@@ -220,8 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         methods: dict[str, Callable[[list[str]], object]] = {
             "naive": lambda wanted: _naive_find(client, set(wanted), prefilter=False),
-            "naive+filter": lambda wanted: _naive_find(client, set(wanted), prefilter=True),
         }
+        if options.full:
+            methods["naive+filter"] = lambda wanted: _naive_find(
+                client, set(wanted), prefilter=True
+            )
         longest: dict[str, float] = {}
         for chunk in chunks:
             methods[f"lua/{chunk}"] = functools.partial(first_look, client, chunk)
@@ -234,13 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise SystemExit(f"{name}: found {sorted(found)}, expected {sorted(expected)}")
         if check.status(absent).state is not State.FINISHED:
             raise SystemExit("an absent id is not reported finished")
-        results: dict[str, dict[str, list[float]]] = {}
+        timings: dict[str, dict[str, list[float]]] = {}
         for method, find in methods.items():
             client.config_set("slowlog-log-slower-than", 0)
             client.slowlog_reset()
-            for wanted in cases.values():
+            for wanted in cases.values() if method.startswith("lua") else ():
                 find(wanted)  # warm up: scripts loaded; "polled again" learns where jobs are
-            results[method] = {
+            timings[method] = {
                 case: timed(functools.partial(find, wanted), options.repeat)
                 for case, wanted in cases.items()
             }
@@ -249,7 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scans = [e["duration"] for e in entries if b"EVALSHA" in _command(e)]
                 longest[method] = max(scans, default=0) / 1000
             client.config_set("slowlog-log-slower-than", 10_000)
-        report(results, longest, options.jobs, options.repeat)
+        report(timings, longest, options.jobs, options.repeat)
+    duration_s = time.perf_counter() - started
+    body = figures(timings, longest, options.jobs, options.repeat)
+    path = results.save("sidekiq_lookup", {**body, "duration_s": round(duration_s, 1)})
+    log(f"whole run {duration_s:.0f} s; figures written to {path}")
     return 0
 
 
@@ -258,24 +283,52 @@ def _command(entry: dict[str, Any]) -> bytes:
     return command if isinstance(command, bytes) else str(command).encode()
 
 
+def figures(
+    timings: dict[str, dict[str, list[float]]], longest: dict[str, float], jobs: int, repeat: int
+) -> dict[str, Any]:
+    """Every figure of the run, for ``bench/results/latest.json``."""
+    median_ms = {
+        method: {case: round(statistics.median(times), 3) for case, times in cases.items()}
+        for method, cases in timings.items()
+    }
+    return {
+        "jobs": jobs,
+        "repeat": repeat,
+        "median_ms": median_ms,
+        "worst_ms": {
+            method: {case: round(max(times), 3) for case, times in cases.items()}
+            for method, cases in timings.items()
+        },
+        "naive_vs_lua": {
+            method: {
+                case: round(median_ms["naive"][case] / median_ms[method][case], 2)
+                for case in median_ms[method]
+            }
+            for method in median_ms
+            if method.startswith("lua")
+        },
+        "longest_script_call_ms": {method: round(ms, 3) for method, ms in longest.items()},
+    }
+
+
 def report(
-    results: dict[str, dict[str, list[float]]], longest: dict[str, float], jobs: int, repeat: int
+    timings: dict[str, dict[str, list[float]]], longest: dict[str, float], jobs: int, repeat: int
 ) -> None:
     """Print medians (worst in brackets), then naive / lua ratios."""
-    methods = list(results)
-    cases = list(next(iter(results.values())))
+    methods = list(timings)
+    cases = list(next(iter(timings.values())))
     print(f"\nSidekiq lookup, {jobs} queued jobs, median [worst] of {repeat} runs, ms\n")
     print(f"{'case':<22}" + "".join(f"{method:>20}" for method in methods))
     for case in cases:
         cells = []
         for method in methods:
-            times = results[method][case]
+            times = timings[method][case]
             cells.append(f"{statistics.median(times):9.1f} [{max(times):7.1f}]")
         print(f"{case:<22}" + "".join(f"{cell:>20}" for cell in cells))
     print("\nnaive / lua (median)")
     for method in (m for m in methods if m.startswith("lua")):
         ratios = [
-            statistics.median(results["naive"][case]) / statistics.median(results[method][case])
+            statistics.median(timings["naive"][case]) / statistics.median(timings[method][case])
             for case in cases
         ]
         shown = ", ".join(

@@ -1,8 +1,8 @@
 """Store scaling: does a store answer as fast with a million tracked jobs as with a thousand?
 
-For each store (memory, SQLite, Redis, PostgreSQL) and each size (1 000 and 1 000 000 jobs by
-default) the benchmark bulk-loads that many records, checks that the store reads them back, then
-measures from one client thread:
+For each store (memory, SQLite, Redis, PostgreSQL) and each size (1 000, 10 000 and 100 000 jobs
+in quick mode, the default; up to 1 000 000 with ``--full``) the benchmark bulk-loads that many
+records, checks that the store reads them back, then measures from one client thread:
 
 - ``get()`` of random existing ids (p50 and p99) and of unknown ids (p50),
 - ``record()`` of progress events (events per second): one on each of many random running
@@ -12,39 +12,40 @@ measures from one client thread:
 
 The sizes of one store are measured in alternation, 50 calls at a time, so that a machine that
 slows down for a while (a busy neighbour on a VM) slows them alike. Looked-up ids are fresh
-strings, as a request would bring them. The benchmark prints one table with the ratio
-largest/smallest size for lookups and writes (target: at most 1.5 for lookups) and writes every
-figure to ``bench/results/store_scaling.json``.
+strings, as a request would bring them. The benchmark prints two tables: the slope of lookups
+(p50 and p99 at every size, the least-squares µs per tenfold growth, the ratio largest/smallest
+size, target: at most 1.5), then every metric at every size with each store's ratio; and it
+adds every figure to ``bench/results/latest.json`` (:func:`bench.results.save`).
 
 Redis and PostgreSQL are private servers from ``tests/services/``; they are stopped, and
 every file removed, at the end, on error and on Ctrl-C.
 
-This module is the report (the table, the JSON file) and the command. The rest lives beside it:
+This module is the report (the tables, the figures) and the command. The rest lives beside it:
 :mod:`bench.dataset` (the jobs), :mod:`bench.backends` (seeding each store, and checking it
 reads them back), :mod:`bench.measure` (the timed calls) and :mod:`bench.common`.
 
 Run it from the repository root: ``make bench`` or ``.venv/bin/python -m bench.store_scaling
-[--stores memory,sqlite] [--sizes 1000,1000000 | --quick]``.
+[--quick | --full] [--stores memory,sqlite] [--sizes 1000,250000]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import math
 import os
 import platform
 import signal
+import statistics
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
+from bench import results
 from bench.backends import start_backends
 from bench.common import (
     DEEP_PAGE,
@@ -52,17 +53,22 @@ from bench.common import (
     STARTED,
     STOP,
     BenchError,
+    add_modes,
     deep_page,
     go_on,
     log,
     size_label,
+    table,
 )
 from bench.dataset import Dataset
 from bench.measure import (
     BATCHES,
+    BUDGET_S,
     BURST_JOBS,
     BURST_LENGTH,
     LOOKUPS,
+    MIN_SAMPLES,
+    QUICK_BUDGET_S,
     ROUND,
     WRITES,
     Result,
@@ -71,11 +77,10 @@ from bench.measure import (
 )
 
 STORES: Final = ("memory", "sqlite", "redis", "postgresql")
-DEFAULT_SIZES: Final = (1_000, 1_000_000)
-QUICK_SIZES: Final = (1_000, 100_000)
+QUICK_SIZES: Final = (1_000, 10_000, 100_000)
+FULL_SIZES: Final = (1_000, 10_000, 100_000, 1_000_000)
 #: Largest accepted ratio of lookup latency (largest size / smallest size).
 TARGET: Final = 1.5
-RESULTS: Final = Path(__file__).resolve().parent / "results" / "store_scaling.json"
 #: ``tests.services`` honours these to use outside servers; the benchmark wipes what it runs
 #: against, so it always runs private ones.
 SERVER_URL_VARIABLES: Final = ("IMMORTUS_TEST_REDIS_URL", "IMMORTUS_TEST_POSTGRES_URL")
@@ -92,6 +97,8 @@ class Report:
     sizes: list[int]
     versions: dict[str, str]
     results: dict[str, dict[int, Result]]
+    #: Seconds each operation of a store could take, over every size (then sampling stops).
+    budget_s: float = BUDGET_S
     duration_s: float = 0.0
 
     def ratio(self, store: str, metric: Callable[[Result], float]) -> float:
@@ -99,9 +106,16 @@ class Report:
         by_size = self.results[store]
         return metric(by_size[self.sizes[-1]]) / metric(by_size[self.sizes[0]])
 
+    def slope(self, store: str, metric: Callable[[Result], float]) -> float:
+        """µs per decade: the least-squares slope of ``metric`` (ns) against log10(size)."""
+        by_size = self.results[store]
+        decades = [math.log10(size) for size in self.sizes]
+        costs = [metric(by_size[size]) / 1_000 for size in self.sizes]
+        return statistics.linear_regression(decades, costs).slope
 
-def _get_p50(result: Result) -> float:
-    return percentile(result.get_ns, 50)
+
+def _p50(attribute: str) -> Callable[[Result], float]:
+    return lambda result: percentile(getattr(result, attribute), 50)
 
 
 def _get_p99(result: Result) -> float:
@@ -109,11 +123,28 @@ def _get_p99(result: Result) -> float:
 
 
 def _write_cost(result: Result) -> float:
-    return 1 / result.writes_per_s
+    """ns per event, from the rate of ``record random``."""
+    return 1e9 / result.writes_per_s
 
 
 def _burst_cost(result: Result) -> float:
-    return 1 / result.burst_writes_per_s
+    """ns per event, from the rate of ``record burst``."""
+    return 1e9 / result.burst_writes_per_s
+
+
+#: Every metric of the table: its column, how to read its cost (ns) from a result, and how to
+#: show the result in a cell (rates as events per second, the rest as µs).
+METRIC_COLUMNS: Final[tuple[tuple[str, str, Callable[[Result], float]], ...]] = (
+    ("get_p50", "get p50", _p50("get_ns")),
+    ("get_p99", "get p99", _get_p99),
+    ("unknown_p50", "unknown", _p50("unknown_ns")),
+    ("get_many_p50", "get_many", _p50("get_many_ns")),
+    ("list_first_p50", "page 1", _p50("list_first_ns")),
+    ("list_deep_p50", "page 50", _p50("list_deep_ns")),
+    ("record", "random/s", _write_cost),
+    ("record_burst", "burst/s", _burst_cost),
+)
+_RATES: Final = frozenset({"record", "record_burst"})
 
 
 def _us(value: float) -> str:
@@ -121,112 +152,111 @@ def _us(value: float) -> str:
     return f"{us:.2f}" if us < 10 else f"{us:.1f}" if us < 100 else f"{us:.0f}"
 
 
+def _signed(value: float) -> str:
+    return (
+        f"{value:+.2f}"
+        if abs(value) < 10
+        else f"{value:+.1f}"
+        if abs(value) < 100
+        else f"{value:+.0f}"
+    )
+
+
+def _cell(key: str, cost: float) -> str:
+    return f"{1e9 / cost:.0f}" if key in _RATES else _us(cost)
+
+
 def _verdict(report: Report, store: str) -> str:
-    ratios = (report.ratio(store, _get_p50), report.ratio(store, _get_p99))
+    ratios = (report.ratio(store, _p50("get_ns")), report.ratio(store, _get_p99))
     return "PASS" if max(ratios) <= TARGET else "MISS"
 
 
-def render(report: Report) -> str:
-    """The results as one aligned plain-text table, with its legend."""
+def render_slopes(report: Report) -> str:
+    """The lookup slope table: get() p50 and p99 at every size, µs per decade, the ratio."""
+    sizes, labels = report.sizes, [size_label(size) for size in report.sizes]
+    head = ["store"]
+    for name in ("p50", "p99"):
+        head += [f"{name} {label}" for label in labels] + [f"{name} µs/dec", f"{name} x"]
+    head.append(f"<={TARGET:g}x")
+    rows = []
+    for store in report.stores:
+        row = [store]
+        for metric in (_p50("get_ns"), _get_p99):
+            row += [_us(metric(report.results[store][size])) for size in sizes]
+            row += [_signed(report.slope(store, metric)), f"{report.ratio(store, metric):.2f}"]
+        row.append(_verdict(report, store))
+        rows.append(row)
+    note = (
+        "Lookup cost as the store grows: get() of a random existing id, p50 and p99 in µs at "
+        "each number of tracked jobs. µs/dec: the least-squares slope of the latency against "
+        "log10(jobs), fitted over every size: what each tenfold growth adds (0: flat). x: the "
+        f"latency at {labels[-1]} / at {labels[0]}. <={TARGET:g}x: PASS when both x are at most "
+        f"{TARGET:g}."
+    )
+    if sizes[-1] < 1_000_000:
+        note += f" The target is set for 1M/1k; this run stops at {labels[-1]} (--full goes on)."
+    notes = [note]
+    return "\n".join([*table(head, rows), "", *(textwrap.fill(note, width=100) for note in notes)])
+
+
+def render_sizes(report: Report) -> str:
+    """Every metric at every size, one row per store and size, then each store's ratio."""
     sizes = report.sizes
-    ratio = len(sizes) > 1
-    ratio_name = f"{size_label(sizes[-1])}/{size_label(sizes[0])}"
-
-    def p50(attribute: str) -> Callable[[Result], str]:
-        return lambda result: _us(percentile(getattr(result, attribute), 50))
-
-    groups: list[tuple[str, Callable[[Result], str], Callable[[Result], float] | None]] = [
-        ("get p50 µs", p50("get_ns"), _get_p50),
-        ("get p99 µs", lambda r: _us(_get_p99(r)), _get_p99),
-        ("record random/s", lambda r: f"{r.writes_per_s:.0f}", _write_cost),
-        ("record burst/s", lambda r: f"{r.burst_writes_per_s:.0f}", _burst_cost),
-        ("unknown get µs", p50("unknown_ns"), None),
-        ("get_many(100) µs", p50("get_many_ns"), None),
-        ("list page 1 µs", p50("list_first_ns"), None),
-        ("list page 50 µs", p50("list_deep_ns"), None),
-    ]
-    # Each group: a title over one sub-column per size (and the ratio where it has one).
-    columns: list[list[tuple[str, list[str]]]] = []
-    for _, cell, cost in groups:
-        subs = [
-            (size_label(size), [cell(report.results[s][size]) for s in report.stores])
-            for size in sizes
-        ]
-        if ratio and cost is not None:
-            subs.append(("x", [f"{report.ratio(s, cost):.2f}" for s in report.stores]))
-        columns.append(subs)
-    titles = [title for title, _, _ in groups]
-    name_width = max(len("store"), *map(len, report.stores))
-    if ratio:
-        titles.append(f"<={TARGET:g}x")
-        columns.append([(ratio_name, [_verdict(report, s) for s in report.stores])])
-
-    widths: list[list[int]] = []
-    for title, subs in zip(titles, columns, strict=True):
-        sub_widths = [max(len(head), *map(len, cells)) for head, cells in subs]
-        span = sum(sub_widths) + 2 * (len(sub_widths) - 1)
-        sub_widths[0] += max(0, len(title) - span)
-        widths.append(sub_widths)
-
-    def line(first: str, cells: list[str]) -> str:
-        return f"{first:<{name_width}} | " + " | ".join(cells)
-
-    top = [title.center(sum(w) + 2 * (len(w) - 1)) for title, w in zip(titles, widths, strict=True)]
-    heads = [
-        "  ".join(f"{head:>{width}}" for (head, _), width in zip(subs, w, strict=True))
-        for subs, w in zip(columns, widths, strict=True)
-    ]
-    out = [line("", top), line("store", heads)]
-    out.append("-" * len(out[-1]))
-    for row, store in enumerate(report.stores):
-        cells = [
-            "  ".join(f"{cells[row]:>{width}}" for (_, cells), width in zip(subs, w, strict=True))
-            for subs, w in zip(columns, widths, strict=True)
-        ]
-        out.append(line(store, cells))
+    span = f"{size_label(sizes[-1])}/{size_label(sizes[0])}"
+    head = ["store", "jobs", *(title for _, title, _ in METRIC_COLUMNS), "seed s", "MiB"]
+    rows = []
+    for store in report.stores:
+        by_size = report.results[store]
+        for number, size in enumerate(sizes):
+            result = by_size[size]
+            footprint = "-" if result.footprint is None else f"{result.footprint / 2**20:,.1f}"
+            rows.append(
+                [
+                    store if number == 0 else "",
+                    size_label(size),
+                    *(_cell(key, cost(result)) for key, _, cost in METRIC_COLUMNS),
+                    f"{result.seed_s:.1f}",
+                    footprint,
+                ]
+            )
+        if len(sizes) > 1:
+            ratios = [f"{report.ratio(store, cost):.2f}" for _, _, cost in METRIC_COLUMNS]
+            rows.append(["", f"x {span}", *ratios, "", ""])
     small, large = size_label(sizes[0]), size_label(sizes[-1])
     notes = [
-        f"p50 latencies (get: p50 and p99) from one client thread over {LOOKUPS} random ids and "
-        f"{BATCHES} get_many / list calls. record random/s: {WRITES} progress events back to "
-        f"back, each on a random running job; record burst/s: {BURST_LENGTH} successive events "
-        f"on each of {BURST_JOBS} running jobs, one job after the other.",
-        f"x: cost at {large} / cost at {small} (record: rate at {small} / rate at {large}); above "
-        f"1 is slower with more jobs. The sizes are measured in alternation, {ROUND} calls at a "
-        "time (record burst: whole bursts).",
-        f"<={TARGET:g}x: PASS when both get ratios are at most {TARGET:g}.",
+        f"p50 latencies in µs (get: p50 and p99) from one client thread over {LOOKUPS} random "
+        f"ids (unknown: ids never stored) and {BATCHES} get_many(100) / list_jobs(limit={PAGE}) "
+        f"calls. random/s: {WRITES} progress events recorded back to back, each on a random "
+        f"running job; burst/s: {BURST_LENGTH} successive events on each of {BURST_JOBS} "
+        "running jobs, one job after the other.",
+        f"x {span}: cost at {large} / cost at {small} for every column (the record columns: "
+        f"rate at {small} / rate at {large}); above 1 is slower with more jobs. The sizes are "
+        f"measured in alternation, {ROUND} calls at a time (record burst: whole bursts); an "
+        f"operation stops after {report.budget_s:g} s once every size has {MIN_SAMPLES} calls "
+        "(the JSON has each one's sample count).",
         f"{os.cpu_count()} CPUs; "
         + ", ".join(f"{name} {version}" for name, version in report.versions.items())
-        + ".",
-        f"Whole run, seeding included: {report.duration_s:.0f} s.",
+        + f". Whole run, seeding included: {report.duration_s:.0f} s.",
     ]
     if deep_page(sizes[0]) < DEEP_PAGE:
-        notes[2] += f" At {small}, list page 50 is page {deep_page(sizes[0])}, the last."
-    legend = ["", *(textwrap.fill(note, width=100) for note in notes)]
-    return "\n".join(out + legend)
+        notes[0] += f" At {small}, page 50 is page {deep_page(sizes[0])}, the last."
+    return "\n".join(
+        [*table(head, rows, left=2), "", *(textwrap.fill(note, width=100) for note in notes)]
+    )
 
 
-def _machine() -> dict[str, Any]:
-    memory = "?"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        first = Path("/proc/meminfo").read_text().splitlines()[0]
-        memory = f"{int(first.split()[1]) / 2**20:.1f} GiB"
-    return {
-        "cpus": os.cpu_count(),
-        "memory": memory,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
+def render(report: Report) -> str:
+    """The results: the lookup slope table, then every metric at every size."""
+    return render_slopes(report) + "\n\n" + render_sizes(report)
 
 
-def write_json(report: Report, path: Path) -> None:
-    """Write every figure of ``report`` to ``path`` (creating its directory)."""
+def figures(report: Report) -> dict[str, Any]:
+    """Every figure of ``report``, for ``bench/results/latest.json``."""
     body: dict[str, Any] = {
-        "benchmark": "store_scaling",
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(report.duration_s, 1),
-        "machine": _machine(),
         "versions": report.versions,
         "target_lookup_ratio": TARGET,
+        "budget_s": report.budget_s,
         "sizes": report.sizes,
         "stores": {},
     }
@@ -236,15 +266,14 @@ def write_json(report: Report, path: Path) -> None:
         }
         if len(report.sizes) > 1:
             entry["ratios"] = {
-                "get_p50": round(report.ratio(store, _get_p50), 3),
-                "get_p99": round(report.ratio(store, _get_p99), 3),
-                "record": round(report.ratio(store, _write_cost), 3),
-                "record_burst": round(report.ratio(store, _burst_cost), 3),
+                key: round(report.ratio(store, cost), 3) for key, _, cost in METRIC_COLUMNS
+            }
+            entry["slopes_us_per_decade"] = {
+                key: round(report.slope(store, cost), 3) for key, _, cost in METRIC_COLUMNS
             }
             entry["lookup_target"] = _verdict(report, store)
         body["stores"][store] = entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(body, indent=2) + "\n")
+    return body
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -260,30 +289,24 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(STORES),
         help=f"comma-separated stores among {', '.join(STORES)} (default: all)",
     )
-    parser.add_argument(
-        "--sizes",
-        default=None,
-        help="comma-separated numbers of tracked jobs (default: 1000,1000000)",
+    add_modes(
+        parser,
+        quick=f"sizes {','.join(map(str, QUICK_SIZES))}, {QUICK_BUDGET_S:g} s at most for each "
+        "operation of a store: a run of a few minutes",
+        full=f"sizes {','.join(map(str, FULL_SIZES))}, {BUDGET_S:g} s at most for each operation "
+        "of a store: a run of ten minutes or more",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="sizes 1000,100000: a run of a minute or two"
+        "--sizes", default=None, help="comma-separated numbers of tracked jobs, instead of a mode's"
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=RESULTS,
-        help=f"where to write the figures (default: {RESULTS})",
-    )
     args = parser.parse_args(argv)
     stores = [name.strip() for name in args.stores.split(",") if name.strip()]
     unknown = sorted(set(stores) - set(STORES))
     if unknown or not stores:
         parser.error(f"--stores takes names among {', '.join(STORES)}, not {args.stores!r}")
     args.stores = list(dict.fromkeys(stores))
-    if args.quick and args.sizes is not None:
-        parser.error("--quick sets the sizes; pass either it or --sizes")
-    sizes: tuple[int, ...] = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    sizes: tuple[int, ...] = FULL_SIZES if args.full else QUICK_SIZES
     if args.sizes is not None:
         try:
             sizes = tuple(int(size.replace("_", "")) for size in args.sizes.split(","))
@@ -292,6 +315,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if any(size < 2 * PAGE for size in sizes):
             parser.error(f"every size must be at least {2 * PAGE} jobs")
     args.sizes = sorted(set(sizes))
+    if len(args.sizes) < 2:
+        parser.error("--sizes takes two sizes or more: the figures are slopes and ratios")
     return args
 
 
@@ -320,10 +345,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 versions[backend.name] = version
         log("generating the data sets")
         datasets = [Dataset(size, args.seed) for size in args.sizes]
-        results = {backend.name: bench_backend(backend, datasets) for backend in backends}
+        budget_s = BUDGET_S if args.full else QUICK_BUDGET_S
+        measured = {
+            backend.name: bench_backend(backend, datasets, budget_s=budget_s)
+            for backend in backends
+        }
         del datasets
         go_on()
-        report = Report(args.stores, args.sizes, versions, results)
+        report = Report(args.stores, args.sizes, versions, measured, budget_s)
     except KeyboardInterrupt:
         log("interrupted: stopping the servers and deleting the temporary files")
         return 130
@@ -342,8 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert report is not None
     report.duration_s = time.perf_counter() - STARTED
     print(render(report))
-    write_json(report, args.json)
-    log(f"figures written to {args.json}")
+    path = results.save("store_scaling", figures(report))
+    log(f"figures written to {path}")
     return 0
 
 

@@ -1,43 +1,44 @@
-"""What does tracking cost a queue's worker? Jobs per second, untracked vs tracked.
+"""What does tracking cost a queue's worker? Jobs per second, untracked vs tracked, per queue.
 
-For each queue (one function per queue, :data:`SECTIONS`: RQ and Celery), a real worker drains
-``--jobs`` no-op jobs (2 000 by default) twice per round: **untracked** (the queue as it comes:
-no hooks, a job immortus never heard of) and **tracked** (immortus's hooks installed, the
-function opted in with ``@immortus.track``, an SQLite store). Rounds alternate which goes first,
-so that a noisy neighbour hurts both alike; the median rate of each is compared:
+For each queue (RQ, Celery, Huey, Dramatiq, Django tasks: one ``bench/<queue>_overhead_app.py``
+each, holding its no-op jobs and a class that drives it), two real, long-lived workers in
+subprocesses, one slot each, each on its own queue, drain batches of no-op jobs:
 
-- ``tracked / untracked``: the worker's jobs per second with tracking over those without
-  (target: at least 0.90);
-- store round trips per job: every call the store received (``record``, ``get``...), counted
-  by a wrapper around the SQLite store, divided by the jobs, in the enqueuing process and in the
-  worker.
+- **untracked**: the queue as it comes (no hooks anywhere, a job immortus never heard of);
+- **tracked**: immortus's hooks installed the way the queue's docs say (one line), the job
+  opted in with ``@immortus.track``, an SQLite store (``IMMORTUS_STORE``) in both processes.
 
-RQ's worker is ``SimpleWorker`` in burst mode, in this process: RQ's default worker forks a
-work horse per job, and the fork costs far more than a no-op job or the tracking (``--fork``
-measures ``rq worker --burst`` in a subprocess instead; the store is then counted from the
-worker's events: one ``record`` each). Enqueueing is timed too, apart.
+A batch is a *gate* job, then the batch's jobs, enqueued by the benchmark while the gate holds
+the worker's slot, then released (:class:`bench.common.JobClock`). Every job's whole body ticks
+the clock, the same for both kinds: the rate is timed inside the worker from the batch's first
+job's start to its last job's end, so neither the enqueueing nor the worker's start-up is. Two
+batch sizes (50 and 500 jobs quick, 200 and 2 000 full); each round runs both kinds at both
+sizes, the order of kinds and of sizes reversed every other round, so that a noisy neighbour
+hurts all alike. Per queue and size:
 
-Celery's worker is ``celery -A bench.celery_overhead_app worker --pool solo --concurrency 1``,
-in a subprocess started after every task was enqueued; the store is the SQLite file its
-``IMMORTUS_STORE`` names, as in production. The solo pool runs each task, and every hook around
-it, on the thread that also fetches the messages: whatever tracking costs shows in full in the
-rate, with no second thread to hide the store's I/O behind or a scheduler to add noise (and it
-is the pool a profiler can follow). ``--celery-pool threads`` measures the threads pool with one
-thread instead. The clock is read inside the tasks (both kinds alike): from the first task's
-start to the last task's end, so the worker's start-up and shutdown are not timed; so are the
-worker's CPU seconds. The worker counts its store calls with a wrapper on the store it opened;
-Redis's own command counters give the broker and result-backend commands per job.
+- ``ratio``: tracked over untracked median jobs per second (target: at least 0.90), and the
+  same per CPU second of the worker (steadier on a busy host);
+- ``µs/job``: what tracking adds to each job, ``1/tracked - 1/untracked`` rate (wall clock, and
+  the worker's CPU time), paired within a round, median of the rounds, with their range. It
+  should not depend on the batch size: ``slope`` says ``flat`` when the two sizes' ranges
+  overlap;
+- the enqueue rates, the store round trips per tracked job (the benchmark's store counts its
+  calls while enqueuing, the tracked worker its own over its life) and, for queues in Redis,
+  Redis commands per job.
 
-Run ``python -m bench.tracking_overhead [--quick] [--fork] [--queue rq|celery]`` from the
-repository root. Nothing is asserted: the figures are printed, with the machine, and the ratios
-are what to compare.
+Every batch is checked before it counts: no job left, every result the queue keeps a success,
+and (tracked) every job ``finished`` in the store with its enqueue and start times.
+
+Run ``python -m bench.tracking_overhead [--quick | --full] [--queue rq ...]`` from the
+repository root. It starts a private redis-server (``tests/services/``) unless ``--redis-url``
+names an empty database. Nothing is asserted: the figures are printed, added to
+``bench/results/latest.json`` (:func:`bench.results.save`), and the ratios are what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import platform
@@ -46,97 +47,692 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
-
-from tests.support import signal_handlers_kept
+from typing import Any, Final, Protocol
 
 import immortus
-from bench.common import BenchError, log
-from immortus.status import JobStatus, State
+from bench import results
+from bench.common import (
+    OUT_ENV,
+    QUEUE_URL_ENV,
+    STARTED,
+    TRACKED_ENV,
+    BenchError,
+    StoreCalls,
+    add_modes,
+    log,
+    table,
+)
+from immortus.status import State
 from immortus.stores.sqlite import SQLiteStore
-from immortus.transitions import Event
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Target of the issue: a tracked worker keeps at least this fraction of its untracked rate.
+#: Target of the queue issue: a tracked worker keeps at least this fraction of its untracked rate.
 TARGET: Final = 0.90
-#: The module that holds the benchmark's jobs, imported by name so workers can import it too.
-JOBS_MODULE: Final = "bench.tracking_overhead"
-QUEUE_NAME: Final = "immortus-bench"
+#: Batch sizes and rounds: quick (``make bench``) and full (``BENCH_FULL=1``).
+QUICK_COUNTS: Final = (50, 500)
+QUICK_ROUNDS: Final = 3
+FULL_COUNTS: Final = (200, 2_000)
+FULL_ROUNDS: Final = 5
+#: Jobs of the warm-up batch of each kind, not counted.
+WARMUP_JOBS: Final = 20
+#: Redis's counters of the benchmark's own questions, left out of the commands per job.
+OWN_COMMANDS: Final = frozenset({"cmdstat_info", "cmdstat_config", "cmdstat_flushdb"})
+KINDS: Final = ("untracked", "tracked")
 
 
-#: The untracked job: a function every worker has already imported, so that no run pays for
-#: importing immortus in RQ's work horses but the tracked one (which needs it).
-UNTRACKED_JOB: Final = "os.getpid"
+class QueueBench(Protocol):
+    """One queue as the benchmark drives it (each ``bench/<queue>_overhead_app.py`` has one).
 
+    Its module reads where the queue lives from ``QUEUE_URL_ENV`` when it is imported.
+    """
 
-@immortus.track(queue="rq")
-def tracked_noop() -> None:
-    """A job that does nothing, opted in to tracking."""
+    @property
+    def name(self) -> str:
+        """The queue's name in the report."""
 
+    @property
+    def worker(self) -> str:
+        """The worker, as the report describes it."""
 
-class CountingStore(SQLiteStore):
-    """The SQLite store, counting every call it receives (each is one round trip)."""
+    @property
+    def uses_redis(self) -> bool:
+        """The queue lives in Redis: its commands per job are counted."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path)
-        self.calls: Counter[str] = Counter()
+    @property
+    def counts_store_calls(self) -> bool:
+        """The worker counts its store calls (a forking worker's horses cannot report theirs)."""
 
-    def record(self, event: Event) -> JobStatus | None:
-        self.calls["record"] += 1
-        return super().record(event)
+    @property
+    def stop_signal(self) -> signal.Signals:
+        """The signal of the worker's graceful stop (its running job ends first)."""
 
-    def get(self, job_id: str) -> JobStatus | None:
-        self.calls["get"] += 1
-        return super().get(job_id)
+    def reset(self) -> None:
+        """Empty the queues, before the workers start."""
 
-    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        self.calls["get_many"] += 1
-        return super().get_many(job_ids)
+    def worker_command(self, *, tracked: bool) -> list[str]:
+        """The command line of the long-lived worker of one kind of job."""
 
+    def enqueue_gate(self, jobs: int, batch: int, release: str, *, tracked: bool) -> None:
+        """Enqueue the gate job (:meth:`bench.common.JobClock.gate`) in front of a batch."""
 
-@dataclass(slots=True)
-class Section:
-    """What one queue's measurement found."""
+    def enqueue(self, count: int, *, tracked: bool) -> list[str]:
+        """Enqueue ``count`` no-op jobs of one kind from this process; return their ids."""
 
-    queue: str
-    worker: str
-    jobs: int
-    #: Jobs per second, by kind of run ("untracked", "tracked").
-    rates: dict[str, list[float]] = field(default_factory=lambda: {"untracked": [], "tracked": []})
-    #: Jobs per CPU second of the worker's process (steadier on a busy host): this one for an
-    #: in-process worker, the worker's own for Celery's; none for RQ's forking worker.
-    cpu_rates: dict[str, list[float]] = field(
-        default_factory=lambda: {"untracked": [], "tracked": []}
-    )
-    enqueue_rates: dict[str, list[float]] = field(
-        default_factory=lambda: {"untracked": [], "tracked": []}
-    )
-    #: Store calls per job, by where they happen ("enqueue", "worker").
-    round_trips: dict[str, float] = field(default_factory=dict)
-    #: More lines for the report (a queue's own round trips, say).
-    notes: list[str] = field(default_factory=list)
+    def check(self, ids: Sequence[str], *, tracked: bool) -> None:
+        """Check the queue ran every job of ``ids``; raise BenchError if not (yet)."""
+
+    def close(self) -> None:
+        """Close what the benchmark's process opened."""
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
     """What the command line asked for."""
 
-    jobs: int
+    counts: tuple[int, ...]
     rounds: int
-    #: RQ: time ``rq worker --burst`` (forking) instead of an in-process ``SimpleWorker``.
+    #: RQ: the default worker, forking a work horse per job, instead of ``SimpleWorker``.
     fork: bool = False
     #: An empty Redis database to use (flushed), instead of a private redis-server.
     redis_url: str | None = None
-    #: Celery: the worker's pool, ``solo`` or ``threads`` (one thread either way).
+    #: Celery: the worker's pool, ``solo`` or ``threads`` (one slot either way).
     celery_pool: str = "solo"
 
 
-# -- RQ ------------------------------------------------------------------------------------
+def _rq(options: Options) -> QueueBench:
+    from bench.rq_overhead_app import RQBench
+
+    return RQBench(fork=options.fork)
+
+
+def _celery(options: Options) -> QueueBench:
+    from bench.celery_overhead_app import CeleryBench
+
+    return CeleryBench(pool=options.celery_pool)
+
+
+def _huey(options: Options) -> QueueBench:
+    from bench.huey_overhead_app import HueyBench
+
+    return HueyBench()
+
+
+def _dramatiq(options: Options) -> QueueBench:
+    from bench.dramatiq_overhead_app import DramatiqBench
+
+    return DramatiqBench()
+
+
+def _django(options: Options) -> QueueBench:
+    from bench.django_overhead_app import DjangoBench
+
+    return DjangoBench()
+
+
+#: Each queue: its driver, and whether it lives in Redis (else in a file of the run's folder).
+QUEUES: Final[dict[str, tuple[Callable[[Options], QueueBench], bool]]] = {
+    "rq": (_rq, True),
+    "celery": (_celery, True),
+    "huey": (_huey, True),
+    "dramatiq": (_dramatiq, True),
+    "django": (_django, False),
+}
+
+
+# -- the figures ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Run:
+    """What one batch (one kind, one size) measured."""
+
+    rate: float
+    cpu_rate: float | None
+    enqueue_rate: float
+    #: The benchmark's store calls while enqueuing.
+    enqueue_store_calls: Counter[str]
+    #: Redis commands, while enqueuing and while the worker ran the batch.
+    redis_commands: dict[str, Counter[str]]
+
+
+@dataclass(slots=True)
+class Measure:
+    """Every round of one queue at one job count."""
+
+    jobs: int
+    runs: dict[str, list[Run]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+
+    def median(self, kind: str, figure: Callable[[Run], float | None]) -> float | None:
+        """The median of ``figure`` over the rounds of ``kind`` (``None`` if it has none)."""
+        values = [v for v in map(figure, self.runs[kind]) if v is not None]
+        return statistics.median(values) if values else None
+
+    def rate(self, kind: str) -> float:
+        """The median worker rate of ``kind``, in jobs per second."""
+        value = self.median(kind, lambda run: run.rate)
+        assert value is not None
+        return value
+
+    def spread(self, kind: str) -> float:
+        """(max - min) / median of the worker rates of ``kind``."""
+        rates = [run.rate for run in self.runs[kind]]
+        return (max(rates) - min(rates)) / statistics.median(rates)
+
+    def ratio(self) -> float:
+        """Tracked over untracked median worker rate."""
+        return self.rate("tracked") / self.rate("untracked")
+
+    def cpu_ratio(self) -> float | None:
+        """Tracked over untracked median rate per CPU second of the worker."""
+        tracked = self.median("tracked", lambda run: run.cpu_rate)
+        untracked = self.median("untracked", lambda run: run.cpu_rate)
+        return None if tracked is None or untracked is None else tracked / untracked
+
+    def overheads_us(self, clock: str = "wall") -> list[float]:
+        """Per round, the µs tracking added to each job: tracked minus untracked time a job.
+
+        ``clock`` is ``wall`` (the worker's rate) or ``cpu`` (its rate per CPU second; no
+        figure for a round without one).
+        """
+        overheads = []
+        for untracked, tracked in zip(self.runs["untracked"], self.runs["tracked"], strict=True):
+            pair: tuple[float | None, float | None] = (untracked.rate, tracked.rate)
+            if clock == "cpu":
+                pair = (untracked.cpu_rate, tracked.cpu_rate)
+            if pair[0] and pair[1]:
+                overheads.append(1e6 / pair[1] - 1e6 / pair[0])
+        return overheads
+
+    def overhead_us(self, clock: str = "wall") -> float | None:
+        """The median over the rounds of :meth:`overheads_us` (``None``: none measured)."""
+        overheads = self.overheads_us(clock)
+        return statistics.median(overheads) if overheads else None
+
+    def cpu_us(self, kind: str) -> float | None:
+        """The median CPU µs the worker spent a job, for ``kind`` (``None``: not measured)."""
+        rate = self.median(kind, lambda run: run.cpu_rate)
+        return 1e6 / rate if rate else None
+
+    def enqueue_rate(self, kind: str) -> float:
+        """The median rate of enqueuing ``kind``, in jobs per second."""
+        value = self.median(kind, lambda run: run.enqueue_rate)
+        assert value is not None
+        return value
+
+
+@dataclass(slots=True)
+class Section:
+    """What one queue's measurement found."""
+
+    key: str
+    queue: str
+    worker: str
+    measures: dict[int, Measure]
+    #: The store calls the tracked worker counted in its life, and the tracked jobs it ran
+    #: (warm-up included); no calls when the worker cannot count them (a forking one).
+    worker_store_calls: Counter[str] | None = None
+    tracked_jobs_run: int = 0
+
+    def runs(self, kind: str) -> Iterator[Run]:
+        """Every measured run of ``kind``, at every count."""
+        for measure in self.measures.values():
+            yield from measure.runs[kind]
+
+    def per_job(self, kind: str, counted: Callable[[Run], Counter[str]]) -> float:
+        """The calls ``counted`` in each run of ``kind``, per job of those runs."""
+        runs = list(self.runs(kind))
+        jobs = sum(m.jobs * len(m.runs[kind]) for m in self.measures.values())
+        return sum(sum(counted(run).values()) for run in runs) / jobs if runs else 0.0
+
+    def store_round_trips(self) -> dict[str, float | None]:
+        """Store calls per tracked job, while enqueuing and in the worker (``None``: uncounted)."""
+        calls = self.worker_store_calls
+        return {
+            "enqueue": self.per_job("tracked", lambda run: run.enqueue_store_calls),
+            "worker": None
+            if calls is None or not self.tracked_jobs_run
+            else sum(calls.values()) / self.tracked_jobs_run,
+        }
+
+    def redis_commands(self) -> dict[str, float]:
+        """Redis commands per job, by where (enqueue, worker) and kind; empty if not in Redis."""
+        return {
+            f"{where} {kind}": self.per_job(kind, _redis_commands_at(where))
+            for where in ("enqueue", "worker")
+            for kind in KINDS
+            if any(
+                sum(counted.values())
+                for run in self.runs(kind)
+                for counted in run.redis_commands.values()
+            )
+        }
+
+    def slope(self, clock: str = "wall") -> str:
+        """Whether the µs/job (:meth:`Measure.overheads_us`) at the smallest and the largest
+        count agree: ``flat`` when the two counts' ranges over the rounds overlap."""
+        small, large = self.measures[min(self.measures)], self.measures[max(self.measures)]
+        low, high = small.overheads_us(clock), large.overheads_us(clock)
+        if not low or not high:
+            return "-"
+        if max(low) >= min(high) and max(high) >= min(low):
+            return "flat"
+        change = statistics.median(high) - statistics.median(low)
+        return f"{'grows' if change > 0 else 'falls'} {abs(change):,.0f}"
+
+
+def _redis_commands_at(where: str) -> Callable[[Run], Counter[str]]:
+    return lambda run: run.redis_commands[where]
+
+
+# -- one queue ------------------------------------------------------------------------------
+
+
+class QueueRun:
+    """One queue's two long-lived workers (untracked, tracked), and the batches they run."""
+
+    def __init__(
+        self, bench: QueueBench, store: SQLiteStore, folder: Path, redis_url: str | None
+    ) -> None:
+        """``store`` is this process's; ``folder`` this queue's own (reports and logs)."""
+        self.bench, self.store, self.folder = bench, store, folder
+        self.store_calls = StoreCalls()  # the calls this process makes, enqueueing
+        self.store_calls.watch(store)
+        self.redis: Any = None
+        if bench.uses_redis and redis_url is not None:
+            from redis import Redis
+
+            self.redis = Redis.from_url(redis_url)
+        self.workers: dict[bool, subprocess.Popen[bytes]] = {}
+        self.batches = 0
+
+    def _out(self, tracked: bool) -> Path:
+        return self.folder / KINDS[tracked]
+
+    def start(self) -> None:
+        """Start both workers; they wait for the first gate job."""
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        for tracked in (False, True):
+            environment = {
+                **os.environ,
+                "PYTHONPATH": path,
+                "IMMORTUS_STORE": f"sqlite:///{self.store.path}",
+                OUT_ENV: str(self._out(tracked)),
+                TRACKED_ENV: "1" if tracked else "0",
+            }
+            with Path(f"{self._out(tracked)}.log").open("wb") as log_file:
+                self.workers[tracked] = subprocess.Popen(
+                    self.bench.worker_command(tracked=tracked),
+                    cwd=ROOT,
+                    env=environment,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+
+    def stop(self) -> Counter[str] | None:
+        """Stop both workers gracefully; return the tracked one's store calls.
+
+        ``None`` when the worker does not count them. Raises BenchError when a worker exits
+        with an error, or when a tracked worker that counts reported nothing.
+        """
+        codes = {tracked: self._stop(process) for tracked, process in self.workers.items()}
+        self.workers.clear()
+        for tracked, code in codes.items():
+            if code != 0:
+                raise BenchError(
+                    f"the {KINDS[tracked]} worker exited with {code}:\n{self._tail(tracked)}"
+                )
+        calls_file = Path(f"{self._out(True)}.calls.json")
+        if not self.bench.counts_store_calls:
+            return None
+        if not calls_file.exists():
+            raise BenchError(f"the tracked worker reported no store calls:\n{self._tail(True)}")
+        return Counter(json.loads(calls_file.read_text()))
+
+    def stop_quietly(self) -> None:
+        """Stop whatever worker still runs, however it exits (an error path); close Redis."""
+        for process in self.workers.values():
+            self._stop(process)
+        self.workers.clear()
+        if self.redis is not None:
+            self.redis.close()
+
+    def _stop(self, process: subprocess.Popen[bytes]) -> int:
+        if process.poll() is None:
+            process.send_signal(self.bench.stop_signal)
+        try:
+            return process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return -signal.SIGKILL
+
+    def _tail(self, tracked: bool, lines: int = 20) -> str:
+        text = Path(f"{self._out(tracked)}.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def run(self, count: int, *, tracked: bool) -> Run:
+        """Run one batch: a gate, ``count`` jobs enqueued behind it, released, timed, checked.
+
+        Raises:
+            BenchError: the worker died or never ran every job, or a check failed.
+        """
+        self.batches += 1
+        batch = self.batches
+        release = self.folder / f"release-{batch}"
+        self.bench.enqueue_gate(count, batch, str(release), tracked=tracked)
+        before = self.store_calls.calls.copy()
+        self._reset_redis_counters()
+        start = time.perf_counter()
+        ids = self.bench.enqueue(count, tracked=tracked)
+        enqueue_rate = count / (time.perf_counter() - start)
+        enqueue_calls = self.store_calls.calls - before
+        redis_enqueue = self._redis_commands()
+        self._reset_redis_counters()
+        release.touch()
+        timing = self._wait_for_batch(count, batch, tracked=tracked)
+        if len(set(ids)) != count:
+            raise BenchError(f"{self.bench.name}: {len(set(ids))} distinct ids for {count} jobs")
+        # The last job's end (its result, its `finished` record) follows the clock's last tick.
+        _eventually(lambda: self.bench.check(ids, tracked=tracked))
+        if tracked:
+            _eventually(lambda: self._check_records(ids))
+        redis_worker = self._redis_commands()
+        cpu = timing["cpu"]
+        return Run(
+            rate=(count - 1) / timing["seconds"],  # first start to last end: count - 1 cycles
+            cpu_rate=(count - 1) / cpu if cpu else None,
+            enqueue_rate=enqueue_rate,
+            enqueue_store_calls=enqueue_calls,
+            redis_commands={"enqueue": redis_enqueue, "worker": redis_worker},
+        )
+
+    def _wait_for_batch(self, count: int, batch: int, *, tracked: bool) -> dict[str, Any]:
+        """Wait for the worker's report on ``batch``; return it.
+
+        Raises:
+            BenchError: the worker exited, or did not run the batch in a generous time.
+        """
+        report = Path(f"{self._out(tracked)}-{batch}.timing.json")
+        deadline = time.monotonic() + 120 + count / 10  # generous: a loaded machine
+        while not report.exists():
+            if self.workers[tracked].poll() is not None:
+                raise BenchError(f"the {KINDS[tracked]} worker exited:\n{self._tail(tracked)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"batch {batch} did not end in time:\n{self._tail(tracked)}")
+            time.sleep(0.01)
+        timing: dict[str, Any] = json.loads(report.read_text())
+        if timing["jobs"] != count:
+            raise BenchError(f"the worker ran {timing['jobs']} jobs of batch {batch}, not {count}")
+        return timing
+
+    def _reset_redis_counters(self) -> None:
+        if self.redis is not None:
+            self.redis.config_resetstat()
+
+    def _redis_commands(self) -> Counter[str]:
+        if self.redis is None:
+            return Counter()  # not in Redis: nothing counted
+        stats = self.redis.info("commandstats")
+        return Counter(
+            {name: int(stat["calls"]) for name, stat in stats.items() if name not in OWN_COMMANDS}
+        )
+
+    def _check_records(self, ids: Sequence[str]) -> None:
+        """Check every tracked job is ``finished`` in the store, with its enqueue and start.
+
+        Raises:
+            BenchError: a record is missing, or not finished, or lacks a time.
+        """
+        found = SQLiteStore.get_many(self.store, ids)  # the class's: the benchmark's own read
+        wrong = [
+            job_id
+            for job_id in ids
+            if job_id not in found
+            or found[job_id].state is not State.FINISHED
+            or found[job_id].enqueued_at is None
+            or found[job_id].started_at is None
+        ]
+        if wrong:
+            raise BenchError(f"{len(wrong)} store records are not finished: {wrong[:3]}")
+
+
+def _eventually(check: Callable[[], None], timeout: float = 30.0) -> None:
+    """Call ``check`` until it stops raising BenchError; re-raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+        except BenchError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+        else:
+            return
+
+
+def measure_queue(key: str, options: Options, folder: Path, redis_url: str) -> Section:
+    """Measure one queue: start its workers, a warm-up batch of each kind, then the rounds.
+
+    Raises:
+        BenchError: a worker or a batch failed, or a check did not pass.
+    """
+    factory, in_redis = QUEUES[key]
+    os.environ[QUEUE_URL_ENV] = redis_url if in_redis else str(folder / f"{key}-queue.sqlite3")
+    store = SQLiteStore(folder / f"{key}-tracking.sqlite3")
+    immortus.configure(store=store, progress_interval=0)
+    bench = factory(options)
+    runs = folder / key
+    runs.mkdir()
+    runner = QueueRun(bench, store, runs, redis_url if in_redis else None)
+    section = Section(
+        key=key,
+        queue=bench.name,
+        worker=bench.worker,
+        measures={count: Measure(count) for count in options.counts},
+    )
+    try:
+        bench.reset()
+        log(f"{bench.name}: starting the workers ({bench.worker}); a warm-up batch of each kind")
+        runner.start()
+        for tracked in (False, True):
+            runner.run(WARMUP_JOBS, tracked=tracked)
+        for number in range(1, options.rounds + 1):
+            counts = options.counts if number % 2 else options.counts[::-1]
+            for count in counts:
+                for tracked in (False, True) if number % 2 else (True, False):
+                    run = runner.run(count, tracked=tracked)
+                    section.measures[count].runs[KINDS[tracked]].append(run)
+                    log(
+                        f"{bench.name} round {number}/{options.rounds}: {count} jobs "
+                        f"{KINDS[tracked]} {run.rate:,.0f} jobs/s"
+                    )
+        section.worker_store_calls = runner.stop()
+        section.tracked_jobs_run = WARMUP_JOBS + options.rounds * sum(options.counts)
+    finally:
+        runner.stop_quietly()
+        bench.close()
+        store.close()
+        immortus.config.reset()
+    return section
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def _number(value: float | None, form: str = ",.0f") -> str:
+    return "-" if value is None else format(value, form)
+
+
+def render(sections: Sequence[Section], options: Options, duration_s: float) -> str:
+    """Return the report: a summary table over the queues, then each queue's figures."""
+    small, large = min(options.counts), max(options.counts)
+    head = [
+        "queue",
+        "untracked/s",
+        "tracked/s",
+        "ratio",
+        "CPU ratio",
+        f"µs/job @{small}",
+        f"@{large}",
+        f"CPU µs/job @{small}",
+        f"@{large}",
+        "slope wall / CPU",
+    ]
+    rows = []
+    for section in sections:
+        low, top = section.measures[small], section.measures[large]
+        rows.append(
+            [
+                section.queue,
+                f"{top.rate('untracked'):,.0f}",
+                f"{top.rate('tracked'):,.0f}",
+                f"{top.ratio():.2f}",
+                _number(top.cpu_ratio(), ".2f"),
+                _number(low.overhead_us()),
+                _number(top.overhead_us()),
+                _number(low.overhead_us("cpu")),
+                _number(top.overhead_us("cpu")),
+                f"{section.slope()} / {section.slope('cpu')}",
+            ]
+        )
+    legend = (
+        f"Rates and ratios at {large} jobs a batch, medians of the rounds. ratio: tracked / "
+        f"untracked jobs per second of the worker (target >= {TARGET}); CPU ratio: the same per "
+        "CPU second of the worker (steadier on a busy host). µs/job: what tracking adds to each "
+        "job, 1/tracked - 1/untracked rate, paired within each round, at each batch size, on the "
+        "wall clock and in the worker's CPU time. slope: flat when the rounds' µs/job at both "
+        "sizes overlap, else how far the medians move (µs) from the smaller to the larger."
+    )
+    lines = [
+        "tracking overhead: a real worker draining no-op jobs, untracked vs tracked "
+        "(hooks + SQLite store)",
+        f"{options.rounds} interleaved rounds of batches of {small} and {large} jobs; "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"whole run {duration_s:.0f} s",
+        "",
+        *table(head, rows),
+        "",
+        *textwrap.wrap(legend, width=100),
+    ]
+    for section in sections:
+        lines += ["", *_queue_lines(section)]
+    return "\n".join(lines)
+
+
+def _queue_lines(section: Section) -> list[str]:
+    head = [
+        "jobs",
+        "untracked/s",
+        "tracked/s",
+        "spread",
+        "ratio",
+        "CPU ratio",
+        "CPU µs/job",
+        "µs/job added [range]",
+        "CPU µs/job added [range]",
+        "enqueue ratio",
+    ]
+    rows = []
+    for jobs, measure in sorted(section.measures.items()):
+        rows.append(
+            [
+                str(jobs),
+                f"{measure.rate('untracked'):,.0f}",
+                f"{measure.rate('tracked'):,.0f}",
+                f"{measure.spread('untracked'):.0%}/{measure.spread('tracked'):.0%}",
+                f"{measure.ratio():.2f}",
+                _number(measure.cpu_ratio(), ".2f"),
+                f"{_number(measure.cpu_us('untracked'))} -> {_number(measure.cpu_us('tracked'))}",
+                _ranged(measure, "wall"),
+                _ranged(measure, "cpu"),
+                f"{measure.enqueue_rate('tracked') / measure.enqueue_rate('untracked'):.2f}",
+            ]
+        )
+    trips = section.store_round_trips()
+    notes = [
+        "spread: (max - min) / median of the rounds' rates; enqueue ratio: tracked / untracked "
+        "enqueue rate. Store round trips a tracked job: "
+        + ", ".join(f"{where} {_number(n, '.2f')}" for where, n in trips.items())
+        + "."
+    ]
+    commands = section.redis_commands()
+    if commands:
+        notes.append(
+            "Redis commands a job, untracked -> tracked (the worker's: while it ran the batch, "
+            "with the other worker's idle waits): "
+            + ", ".join(
+                f"{at} {commands[f'{at} untracked']:.2f} -> {commands[f'{at} tracked']:.2f}"
+                for at in ("enqueue", "worker")
+            )
+            + "."
+        )
+    return [
+        f"{section.queue}: {section.worker}",
+        *table(head, rows, left=0),
+        *(line for note in notes for line in textwrap.wrap(note, width=100)),
+    ]
+
+
+def _ranged(measure: Measure, clock: str) -> str:
+    overheads = measure.overheads_us(clock)
+    if not overheads:
+        return "-"
+    median = statistics.median(overheads)
+    return f"{median:,.0f} [{min(overheads):,.0f}, {max(overheads):,.0f}]"
+
+
+def figures(sections: Sequence[Section], options: Options, duration_s: float) -> dict[str, Any]:
+    """Every figure of the run, for ``bench/results/latest.json``."""
+    queues: dict[str, Any] = {}
+    for section in sections:
+        counts: dict[str, Any] = {}
+        for jobs, measure in sorted(section.measures.items()):
+            cpu = measure.cpu_ratio()
+            counts[str(jobs)] = {
+                "untracked_jobs_per_s": round(measure.rate("untracked"), 1),
+                "tracked_jobs_per_s": round(measure.rate("tracked"), 1),
+                "ratio": round(measure.ratio(), 3),
+                "cpu_ratio": None if cpu is None else round(cpu, 3),
+                "overhead_us_per_job": _rounded(measure.overhead_us()),
+                "overhead_us_per_job_rounds": [round(v, 1) for v in measure.overheads_us()],
+                "cpu_overhead_us_per_job": _rounded(measure.overhead_us("cpu")),
+                "cpu_overhead_us_per_job_rounds": [
+                    round(v, 1) for v in measure.overheads_us("cpu")
+                ],
+                "cpu_us_per_job": {kind: _rounded(measure.cpu_us(kind)) for kind in KINDS},
+                "untracked_rates": [round(run.rate, 1) for run in measure.runs["untracked"]],
+                "tracked_rates": [round(run.rate, 1) for run in measure.runs["tracked"]],
+                "enqueue_untracked_per_s": round(measure.enqueue_rate("untracked"), 1),
+                "enqueue_tracked_per_s": round(measure.enqueue_rate("tracked"), 1),
+            }
+        queues[section.key] = {
+            "queue": section.queue,
+            "worker": section.worker,
+            "counts": counts,
+            "overhead_slope": {"wall": section.slope(), "cpu": section.slope("cpu")},
+            "store_round_trips_per_job": section.store_round_trips(),
+            "redis_commands_per_job": {k: round(v, 2) for k, v in section.redis_commands().items()},
+        }
+    return {
+        "counts": list(options.counts),
+        "rounds": options.rounds,
+        "target_ratio": TARGET,
+        "duration_s": round(duration_s, 1),
+        "queues": queues,
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+# -- the command ---------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -147,470 +743,72 @@ def _private_redis(url: str | None) -> Iterator[str]:
         return
     from tests.services import RedisServer
 
+    log("starting a private redis-server")
     with RedisServer() as server:
         yield server.url
 
 
-def rq_section(folder: Path, options: Options) -> Section:
-    """Measure RQ: ``rounds`` interleaved runs of ``jobs`` no-op jobs, untracked and tracked.
-
-    Raises:
-        BenchError: a run did not process every job, or the store's records are not finished.
-    """
-    from redis import Redis
-
-    jobs, rounds, fork, url = options.jobs, options.rounds, options.fork, options.redis_url
-
-    store_path = folder / "tracking.sqlite3"
-    store = CountingStore(store_path)
-    immortus.configure(store=store, progress_interval=0)
-    bench = _RQBench(store, f"sqlite:///{store_path}", jobs=jobs, fork=fork)
-    section = Section(queue="RQ", worker=bench.worker_name, jobs=jobs)
-    with _private_redis(url) as redis_url:
-        bench.url, bench.connection = redis_url, Redis.from_url(redis_url)
-        log(f"RQ: warm-up, {bench.worker_name}")
-        bench.run(tracked=False)
-        bench.run(tracked=True)
-        bench.calls = {"enqueue": Counter(), "worker": Counter()}
-        for number in range(1, rounds + 1):
-            for tracked in (False, True) if number % 2 else (True, False):
-                kind = "tracked" if tracked else "untracked"
-                rate, cpu_rate, enqueue_rate = bench.run(tracked=tracked)
-                section.rates[kind].append(rate)
-                if not fork:
-                    section.cpu_rates[kind].append(cpu_rate)
-                section.enqueue_rates[kind].append(enqueue_rate)
-                log(f"RQ round {number}/{rounds}: {kind} {rate:,.0f} jobs/s")
-        bench.connection.close()
-    if fork:  # the worker's store is in its own process: count its events instead
-        bench.calls["worker"] = Counter(record=2 * jobs * rounds)
-    for where, counted in bench.calls.items():
-        section.round_trips[where] = sum(counted.values()) / (jobs * rounds)
-    store.close()
-    immortus.config.reset()
-    return section
-
-
-class _RQBench:
-    """One RQ run: enqueue the jobs, drain them with a worker, check, time and count."""
-
-    def __init__(self, store: CountingStore, store_url: str, *, jobs: int, fork: bool) -> None:
-        self.store, self.store_url = store, store_url
-        self.jobs, self.fork = jobs, fork
-        self.worker_name = "rq worker --burst (forking)" if fork else "SimpleWorker, burst"
-        self.module = importlib.import_module(JOBS_MODULE)  # RQ refuses jobs from __main__
-        self.url = ""
-        self.connection: Any = None
-        self.calls: dict[str, Counter[str]] = {"enqueue": Counter(), "worker": Counter()}
-
-    def run(self, *, tracked: bool) -> tuple[float, float, float]:
-        """Return the worker's jobs per second, per CPU second, and the enqueue rate."""
-        from rq import Queue, SimpleWorker
-
-        from immortus.queues.rq import install
-
-        self.connection.flushdb()
-        queue = Queue(QUEUE_NAME, connection=self.connection)
-        function: Any = UNTRACKED_JOB
-        if tracked:
-            install(queue)
-            function = self.module.tracked_noop
-        before = self.store.calls.copy()
-        start = time.perf_counter()
-        ids = [queue.enqueue(function).id for _ in range(self.jobs)]
-        enqueue_rate = self.jobs / (time.perf_counter() - start)
-        enqueued = self.store.calls.copy()
-        start, cpu = time.perf_counter(), time.process_time()
-        if self.fork:
-            _run_rq_cli_worker(self.url, self.store_url, tracked=tracked)
-        else:
-            worker = SimpleWorker([queue], connection=self.connection)
-            if tracked:
-                install(worker)
-            with signal_handlers_kept():
-                worker.work(burst=True, logging_level="WARNING")
-        rate = self.jobs / (time.perf_counter() - start)
-        cpu_rate = self.jobs / (time.process_time() - cpu)
-        if tracked:
-            self.calls["enqueue"] += enqueued - before
-            self.calls["worker"] += self.store.calls - enqueued
-        _check_rq_run(self.connection, queue, ids, tracked=tracked)
-        return rate, cpu_rate, enqueue_rate
-
-
-def _run_rq_cli_worker(redis_url: str, store_url: str, *, tracked: bool) -> None:
-    """Run ``rq worker --burst`` until the queue is empty."""
-    command = [sys.executable, "-m", "rq.cli", "worker", "--burst", "--quiet", "--url", redis_url]
-    if tracked:
-        command += ["--job-class", "immortus.queues.rq.TrackedJob"]
-    command.append(QUEUE_NAME)
-    env = {**os.environ, "IMMORTUS_STORE": store_url, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BenchError(f"rq worker exited with {result.returncode}: {result.stderr[-2000:]}")
-
-
-def _check_rq_run(connection: Any, queue: Any, ids: Sequence[str], *, tracked: bool) -> None:
-    """Check every job ran, and a sample reads ``finished`` in the store (else the rate is void).
-
-    Raises:
-        BenchError: jobs are left, or a sampled job is not finished.
-    """
-    from rq.job import Job
-    from rq.job import JobStatus as RQState
-
-    if len(queue) != 0:
-        raise BenchError(f"{len(queue)} jobs were left in the queue")
-    for job_id in (ids[0], ids[len(ids) // 2], ids[-1]):
-        if Job.fetch(job_id, connection=connection).get_status() != RQState.FINISHED:
-            raise BenchError(f"RQ says job {job_id} did not finish")
-        if tracked:
-            status = immortus.status(job_id, f"{JOBS_MODULE}.tracked_noop")
-            if status.state is not State.FINISHED:
-                raise BenchError(f"immortus says job {job_id} is {status.state}, not finished")
-
-
-# -- Celery --------------------------------------------------------------------------------
-
-#: The module of the Celery app and its two tasks, which the worker imports too.
-CELERY_APP: Final = "bench.celery_overhead_app"
-#: Redis's counters of the benchmark's own questions, left out of the commands per job.
-_OWN_COMMANDS: Final = frozenset({"cmdstat_info", "cmdstat_config", "cmdstat_flushdb"})
-
-
-def celery_section(folder: Path, options: Options) -> Section:
-    """Measure Celery: ``rounds`` interleaved runs of ``jobs`` no-op tasks, untracked and tracked.
-
-    Raises:
-        BenchError: a worker failed or did not run every task, or a result or a store record
-            is not finished.
-    """
-    from redis import Redis
-
-    store_path = folder / "celery-tracking.sqlite3"
-    store = CountingStore(store_path)
-    bench = _CeleryBench(store, f"sqlite:///{store_path}", folder, options)
-    immortus.configure(store=store, progress_interval=0)
-    section = Section(queue="Celery", worker=bench.worker_name, jobs=options.jobs)
-    redis_commands: dict[str, Counter[str]] = {}
-    try:
-        with _private_redis(options.redis_url) as redis_url:
-            bench.app.conf.update(broker_url=redis_url, result_backend=redis_url)
-            bench.url, bench.connection = redis_url, Redis.from_url(redis_url)
-            log(f"Celery: warm-up, {bench.worker_name}")
-            bench.run(tracked=False)
-            bench.run(tracked=True)
-            bench.calls = {"enqueue": Counter(), "worker": Counter()}
-            redis_commands = {
-                f"{where} {kind}": Counter()
-                for where in ("enqueue", "worker")
-                for kind in ("untracked", "tracked")
-            }
-            for number in range(1, options.rounds + 1):
-                for tracked in (False, True) if number % 2 else (True, False):
-                    kind = "tracked" if tracked else "untracked"
-                    run = bench.run(tracked=tracked)
-                    section.rates[kind].append(run.rate)
-                    section.cpu_rates[kind].append(run.cpu_rate)
-                    section.enqueue_rates[kind].append(run.enqueue_rate)
-                    redis_commands[f"enqueue {kind}"] += run.redis_enqueue
-                    redis_commands[f"worker {kind}"] += run.redis_worker
-                    log(f"Celery round {number}/{options.rounds}: {kind} {run.rate:,.0f} jobs/s")
-    finally:
-        bench.close()
-        store.close()
-        immortus.config.reset()
-    total = options.jobs * options.rounds
-    for where, counted in bench.calls.items():
-        section.round_trips[where] = sum(counted.values()) / total
-    section.notes += _redis_notes(redis_commands, total)
-    return section
-
-
-def _redis_notes(commands: dict[str, Counter[str]], jobs: int) -> list[str]:
-    """Return the report's lines on Redis: commands per job, and what tracking added."""
-    if not commands or not jobs:
-        return []
-    per_job = {name: sum(counted.values()) / jobs for name, counted in commands.items()}
-    lines = [
-        "Redis commands per job (broker + result backend; worker's include its start and stop):",
-        "  "
-        + ", ".join(
-            f"{where} {per_job[f'{where} untracked']:.2f} -> {per_job[f'{where} tracked']:.2f}"
-            for where in ("enqueue", "worker")
-        ),
-    ]
-    for where in ("enqueue", "worker"):
-        added = commands[f"{where} tracked"].copy()
-        added.subtract(commands[f"{where} untracked"])
-        more = {name: count / jobs for name, count in added.items() if count / jobs >= 0.5}
-        if more:
-            lines.append(
-                f"  tracking adds, {where}: "
-                + ", ".join(f"{name.removeprefix('cmdstat_')} {n:+.2f}" for name, n in more.items())
-            )
-    return lines
-
-
-@dataclass(frozen=True, slots=True)
-class _CeleryRun:
-    """What one Celery run measured."""
-
-    rate: float
-    cpu_rate: float
-    enqueue_rate: float
-    #: Redis commands by name (``cmdstat_lpush``...), while enqueuing and while the worker ran.
-    redis_enqueue: Counter[str]
-    redis_worker: Counter[str]
-
-
-class _CeleryBench:
-    """One Celery run: enqueue the tasks, start a worker, time the tasks, check and count."""
-
-    def __init__(
-        self, store: CountingStore, store_url: str, folder: Path, options: Options
-    ) -> None:
-        self.store, self.store_url, self.folder = store, store_url, folder
-        self.jobs, self.pool = options.jobs, options.celery_pool
-        if self.jobs < 2:
-            raise BenchError("Celery needs at least 2 jobs a run (the clock starts at the first)")
-        self.worker_name = f"celery worker --pool {self.pool} --concurrency 1 (a subprocess)"
-        self.module = importlib.import_module(CELERY_APP)
-        self.app: Any = self.module.app
-        self.url = ""
-        self.connection: Any = None
-        self.runs = 0
-        self.calls: dict[str, Counter[str]] = {"enqueue": Counter(), "worker": Counter()}
-
-    def close(self) -> None:
-        """Take the hooks off this process, and close the app's connections."""
-        from immortus.queues.celery import uninstall
-
-        uninstall(self.app)
-        if self.connection is not None:
-            self.connection.close()
-            self.app.close()
-
-    def run(self, *, tracked: bool) -> _CeleryRun:
-        """Enqueue every task, then drain them with a fresh worker; return what was measured.
-
-        Raises:
-            BenchError: the worker failed, or a task, result or store record is missing.
-        """
-        from immortus.queues.celery import install, uninstall
-
-        self.runs += 1
-        self.connection.flushdb()
-        if tracked:
-            install(self.app)
-        else:
-            uninstall(self.app)  # the app as it comes: no hooks in this process either
-        task = self.module.tracked_noop if tracked else self.module.untracked_noop
-        self.connection.config_resetstat()
-        before = self.store.calls.copy()
-        start = time.perf_counter()
-        ids: list[str] = [task.delay().id for _ in range(self.jobs)]
-        enqueue_rate = self.jobs / (time.perf_counter() - start)
-        enqueued = self.store.calls.copy()
-        redis_enqueue = self._redis_commands()
-        self.connection.config_resetstat()
-        timing, worker_calls = self._drain(tracked=tracked)
-        redis_worker = self._redis_commands()
-        if tracked:
-            self.calls["enqueue"] += enqueued - before
-            self.calls["worker"] += worker_calls
-        self._check(ids, tracked=tracked)
-        return _CeleryRun(
-            rate=(self.jobs - 1) / timing["seconds"],  # first start to last end: jobs - 1 gaps
-            cpu_rate=(self.jobs - 1) / timing["cpu"],
-            enqueue_rate=enqueue_rate,
-            redis_enqueue=redis_enqueue,
-            redis_worker=redis_worker,
-        )
-
-    def _redis_commands(self) -> Counter[str]:
-        stats = self.connection.info("commandstats")
-        return Counter(
-            {name: int(stat["calls"]) for name, stat in stats.items() if name not in _OWN_COMMANDS}
-        )
-
-    def _drain(self, *, tracked: bool) -> tuple[dict[str, float], Counter[str]]:
-        """Run a worker until every task ran; return its timing and its store calls.
-
-        Raises:
-            BenchError: the worker exited early, failed, or was too slow to be waited for.
-        """
-        out = self.folder / f"celery-run-{self.runs}"
-        timing_file, calls_file = Path(f"{out}.timing.json"), Path(f"{out}.calls.json")
-        log_file = self.folder / f"celery-run-{self.runs}.log"
-        environment = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            "IMMORTUS_STORE": self.store_url,
-            "IMMORTUS_BENCH_CELERY_URL": self.url,
-            "IMMORTUS_BENCH_CELERY_TRACKED": "1" if tracked else "0",
-            "IMMORTUS_BENCH_CELERY_JOBS": str(self.jobs),
-            "IMMORTUS_BENCH_CELERY_OUT": str(out),
-        }
-        command = [
-            sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
-            "--pool", self.pool, "--concurrency", "1", "--queues", self.module.QUEUE,
-            "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "warning",
-        ]  # fmt: skip
-        deadline = time.monotonic() + 120 + self.jobs / 20  # generous: a loaded machine
-        with log_file.open("wb") as output:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT
-            )
-        try:
-            while not timing_file.exists():
-                if process.poll() is not None:
-                    raise BenchError(f"the Celery worker exited early:\n{_tail(log_file)}")
-                if time.monotonic() > deadline:
-                    raise BenchError(
-                        f"the Celery worker did not run every task:\n{_tail(log_file)}"
-                    )
-                time.sleep(0.05)
-        finally:
-            process.send_signal(signal.SIGTERM)  # warm shutdown: the running task ends first
-            try:
-                code = process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                code = -signal.SIGKILL
-        if code != 0:
-            raise BenchError(f"the Celery worker exited with {code}:\n{_tail(log_file)}")
-        timing = json.loads(timing_file.read_text())
-        if timing["jobs"] != self.jobs:
-            raise BenchError(f"the Celery worker ran {timing['jobs']} tasks, not {self.jobs}")
-        calls: Counter[str] = Counter()
-        if tracked:
-            if not calls_file.exists():
-                raise BenchError(f"the tracked worker counted no store calls:\n{_tail(log_file)}")
-            calls.update(json.loads(calls_file.read_text()))
-        return timing, calls
-
-    def _check(self, ids: Sequence[str], *, tracked: bool) -> None:
-        """Check that every task succeeded, and every record is finished (else the rate is void).
-
-        Raises:
-            BenchError: tasks are left in the queue, or a result or a record is not finished.
-        """
-        from immortus.queues.celery import CeleryStrategy
-
-        left = self.connection.llen(self.module.QUEUE)
-        if left:
-            raise BenchError(f"{left} Celery tasks were left in the queue")
-        results = CeleryStrategy(self.app).native_status_many(ids)  # one MGET
-        unfinished = [i for i in ids if i not in results or results[i].state is not State.FINISHED]
-        if unfinished:
-            raise BenchError(f"{len(unfinished)} Celery results are not SUCCESS: {unfinished[:3]}")
-        if tracked:
-            records = SQLiteStore.get_many(self.store, ids)  # uncounted: the bench's own read
-            unfinished = [
-                i
-                for i in ids
-                if i not in records
-                or records[i].state is not State.FINISHED
-                or records[i].enqueued_at is None
-                or records[i].started_at is None
-            ]
-            if unfinished:
-                raise BenchError(
-                    f"{len(unfinished)} store records are not finished: {unfinished[:3]}"
-                )
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-#: One measuring function per queue.
-SECTIONS: Final[dict[str, Callable[[Path, Options], Section]]] = {
-    "rq": rq_section,
-    "celery": celery_section,
-}
-
-
-# -- the report ----------------------------------------------------------------------------
-
-
-def render(sections: Sequence[Section]) -> str:
-    """Return the report: each queue's median rates, their ratio, and the store round trips."""
-    lines = [
-        "tracking overhead: a real worker draining no-op jobs, untracked vs tracked "
-        "(hooks + SQLite store)",
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-    ]
-    for section in sections:
-        median = {kind: statistics.median(rates) for kind, rates in section.rates.items()}
-        enqueue = {kind: statistics.median(rates) for kind, rates in section.enqueue_rates.items()}
-        spread = {
-            kind: (max(rates) - min(rates)) / median[kind] if median[kind] else 0.0
-            for kind, rates in section.rates.items()
-        }
-        ratio = median["tracked"] / median["untracked"]
-        verdict = "PASS" if ratio >= TARGET else "MISS"
-        lines += [
-            "",
-            f"{section.queue}: {section.worker}, {section.jobs} jobs a run, "
-            f"{len(section.rates['tracked'])} rounds",
-            f"{'':<12}{'worker jobs/s':>15}{'spread':>9}{'enqueue jobs/s':>17}",
-        ]
-        for kind in ("untracked", "tracked"):
-            lines.append(
-                f"{kind:<12}{median[kind]:>15,.0f}{spread[kind]:>8.0%}{enqueue[kind]:>17,.0f}"
-            )
-        lines.append(f"tracked / untracked (worker):  {ratio:.2f}  (target >= {TARGET}: {verdict})")
-        if all(section.cpu_rates.values()):
-            cpu = {kind: statistics.median(rates) for kind, rates in section.cpu_rates.items()}
-            lines.append(
-                f"tracked / untracked (worker, per CPU second): "
-                f"{cpu['tracked'] / cpu['untracked']:.2f}  "
-                f"({cpu['untracked']:,.0f} and {cpu['tracked']:,.0f} jobs per CPU second)"
-            )
-        lines += [
-            f"tracked / untracked (enqueue): {enqueue['tracked'] / enqueue['untracked']:.2f}",
-            "store round trips per job:     "
-            + ", ".join(f"{where} {count:g}" for where, count in section.round_trips.items()),
-            *section.notes,
-        ]
-    return "\n".join(lines)
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.tracking_overhead", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 300 jobs")
-    parser.add_argument("--jobs", type=int, default=2000, help="jobs a run (2000)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
-    parser.add_argument("--fork", action="store_true", help="RQ: time `rq worker --burst`")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.tracking_overhead",
+        description="Jobs per second of each queue's worker, untracked vs tracked.",
+    )
+    add_modes(
+        parser,
+        quick=f"{QUICK_ROUNDS} rounds of batches of {' and '.join(map(str, QUICK_COUNTS))} jobs",
+        full=f"{FULL_ROUNDS} rounds of batches of {' and '.join(map(str, FULL_COUNTS))} jobs",
+    )
+    parser.add_argument("--counts", help="comma-separated batch sizes, instead of the mode's")
+    parser.add_argument("--rounds", type=int, help="rounds, instead of the mode's")
+    parser.add_argument("--queue", choices=sorted(QUEUES), action="append", help="(all)")
+    parser.add_argument("--fork", action="store_true", help="RQ: its default, forking worker")
     parser.add_argument("--redis-url", default=None, help="an EMPTY Redis database (flushed)")
     parser.add_argument(
         "--celery-pool", choices=("solo", "threads"), default="solo", help="Celery's pool (solo)"
     )
-    parser.add_argument("--queue", choices=sorted(SECTIONS), action="append", help="(all)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    counts: tuple[int, ...] = FULL_COUNTS if args.full else QUICK_COUNTS
+    if args.counts:
+        try:
+            counts = tuple(int(count) for count in args.counts.split(","))
+        except ValueError:
+            parser.error(f"--counts takes whole numbers, not {args.counts!r}")
+    if len(set(counts)) < 2 or min(counts) < WARMUP_JOBS:
+        parser.error(f"--counts takes two counts or more, each at least {WARMUP_JOBS}")
+    args.counts = tuple(sorted(set(counts)))
+    args.rounds = args.rounds or (FULL_ROUNDS if args.full else QUICK_ROUNDS)
+    if args.rounds < 1:
+        parser.error("--rounds takes 1 or more")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the report; return 0 (or 1 if it could not be measured)."""
     args = _parse(argv)
-    jobs, rounds = (300, 3) if args.quick else (args.jobs, args.rounds)
     options = Options(
-        jobs=jobs,
-        rounds=rounds,
+        counts=args.counts,
+        rounds=args.rounds,
         fork=args.fork,
         redis_url=args.redis_url,
         celery_pool=args.celery_pool,
     )
-    with tempfile.TemporaryDirectory(prefix="immortus-bench-") as tmp:
-        try:
-            sections = [SECTIONS[name](Path(tmp), options) for name in args.queue or SECTIONS]
-        except BenchError as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 1
-    print(render(sections))
+    os.environ.pop(OUT_ENV, None)  # this process enqueues: its job clocks never report
+    keys = list(dict.fromkeys(args.queue or QUEUES))
+    sections: list[Section] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="immortus-bench-") as tmp,
+        _private_redis(options.redis_url) as redis_url,
+    ):
+        for key in keys:
+            try:
+                sections.append(measure_queue(key, options, Path(tmp), redis_url))
+            except BenchError as exc:
+                log(f"FAILED: {key}: {exc}")
+                return 1
+    duration_s = time.perf_counter() - STARTED
+    print(render(sections, options, duration_s))
+    path = results.save("tracking_overhead", figures(sections, options, duration_s))
+    log(f"figures written to {path}")
     return 0
 
 
