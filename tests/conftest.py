@@ -12,7 +12,20 @@ from collections.abc import Iterator
 
 import pytest
 
+from immortus import outbox
 from tests.services import PostgresServer, RedisServer
+
+
+@pytest.fixture(autouse=True)
+def no_outage_outlives_its_test() -> Iterator[None]:
+    """Give up what a test left held for a store it took down, and end the replay thread.
+
+    Otherwise the thread retries a dead store for the rest of the session, and its client's
+    back-off draws from the global ``random`` state while Hypothesis tests generate data.
+    """
+    yield
+    outbox.discard()
+
 
 # -- real services -------------------------------------------------------------------------
 

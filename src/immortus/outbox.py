@@ -45,7 +45,15 @@ from immortus.exceptions import StoreUnavailable
 from immortus.stores.base import Store
 from immortus.transitions import Event, EventKind
 
-__all__ = ["Outbox", "OutboxStats", "flush", "outbox_for", "record", "stats"]
+__all__ = [
+    "Outbox",
+    "OutboxStats",
+    "discard",
+    "flush",
+    "outbox_for",
+    "record",
+    "stats",
+]
 
 logger = logging.getLogger("immortus")
 
@@ -124,6 +132,7 @@ class Outbox:
         self._wake = threading.Event()  # cuts the replay thread's pause short (flush)
         self._drained = threading.Event()  # set while nothing is held
         self._drained.set()
+        self._discarding = False  # discard() asked the replay thread to end quietly
         self._outage_dropped = 0
         self._outage_replayed = 0
         #: Events of this store given up (see :attr:`OutboxStats.dropped`).
@@ -160,6 +169,32 @@ class Outbox:
             self._wake.set()
             self._drained.wait(min(FIRST_RETRY, remaining))
         return True
+
+    def discard(self) -> int:
+        """Give up every event held for this store; return how many.
+
+        For a store that will not come back (decommissioned, replaced by
+        :func:`immortus.configure`): the events count as dropped, a WARNING says how many, and
+        the replay thread ends at once instead of retrying for the life of the process. An event
+        being written at that moment still goes. Never raises.
+        """
+        with _lock:
+            given_up = 0
+            for held in self._waiting:
+                if held.waiting:
+                    self._give_up(held)
+                    given_up += 1
+            self._waiting.clear()
+            self._supersedable.clear()
+            self._discarding = True
+        self._wake.set()
+        if given_up:
+            logger.warning(
+                "immortus: discarded %d tracking events held for the store %s",
+                given_up,
+                _name(self._store()),
+            )
+        return given_up
 
     # -- filled by record(), under _lock ------------------------------------------------------
 
@@ -283,16 +318,19 @@ class Outbox:
                         self._supersedable.popleft()
                     return held
             self._supersedable.clear()
-            del _backlog[store]
+            if _backlog.get(store) is self:
+                del _backlog[store]
             self._thread = None
             replayed, dropped = self._outage_replayed, self._outage_dropped
-        logger.info(
-            "immortus: the store %s is back: wrote %d held tracking events in order "
-            "(%d dropped during the outage)",
-            _name(store),
-            replayed,
-            dropped,
-        )
+            discarded, self._discarding = self._discarding, False
+        if not discarded:
+            logger.info(
+                "immortus: the store %s is back: wrote %d held tracking events in order "
+                "(%d dropped during the outage)",
+                _name(store),
+                replayed,
+                dropped,
+            )
         with _lock:  # flush() returns once the outage is told over (unless a new one began)
             if _backlog.get(store) is not self:
                 self._drained.set()
@@ -426,6 +464,16 @@ def flush(timeout: float = EXIT_FLUSH) -> bool:
         boxes = list(_backlog.values())
     flushed = [box.flush(max(0.0, deadline - time.monotonic())) for box in boxes]
     return all(flushed)  # every outbox had its turn, even after one timed out
+
+
+def discard(store: Store | None = None) -> int:
+    """Give up the events held for ``store`` (default: every store); return how many.
+
+    See :meth:`Outbox.discard`. Never raises.
+    """
+    with _lock:
+        boxes = [box for held_for, box in _backlog.items() if store is None or held_for is store]
+    return sum(box.discard() for box in boxes)
 
 
 def _flush_at_exit() -> None:

@@ -476,3 +476,31 @@ def test_a_forked_child_starts_with_an_empty_outbox_and_a_thread_of_its_own() ->
     process.start()
     process.join(TIMEOUT * 2)
     assert process.exitcode == 0
+
+
+def test_discard_gives_up_what_is_held_and_ends_the_replay_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore()
+    immortus.configure(store=store, progress_interval=0)
+    store.down = True
+    for step in range(3):
+        progress = Progress(current=step, total=3)
+        outbox.record(store, Event(kind=EventKind.PROGRESS, job_id="gone", progress=progress))
+    box = outbox.outbox_for(store)
+    assert box.buffered == 3
+    dropped_before = outbox.stats().dropped
+
+    assert outbox.discard() == 3
+
+    assert (box.buffered, outbox.stats().dropped - dropped_before) == (0, 3)
+    assert "discarded 3 tracking events held for the store" in caplog.text
+    assert wait_until(
+        lambda: not any(t.name.startswith("immortus-outbox") for t in threading.enumerate()),
+        timeout=10,
+    ), "the replay thread did not end"
+    assert outbox.stats().buffered == 0
+    store.down = False
+    outbox.record(store, Event(kind=EventKind.STARTED, job_id="after"))
+    assert store.get("after") is not None  # written at once: no outage left behind
+    assert "is back: wrote" not in caplog.text

@@ -66,6 +66,9 @@ except ImportError as exc:
 
 __all__ = ["RedisStore"]
 
+#: The jitter of write retries: a generator of its own, so that the application's global
+#: ``random`` state is never drawn from by store traffic. It protects nothing secret.
+_JITTER: Final = random.Random()  # noqa: S311
 #: How often record() starts again when other clients keep writing the same job.
 _MAX_TRIES: Final = 50
 #: How many index members prune() checks per script call.
@@ -224,7 +227,7 @@ class RedisStore(Store):
                     except WatchError:  # another client wrote the job meanwhile: try again
                         pass
                 # Jitter spreads out clients that collided; it protects nothing secret.
-                time.sleep(random.uniform(0, min(0.02, 0.0005 * 2**attempt)))  # noqa: S311
+                time.sleep(_JITTER.uniform(0, min(0.02, 0.0005 * 2**attempt)))
         raise StoreUnavailable(
             f"job {job_id!r} on redis at {self._where} is written by other clients too "
             f"often: gave up after {_MAX_TRIES} tries"
