@@ -152,3 +152,18 @@ def test_with_store_tracking_off_the_callbacks_write_nothing() -> None:
     queue = DictQueue()
     queue.job_started("j", job_class="reports.build")  # no ConfigurationError: nothing to write
     assert queue.status("j").state is State.UNKNOWN
+
+
+def test_a_settled_record_is_answered_without_asking_the_queue() -> None:
+    queue = DictQueue()
+    lifecycle.job_enqueued("done", "reports.build")
+    lifecycle.job_started("done", "reports.build")
+    lifecycle.job_finished("done", "reports.build")
+    lifecycle.job_cancelled("never-started")  # ended, but no started_at: the queue may have it
+    lifecycle.job_started("running")
+    queue.kept["done"] = native("done", State.FAILED)
+    answers = queue.status_many(["done", "never-started", "running"])
+    assert answers["done"].state is State.FINISHED
+    assert queue.reads == [["never-started", "running"]]
+    assert queue.status("done").state is State.FINISHED
+    assert queue.reads == [["never-started", "running"]]  # nothing more was read

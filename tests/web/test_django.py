@@ -493,3 +493,24 @@ def test_a_missing_django_says_which_extra_to_install() -> None:
     error = import_error_without("immortus.web.django", "django")
     assert error.startswith("MissingDependency: ")
     assert 'pip install "immortus[django]"' in error
+
+
+@pytest.mark.parametrize(
+    ("query", "token"),
+    [
+        ("", None),
+        ("token=v1.1764000000.Ab_-~", "v1.1764000000.Ab_-~"),  # the JS client's: read as it is
+        ("token=", ""),
+        ("token=v1%2E1", "v1.1"),
+        ("token=a+b", "a b"),
+        ("token=a&token=b", "b"),
+        ("page=2&token=t", "t"),
+        ("page=2", None),
+    ],
+)
+def test_the_views_read_the_token_as_request_get_does(query: str, token: str | None) -> None:
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/immortus/verify/job-1", QUERY_STRING=query)
+    assert views._token(request) == token
+    assert request.GET.get("token") == token

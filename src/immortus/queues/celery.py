@@ -430,6 +430,9 @@ class CeleryStrategy(QueueStrategy):
 def _read(backend: Any, job_ids: list[str]) -> list[Mapping[str, Any] | None]:
     """Return each job's stored meta, undecoded exceptions kept as the dicts they are stored as."""
     if isinstance(backend, BaseKeyValueStoreBackend):
+        if len(job_ids) == 1:  # a verify request's: a GET costs less than an MGET of one key
+            raw = backend.get(backend.get_key_for_task(job_ids[0]))
+            return [backend.decode(raw) if raw else None]
         try:
             raws = backend.mget([backend.get_key_for_task(job_id) for job_id in job_ids])
         except NotImplementedError:  # a key-value backend without get_many

@@ -21,7 +21,8 @@ unreachable         none or unreachable   :class:`~immortus.exceptions.StoreUnav
 ========================================  =================================================
 
 Where both answer, the times the store lacks (a job enqueued before the hooks were installed
-has no ``enqueued_at``) are taken from the queue's. With store tracking off
+has no ``enqueued_at``) are taken from the queue's; an ended record that has both its times is
+:func:`settled`, and the queue's backend is not read for it. With store tracking off
 (``immortus.configure(store=None)``) the queue alone answers and the hooks write nothing.
 """
 
@@ -39,7 +40,7 @@ from immortus.status import JobStatus
 from immortus.store_strategy import StoreStrategy
 from immortus.transitions import EventKind
 
-__all__ = ["QueueStrategy", "merge"]
+__all__ = ["QueueStrategy", "merge", "settled"]
 
 
 def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> JobStatus:
@@ -48,11 +49,12 @@ def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> 
         return native if native is not None else JobStatus.unknown(job_id)
     if native is None:
         return recorded
-    recorded = dataclasses.replace(
-        recorded,
-        enqueued_at=recorded.enqueued_at or native.enqueued_at,
-        started_at=recorded.started_at or native.started_at,
-    )
+    if recorded.enqueued_at is None or recorded.started_at is None:
+        recorded = dataclasses.replace(
+            recorded,
+            enqueued_at=recorded.enqueued_at or native.enqueued_at,
+            started_at=recorded.started_at or native.started_at,
+        )
     if recorded.completed or not native.completed:
         return recorded
     return dataclasses.replace(
@@ -61,6 +63,19 @@ def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> 
         error=recorded.error or native.error,
         finished_at=native.finished_at or recorded.finished_at,
         attempts=max(recorded.attempts, native.attempts),
+    )
+
+
+def settled(recorded: JobStatus | None) -> bool:
+    """Whether :func:`merge` keeps ``recorded`` as it is, whatever the queue says.
+
+    True of an ended record that has both its times: the queue is not asked about it at all.
+    """
+    return (
+        recorded is not None
+        and recorded.completed
+        and recorded.enqueued_at is not None
+        and recorded.started_at is not None
     )
 
 
@@ -105,6 +120,9 @@ class QueueStrategy(StoreStrategy):
     def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return :meth:`status` of every job, with one store read and one backend read.
 
+        The backend is not asked about the jobs whose record is :func:`settled` (none, when
+        every record is): nothing it says would change their answer.
+
         Raises:
             StoreUnavailable: neither side can answer for every job asked about.
         """
@@ -115,8 +133,9 @@ class QueueStrategy(StoreStrategy):
             if set(native) != set(job_ids):
                 raise
             return native
+        unsettled = [job_id for job_id in job_ids if not settled(recorded.get(job_id))]
         try:
-            native = self.native_status_many(job_ids)
+            native = self.native_status_many(unsettled) if unsettled else {}
         except StoreUnavailable:
             if set(recorded) != set(job_ids):
                 raise

@@ -20,6 +20,7 @@ the request's subject (:func:`~immortus.web.django.subject.subject_of`: the
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Concatenate
@@ -45,6 +46,10 @@ STATIC_DIR: Path = _script.STATIC_DIR
 
 View = Callable[Concatenate[HttpRequest, ...], HttpResponseBase]
 
+#: A query string that is the token alone, in characters that need no unescaping (RFC 3986's
+#: unreserved ones, every character of a token): the JavaScript client's.
+_PLAIN_TOKEN = re.compile(r"token=([A-Za-z0-9._~-]*)", re.ASCII)
+
 
 def _only(method: str) -> Callable[[View], View]:
     """Make a view answer ``method`` only: any other (``HEAD`` too) gets a JSON 405."""
@@ -64,9 +69,23 @@ def _only(method: str) -> Callable[[View], View]:
 @_only("GET")
 def verify(request: HttpRequest, job_id: str, job_class: str | None = None) -> HttpResponseBase:
     """``GET verify/<job_id>[/<job_class>]``: verify's answer for one job."""
-    token = request.GET.get("token")
     subject = subject_of(request)
-    return json_response(get_verifier().verify(job_id, job_class, token, subject=subject))
+    answer = get_verifier().verify(job_id, job_class, _token(request), subject=subject)
+    return json_response(answer)
+
+
+def _token(request: HttpRequest) -> str | None:
+    """Return the ``token`` query parameter: what ``request.GET.get("token")`` says.
+
+    The JavaScript client's query string, ``token=...`` alone with nothing to unescape, is read
+    as it is: parsing it into ``request.GET`` costs more than checking the token. Any other
+    query string goes through ``request.GET``.
+    """
+    query = request.META.get("QUERY_STRING", "")
+    plain = _PLAIN_TOKEN.fullmatch(query)
+    if plain is not None:
+        return plain.group(1)
+    return request.GET.get("token") if query else None
 
 
 @_only("POST")
@@ -97,12 +116,12 @@ def _read_capped(request: HttpRequest, limit: int) -> bytes:
 def stream(request: HttpRequest, job_id: str, job_class: str | None = None) -> HttpResponseBase:
     """``GET stream/<job_id>[/<job_class>]``: SSE frames, with verify's status code.
 
-    Under WSGI the frames are a generator the server thread iterates (polls block it); closing
-    the response (the server does when the client is gone) closes the generator, which stops
-    the polls. Under ASGI they are an async iterator: polls run in worker threads, and Django
-    stops iterating when the client disconnects.
+    Under WSGI the frames are a generator the server thread iterates (it waits for the change
+    feed, :mod:`immortus.web.feed`); closing the response (the server does when the client is
+    gone) closes the generator, which leaves the feed. Under ASGI they are an async iterator:
+    the feed's thread asks the store, and Django stops iterating when the client disconnects.
     """
-    token = request.GET.get("token")
+    token = _token(request)
     answer = get_verifier().stream(job_id, job_class, token, subject=subject_of(request))
     headers = dict(answer.headers)
     if isinstance(request, ASGIRequest):
