@@ -2,7 +2,8 @@
 
 Every benchmark: its error (:class:`BenchError`), its progress log on stderr (:func:`log`), its
 two modes on the command line (:func:`add_modes`: ``--quick``, the default of ``make bench``,
-and ``--full``) and its aligned tables (:func:`table`).
+and ``--full``), its aligned tables (:func:`table`), and the end of the servers it starts
+(:func:`end_process`).
 
 The store scaling benchmark: the flag that Ctrl-C and SIGTERM set (:data:`STOP`, checked by
 :func:`go_on`), the short size names of the table (:func:`size_label`), and the shape of the
@@ -23,6 +24,7 @@ import json
 import mmap
 import os
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -241,3 +243,13 @@ def watch_store_calls() -> StoreCalls:
     calls = StoreCalls()
     calls.watch(store)
     return calls
+
+
+def end_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a server or worker the benchmark started: SIGTERM, then SIGKILL after ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

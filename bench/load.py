@@ -60,7 +60,7 @@ from tests.services import RedisServer, free_port
 
 import immortus
 from bench import results
-from bench.common import BenchError, log
+from bench.common import BenchError, end_process, log
 from immortus import Progress, lifecycle
 from immortus.web.core import Verifier
 
@@ -707,12 +707,7 @@ def serve(store_url: str, secret: str, folder: Path, probe: str) -> Iterator[Ser
             time.sleep(0.1)
         yield Server(url, process.pid, log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, 15)
 
 
 def _tail(path: Path) -> str:

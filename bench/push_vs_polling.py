@@ -44,7 +44,7 @@ from typing import IO, Any, Final
 
 import immortus
 from bench import results
-from bench.common import BenchError, add_modes, log
+from bench.common import BenchError, add_modes, end_process, log
 from bench.verify_common import BODY_SIZE_VARIABLE, JOB_CLASS, STORE_VARIABLE, track_job_class
 from bench.verify_servers import FRAMEWORKS, http_get
 from immortus import Progress, lifecycle
@@ -182,12 +182,7 @@ def server(store_url: str, logs: Path) -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield url, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
 
 
 def _spawn(module: str, *args: str) -> subprocess.Popen[str]:

@@ -28,7 +28,7 @@ from typing import Final
 
 from tests.services import free_port
 
-from bench.common import BenchError
+from bench.common import BenchError, end_process
 from bench.verify_common import BODY_SIZE_VARIABLE, STORE_VARIABLE
 
 __all__ = [
@@ -181,9 +181,4 @@ def serve(framework: Framework, store_url: str, body_size: int, logs: Path) -> I
             time.sleep(0.1)
         yield Server(url, process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)

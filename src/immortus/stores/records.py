@@ -256,24 +256,9 @@ def reap(stored: JobStatus, alive_until: float | None, now: float) -> Outcome | 
     return None if status is None else Outcome(status, None)
 
 
-#: Every field :func:`_build` reads: the key of the decoding cache (:func:`_decode`).
-_DECODED: Final = (
-    "job_id",
-    "job_class",
-    "state",
-    "attempts",
-    "progress_current",
-    "progress_total",
-    "progress_message",
-    "error_type",
-    "error_message",
-    "error_traceback",
-    "meta",
-    "enqueued_at",
-    "started_at",
-    "finished_at",
-    "updated_at",
-)
+#: Every field :func:`_build` reads: the key of the decoding cache (:func:`_decode`). They are
+#: the status's own columns, which come before the store-private ones (``alive_until`` on).
+_DECODED: Final = COLUMNS[: COLUMNS.index("updated_at") + 1]
 #: How many decoded records :func:`_decode` keeps (least recently read ones go first).
 DECODED_KEPT: Final = 1024
 
