@@ -229,7 +229,9 @@ class HTTPContract(ContractFixtures):
         assert set(sys.modules) == before
         assert canary not in sys.modules
 
-    @pytest.mark.parametrize("job_id", ["x" * 300, "tab\there", "\x00"])
+    # A line break inside or at the end of the id must reach verify: Starlette's mount pattern
+    # stops at one, and such a path once fell out of the prefix to the app's plain-text 404.
+    @pytest.mark.parametrize("job_id", ["x" * 300, "tab\there", "\x00", "a\nb", "end\n"])
     def test_a_malformed_job_id_is_a_400(
         self, http: httpx.Client, jobs: Store, job_id: str
     ) -> None:
@@ -450,8 +452,11 @@ class HTTPContract(ContractFixtures):
             assert response.status_code == 200
             assert [body and body["status"] for _, body in frames_of(response)] == ["finished"]
 
-    def test_a_stream_of_a_malformed_id_is_a_400(self, http: httpx.Client, jobs: Store) -> None:
-        with http.stream("GET", f"stream/{'x' * 300}") as response:
+    @pytest.mark.parametrize("job_id", ["x" * 300, "a\nb"])
+    def test_a_stream_of_a_malformed_id_is_a_400(
+        self, http: httpx.Client, jobs: Store, job_id: str
+    ) -> None:
+        with http.stream("GET", f"stream/{quote(job_id, safe='')}") as response:
             assert response.status_code == 400
             [(kind, body)] = list(frames_of(response))
         assert kind == "error"

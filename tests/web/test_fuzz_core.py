@@ -98,9 +98,10 @@ def store(tmp_path: Path) -> Iterator[None]:
     lifecycle.job_enqueued(KNOWN, JOB_CLASS)
     lifecycle.job_started(KNOWN, JOB_CLASS)
     lifecycle.job_progress(KNOWN, Progress(current=1, total=2, message="half"), JOB_CLASS)
-    assert not set(MODULE_NAMES) & set(sys.modules), "pick modules this process has not loaded"
+    loaded = set(MODULE_NAMES) & set(sys.modules)  # by other tests of this process, maybe
+    assert len(MODULE_NAMES) - len(loaded) >= 3, "pick modules this process has not loaded"
     yield
-    assert not set(MODULE_NAMES) & set(sys.modules), "a request imported a module it named"
+    assert set(MODULE_NAMES) & set(sys.modules) == loaded, "a request imported a module it named"
 
 
 @pytest.fixture(params=["open", "secret"])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Final, TypeAlias
 
@@ -284,4 +285,8 @@ def immortus_routes(
         default=_not_found,
     )
     path = prefix.strip("/")
-    return Mount(f"/{path}" if path else "", app=router, name="immortus")
+    mount = Mount(f"/{path}" if path else "", app=router, name="immortus")
+    # Starlette's pattern stops at a line break (``.*``), so a path with an encoded one (%0A)
+    # would fall out of the prefix to the app's plain-text 404: match it, and answer in JSON.
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
