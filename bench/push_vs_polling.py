@@ -187,7 +187,8 @@ def server(store_url: str, logs: Path) -> Iterator[tuple[str, int]]:
 
 def _spawn(module: str, *args: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", module, *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    paths = [str(ROOT), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )

@@ -7,6 +7,7 @@ that opens a store over the same backing data each time it is called, with the g
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -309,6 +310,92 @@ class StoreContract:
         found = store.get_many(ids)
         assert len(found) == 100
         assert {status.state for status in found.values()} == {State.FINISHED}
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def test_changes_since_names_the_records_written_after_a_cursor(self, store: Store) -> None:
+        store.record(event(EventKind.ENQUEUED, "before"))
+        start, first = store.changes_since(None)
+        store.record(event(EventKind.ENQUEUED, "a"))
+        store.record(event(EventKind.STARTED, "b"))
+        cursor, changed = store.changes_since(start)
+        if not store.tracks_changes:  # the documented answer: "assume every job changed"
+            assert changed is None
+            assert store.changes_since(cursor)[1] is None
+            return
+        assert first == frozenset()  # starting to follow names nothing
+        assert changed == frozenset({"a", "b"})
+        assert cursor > start
+        assert store.changes_since(cursor) == (cursor, frozenset())  # nothing since
+        store.record(event(EventKind.PROGRESS, "b", progress=Progress(current=1)))
+        store.record(event(EventKind.STARTED, "b"))  # a duplicate writes nothing
+        later, changed = store.changes_since(cursor)
+        assert changed == frozenset({"b"})
+        assert later > cursor
+        assert store.changes_since(start)[1] == frozenset({"a", "b"})  # an older cursor names more
+
+    def test_changes_since_counts_reaped_jobs(self, store: Store) -> None:
+        if not (store.tracks_changes and store.supports_heartbeat):
+            return
+        store.record(event(EventKind.STARTED, alive_until=lease(-1)))
+        cursor, _ = store.changes_since(None)
+        assert store.reap_lost() == 1
+        assert store.changes_since(cursor)[1] == frozenset({"job-1"})
+
+    def test_changes_since_gives_up_past_its_bound(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        if not store.tracks_changes:
+            return
+        monkeypatch.setattr(sys.modules[type(store).__module__], "MAX_CHANGES", 3)
+        cursor, _ = store.changes_since(None)
+        for index in range(3):
+            store.record(event(EventKind.ENQUEUED, f"job-{index}"))
+        assert store.changes_since(cursor)[1] == frozenset({"job-0", "job-1", "job-2"})
+        store.record(event(EventKind.ENQUEUED, "job-3"))
+        later, changed = store.changes_since(cursor)
+        assert changed is None  # too many to name: assume every job changed
+        assert store.changes_since(later) == (later, frozenset())
+
+    def test_a_follower_of_changes_misses_no_write_of_concurrent_writers(
+        self, store: Store
+    ) -> None:
+        """Read what changes_since names while 4 threads write: the last reads are the truth."""
+        if not store.tracks_changes:
+            return
+        errors: list[BaseException] = []
+        writing = threading.Event()
+        writing.set()
+        seen: dict[str, State] = {}
+        cursor, _ = store.changes_since(None)
+
+        def follow(cursor: int) -> int:
+            cursor, changed = store.changes_since(cursor)
+            assert changed is not None
+            for job_id, status in store.get_many(sorted(changed)).items():
+                seen[job_id] = status.state
+            return cursor
+
+        def write(worker: int) -> None:
+            try:
+                for index in range(25):
+                    job_id = f"w{worker}-{index}"
+                    for kind in (EventKind.ENQUEUED, EventKind.STARTED, EventKind.FINISHED):
+                        store.record(event(kind, job_id))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(worker,)) for worker in range(4)]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            cursor = follow(cursor)
+        for thread in threads:
+            thread.join()
+        follow(cursor)
+        assert errors == []
+        assert len(seen) == 100
+        assert set(seen.values()) == {State.FINISHED}
 
     # -- listing ------------------------------------------------------------------------------
 

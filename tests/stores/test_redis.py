@@ -219,6 +219,30 @@ def test_prune_counts_what_redis_expired(make: MakeStore, client: redis.Redis) -
     assert store.prune() == 3
     assert client.zcard("immortus:jobs") == 0
     assert client.zcard("immortus:state:started") == 0
+    assert client.zcard("immortus:changes") == 0  # pruned ids leave the changes set too
+
+
+def test_changes_are_numbered_inside_the_write_transaction(
+    make: MakeStore, client: redis.Redis
+) -> None:
+    store = make()
+    cursor, _ = store.changes_since(None)
+    store.record(event(EventKind.STARTED, "numbered"))
+    assert client.get("immortus:seq") == str(cursor + 1)
+    assert client.zscore("immortus:changes", "numbered") == cursor + 1
+    assert store.beat(["numbered"], datetime.now(UTC) + timedelta(hours=1)) == 1
+    assert store.changes_since(cursor) == (cursor + 1, frozenset({"numbered"}))
+    assert store.changes_since(cursor + 1) == (cursor + 1, frozenset())  # a beat is no change
+
+
+def test_a_cursor_past_the_counter_means_assume_everything_changed(
+    make: MakeStore, client: redis.Redis
+) -> None:
+    store = make()
+    store.record(event(EventKind.STARTED, "flushed"))
+    cursor, _ = store.changes_since(None)
+    client.delete("immortus:seq", "immortus:changes")  # as a flushed or restarted server
+    assert store.changes_since(cursor) == (0, None)
 
 
 def test_prune_keeps_a_job_recorded_again(make: MakeStore) -> None:

@@ -234,7 +234,7 @@ def test_a_version_1_file_is_upgraded_in_place(path: Path) -> None:
     names = {row[1] for row in admin.execute("PRAGMA table_info(immortus_jobs)")}
     indexes = {row[1] for row in admin.execute("PRAGMA index_list(immortus_jobs)")}
     admin.close()
-    assert names == set(COLUMNS)
+    assert names == {*COLUMNS, "seq"}
     assert {"immortus_jobs_listing", "immortus_jobs_state", "immortus_jobs_expiry"} <= indexes
     SQLiteStore(path).close()  # opening it again changes nothing
 
@@ -318,6 +318,44 @@ def test_bad_urls_are_refused(url: str, reason: str) -> None:
         open_store(url)
 
 
+def test_a_version_2_file_gains_the_change_column_in_place(path: Path) -> None:
+    admin = raw(path)
+    admin.execute(_LAYOUT_1)
+    admin.execute("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL")
+    admin.execute(
+        "INSERT INTO immortus_jobs (job_id, state, attempts, created) "
+        "VALUES ('old', 'started', 1, ?)",
+        (time.time(),),
+    )
+    admin.execute("PRAGMA user_version = 2")
+    admin.close()
+    store = SQLiteStore(path)
+    try:
+        cursor, _ = store.changes_since(None)
+        assert cursor == 0  # rows of the old layout carry no change number
+        store.record(event(EventKind.FINISHED, "old"))
+        assert store.changes_since(cursor) == (1, frozenset({"old"}))
+        assert known(store, "old").state is State.FINISHED
+    finally:
+        store.close()
+    admin = raw(path)
+    assert admin.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    names = {row[1] for row in admin.execute("PRAGMA table_info(immortus_jobs)")}
+    indexes = {row[1] for row in admin.execute("PRAGMA index_list(immortus_jobs)")}
+    admin.close()
+    assert names == {*COLUMNS, "seq"}
+    assert "immortus_jobs_changes" in indexes
+
+
+def test_a_cursor_past_the_newest_change_means_assume_everything_changed(
+    store: SQLiteStore,
+) -> None:
+    store.record(event(EventKind.STARTED, "newest"))
+    cursor, _ = store.changes_since(None)
+    assert store.prune(now=datetime.now(UTC) + timedelta(days=30)) == 1
+    assert store.changes_since(cursor) == (0, None)
+
+
 def test_from_url_refuses_other_schemes() -> None:
     with pytest.raises(InvalidStoreURL, match="not a SQLite URL"):
         SQLiteStore.from_url("redis://localhost/0")
@@ -339,7 +377,7 @@ def test_table_has_one_column_per_record_field(store: SQLiteStore, path: Path) -
     admin = raw(path)
     names = [row[1] for row in admin.execute("PRAGMA table_info(immortus_jobs)")]
     admin.close()
-    assert tuple(names) == COLUMNS
+    assert tuple(names) == (*COLUMNS, "seq")
 
 
 def test_created_is_written_only_when_the_record_is_created(store: SQLiteStore, path: Path) -> None:

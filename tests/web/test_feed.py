@@ -13,8 +13,10 @@ import sys
 import textwrap
 import threading
 from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
@@ -22,8 +24,18 @@ from flask import Flask
 from starlette.applications import Starlette
 
 import immortus
-from immortus import JobStatus, Progress, State, TrackingStrategy, lifecycle, query
+from immortus import (
+    JobStatus,
+    Progress,
+    State,
+    StoreStrategy,
+    TrackingStrategy,
+    config,
+    lifecycle,
+    query,
+)
 from immortus.exceptions import StoreUnavailable
+from immortus.stores.base import Changes, Store
 from immortus.web import Verifier
 from immortus.web.asgi import immortus_routes
 from immortus.web.feed import (
@@ -135,7 +147,7 @@ def test_a_subscriber_times_out_when_nothing_changes(store: FaultyStore) -> None
 
 def test_many_jobs_cost_one_settle_per_tick(store: FaultyStore) -> None:
     settles = Settles()
-    feed = ChangeFeed(TICK, settle=settles)
+    feed = ChangeFeed(TICK, settle=settles, follow_changes=False)
     job_ids = [f"job-{number}" for number in range(50)]
     for job_id in job_ids:
         lifecycle.job_enqueued(job_id)
@@ -308,6 +320,137 @@ def test_a_closed_loop_loses_its_subscriptions(store: FaultyStore) -> None:
     lifecycle.job_started("job-1")
     until(lambda: feed.subscribers == 0)
     until(lambda: not feed.running)
+
+
+# -- following the store's changes ----------------------------------------------------------
+
+
+class Annotating(StoreStrategy):
+    """A store strategy that may add more than the record: the feed must not skip its jobs."""
+
+
+class Untracked(FaultyStore):
+    """A store that cannot name its changes, as the contract allows (SQLStore, third parties)."""
+
+    tracks_changes = False
+
+    def changes_since(self, cursor: int | None) -> Changes:
+        return Store.changes_since(self, cursor)
+
+
+def opened(feed: ChangeFeed, job_ids: Sequence[str], job_class: str | None = None) -> list[Any]:
+    """Subscribe to every job and take its first answer."""
+    subscriptions = [feed.subscribe(job_id, job_class) for job_id in job_ids]
+    for subscription in subscriptions:
+        assert subscription.next_change(DEADLINE)
+        assert isinstance(subscription.take(), JobStatus)
+    return subscriptions
+
+
+def test_a_tick_reads_only_the_jobs_whose_records_changed(store: FaultyStore) -> None:
+    settles = Settles()
+    feed = ChangeFeed(TICK, settle=settles, full_reread=3600.0)
+    job_ids = [f"job-{number}" for number in range(20)]
+    for job_id in job_ids:
+        lifecycle.job_started(job_id)
+    subscriptions = opened(feed, job_ids)
+    try:
+        asked = len(settles.calls)
+        polls = feed.polls
+        until(lambda: feed.polls > polls + 5)
+        assert len(settles.calls) == asked  # nothing changed: nothing read, ticks go on
+        lifecycle.job_progress("job-3", Progress(current=1, total=2))
+        lifecycle.job_progress("job-7", Progress(current=1, total=2))
+        for number in (3, 7):
+            assert subscriptions[number].next_change(DEADLINE)
+            status = subscriptions[number].take()
+            assert isinstance(status, JobStatus)
+            assert status.progress == Progress(current=1, total=2)
+        read = [job_id for call in settles.calls[asked:] for job_id, _ in call]
+        assert sorted(read) == ["job-3", "job-7"]  # one read each, of the changed jobs only
+        assert not any(subscription.changed for subscription in subscriptions)
+    finally:
+        for subscription in subscriptions:
+            subscription.close()
+
+
+def test_every_job_is_read_again_every_full_reread(store: FaultyStore) -> None:
+    settles = Settles()
+    feed = ChangeFeed(TICK, settle=settles, full_reread=0.1)
+    job_ids = [f"job-{number}" for number in range(10)]
+    for job_id in job_ids:
+        lifecycle.job_enqueued(job_id)
+    subscriptions = opened(feed, job_ids)
+    try:
+        asked, polls = len(settles.calls), feed.polls
+        until(lambda: len(settles.calls) >= asked + 3)
+        full = settles.calls[asked : asked + 3]
+        assert all(sorted(call) == sorted((job_id, None) for job_id in job_ids) for call in full)
+        assert feed.polls - polls > 3  # quiet ticks in between read nothing
+    finally:
+        for subscription in subscriptions:
+            subscription.close()
+
+
+def test_a_lapsed_lease_is_noticed_with_no_write(store: FaultyStore) -> None:
+    lease = datetime.now(UTC) + timedelta(seconds=0.3)
+    lifecycle.job_started("job-1", alive_until=lease)
+    feed = ChangeFeed(TICK, full_reread=0.2)
+    with feed.subscribe("job-1") as changes:
+        assert changes.next_change(DEADLINE)
+        first = changes.take()
+        assert isinstance(first, JobStatus)
+        assert first.state is State.STARTED
+        cursor, _ = store.changes_since(None)
+        assert changes.next_change(DEADLINE)
+        lapsed = changes.take()
+        assert isinstance(lapsed, JobStatus)
+        assert lapsed.state is State.LOST
+        assert store.changes_since(cursor) == (cursor, frozenset())  # nothing was written
+
+
+@pytest.mark.parametrize("strategy", [Counting, Annotating])
+def test_jobs_of_other_strategies_are_read_every_tick(
+    store: FaultyStore, strategy: type[TrackingStrategy]
+) -> None:
+    lifecycle.job_started("job-1")
+    immortus.track(name="feed.other", strategy=strategy())(lambda: None)
+    settles = Settles()
+    feed = ChangeFeed(TICK, settle=settles, full_reread=3600.0)
+    with feed.subscribe("job-1", "feed.other") as changes:
+        assert changes.next_change(DEADLINE)
+        asked, polls = len(settles.calls), feed.polls
+        until(lambda: feed.polls > polls + 5)
+        assert len(settles.calls) - asked >= feed.polls - polls - 1  # one read per tick
+
+
+def test_a_store_that_cannot_name_changes_is_read_every_tick() -> None:
+    store = Untracked()
+    config.configure(store=store, progress_interval=0)
+    lifecycle.job_started("job-1")
+    feed = ChangeFeed(TICK, full_reread=3600.0)
+    with feed.subscribe("job-1") as changes:
+        assert changes.next_change(DEADLINE)
+        reads, polls = store.reads, feed.polls
+        until(lambda: feed.polls > polls + 5)
+        assert store.reads - reads >= feed.polls - polls - 1
+
+
+def test_a_store_failing_to_name_changes_reads_everything(store: FaultyStore) -> None:
+    """changes_since raising is no news by itself: the jobs are read, the read reports."""
+    lifecycle.job_started("job-1")
+    feed = ChangeFeed(TICK, full_reread=3600.0, max_backoff=TICK * 4)
+    with feed.subscribe("job-1") as changes:
+        assert changes.next_change(DEADLINE)
+        changes.take()
+        store.down = True
+        broken = StoreUnavailable("cannot reach db-7.internal:5432 (connection refused)")
+        with patch.object(store, "changes_since", side_effect=broken):
+            assert changes.next_change(DEADLINE)
+            assert isinstance(changes.take(), StoreUnavailable)
+            store.down = False
+            assert changes.next_change(DEADLINE)
+            assert isinstance(changes.take(), JobStatus)
 
 
 # -- failures --------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from immortus.status import JobStatus, State
 from immortus.transitions import Event
 from immortus.validation import check_job_id
 
-__all__ = ["DEFAULT_TTL", "MAX_PAGE_SIZE", "Cursor", "JobPage", "Store"]
+__all__ = ["DEFAULT_TTL", "MAX_CHANGES", "MAX_PAGE_SIZE", "Changes", "Cursor", "JobPage", "Store"]
 
 #: Records are kept a week after their last event unless a store is told otherwise.
 DEFAULT_TTL: Final = timedelta(days=7)
@@ -52,6 +52,12 @@ DEFAULT_TTL: Final = timedelta(days=7)
 EXPIRY_STEPS: Final = 100
 #: Largest page ``list_jobs`` returns.
 MAX_PAGE_SIZE: Final = 1000
+#: Most changed ids :meth:`Store.changes_since` names; past it, it answers "assume all changed".
+MAX_CHANGES: Final = 10_000
+
+#: What :meth:`Store.changes_since` answers: the new cursor, and the ids of the records written
+#: since the old one (``None``: the store cannot tell, assume every job changed).
+Changes = tuple[int, frozenset[str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,9 @@ class Store(ABC):
     #: lease ran out reads ``lost``. The heartbeat checks it before any I/O and leaves the jobs
     #: of a store without it alone (they never read ``lost`` by heartbeat).
     supports_heartbeat: ClassVar[bool] = False
+    #: Whether :meth:`changes_since` names the records written since a cursor (False: it always
+    #: answers ``None``, "assume every job changed", and followers re-read everything).
+    tracks_changes: ClassVar[bool] = False
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         self.ttl: float | None = ttl_seconds(ttl)
@@ -244,6 +253,24 @@ class Store(ABC):
         Raises:
             StoreUnavailable: the store cannot be reached.
         """
+
+    def changes_since(self, cursor: int | None) -> Changes:
+        """Return a new cursor and the ids of the records written after ``cursor``.
+
+        Called by the web change feed (:mod:`immortus.web.feed`) at every tick, for each store
+        whose jobs are followed, so that it re-reads only the records that changed. Every write
+        of :meth:`record` (and of :meth:`reap_lost`) counts; a heartbeat (:meth:`beat`) need
+        not, nor do expiry and pruning: a follower re-reads everything now and then for those.
+        ``cursor=None`` starts following: the current cursor and no ids. Pass the cursor
+        returned back at the next call. The ids are ``None`` when the store cannot tell ("assume
+        every job changed"): always for a store without :attr:`tracks_changes` (this default
+        answers ``(0, None)``), and for one that does when more than :data:`MAX_CHANGES`
+        records changed since ``cursor`` or the cursor is not one it can follow.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached.
+        """
+        return 0, None
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
         """Extend the lease of the running jobs among ``job_ids`` to ``alive_until``.

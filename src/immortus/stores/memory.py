@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +19,8 @@ from typing import ClassVar, Self
 from immortus.status import JobStatus, State
 from immortus.stores.base import (
     DEFAULT_TTL,
+    MAX_CHANGES,
+    Changes,
     Cursor,
     JobPage,
     Store,
@@ -50,6 +53,7 @@ class MemoryStore(Store):
     persistent: ClassVar[bool] = False
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
+    tracks_changes: ClassVar[bool] = True
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         super().__init__(ttl=ttl)
@@ -57,6 +61,9 @@ class MemoryStore(Store):
         self._entries: dict[str, _Entry] = {}
         # (created, job_id) ascending; list_jobs walks it from the end.
         self._order: list[tuple[float, str]] = []
+        # The change counter, and each job's count at its last write, oldest write first.
+        self._seq = 0
+        self._written: OrderedDict[str, int] = OrderedDict()
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
@@ -87,11 +94,38 @@ class MemoryStore(Store):
                 bisect.insort(self._order, key)
                 entry = _Entry(outcome.status, now, expires, outcome.alive_until)
                 self._entries[event.job_id] = entry
+                self._mark(event.job_id)
                 return outcome.status
             changed = outcome.status is not entry.status
             entry.status, entry.expires = outcome.status, expires
             entry.alive_until = outcome.alive_until
+            self._mark(event.job_id)
             return outcome.status if changed else None
+
+    def _mark(self, job_id: str) -> None:
+        """Count a write of ``job_id`` for :meth:`changes_since`; the caller holds the lock."""
+        self._seq += 1
+        self._written[job_id] = self._seq
+        self._written.move_to_end(job_id)
+
+    def changes_since(self, cursor: int | None) -> Changes:
+        """Name the jobs written after ``cursor``, newest first, walking back from the last one.
+
+        See :meth:`Store.changes_since`; costs one step per changed job, not per job stored.
+        """
+        with self._lock:
+            if cursor is None:
+                return self._seq, frozenset()
+            if cursor > self._seq:
+                return self._seq, None
+            changed: list[str] = []
+            for job_id in reversed(self._written):
+                if self._written[job_id] <= cursor:
+                    break
+                if len(changed) == MAX_CHANGES:
+                    return self._seq, None
+                changed.append(job_id)
+            return self._seq, frozenset(changed)
 
     def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status; see :meth:`Store.get`."""
@@ -190,19 +224,21 @@ class MemoryStore(Store):
         expires = self.expires_at(time.time())
         reaped = 0
         with self._lock:
-            for entry in self._entries.values():
+            for job_id, entry in self._entries.items():
                 if entry.expires is not None and entry.expires <= moment:
                     continue
                 outcome = reap(entry.status, entry.alive_until, moment)
                 if outcome is not None:
                     entry.status, entry.alive_until = outcome.status, outcome.alive_until
                     entry.expires = expires
+                    self._mark(job_id)
                     reaped += 1
         return reaped
 
     def _forget(self, job_id: str) -> None:
         """Drop ``job_id``'s entry and its index key; the caller holds the lock."""
         entry = self._entries.pop(job_id, None)
+        self._written.pop(job_id, None)
         if entry is not None:
             index = bisect.bisect_left(self._order, (entry.created, job_id))
             del self._order[index]

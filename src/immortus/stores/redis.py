@@ -9,6 +9,9 @@ Needs the ``immortus[redis]`` extra and Redis 4.0 or later. Key layout (``prefix
                                reset by every write (no expiry when ``ttl=None``).
 ``{prefix}jobs``               sorted set: every job id, scored by ``created`` (listing order).
 ``{prefix}state:{state}``      sorted set: the ids of the jobs in that state, scored the same way.
+``{prefix}seq``                counter: how many record writes the store has made (change numbers).
+``{prefix}changes``            sorted set: every job id, scored by the change number of its last
+                               write (:meth:`RedisStore.changes_since`).
 =============================  ===================================================================
 
 Inspect a job with ``HGETALL immortus:job:<id>`` and its expiry with ``PTTL``; list the newest
@@ -18,7 +21,12 @@ sets until :meth:`RedisStore.prune` (or a listing that meets it) removes it; lis
 
 :meth:`RedisStore.record` is an optimistic transaction: ``WATCH`` the hash, read it, apply the
 event with :func:`immortus.transitions.apply` in Python, write in ``MULTI``/``EXEC``, and start
-again if another client wrote the job meanwhile. Three small Lua scripts read the index, delete
+again if another client wrote the job meanwhile. The ``MULTI`` also runs a tiny script that
+increments ``{prefix}seq`` and scores the job with the new number in ``{prefix}changes``: a
+script runs atomically inside ``EXEC``, so a reader of the changes set sees a write exactly when
+it can read it, and numbers follow commit order. Heartbeats are not counted (a lease is not a
+status); :meth:`RedisStore.prune` removes pruned ids from the changes set, and a hash Redis
+expired stays there until then. Four small Lua scripts read the index, delete
 what has expired and extend running jobs' leases (:meth:`RedisStore.beat`: one call for all of a
 worker's jobs); they never decide a transition. A job whose lease ran out stays in the
 ``started`` set until :meth:`RedisStore.reap_lost` or a later event moves it, so a listing of
@@ -47,6 +55,8 @@ from immortus.status import JobStatus, State
 from immortus.stores import records
 from immortus.stores.base import (
     DEFAULT_TTL,
+    MAX_CHANGES,
+    Changes,
     Cursor,
     JobPage,
     Store,
@@ -90,7 +100,8 @@ return redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES',
                   'LIMIT', offset, ARGV[3])
 """
 
-# KEYS: the jobs index, the ARGV[1] state indexes, then the hash of each job id in ARGV[3..].
+# KEYS: the jobs index, the ARGV[1] other indexes (states, changes), then the hash of each job id
+# in ARGV[3..].
 # Drops a job from every index when its hash is gone; with ARGV[2] (now) it first deletes a hash
 # whose expires field is at or before now. Checked here, atomically, so a job re-created since the
 # caller looked is left alone. Returns how many records were removed.
@@ -113,6 +124,19 @@ return removed
 # KEYS: the job hashes. ARGV[1] = alive_until, ARGV[2] = expires and ARGV[3] = its PEXPIRE in
 # milliseconds (both '' without a TTL). Extends only existing hashes in state started, so an
 # ended, expired or pruned job is never touched nor re-created. Returns how many it extended.
+# KEYS: the change counter and the changes set; ARGV[1]: the job id written. Run inside the
+# write's MULTI, so the change is numbered atomically with the write itself.
+_MARK_SCRIPT: Final = """
+redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[1]), ARGV[1])
+"""
+
+# KEYS: the change counter and the changes set; ARGV[1]: the cursor, ARGV[2]: the most ids.
+# Returns the counter and up to ARGV[2] ids scored after the cursor, oldest change first.
+_CHANGES_SCRIPT: Final = """
+local top = tonumber(redis.call('GET', KEYS[1]) or '0')
+return {top, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])}
+"""
+
 _BEAT_SCRIPT: Final = """
 local touched = 0
 for i = 1, #KEYS do
@@ -156,6 +180,7 @@ class RedisStore(Store):
     persistent: ClassVar[bool] = True
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
+    tracks_changes: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -179,9 +204,11 @@ class RedisStore(Store):
         self.prefix = prefix
         self._jobs_key = f"{prefix}jobs"
         self._state_keys = [self._state_key(state) for state in State]
+        self._change_keys = [f"{prefix}seq", f"{prefix}changes"]
         self._page = self._client.register_script(_PAGE_SCRIPT)
         self._remove = self._client.register_script(_REMOVE_SCRIPT)
         self._beat = self._client.register_script(_BEAT_SCRIPT)
+        self._changes = self._client.register_script(_CHANGES_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
@@ -267,6 +294,7 @@ class RedisStore(Store):
         for state in stale:
             if state is not status.state:
                 pipe.zrem(self._state_key(state), job_id)
+        pipe.eval(_MARK_SCRIPT, 2, *self._change_keys, job_id)
         pipe.execute()
         return None if status is current else status  # else: a lease only
 
@@ -405,6 +433,25 @@ class RedisStore(Store):
         pairs = zip(raw[::2], raw[1::2], strict=True)
         return [Cursor(float(score), member) for member, score in pairs]
 
+    def changes_since(self, cursor: int | None) -> Changes:
+        """Name the jobs written after ``cursor`` with one script call; see ``Store.changes_since``.
+
+        A cursor above the counter (the database was flushed, or restarted without its data)
+        answers ``None``.
+
+        Raises:
+            StoreUnavailable: Redis cannot be reached.
+        """
+        after = 0 if cursor is None else cursor
+        with self._guard():
+            answer = self._changes(keys=self._change_keys, args=[after, MAX_CHANGES + 1])
+        top, changed = int(answer[0]), cast(list[str], answer[1])
+        if cursor is None:
+            return top, frozenset()
+        if cursor > top or len(changed) > MAX_CHANGES:
+            return top, None
+        return top, frozenset(changed)
+
     def prune(self, *, now: datetime | None = None) -> int:
         """Drop index entries of records Redis expired; see :meth:`Store.prune`.
 
@@ -488,8 +535,9 @@ class RedisStore(Store):
 
     def _drop(self, job_ids: Sequence[str], *, now: float | None) -> int:
         """Run the removal script over ``job_ids``; return how many records it removed."""
-        keys = [self._jobs_key, *self._state_keys, *map(self._job_key, job_ids)]
-        args: list[str | int] = [len(self._state_keys), "" if now is None else repr(now)]
+        indexes = [*self._state_keys, self._change_keys[1]]  # the changes set goes with them
+        keys = [self._jobs_key, *indexes, *map(self._job_key, job_ids)]
+        args: list[str | int] = [len(indexes), "" if now is None else repr(now)]
         args.extend(job_ids)
         with self._guard():
             return int(self._remove(keys=keys, args=args))

@@ -16,8 +16,15 @@
 - A thread's connection closes when the thread ends; :meth:`SQLiteStore.close` closes the rest.
 - ``synchronous=NORMAL``: a commit survives a crash of the process; a power cut may lose the
   last commits, never the file.
-- Layout version 2 added the ``alive_until`` column (workers' heartbeat leases); a version-1
-  file is upgraded in place (``ALTER TABLE ... ADD COLUMN``) when a store first opens it.
+- Layout version 2 added the ``alive_until`` column (workers' heartbeat leases), version 3 the
+  ``seq`` column (below); an older file is upgraded in place (``ALTER TABLE ... ADD COLUMN``)
+  when a store first opens it.
+- Change tracking (:meth:`SQLiteStore.changes_since`): every write of a record sets its ``seq``
+  to one more than the table's highest, inside the write's ``BEGIN IMMEDIATE`` transaction.
+  Writers are serialised, so ``seq`` order is commit order and a reader that saw ``seq <= n``
+  misses no later change by asking for ``seq > n``. Heartbeats do not count (a lease is not a
+  status). Pruning deletes rows: if it deletes the highest-``seq`` row, the next write may reuse
+  its number, which a follower at exactly that cursor misses until its periodic full re-read.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from immortus.exceptions import ConfigurationError, InvalidInput, InvalidStoreUR
 from immortus.status import JobStatus, State
 from immortus.stores.base import (
     DEFAULT_TTL,
+    MAX_CHANGES,
+    Changes,
     Cursor,
     JobPage,
     Store,
@@ -60,7 +69,7 @@ from immortus.validation import check_job_id
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 #: The table layout this module reads and writes, kept in the file's ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 #: Ids per ``get_many`` query: below 999, the smallest variable limit SQLite has shipped with.
 _CHUNK: Final = 900
 #: Rows per ``prune`` (and ``reap_lost``) transaction, so a large backlog never holds the write
@@ -74,27 +83,35 @@ _SCHEMA: Final = (
         attempts INTEGER NOT NULL, progress_current REAL, progress_total REAL,
         progress_message TEXT, error_type TEXT, error_message TEXT, error_traceback TEXT,
         meta TEXT, enqueued_at REAL, started_at REAL, finished_at REAL, updated_at REAL,
-        alive_until REAL, created REAL NOT NULL, expires REAL
+        alive_until REAL, created REAL NOT NULL, expires REAL, seq INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_listing ON immortus_jobs (created DESC, job_id DESC)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_state ON immortus_jobs (state, created, job_id)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_expiry ON immortus_jobs (expires)",
+    "CREATE INDEX IF NOT EXISTS immortus_jobs_changes ON immortus_jobs (seq)",
 )
 # Every statement is built from the constant column names above, never from user input.
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM immortus_jobs"  # noqa: S608
 _LIVE: Final = "(expires IS NULL OR expires > ?)"
 _GET: Final = f"{_SELECT} WHERE job_id = ? AND {_LIVE}"
+#: The next change number: every write of a record sets its ``seq`` to it (module docstring).
+_NEXT_SEQ: Final = "(SELECT IFNULL(MAX(seq), 0) + 1 FROM immortus_jobs)"
 _INSERT: Final = (
-    f"INSERT OR REPLACE INTO immortus_jobs ({', '.join(COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join(f':{c}' for c in COLUMNS)})"
+    f"INSERT OR REPLACE INTO immortus_jobs ({', '.join(COLUMNS)}, seq) "  # noqa: S608
+    f"VALUES ({', '.join(f':{c}' for c in COLUMNS)}, {_NEXT_SEQ})"
 )
+_TOP_SEQ: Final = "SELECT IFNULL(MAX(seq), 0) FROM immortus_jobs"
+_CHANGED: Final = "SELECT job_id, seq FROM immortus_jobs WHERE seq > ? ORDER BY seq LIMIT ?"
 _PRUNE: Final = (
     "DELETE FROM immortus_jobs WHERE rowid IN "
     "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?)"
 )
 _CREATED: Final = COLUMNS.index("created")
 #: What each older layout version needs to become the current one.
-_UPGRADES: Final = {1: ("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL",)}
+_UPGRADES: Final = {
+    1: ("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL",),
+    2: ("ALTER TABLE immortus_jobs ADD COLUMN seq INTEGER",),
+}
 # A started job whose lease ran out reads lost (records.lapse); the state filter agrees.
 _RUNNING: Final = "(state = 'started' AND (alive_until IS NULL OR alive_until > ?))"
 _LOST: Final = "(state = 'lost' OR (state = 'started' AND alive_until <= ?))"
@@ -103,8 +120,9 @@ _REAPABLE: Final = f"{_SELECT} WHERE state = 'started' AND alive_until <= ? AND 
 
 @functools.lru_cache(maxsize=128)
 def _update(columns: frozenset[str]) -> str:
-    """``UPDATE`` of just ``columns`` (names from :data:`COLUMNS`), so untouched indexes stay."""
+    """``UPDATE`` of just ``columns`` (names from :data:`COLUMNS`) and ``seq``."""
     assignments = ", ".join(f"{column} = :{column}" for column in sorted(columns))
+    assignments += f", seq = {_NEXT_SEQ}"
     return f"UPDATE immortus_jobs SET {assignments} WHERE job_id = :job_id"  # noqa: S608
 
 
@@ -177,6 +195,7 @@ class SQLiteStore(Store):
     persistent: ClassVar[bool] = True
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
+    tracks_changes: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -432,6 +451,29 @@ class SQLiteStore(Store):
                 with _transaction(connection, "DEFERRED"):
                     rows = [row for chunk in chunks for row in select(chunk)]
         return {row[0]: _decode(row, now) for row in rows}
+
+    def changes_since(self, cursor: int | None) -> Changes:
+        """Name the jobs written after ``cursor`` with two reads of the ``seq`` index.
+
+        See :meth:`Store.changes_since` and the module docstring. A cursor above the table's
+        highest ``seq`` (its newest rows were pruned, or the file was replaced) answers ``None``.
+
+        Raises:
+            StoreUnavailable: the file cannot be read.
+        """
+        with self._translate():
+            connection = self._connection()
+            # The top first: a write landing between the two reads is above it, and is either
+            # among the rows read below or after the cursor returned.
+            top = int(connection.execute(_TOP_SEQ).fetchone()[0])
+            if cursor is None:
+                return top, frozenset()
+            if cursor > top:
+                return top, None
+            rows = connection.execute(_CHANGED, (cursor, MAX_CHANGES + 1)).fetchall()
+        if len(rows) > MAX_CHANGES:
+            return max(top, rows[-1][1]), None
+        return max([top, *(row[1] for row in rows)]), frozenset(row[0] for row in rows)
 
     def list_jobs(
         self, *, state: State | None = None, limit: int = 50, cursor: str | None = None

@@ -10,6 +10,17 @@ subscribers of a job whose answer changed (a different ``JobStatus``, or another
 each subscriber then takes the new answer and decides what to send. So the streams cost one
 query per tick in all, not one per stream, and nothing per stream while their job is quiet.
 
+- It re-reads what changed. The jobs of a plain store strategy (exactly
+  :class:`~immortus.StoreStrategy`, whose answer is the store's record and nothing else) are
+  grouped by store; at each tick the feed asks each store what was written since its cursor
+  (:meth:`~immortus.stores.base.Store.changes_since`) and reads only its followed jobs among
+  those records (all of them when the store cannot tell). So a tick costs one cheap question
+  per store plus the changed records, not every followed record. Some changes come with no
+  write: a lease that lapses (the job reads ``lost``), a record that expires; so every
+  :data:`FULL_REREAD` seconds the feed reads all of a store's jobs anyway. A job the feed has
+  no status for yet (a new subscriber's) or whose last answer was an error is read at every
+  tick. Jobs of any other strategy (a queue's, which also asks the queue, or a custom one) are
+  read at every tick.
 - It asks the strategy, not the store: a custom strategy is followed as it is verified.
 - Subscribers wait on a ``threading.Event`` (WSGI: the server's thread blocks) or on a future of
   their event loop (ASGI: nothing blocks the loop; the feed wakes each loop once per tick, with
@@ -18,9 +29,9 @@ query per tick in all, not one per stream, and nothing per stream while their jo
 - The thread starts with the first subscriber and ends once the last one has left, so an idle
   process polls nothing. A subscriber leaves with :meth:`Subscription.close` (streams do when
   they end, and when their client leaves: the server closes their generator).
-- When every job of a tick failed with :class:`~immortus.exceptions.StoreUnavailable`, the next
-  tick waits twice as long, up to :data:`MAX_BACKOFF`; any answer, or a new subscriber, brings
-  the pace back to ``tick``.
+- When every job read at a tick failed with :class:`~immortus.exceptions.StoreUnavailable`
+  (a tick that read nothing is no failure), the next tick waits twice as long, up to
+  :data:`MAX_BACKOFF`; any answer, or a new subscriber, brings the pace back to ``tick``.
 - After ``os.fork()`` every feed starts afresh in the child: no subscriber, no thread (the
   threads stayed in the parent), new locks.
 """
@@ -31,16 +42,21 @@ import asyncio
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Final, Self
 
 from immortus import query
 from immortus.exceptions import StoreUnavailable
+from immortus.finder import find_strategy
 from immortus.status import JobStatus
+from immortus.store_strategy import StoreStrategy
+from immortus.stores.base import Store
 
 __all__ = [
     "DEFAULT_TICK",
+    "FULL_REREAD",
     "MAX_BACKOFF",
     "ChangeFeed",
     "JobRef",
@@ -56,6 +72,9 @@ logger = logging.getLogger("immortus.web")
 DEFAULT_TICK: Final = 0.05
 #: Longest pause between two polls while the store is unreachable.
 MAX_BACKOFF: Final = 10.0
+#: Seconds between two reads of every job a feed follows through its store's changes: what
+#: changes without a write (a lapsed lease, an expired record) shows within this plus a tick.
+FULL_REREAD: Final = 1.0
 
 #: One job to follow: ``(job_id, job_class or None)``.
 JobRef = tuple[str, str | None]
@@ -97,6 +116,60 @@ class _Job:
         #: ``(version, outcome)``, replaced as one value, so a reader never sees them mixed.
         self.latest: tuple[int, Outcome | None] = (0, None)
         self.subscribers: set[Subscription] = set()
+
+
+#: One followed job with its state, as a tick sees it.
+_Item = tuple[JobRef, _Job]
+
+
+class _Following:
+    """One store whose jobs the feed follows through :meth:`Store.changes_since`."""
+
+    __slots__ = ("cursor", "due", "store")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cursor: int | None = None  # None: not following (yet, or since a failure)
+        self.due = 0.0  # when (time.monotonic) every job must be read again
+
+    def pick(self, items: list[_Item], now: float, period: float) -> list[_Item]:
+        """Return the items to read at this tick: the changed ones, or all of them when due.
+
+        Asks the store before anyone reads, so a write landing after the question is named by
+        the next one. A store that fails to answer has all its jobs read (their read reports the
+        failure as it would without change tracking), and is followed afresh at the next tick.
+        """
+        starting = self.cursor is None
+        try:
+            self.cursor, changed = self.store.changes_since(self.cursor)
+        except Exception as exc:  # a broken store is read in full instead
+            if not isinstance(exc, StoreUnavailable):
+                logger.debug("immortus: %r could not name its changes", self.store, exc_info=True)
+            self.cursor, changed = None, None
+        if starting or changed is None or now >= self.due:
+            self.due = now + period
+            return items
+        return [
+            item
+            for item in items
+            if item[0][0] in changed or not isinstance(item[1].latest[1], JobStatus)
+        ]
+
+
+def _plain_store(job_class: str | None) -> Store | None:
+    """The store answering for ``job_class`` alone, or ``None`` if anything else answers.
+
+    Only exactly :class:`StoreStrategy` qualifies: a subclass (such as a queue's strategy) may
+    consult more than the store. A class whose strategy cannot be found is read at every tick,
+    where the read reports why.
+    """
+    try:
+        target = find_strategy(job_class).hook_target
+        if type(target) is StoreStrategy:
+            return target.store
+    except Exception:  # noqa: BLE001  # the tick's read reports it, job by job
+        return None
+    return None
 
 
 class Subscription:
@@ -201,11 +274,14 @@ def _awake_all(subscriptions: list[Subscription]) -> None:
 
 
 class ChangeFeed:
-    """Polls every subscribed job once per ``tick`` seconds, with one ``settle`` call for all.
+    """Polls the subscribed jobs once per ``tick`` seconds, with one ``settle`` call for all.
 
     ``settle`` answers a list of jobs in one go (by default :func:`immortus.query.settle_many`,
-    which resolves each job's strategy at every tick, so re-configuring takes effect). See the
-    module docstring for the thread, the wake-ups and the back-off.
+    which resolves each job's strategy at every tick, so re-configuring takes effect). With
+    ``follow_changes`` (the default) a tick asks only about the jobs of a plain store strategy
+    whose records changed, plus every ``full_reread`` seconds all of them; without, every job at
+    every tick. See the module docstring for the thread, the changes, the wake-ups and the
+    back-off.
 
     Raises:
         ValueError: ``tick`` is not a positive number of seconds.
@@ -217,13 +293,17 @@ class ChangeFeed:
         *,
         settle: Settle = query.settle_many,
         max_backoff: float = MAX_BACKOFF,
+        follow_changes: bool = True,
+        full_reread: float = FULL_REREAD,
     ) -> None:
         if not tick > 0:
             raise ValueError(f"tick must be a positive number of seconds, not {tick!r}")
         self.tick = tick
         self.max_backoff = max(tick, max_backoff)
+        self.follow_changes = follow_changes
+        self.full_reread = full_reread
         self._settle = settle
-        #: Polls made since the feed was created (one ``settle`` call each).
+        #: Polls (ticks) made since the feed was created, at most one ``settle`` call each.
         self.polls = 0
         self._start_afresh()
         _every_feed.add(self)
@@ -236,6 +316,7 @@ class ChangeFeed:
         self._backing_off = False
         self._joined = 0  # subscriptions made so far: the thread sees who came during a poll
         self._nudge = threading.Event()  # cuts a back-off short, or lets an idle thread end
+        self._following: dict[int, _Following] = {}  # by id(store); the thread's own
 
     def __repr__(self) -> str:
         return f"<ChangeFeed tick={self.tick:g}s jobs={len(self._jobs)}>"
@@ -309,12 +390,13 @@ class ChangeFeed:
                     return
                 jobs = list(self._jobs.items())
                 joined = self._joined
-            outcomes = self._poll([key for key, _ in jobs])
+            asked = self._wanted(jobs) if self.follow_changes else jobs
+            outcomes = self._poll([key for key, _ in asked])
             try:
-                self._publish(jobs, outcomes)
+                self._publish(asked, outcomes)
             except Exception:  # a bug here must not leave every stream waiting forever
                 logger.exception("immortus: the change feed could not wake its streams")
-            down = all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+            down = bool(outcomes) and all(isinstance(item, StoreUnavailable) for item in outcomes)
             failures = failures + 1 if down else 0
             with self._lock:  # a subscriber either sees the back-off, or is seen here
                 self._backing_off = failures > 0
@@ -325,9 +407,36 @@ class ChangeFeed:
                 self._nudge.clear()
                 failures = 0
 
+    def _wanted(self, jobs: list[_Item]) -> list[_Item]:
+        """The jobs to read at this tick: see the module docstring (it re-reads what changed)."""
+        now = time.monotonic()
+        wanted: list[_Item] = []
+        stores: dict[str | None, Store | None] = {}
+        groups: dict[int, tuple[Store, list[_Item]]] = {}
+        for item in jobs:
+            job_class = item[0][1]
+            if job_class not in stores:
+                stores[job_class] = _plain_store(job_class)
+            store = stores[job_class]
+            if store is None:
+                wanted.append(item)
+            else:
+                groups.setdefault(id(store), (store, []))[1].append(item)
+        following: dict[int, _Following] = {}
+        for key, (store, items) in groups.items():
+            follow = self._following.get(key)
+            if follow is None or follow.store is not store:
+                follow = _Following(store)
+            following[key] = follow
+            wanted.extend(follow.pick(items, now, self.full_reread))
+        self._following = following  # stores nobody follows any more are let go
+        return wanted
+
     def _poll(self, keys: list[JobRef]) -> Sequence[Outcome]:
-        """One ``settle`` call for every job; a failure of the call is every job's outcome."""
+        """One ``settle`` call for ``keys`` (none if empty); a failure is every job's outcome."""
         self.polls += 1
+        if not keys:
+            return []
         try:
             outcomes = self._settle(keys)
             if len(outcomes) == len(keys):
@@ -340,7 +449,7 @@ class ChangeFeed:
         return [failure] * len(keys)
 
     @staticmethod
-    def _publish(jobs: list[tuple[JobRef, _Job]], outcomes: Sequence[Outcome]) -> None:
+    def _publish(jobs: list[_Item], outcomes: Sequence[Outcome]) -> None:
         """Store each changed outcome, then wake its subscribers (each loop once)."""
         by_loop: dict[asyncio.AbstractEventLoop, list[Subscription]] = {}
         for (_, state), outcome in zip(jobs, outcomes, strict=True):
