@@ -5,6 +5,7 @@ import gc
 import multiprocessing
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -558,3 +559,47 @@ def test_get_nowait_of_an_unreadable_file_is_unavailable_not_blocking(path: Path
     with pytest.raises(StoreUnavailable):
         store.get_nowait("kept")
     store.close()
+
+
+_CLOSE_UNDER_A_READER = """
+import sys, threading
+from immortus.stores.sqlite import SQLiteStore
+from immortus.transitions import Event, EventKind
+
+store = SQLiteStore(sys.argv[1])
+for index in range(200):
+    store.record(Event(kind=EventKind.STARTED, job_id=f"job-{index}"))
+ids = [f"job-{index}" for index in range(200)]
+stop = threading.Event()
+
+def read_forever():
+    while not stop.is_set():
+        try:
+            store.get_many(ids)
+        except Exception:
+            pass
+
+readers = [threading.Thread(target=read_forever) for _ in range(2)]
+for reader in readers:
+    reader.start()
+for _ in range(3000):
+    store.close()
+stop.set()
+for reader in readers:
+    reader.join()
+assert len(store.get_many(ids)) == 200
+print("survived")
+"""
+
+
+def test_close_never_pulls_a_connection_from_under_a_running_statement(path: Path) -> None:
+    # Run apart: before the fix, closing another thread's busy connection crashed the
+    # interpreter (a segmentation fault in the sqlite3 module), which would end the test run.
+    result = subprocess.run(
+        [sys.executable, "-c", _CLOSE_UNDER_A_READER, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "survived"), result.stderr[-2000:]

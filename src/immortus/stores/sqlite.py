@@ -130,19 +130,41 @@ _BUSY: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 class _Handle:
-    """One thread's connection and the process that opened it."""
+    """One thread's connection, and the process that opened it.
 
-    __slots__ = ("__weakref__", "_finalizer", "connection", "pid")
+    ``in_use`` is the lock the thread holds while it uses the connection
+    (:meth:`SQLiteStore._translate`).
+    """
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    __slots__ = ("__weakref__", "_finalizer", "connection", "in_use", "pid")
+
+    def __init__(self, connection: sqlite3.Connection, in_use: threading.RLock) -> None:
         self.connection: sqlite3.Connection | None = connection
+        self.in_use = in_use
         self.pid = os.getpid()
-        # Closes the connection when the owning thread ends and its thread-local goes.
+        # Closes the connection when the owning thread ends and its thread-local goes, or when
+        # the thread replaces a detached handle (:meth:`close_or_detach`).
         self._finalizer = weakref.finalize(self, connection.close)
 
     def close(self) -> None:
         self.connection = None
         self._finalizer()
+
+    def close_or_detach(self) -> None:
+        """Close the connection now if its thread is not using it; else let that thread do it.
+
+        Closing a connection under a statement another thread is running crashes the
+        interpreter (the sqlite3 module frees what the statement uses), so a busy connection is
+        only detached: its thread opens a new one at its next call, and the old one closes when
+        its handle goes (the thread is then between calls).
+        """
+        if self.in_use.acquire(blocking=False):
+            try:
+                self.close()
+            finally:
+                self.in_use.release()
+        else:
+            self.connection = None
 
 
 class _Registry:
@@ -289,18 +311,29 @@ class SQLiteStore(Store):
         connection = sqlite3.connect(
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
-        handle = _Handle(connection)
+        handle = _Handle(connection, self._in_use())
         with registry.lock:
             registry.handles.add(handle)
         setattr(self._local, slot, handle)
         connection.execute("PRAGMA synchronous = NORMAL")
         return connection
 
+    def _in_use(self) -> threading.RLock:
+        """This thread's lock, held while it uses its connections (see :meth:`close`)."""
+        lock: threading.RLock | None = getattr(self._local, "in_use", None)
+        if lock is None:
+            lock = self._local.in_use = threading.RLock()
+        return lock
+
     @contextmanager
     def _translate(self) -> Iterator[None]:
-        """Turn any driver error raised in the block into ``StoreUnavailable``."""
+        """Use this thread's connections in the block.
+
+        Turns any driver error raised in it into ``StoreUnavailable``.
+        """
         try:
-            yield
+            with self._in_use():
+                yield
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in _BUSY:
@@ -588,6 +621,8 @@ class SQLiteStore(Store):
     def close(self) -> None:
         """Close the connections this store opened, in every thread.
 
+        A connection another thread is using at that moment is closed by that thread when its
+        call ends instead (closing it under a running statement would crash the interpreter).
         The store stays usable: a later call opens a new connection.
         """
         registry = self._registry
@@ -595,4 +630,4 @@ class SQLiteStore(Store):
             handles = list(registry.handles)
             registry.handles.clear()
         for handle in handles:
-            handle.close()
+            handle.close_or_detach()
