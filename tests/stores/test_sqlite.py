@@ -212,16 +212,35 @@ _LAYOUT_1 = """CREATE TABLE immortus_jobs (
 )"""
 
 
-def test_a_version_1_file_is_upgraded_in_place(path: Path) -> None:
+def _write_old_file(path: Path, version: int) -> None:
+    """A file of layout ``version`` (1 or 2) holding one started job, ``old``."""
     admin = raw(path)
     admin.execute(_LAYOUT_1)
+    if version >= 2:
+        admin.execute("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL")
     admin.execute(
         "INSERT INTO immortus_jobs (job_id, state, attempts, created) "
         "VALUES ('old', 'started', 1, ?)",
         (time.time(),),
     )
-    admin.execute("PRAGMA user_version = 1")
+    admin.execute(f"PRAGMA user_version = {version}")
     admin.close()
+
+
+def _layout(path: Path) -> tuple[int, set[str], set[str]]:
+    """The file's layout version, its columns and its indexes."""
+    admin = raw(path)
+    try:
+        (version,) = admin.execute("PRAGMA user_version").fetchone()
+        names = {row[1] for row in admin.execute("PRAGMA table_info(immortus_jobs)")}
+        indexes = {row[1] for row in admin.execute("PRAGMA index_list(immortus_jobs)")}
+    finally:
+        admin.close()
+    return version, names, indexes
+
+
+def test_a_version_1_file_is_upgraded_in_place(path: Path) -> None:
+    _write_old_file(path, 1)
     store = SQLiteStore(path)
     try:
         assert known(store, "old").state is State.STARTED  # no lease: never lost
@@ -230,11 +249,8 @@ def test_a_version_1_file_is_upgraded_in_place(path: Path) -> None:
         assert store.reap_lost() == 1
     finally:
         store.close()
-    admin = raw(path)
-    assert admin.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    names = {row[1] for row in admin.execute("PRAGMA table_info(immortus_jobs)")}
-    indexes = {row[1] for row in admin.execute("PRAGMA index_list(immortus_jobs)")}
-    admin.close()
+    version, names, indexes = _layout(path)
+    assert version == SCHEMA_VERSION
     assert names == {*COLUMNS, "seq"}
     assert {"immortus_jobs_listing", "immortus_jobs_state", "immortus_jobs_expiry"} <= indexes
     SQLiteStore(path).close()  # opening it again changes nothing
@@ -320,16 +336,7 @@ def test_bad_urls_are_refused(url: str, reason: str) -> None:
 
 
 def test_a_version_2_file_gains_the_change_column_in_place(path: Path) -> None:
-    admin = raw(path)
-    admin.execute(_LAYOUT_1)
-    admin.execute("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL")
-    admin.execute(
-        "INSERT INTO immortus_jobs (job_id, state, attempts, created) "
-        "VALUES ('old', 'started', 1, ?)",
-        (time.time(),),
-    )
-    admin.execute("PRAGMA user_version = 2")
-    admin.close()
+    _write_old_file(path, 2)
     store = SQLiteStore(path)
     try:
         cursor, _ = store.changes_since(None)
@@ -339,11 +346,8 @@ def test_a_version_2_file_gains_the_change_column_in_place(path: Path) -> None:
         assert known(store, "old").state is State.FINISHED
     finally:
         store.close()
-    admin = raw(path)
-    assert admin.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    names = {row[1] for row in admin.execute("PRAGMA table_info(immortus_jobs)")}
-    indexes = {row[1] for row in admin.execute("PRAGMA index_list(immortus_jobs)")}
-    admin.close()
+    version, names, indexes = _layout(path)
+    assert version == SCHEMA_VERSION
     assert names == {*COLUMNS, "seq"}
     assert "immortus_jobs_changes" in indexes
 
