@@ -17,6 +17,7 @@ from immortus.config import Config, configure, get_config, get_store
 from immortus.exceptions import (
     ConfigurationError,
     CorruptRecord,
+    EndpointsNotSecured,
     ImmortusError,
     InvalidInput,
     InvalidJobClass,
@@ -31,6 +32,7 @@ from immortus.exceptions import (
     StoreUnavailable,
     StrategyError,
     StrategyNotFound,
+    UntrackedJobClass,
 )
 from immortus.finder import find_strategy, register_strategy, resolve_strategy
 from immortus.jobs import JobContext, current_job, progress, running, track, update_meta
@@ -46,6 +48,7 @@ __all__ = [
     "Config",
     "ConfigurationError",
     "CorruptRecord",
+    "EndpointsNotSecured",
     "ImmortusError",
     "InvalidInput",
     "InvalidJobClass",
@@ -67,6 +70,7 @@ __all__ = [
     "StrategyError",
     "StrategyNotFound",
     "TrackingStrategy",
+    "UntrackedJobClass",
     "__version__",
     "astatus",
     "astatus_many",

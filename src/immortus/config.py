@@ -109,6 +109,10 @@ class Config:
     #: per job and the verify endpoints answer only requests carrying it. ``None``: the
     #: endpoints are open to anyone who knows a job id (a warning says so once). Never printed.
     secret_key: str | bytes | None = field(default=None, repr=False)
+    #: Serve the web routes without a secret key, on purpose: anyone who knows a job id may read
+    #: its status. Without a key and without this, the routes refuse to serve
+    #: (:class:`~immortus.exceptions.EndpointsNotSecured`).
+    open_endpoints: bool = False
     #: How long a job token stays valid after it is signed, in seconds.
     token_max_age: float = 86400
     #: How many tracking events a process holds in memory, per store, while the store is
@@ -146,6 +150,10 @@ class Config:
                 )
             if not self.secret_key:
                 raise ConfigurationError("secret_key must not be empty (None leaves it unset)")
+        if not isinstance(self.open_endpoints, bool):
+            raise ConfigurationError(
+                f"open_endpoints must be True or False, not {self.open_endpoints!r}"
+            )
         max_age = self.token_max_age
         if isinstance(max_age, bool) or not isinstance(max_age, int | float):
             raise ConfigurationError("token_max_age must be a number of seconds")

@@ -4,9 +4,11 @@
 ImmortusError
 ├── ConfigurationError          the project is set up wrongly; fix the code or settings
 │   ├── StrategyNotFound        a strategy name resolved to nothing (lists every name tried)
+│   │   └── UntrackedJobClass   a job class is not tracked and no global strategy answers for it
 │   ├── InvalidStrategy         an object cannot serve as a tracking strategy
 │   ├── InvalidStoreURL         a store URL names no known store or is malformed
-│   └── MissingDependency       an optional extra is not installed (also an ImportError)
+│   ├── MissingDependency       an optional extra is not installed (also an ImportError)
+│   └── EndpointsNotSecured     the web routes have no secret key and were not declared open
 ├── InvalidInput                a value given to immortus is malformed (also a ValueError)
 │   ├── InvalidJobId
 │   ├── InvalidJobClass
@@ -31,6 +33,7 @@ from collections.abc import Iterable
 __all__ = [
     "ConfigurationError",
     "CorruptRecord",
+    "EndpointsNotSecured",
     "ImmortusError",
     "InvalidInput",
     "InvalidJobClass",
@@ -45,6 +48,7 @@ __all__ = [
     "StoreUnavailable",
     "StrategyError",
     "StrategyNotFound",
+    "UntrackedJobClass",
 ]
 
 
@@ -70,6 +74,13 @@ class StrategyNotFound(ConfigurationError):
         super().__init__(f"no tracking strategy found for {subject}; tried:\n{lines}")
 
 
+class UntrackedJobClass(StrategyNotFound):
+    """A job class named by a caller is not tracked, and no global strategy answers for it.
+
+    The web layer answers it exactly like an unknown job (404); the Python API raises it.
+    """
+
+
 class InvalidStrategy(ConfigurationError):
     """An object was given as a tracking strategy but cannot serve as one."""
 
@@ -91,6 +102,14 @@ class MissingDependency(ConfigurationError, ImportError):
             f"{package!r} is not installed; it is needed for this feature. "
             f'Install it with: pip install "immortus[{extra}]"'
         )
+
+
+class EndpointsNotSecured(ConfigurationError):
+    """The web routes were asked to serve with no secret key, and the app did not declare them open.
+
+    Set ``immortus.configure(secret_key=...)`` (Django derives one from ``SECRET_KEY``), or, for
+    endpoints that are meant to be public, ``immortus.configure(open_endpoints=True)``.
+    """
 
 
 class InvalidInput(ImmortusError, ValueError):

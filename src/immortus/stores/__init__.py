@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from immortus.exceptions import InvalidStoreURL
 from immortus.stores.base import DEFAULT_TTL, JobPage, Store
+from immortus.stores.urls import redact_url
 
 if TYPE_CHECKING:
     from immortus.stores.memory import MemoryStore
@@ -37,6 +38,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "open_store",
+    "redact_url",
 ]
 
 _CLASSES: Final = {
@@ -79,7 +81,7 @@ def open_store(url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Stor
     """
     if "://" not in url:
         raise InvalidStoreURL(
-            f"store URL {url!r} has no scheme; expected e.g. 'sqlite:///immortus.sqlite3', "
+            f"store URL {redact_url(url)!r} has no scheme; expected e.g. 'sqlite:///immortus.sqlite3', "
             "'redis://localhost:6379/0' or 'postgresql://user@host/db'"
         )
     scheme = url.partition("://")[0].lower()
