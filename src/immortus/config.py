@@ -142,23 +142,7 @@ class Config:
             raise ConfigurationError("progress_interval must be a number of seconds")
         if not (math.isfinite(interval) and interval >= 0):
             raise ConfigurationError(f"progress_interval must be >= 0, not {interval!r}")
-        if self.secret_key is not None:
-            if not isinstance(self.secret_key, str | bytes):
-                raise ConfigurationError(
-                    f"secret_key must be a string, bytes or None, not "
-                    f"{type(self.secret_key).__name__}"
-                )
-            if not self.secret_key:
-                raise ConfigurationError("secret_key must not be empty (None leaves it unset)")
-        if not isinstance(self.open_endpoints, bool):
-            raise ConfigurationError(
-                f"open_endpoints must be True or False, not {self.open_endpoints!r}"
-            )
-        max_age = self.token_max_age
-        if isinstance(max_age, bool) or not isinstance(max_age, int | float):
-            raise ConfigurationError("token_max_age must be a number of seconds")
-        if not (math.isfinite(max_age) and max_age > 0):
-            raise ConfigurationError(f"token_max_age must be > 0, not {max_age!r}")
+        self._check_web_settings()
         if type(self.outbox_limit) is not int or self.outbox_limit < 0:
             raise ConfigurationError(
                 f"outbox_limit must be a whole number of events from 0, not {self.outbox_limit!r}"
@@ -171,6 +155,26 @@ class Config:
                     f"heartbeat_timeout ({timeout:g} s) must be at least twice heartbeat_interval "
                     f"({interval:g} s), so that one late beat does not make a job lost"
                 )
+
+    def _check_web_settings(self) -> None:
+        """Check the settings of the web routes: the key, its tokens' age, open endpoints."""
+        if self.secret_key is not None:
+            if not isinstance(self.secret_key, str | bytes):
+                raise ConfigurationError(
+                    f"secret_key must be a string, bytes or None, not "
+                    f"{type(self.secret_key).__name__}"
+                )
+            if not self.secret_key:
+                raise ConfigurationError("secret_key must not be empty (None leaves it unset)")
+        max_age = self.token_max_age
+        if isinstance(max_age, bool) or not isinstance(max_age, int | float):
+            raise ConfigurationError("token_max_age must be a number of seconds")
+        if not (math.isfinite(max_age) and max_age > 0):
+            raise ConfigurationError(f"token_max_age must be > 0, not {max_age!r}")
+        if not isinstance(self.open_endpoints, bool):
+            raise ConfigurationError(
+                f"open_endpoints must be True or False, not {self.open_endpoints!r}"
+            )
 
 
 class _Settings:

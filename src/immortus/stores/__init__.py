@@ -81,7 +81,8 @@ def open_store(url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Stor
     """
     if "://" not in url:
         raise InvalidStoreURL(
-            f"store URL {redact_url(url)!r} has no scheme; expected e.g. 'sqlite:///immortus.sqlite3', "
+            f"store URL {redact_url(url)!r} has no scheme; expected e.g. "
+            "'sqlite:///immortus.sqlite3', "
             "'redis://localhost:6379/0' or 'postgresql://user@host/db'"
         )
     scheme = url.partition("://")[0].lower()

@@ -14,8 +14,10 @@ _QUERY_PASSWORD: Final = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with the password of its user part and any ``password=`` query value
-    replaced by ``***``; fit for logs, error messages and the terminal.
+    """Return ``url`` with every password it carries replaced by ``***``.
+
+    Both the user part's password and a ``password=`` query value are hidden; the result is
+    fit for logs, error messages and the terminal.
 
     >>> redact_url("postgresql://app:s3cret@db/jobs?password=x")
     'postgresql://app:***@db/jobs?password=***'
