@@ -37,6 +37,7 @@ from immortus.exceptions import (
 from immortus.finder import find_strategy, register_strategy, resolve_strategy
 from immortus.jobs import JobContext, current_job, progress, running, track, update_meta
 from immortus.query import astatus, astatus_many, status, status_many
+from immortus.registry import declare
 from immortus.status import JobError, JobStatus, Progress, State
 from immortus.store_strategy import StoreStrategy
 from immortus.stores import open_store
@@ -76,6 +77,7 @@ __all__ = [
     "astatus_many",
     "configure",
     "current_job",
+    "declare",
     "find_strategy",
     "get_config",
     "get_store",

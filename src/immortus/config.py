@@ -6,24 +6,32 @@ call to it) and, for the store and the heartbeat, from environment variables
 worker started by a queue's own command can be set up without code. Until ``configure`` is
 called, immortus tracks into an SQLite file in the working directory, so web and worker
 processes started from the same project directory share it with no set-up.
+
+The store immortus opens from a URL is logged at INFO when a process first uses it (an SQLite
+file with its absolute path, any password hidden); :func:`describe` tells the whole configuration.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 
+from immortus import registry
 from immortus.exceptions import ConfigurationError
-from immortus.stores import open_store
+from immortus.stores import open_store, redact_url
 from immortus.stores.base import DEFAULT_TTL, Store, ttl_seconds
 
-__all__ = ["DEFAULT_STORE_URL", "Config", "configure", "get_config", "get_store"]
+__all__ = ["DEFAULT_STORE_URL", "Config", "configure", "describe", "get_config", "get_store"]
+
+logger = logging.getLogger("immortus")
 
 #: Where jobs are tracked when nothing else is configured.
 DEFAULT_STORE_URL: Final = "sqlite:///immortus.sqlite3"
@@ -253,8 +261,62 @@ def get_store() -> Store | None:
         return store
     with _settings.lock:
         config = get_config()
-        if config.store is None or isinstance(config.store, Store):
+        if not isinstance(config.store, str):
             return config.store
         if _settings.store is None:
             _settings.store = open_store(config.store, ttl=config.ttl)
+            logger.info("immortus: tracking jobs in %s", describe_store(config.store))
         return _settings.store
+
+
+def describe_store(store: str | Store | None) -> str | None:
+    """Return how to show ``store`` (a setting or a store): passwords hidden, SQLite paths absolute.
+
+    A relative SQLite file is resolved against the current directory, as opening it would be.
+    ``None`` (store tracking disabled) stays ``None``.
+    """
+    if store is None:
+        return None
+    if isinstance(store, Store):
+        path = getattr(store, "path", None)
+        return f"sqlite:///{path}" if isinstance(path, Path) else type(store).__qualname__
+    scheme, separator, rest = store.partition("://")
+    if separator and scheme.lower() == "sqlite" and rest.startswith("/") and len(rest) > 1:
+        return f"sqlite:///{Path(rest[1:]).absolute()}"
+    return redact_url(store)
+
+
+def describe() -> dict[str, object]:
+    """Return the configuration in force, fit to show (``immortus config``, logs).
+
+    The store is shown with passwords hidden and an SQLite file's absolute path; the secret key
+    only as whether one is set. Nothing is opened or changed. The keys: ``store``, ``strategy``,
+    ``secret_key_set``, ``open_endpoints``, ``token_max_age``, ``progress_interval``,
+    ``heartbeat_interval``, ``heartbeat_timeout``, ``ttl`` (seconds or ``None``),
+    ``outbox_limit`` and ``jobs`` (each tracked job class with its ``queue`` and ``strategy``).
+    """
+    config = get_config()
+    return {
+        "store": describe_store(config.store),
+        "strategy": _spec_name(config.strategy),
+        "secret_key_set": config.secret_key is not None,
+        "open_endpoints": config.open_endpoints,
+        "token_max_age": config.token_max_age,
+        "progress_interval": config.progress_interval,
+        "heartbeat_interval": config.heartbeat_interval,
+        "heartbeat_timeout": config.heartbeat_timeout,
+        "ttl": ttl_seconds(config.ttl),
+        "outbox_limit": config.outbox_limit,
+        "jobs": {
+            name: {"queue": job.queue, "strategy": _spec_name(job.strategy)}
+            for name, job in sorted(registry.registered().items())
+        },
+    }
+
+
+def _spec_name(spec: object) -> str | None:
+    """Name a strategy setting: a name as given, a class or instance by its import path."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    kind = spec if isinstance(spec, type) else type(spec)
+    return f"{kind.__module__}:{kind.__qualname__}"

@@ -14,7 +14,7 @@ ImmortusError
 │   ├── InvalidJobClass
 │   ├── InvalidState
 │   └── InvalidProgress
-├── NotInJob                    progress()/update_meta() called outside a tracked job
+├── NotInJob                    a function that needs a running tracked job was called outside one
 ├── StrategyError               a strategy raised while answering a status question
 └── StoreError                  a store failed
     ├── StoreUnavailable        the store's server or file cannot be reached right now

@@ -1,13 +1,9 @@
 """Find the tracking strategy of a job, and resolve strategy names.
 
-A job's strategy is, in order (DESIGN §2, the seed's order):
-
-1. its **inline** strategy, declared with ``@immortus.track(strategy=...)``;
-2. the **global** strategy, ``immortus.configure(strategy=...)``;
-3. the strategy **inferred** from its queue (``TrackedJob.queue``, an integration's name), or,
-   for jobs immortus runs itself, the store strategy over the configured store.
-
-When none applies, :class:`~immortus.exceptions.StrategyNotFound` lists every step it tried.
+:func:`find_strategy` is the one rule every surface follows (``immortus.status``, the web
+routes, lifecycle events, the CLI): see its docstring for the order, the order of the Ruby gem
+immortus. When no step applies, :class:`~immortus.exceptions.StrategyNotFound` (or, for a job
+class nobody tracks, :class:`~immortus.exceptions.UntrackedJobClass`) lists every step tried.
 
 Every strategy given by name goes through :func:`resolve_strategy`, which accepts an instance, a
 class, a name registered with :func:`register_strategy`, a name from the ``immortus.strategies``
@@ -18,15 +14,24 @@ names strategies: never a request.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from importlib.metadata import entry_points
 from typing import Final
 
 from immortus import config, registry
-from immortus.exceptions import StrategyNotFound
+from immortus.exceptions import StrategyNotFound, UntrackedJobClass
 from immortus.strategy import TrackingStrategy, as_strategy
 
-__all__ = ["ENTRY_POINT_GROUP", "find_strategy", "register_strategy", "resolve_strategy"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "find_recording_strategy",
+    "find_strategy",
+    "register_strategy",
+    "resolve_strategy",
+]
+
+logger = logging.getLogger("immortus")
 
 #: Installed packages can offer strategies under this entry-point group.
 ENTRY_POINT_GROUP: Final = "immortus.strategies"
@@ -48,7 +53,13 @@ BUILTIN_STRATEGIES: Final = {
 _lock = threading.Lock()
 _registered: dict[str, object] = {}
 _by_name: dict[str, TrackingStrategy] = {}
-_by_job_class: dict[str | None, TrackingStrategy] = {}
+#: Resolved strategies by registered job class; ``None`` for no class, ``_UNTRACKED`` for every
+#: class nobody tracks (so names arriving from outside share one entry and never grow this).
+_by_job_class: dict[object, TrackingStrategy] = {}
+_UNTRACKED: Final = object()
+#: How many untracked job classes a process warns about (once each) before it falls quiet.
+_UNTRACKED_WARNINGS: Final = 100
+_warned_untracked: set[str] = set()
 
 
 def _forget_resolved() -> None:
@@ -64,7 +75,8 @@ registry.on_change(_forget_resolved)
 def register_strategy(name: str, strategy: object) -> None:
     """Make ``strategy`` (an instance, a class or an import path) available as ``name``.
 
-    This is the Python form of the seed's ``tracking_strategy :my_custom_tracking_strategy``:
+    This is the Python form of the Ruby gem immortus's
+    ``tracking_strategy :my_custom_tracking_strategy``:
     after ``register_strategy("mine", MyStrategy)``, ``@immortus.track(strategy="mine")`` and
     ``immortus.configure(strategy="mine")`` both find it. Registering a name again replaces it.
 
@@ -136,39 +148,105 @@ def _import(path: str, tried: list[str]) -> object:
 def find_strategy(job_class: str | None = None) -> TrackingStrategy:
     """Return the strategy that tracks jobs of ``job_class`` (``None``: a job of no known class).
 
+    The one rule, in order:
+
+    1. **inline**: ``job_class`` is tracked (``@immortus.track``, :func:`immortus.declare`) and
+       declares a strategy;
+    2. **global**: ``immortus.configure(strategy=...)`` is set; it answers for every class,
+       tracked or not;
+    3. **inferred**: ``job_class`` is tracked and declares a queue, whose strategy it is;
+    4. **store**: ``job_class`` is ``None`` or tracked, and store tracking is on.
+
+    A class nobody tracks gets no further than step 2. Only registered classes are cached by
+    name, so names arriving from outside never grow the cache.
+
     Raises:
-        StrategyNotFound: no step of the resolution order gives a strategy.
+        UntrackedJobClass: ``job_class`` is not tracked and no global strategy is configured.
+        StrategyNotFound: no step applies (store tracking is off), or a declared strategy or
+            queue names nothing; the message lists every step tried.
         InvalidStrategy: the strategy found cannot answer status questions.
     """
-    # An unregistered class resolves exactly like no class: one cache entry for all of them,
-    # so names arriving from outside can never grow the cache.
-    key = job_class if job_class is not None and registry.lookup(job_class) else None
+    job = None if job_class is None else registry.lookup(job_class)
+    key: object = job_class if job is not None else None if job_class is None else _UNTRACKED
     cached = _by_job_class.get(key)
     if cached is not None:
         return cached
-    strategy = _find(job_class)
+    strategy = _find(job_class, job)
     with _lock:
         return _by_job_class.setdefault(key, strategy)
 
 
-def _find(job_class: str | None) -> TrackingStrategy:
+def find_recording_strategy(job_class: str | None = None) -> TrackingStrategy:
+    """Return the strategy that records the events of ``job_class``'s jobs.
+
+    It is :func:`find_strategy`'s, except for a class nobody tracks (and no global strategy):
+    its events are recorded as those of a job of no class, so a missing declaration never loses
+    them, and a WARNING says once per class that reads naming the class find nothing.
+
+    Raises:
+        StrategyNotFound: no strategy applies (store tracking is off and nothing is declared).
+        InvalidStrategy: the strategy found cannot answer status questions.
+    """
+    try:
+        return find_strategy(job_class)
+    except UntrackedJobClass:
+        _warn_untracked(job_class)
+        return find_strategy(None)
+
+
+def _warn_untracked(job_class: str | None) -> None:
+    full = len(_warned_untracked) >= _UNTRACKED_WARNINGS
+    if job_class is None or job_class in _warned_untracked or full:
+        return
+    _warned_untracked.add(job_class)
+    logger.warning(
+        "immortus: job class %r is not tracked: its jobs are recorded as jobs of no class, and "
+        "asking for them with the class (immortus.status(job_id, %r), the verify routes) "
+        "answers as for an unknown job class; declare it with @immortus.track, or "
+        "immortus.declare for a job with no Python function",
+        job_class,
+        job_class,
+    )
+
+
+def _find(job_class: str | None, job: registry.TrackedJob | None) -> TrackingStrategy:
     tried: list[str] = []
-    job = None if job_class is None else registry.lookup(job_class)
     if job is not None and job.strategy is not None:
-        return resolve_strategy(job.strategy)
+        return _declared(job, "strategy", job.strategy, tried)
     if job_class is None:
         tried.append("inline: no job class given")
     elif job is None:
-        tried.append(f"inline: {job_class!r} is not a tracked job (see @immortus.track)")
+        tried.append(
+            f"inline: {job_class!r} is not a tracked job "
+            "(see @immortus.track, and immortus.declare for a job with no Python function)"
+        )
     else:
         tried.append(f"inline: {job_class!r} declares no strategy")
     settings = config.get_config()
     if settings.strategy is not None:
         return resolve_strategy(settings.strategy)
     tried.append("global: no strategy configured (immortus.configure(strategy=...))")
+    if job_class is not None and job is None:
+        tried.append(f"inferred: {job_class!r} is not tracked: no queue or store answers for it")
+        raise UntrackedJobClass(f"job class {job_class!r}", tried)
     if job is not None and job.queue is not None:
-        return resolve_strategy(job.queue)
+        return _declared(job, "queue", job.queue, tried)
     if settings.store is not None:
         return resolve_strategy("store")
     tried.append("inferred: no queue declared, and store tracking is disabled (store=None)")
     raise StrategyNotFound(f"job class {job_class!r}", tried)
+
+
+def _declared(
+    job: registry.TrackedJob, what: str, spec: object, tried: list[str]
+) -> TrackingStrategy:
+    """Resolve the strategy or queue ``job`` declares; a name that resolves to nothing says so.
+
+    Raises:
+        StrategyNotFound: ``spec`` names nothing; the message names the job class too.
+    """
+    try:
+        return resolve_strategy(spec)
+    except StrategyNotFound as exc:
+        tried.append(f"{job.job_class!r} declares {what} {spec!r}, which names no strategy")
+        raise StrategyNotFound(f"job class {job.job_class!r}", [*tried, *exc.tried]) from exc

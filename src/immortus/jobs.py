@@ -1,12 +1,18 @@
 """The job API: opt a job in to tracking, and report from inside it.
 
-``@immortus.track`` is the seed's ``include Immortus::Job`` (and, with ``strategy=``, its
-``tracking_strategy :name``). It registers the job's ``job_class`` and returns the function
-unchanged, so it stacks with any queue's decorator.
+``@immortus.track`` is the Ruby gem immortus's ``include Immortus::Job`` (and, with
+``strategy=``, its ``tracking_strategy :name``). It registers the job's ``job_class`` and returns
+the function unchanged, so it stacks with any queue's decorator. :func:`immortus.declare` does the
+same for a job class that has no Python function (a Rails job).
 
 Inside a running tracked job, :func:`progress` and :func:`update_meta` report to the job's
 strategy, and :func:`current_job` tells which job is running. The running job lives in a
-:class:`contextvars.ContextVar`, so each thread and each asyncio task sees its own.
+:class:`contextvars.ContextVar`, so each thread and each asyncio task sees its own. Outside one
+(a worker whose hooks are not installed) they record nothing and say why, once, in the log: they
+never break the job.
+
+Progress held back by ``progress_interval`` is written by one daemon thread per process when the
+interval has passed, even while the job blocks (:class:`_Flusher`).
 
 :func:`running` is the lifecycle around one attempt; queue integrations wrap a job's execution
 in it, and it is all a plain thread pool needs to be tracked. Queues whose hooks are separate
@@ -17,15 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Final, TypeVar, overload
 
 from immortus import config, heartbeat, lifecycle, registry
-from immortus.exceptions import ConfigurationError, NotInJob
+from immortus.exceptions import ConfigurationError
 from immortus.status import JobError, Progress
 from immortus.validation import check_meta
 
@@ -46,6 +55,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The attribute ``@track`` sets on a function to remember its job class.
 JOB_CLASS_ATTRIBUTE = "__immortus_job_class__"
 
+logger = logging.getLogger("immortus")
+
 
 @dataclass(slots=True)
 class JobContext:
@@ -54,8 +65,12 @@ class JobContext:
     job_id: str
     job_class: str | None = None
     attempt: int | None = None
-    _last_progress_write: float = field(default=float("-inf"), repr=False)
-    _pending_progress: Progress | None = field(default=None, repr=False)
+    _last_progress_write: float = field(default=float("-inf"), repr=False, compare=False)
+    _pending_progress: Progress | None = field(default=None, repr=False, compare=False)
+    #: When the flusher is due to write the held progress (``None``: nothing scheduled).
+    _flush_due: float | None = field(default=None, repr=False, compare=False)
+    #: Taken around every progress write, so the job and the flusher never write out of order.
+    _writing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 _current: ContextVar[JobContext | None] = ContextVar("immortus_current_job", default=None)
@@ -102,10 +117,21 @@ def track(
     ``queue`` names the queue integration whose strategy is inferred for it. The strategy is
     resolved at the first event, so it may be registered after the decorator runs.
 
+    A job class with no Python function here (a Rails job) is declared with
+    :func:`immortus.declare` instead.
+
     Raises:
         InvalidJobClass: ``name`` is malformed.
-        ConfigurationError: another job already uses the name.
+        InvalidStrategy: ``strategy`` is an object that cannot answer status questions.
+        ConfigurationError: another job already uses the name, or a name was given where the
+            function goes (``track("ReportJob")``: see :func:`immortus.declare`).
     """
+    if isinstance(function, str):
+        raise ConfigurationError(
+            f"immortus.track() takes the job's function, not the name {function!r}: declare a "
+            f"job with no Python function with immortus.declare({function!r}, queue=...), or "
+            f"name a function's job with @immortus.track(name={function!r})"
+        )
 
     def decorate(target: F) -> F:
         job_class = name or job_class_of(target)
@@ -123,14 +149,24 @@ def current_job() -> JobContext | None:
     return _current.get()
 
 
-def _require(caller: str) -> JobContext:
-    job = _current.get()
-    if job is None:
-        raise NotInJob(
-            f"immortus.{caller}() was called outside a running tracked job; call it from the "
-            "job's own code (the thread or task the queue runs it in)"
-        )
-    return job
+#: Logged once per process when progress or meta is reported outside a tracked job.
+_OUTSIDE_A_JOB: Final = (
+    "immortus.%s() was called outside a tracked job, so it was not recorded (this is logged "
+    "once; later calls are dropped too): most likely the worker's hooks are not installed. "
+    "For Celery call immortus.queues.celery.install(app); for RQ start the worker with "
+    "--job-class immortus.queues.rq.TrackedJob; for Huey call immortus.queues.huey.install(huey); "
+    "for Dramatiq call immortus.queues.dramatiq.install(broker); for Django tasks add "
+    "'immortus.queues.django_tasks' to INSTALLED_APPS; any other runner wraps the job in "
+    "immortus.running(job_id, job_class)"
+)
+_warned_outside = False
+
+
+def _outside_a_job(caller: str) -> None:
+    global _warned_outside  # noqa: PLW0603 - one flag per process, by design
+    if not _warned_outside:
+        _warned_outside = True
+        logger.warning(_OUTSIDE_A_JOB, caller)
 
 
 def progress(
@@ -143,43 +179,132 @@ def progress(
     """Report how far the running job has come: ``progress(37, 100, "row 37")``.
 
     Calls closer together than the ``progress_interval`` setting are coalesced: the latest is
-    kept and written when the interval has passed, when ``current`` reaches ``total``, or when
-    the job ends. A failing store is logged, never raised.
+    held and written when the interval has passed (by this process's flusher thread, even if
+    the job blocks meanwhile), when ``current`` reaches ``total``, or when the job ends. A
+    failing store is logged, never raised. Outside a running tracked job nothing is recorded
+    and a warning naming the missing set-up is logged once per process.
 
     Raises:
-        NotInJob: called outside a running tracked job.
         InvalidProgress: the numbers or message are unusable (see :class:`Progress`).
     """
-    job = _require("progress")
     value = Progress(current=current, total=total, message=message, allow_overshoot=allow_overshoot)
-    now = time.monotonic()
-    reached_total = total is not None and current >= total
-    if not reached_total and now - job._last_progress_write < config.get_config().progress_interval:
-        job._pending_progress = value
+    job = _current.get()
+    if job is None:
+        _outside_a_job("progress")
         return
-    _write_progress(job, value, now)
+    interval = config.get_config().progress_interval
+    reached_total = total is not None and current >= total
+    with job._writing:
+        now = time.monotonic()
+        if reached_total or now - job._last_progress_write >= interval:
+            _write_progress(job, value, now)
+            return
+        job._pending_progress = value
+        if job._flush_due is None:
+            job._flush_due = job._last_progress_write + interval
+            _flusher.schedule(job, job._flush_due)
 
 
 def _write_progress(job: JobContext, value: Progress, now: float) -> None:
+    """Write ``value`` now; the caller holds ``job._writing``."""
     job._pending_progress = None
+    job._flush_due = None
     job._last_progress_write = now
     lifecycle.job_progress(job.job_id, value, job.job_class, attempt=job.attempt)
 
 
-def _flush_progress(job: JobContext) -> None:
-    if job._pending_progress is not None:
-        _write_progress(job, job._pending_progress, time.monotonic())
+def _flush_progress(job: JobContext, due: float | None = None) -> None:
+    """Write the held progress, if any; with ``due``, only if it is still the flush scheduled."""
+    with job._writing:
+        held = job._pending_progress
+        if held is not None and (due is None or job._flush_due == due):
+            _write_progress(job, held, time.monotonic())
+
+
+class _Flusher:
+    """Writes held progress when its interval has passed: one daemon thread per process.
+
+    :func:`progress` schedules a job when it holds a value back; the thread sleeps on a
+    condition variable until the earliest job is due, then writes what that job still holds
+    (nothing, if the job wrote or ended meanwhile). An ending job cancels its entry. A forked
+    child forgets the parent's entries and thread. Writing goes through the lifecycle, which
+    logs failures: nothing here reaches a job.
+    """
+
+    def __init__(self) -> None:
+        self._forget_everything()
+
+    def _forget_everything(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._due: dict[int, tuple[float, JobContext]] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def schedule(self, job: JobContext, due: float) -> None:
+        """Write ``job``'s held progress at ``due`` (a :func:`time.monotonic` time)."""
+        if self._pid != os.getpid():  # a fork that skipped Python's at-fork hooks
+            self._forget_everything()
+        with self._condition:
+            self._due[id(job)] = (due, job)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="immortus-progress", daemon=True
+                )
+                self._thread.start()
+            self._condition.notify()
+
+    def cancel(self, job: JobContext) -> None:
+        """Forget ``job``'s scheduled write (it ended, or wrote by itself)."""
+        with self._condition:
+            self._due.pop(id(job), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                now = time.monotonic()
+                ready = [entry for entry in self._due.values() if entry[0] <= now]
+                if not ready:
+                    soonest = min((due for due, _ in self._due.values()), default=None)
+                    self._condition.wait(None if soonest is None else soonest - now)
+                    continue
+                for _, job in ready:
+                    del self._due[id(job)]
+            for due, job in ready:
+                try:
+                    _flush_progress(job, due)
+                except Exception:  # the lifecycle logs store failures: this is a bug, survived
+                    logger.exception("immortus: cannot write the held progress of %r", job.job_id)
+
+
+_flusher = _Flusher()
+
+
+def _after_fork_in_child() -> None:
+    """Forget the parent's flusher; the job current here gets a lock no parent thread holds."""
+    _flusher._forget_everything()
+    job = _current.get()
+    if job is not None:
+        job._writing = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def update_meta(**values: Any) -> None:
     """Add ``values`` to the running job's meta; they appear at the top of its verify body.
 
+    Outside a running tracked job nothing is recorded and a warning naming the missing set-up
+    is logged once per process.
+
     Raises:
-        NotInJob: called outside a running tracked job.
         InvalidInput: the values are not JSON-serialisable or are over 64 KiB as JSON.
     """
-    job = _require("update_meta")
     check_meta(values)
+    job = _current.get()
+    if job is None:
+        _outside_a_job("update_meta")
+        return
     lifecycle.job_meta(job.job_id, values, job.job_class)
 
 
@@ -248,6 +373,7 @@ class Attempt:
             return False
         self._ended = True
         heartbeat.unwatch(self._registration)
+        _flusher.cancel(self.job)
         _flush_progress(self.job)
         token, self._token = self._token, None
         if token is not None:

@@ -4,10 +4,14 @@ Queue integrations call the ``job_*`` functions here from their hooks; the job A
 (:mod:`immortus.jobs`) calls them around a running job. Each resolves the job's strategy and calls
 its callback through :func:`notify`, which:
 
-- passes a callback only the arguments it declares (the seed's ``job_finished(job_id)`` gets
+- passes a callback only the arguments it declares (a Ruby-gem-style ``job_finished(job_id)`` gets
   just the id; see :mod:`immortus.strategy`);
 - logs anything the strategy or its store raises on the ``immortus`` logger, and returns
   ``False`` instead of raising. Tracking failures never reach the job or the enqueue.
+
+Every event is logged at DEBUG (one line: event, job id, job class). The strategy is
+:func:`~immortus.finder.find_recording_strategy`'s: an event of a job class nobody tracks is
+recorded as one of a job of no class (a WARNING says so once per class).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from immortus.finder import find_strategy
+from immortus.finder import find_recording_strategy
 from immortus.status import JobError, Progress
 from immortus.strategy import TrackingStrategy
 from immortus.transitions import utcnow
@@ -119,11 +123,12 @@ def notify(
 
 def _emit(hook: str, job_id: str, job_class: str | None, *args: object, **details: Any) -> bool:
     """Resolve the job's strategy and notify it; log and swallow every failure."""
+    logger.debug("immortus: %s job %r (%s)", hook.removeprefix("job_"), job_id, job_class)
     try:
         check_job_id(job_id)
         if job_class is not None:
             check_job_class(job_class)
-        strategy = find_strategy(job_class)
+        strategy = find_recording_strategy(job_class)
     except Exception:
         logger.exception("immortus: cannot track %s of job %r (%s)", hook, job_id, job_class)
         return False

@@ -33,10 +33,11 @@ JobRef = tuple[str, str | None]
 def status(job_id: str, job_class: str | None = None) -> JobStatus:
     """Return what is known about ``job_id`` (``unknown`` when nobody has a record of it).
 
-    ``job_class`` selects the job's inline strategy, as in the seed's verify route.
+    ``job_class`` selects the job's strategy by the one rule of :func:`immortus.find_strategy`.
 
     Raises:
         InvalidJobId, InvalidJobClass: a name is malformed (checked before any I/O).
+        UntrackedJobClass: ``job_class`` is not tracked and no global strategy is configured.
         StrategyNotFound: no strategy applies to the job.
         StoreUnavailable: the store behind the strategy cannot be reached.
         StrategyError: the strategy raised something else.
@@ -120,6 +121,7 @@ def status_many(items: Sequence[JobRef]) -> list[JobStatus]:
 
     Raises:
         InvalidJobId, InvalidJobClass: a name is malformed (every item is checked before any I/O).
+        UntrackedJobClass: a job's class is not tracked and no global strategy is configured.
         StrategyNotFound: no strategy applies to one of the jobs.
         StoreUnavailable: a store behind a strategy cannot be reached.
         StrategyError: a strategy raised something else.
@@ -135,8 +137,9 @@ def status_many(items: Sequence[JobRef]) -> list[JobStatus]:
 def settle_many(items: Sequence[JobRef]) -> list[JobStatus | ImmortusError]:
     """Like :func:`status_many`, but a failure fails only the jobs it concerns.
 
-    Every job of a group whose strategy raised (or of a job class with no strategy) gets the
-    error that :func:`status` would raise for it, in place of its status.
+    Every job of a group whose strategy raised (or of a job class with no strategy, such as
+    :class:`~immortus.exceptions.UntrackedJobClass`) gets the error that :func:`status` would
+    raise for it, in place of its status.
 
     Raises:
         InvalidJobId, InvalidJobClass: a name is malformed (every item is checked before any I/O).

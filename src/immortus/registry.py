@@ -1,8 +1,8 @@
 """The registry of tracked jobs: ``job_class`` → how the job wants to be tracked.
 
-Filled by :func:`immortus.track` (and by queue integrations); read by the finder to pick a job's
-inline strategy, and by the web layer to check that a ``job_class`` named in a URL is one of ours.
-A ``job_class`` is only ever looked up here, never imported.
+Filled by :func:`immortus.track` and :func:`immortus.declare` (and by queue integrations); read by
+the finder (:func:`immortus.find_strategy`), which answers only for the classes here unless a
+global strategy is configured. A ``job_class`` is only ever looked up here, never imported.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from immortus.exceptions import ConfigurationError
+from immortus.strategy import as_strategy
 from immortus.validation import check_job_class
 
-__all__ = ["TrackedJob", "clear", "lookup", "register", "registered", "unregister"]
+__all__ = ["TrackedJob", "clear", "declare", "lookup", "register", "registered", "unregister"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,8 @@ class TrackedJob:
 
     ``strategy`` is its inline strategy (any form the finder resolves) or ``None``; ``queue`` names
     the queue integration that runs it, whose strategy is inferred when nothing else is declared.
+    ``function`` is the Python function that runs it, ``None`` for a job declared by name alone
+    (a job of another language, such as a Rails job).
     """
 
     job_class: str
@@ -38,16 +41,23 @@ _listeners: list[Callable[[], None]] = []
 
 
 def register(job: TrackedJob) -> TrackedJob:
-    """Add ``job``; registering the same declaration again is harmless.
+    """Add ``job`` and return what the registry holds for its name.
+
+    Registering the same declaration again is harmless, and so is a declaration by name alone
+    (no ``function``) of a job already tracked with the same strategy and queue: the registry
+    keeps the one it has.
 
     Raises:
         InvalidJobClass: the name is malformed.
-        ConfigurationError: another, different job already uses the name.
+        InvalidStrategy: ``strategy`` is an object that cannot answer status questions.
+        ConfigurationError: ``queue`` is not a name, or another, different job uses the name.
     """
-    check_job_class(job.job_class)
+    _check(job)
     with _lock:
         existing = _jobs.get(job.job_class)
-        if existing is not None and existing != job and not _same_function(existing, job):
+        if existing is not None and _same_declaration(existing, job):
+            return existing
+        if existing is not None and not _same_function(existing, job):
             raise ConfigurationError(
                 f"job class {job.job_class!r} is already tracked with another declaration; "
                 "give one of them another name with @immortus.track(name=...)"
@@ -55,6 +65,51 @@ def register(job: TrackedJob) -> TrackedJob:
         _jobs[job.job_class] = job
     _changed()
     return job
+
+
+def declare(
+    job_class: str, *, queue: str | None = None, strategy: object | None = None
+) -> TrackedJob:
+    """Track a job class that has no Python function here: a Rails job, another service's job.
+
+    ``immortus.declare("ReportJob", queue="delayed_job")`` is what ``@immortus.track`` does for a
+    function, by name alone: ``queue`` names the queue integration whose strategy reads the job
+    (``"delayed_job"``, ``"sidekiq"``, or any name :func:`immortus.resolve_strategy` takes) and
+    ``strategy`` is an inline strategy. Declaring the same again is harmless. A strategy or queue
+    *name* is resolved at first use, so it may be registered later; one that resolves to
+    nothing then raises :class:`~immortus.exceptions.StrategyNotFound` naming the job class.
+
+    Raises:
+        InvalidJobClass: the name is malformed.
+        InvalidStrategy: ``strategy`` is an object that cannot answer status questions.
+        ConfigurationError: ``queue`` is not a name, or the name is tracked otherwise already.
+    """
+    return register(TrackedJob(job_class, strategy, queue))
+
+
+def _check(job: TrackedJob) -> None:
+    """Refuse, before it is used, a declaration that could never work.
+
+    Raises:
+        InvalidJobClass: the name is malformed.
+        InvalidStrategy: the strategy is an object that cannot answer status questions.
+        ConfigurationError: the queue is not a name.
+    """
+    check_job_class(job.job_class)
+    queue: object = job.queue
+    if queue is not None and not (isinstance(queue, str) and queue):
+        raise ConfigurationError(
+            f"queue must be the name of a queue integration, such as 'rq', not {queue!r}"
+        )
+    if job.strategy is not None and not isinstance(job.strategy, str | type):
+        as_strategy(job.strategy)  # names and classes are resolved at first use
+
+
+def _same_declaration(old: TrackedJob, new: TrackedJob) -> bool:
+    """Tell whether ``new`` adds nothing to ``old`` (equal, or the same tracking by name alone)."""
+    return old == new or (
+        new.function is None and (old.strategy, old.queue) == (new.strategy, new.queue)
+    )
 
 
 def _same_function(old: TrackedJob, new: TrackedJob) -> bool:

@@ -13,7 +13,8 @@ declare any of these keyword parameters, and is passed only those it declares:
 - ``attempt`` (``int | None``): the queue's attempt number, 1 for the first run;
 - ``at`` (``datetime``): when the event happened, in UTC.
 
-So the seed's strategy, a plain class whose methods take only ``job_id``, works unchanged::
+So a strategy written as for the Ruby gem immortus, a plain class whose methods take only
+``job_id``, works unchanged::
 
     class MyCustomTrackingStrategy:
         def job_enqueued(self, job_id):
@@ -156,7 +157,10 @@ class TrackingStrategy:
         """Called in the worker when an attempt of the job begins."""
 
     def job_progress(self, job_id: str, progress: Progress) -> None:
-        """Called in the worker when the job reports progress with :func:`immortus.progress`."""
+        """Called in the worker when the job reports progress with :func:`immortus.progress`.
+
+        A value held back by ``progress_interval`` arrives from the process's flusher thread.
+        """
 
     def job_retrying(self, job_id: str, error: JobError | None = None) -> None:
         """Called in the worker when an attempt failed and the queue will try again."""
@@ -183,7 +187,7 @@ class TrackingStrategy:
 
 
 class DuckTypedStrategy(TrackingStrategy):
-    """Wraps a plain object written as in the seed (``completed``/``status``, ``meta``, callbacks).
+    """Wraps a plain object (``completed``/``status``, ``meta``, callbacks), as the Ruby gem took.
 
     Its callbacks are called on the wrapped object (:attr:`hook_target`), so a callback taking
     only ``job_id`` receives only ``job_id``.

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import logging
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
 import pytest
 
 import immortus
-from immortus import config
+from immortus import config, lifecycle
 from immortus.exceptions import ConfigurationError, InvalidStoreURL, MissingDependency
 from immortus.stores import open_store
 from immortus.stores.memory import MemoryStore
@@ -143,3 +148,87 @@ def test_bad_heartbeat_variables_are_refused(
     config.reset()
     with pytest.raises(ConfigurationError, match=match):
         immortus.get_config()
+
+
+# -- where tracking goes ------------------------------------------------------------------------
+
+
+def test_the_store_opened_is_logged_once_with_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    immortus.configure(store="sqlite:///jobs.sqlite3")
+    with caplog.at_level(logging.INFO, logger="immortus"):
+        store = immortus.get_store()
+        assert immortus.get_store() is store
+    assert [record.getMessage() for record in caplog.records] == [
+        f"immortus: tracking jobs in sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    ]
+    immortus.configure(store=None)  # closes the file before tmp_path goes
+
+
+def test_describe_tells_the_configuration_without_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    key = secrets.token_hex(16)
+    immortus.configure(
+        store="sqlite:///immortus.sqlite3",
+        strategy=MemoryStore,  # any class: shown by its import path
+        secret_key=key,
+        open_endpoints=True,
+        ttl=timedelta(hours=1),
+        heartbeat_interval=5,
+        heartbeat_timeout=20,
+    )
+    immortus.track(name="reports.build", queue="rq")(lambda: None)
+    immortus.declare("ReportJob", queue="delayed_job")
+    described = config.describe()
+    jobs = described.pop("jobs")
+    assert isinstance(jobs, dict)
+    assert jobs["ReportJob"] == {"queue": "delayed_job", "strategy": None}
+    assert jobs["reports.build"] == {"queue": "rq", "strategy": None}
+    assert list(jobs) == sorted(jobs)
+    assert described == {
+        "store": f"sqlite:///{tmp_path / 'immortus.sqlite3'}",
+        "strategy": "immortus.stores.memory:MemoryStore",
+        "secret_key_set": True,
+        "open_endpoints": True,
+        "token_max_age": 86400,
+        "progress_interval": 0.2,
+        "heartbeat_interval": 5,
+        "heartbeat_timeout": 20,
+        "ttl": 3600.0,
+        "outbox_limit": 10_000,
+    }
+    assert key not in repr(described)
+    assert not (tmp_path / "immortus.sqlite3").exists()  # describing opens nothing
+
+
+@pytest.mark.parametrize(
+    ("store", "shown"),
+    [
+        ("redis://:pa55@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("postgresql://app:pa55@db/jobs", "postgresql://app:***@db/jobs"),
+        ("sqlite:////var/lib/immortus.db", "sqlite:////var/lib/immortus.db"),
+        ("memory://", "memory://"),
+        (None, None),
+    ],
+)
+def test_describe_hides_store_passwords(store: str | None, shown: str | None) -> None:
+    immortus.configure(store=store)
+    assert config.describe()["store"] == shown
+    assert config.describe()["secret_key_set"] is False
+
+
+def test_each_event_is_logged_at_debug(
+    memory_store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    immortus.declare("reports.build")
+    with caplog.at_level(logging.DEBUG, logger="immortus"):
+        lifecycle.job_enqueued("j1", "reports.build")
+        lifecycle.job_finished("j1")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "immortus: enqueued job 'j1' (reports.build)"),
+        (logging.DEBUG, "immortus: finished job 'j1' (None)"),
+    ]

@@ -1,13 +1,31 @@
 from __future__ import annotations
 
+import asyncio
+import logging
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import immortus
-from immortus import JobStatus, State, StoreStrategy, TrackingStrategy, finder
-from immortus.exceptions import StrategyNotFound
+from immortus import (
+    JobStatus,
+    State,
+    StoreStrategy,
+    TrackingStrategy,
+    finder,
+    lifecycle,
+    query,
+    registry,
+)
+from immortus.exceptions import (
+    ConfigurationError,
+    InvalidJobClass,
+    InvalidStrategy,
+    StrategyNotFound,
+    UntrackedJobClass,
+)
 
 
 class Named(TrackingStrategy):
@@ -126,5 +144,127 @@ def test_registering_and_configuring_empty_the_caches() -> None:
 def test_names_from_outside_never_grow_the_cache() -> None:
     immortus.configure(store="memory://")
     for index in range(50):
+        with pytest.raises(UntrackedJobClass):
+            immortus.find_strategy(f"random.name{index}")
+    assert len(finder._by_job_class) == 0
+    immortus.configure(strategy=Named("global"))
+    for index in range(50):
         immortus.find_strategy(f"random.name{index}")
     assert len(finder._by_job_class) == 1
+
+
+# -- one rule for every surface -----------------------------------------------------------------
+
+
+def test_under_a_global_strategy_an_untracked_class_is_answered_by_it_everywhere() -> None:
+    immortus.configure(store="memory://", strategy=Named("global"))
+    assert immortus.status("j", "FailJob").meta == {"by": "global"}
+    assert immortus.status("j", "FailJob").job_class == "FailJob"  # the class asked about
+    assert [s.meta for s in immortus.status_many([("j", "FailJob"), ("k", None)])] == [
+        {"by": "global"},
+        {"by": "global"},
+    ]
+    [settled] = query.settle_many([("j", "FailJob")])
+    assert isinstance(settled, JobStatus)
+    assert (settled.meta, settled.job_class) == ({"by": "global"}, "FailJob")
+    assert asyncio.run(immortus.astatus("j", "FailJob")).meta == {"by": "global"}
+
+
+def test_without_one_an_untracked_class_is_untracked_everywhere() -> None:
+    immortus.configure(store="memory://")
+    with pytest.raises(UntrackedJobClass) as caught:
+        immortus.status("j", "FailJob")
+    assert caught.value.tried == (
+        "inline: 'FailJob' is not a tracked job (see @immortus.track, and immortus.declare for "
+        "a job with no Python function)",
+        "global: no strategy configured (immortus.configure(strategy=...))",
+        "inferred: 'FailJob' is not tracked: no queue or store answers for it",
+    )
+    assert isinstance(caught.value, StrategyNotFound)
+    with pytest.raises(UntrackedJobClass):
+        immortus.status_many([("k", None), ("j", "FailJob")])
+    with pytest.raises(UntrackedJobClass):
+        asyncio.run(immortus.astatus("j", "FailJob"))
+    known, untracked = query.settle_many([("k", None), ("j", "FailJob")])
+    assert isinstance(known, JobStatus)
+    assert known.state is State.UNKNOWN
+    assert isinstance(untracked, UntrackedJobClass)
+    immortus.configure(store=None)
+    with pytest.raises(UntrackedJobClass):
+        immortus.status("j", "FailJob")
+
+
+def test_events_of_an_untracked_class_are_kept_as_of_no_class_and_said_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(finder, "_warned_untracked", set())
+    immortus.configure(store="memory://")
+    with caplog.at_level(logging.WARNING, logger="immortus"):
+        assert lifecycle.job_enqueued("j", "FailJob")
+        assert lifecycle.job_started("j", "FailJob")
+    assert immortus.status("j").state is State.STARTED
+    with pytest.raises(UntrackedJobClass):
+        immortus.status("j", "FailJob")
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert "job class 'FailJob' is not tracked" in warning
+    assert "immortus.declare" in warning
+
+
+# -- declaring a job with no Python function ----------------------------------------------------
+
+
+def test_declare_tracks_a_foreign_job_by_name() -> None:
+    immortus.register_strategy("railsqueue", Named("rails"))
+    declared = immortus.declare("ReportJob", queue="railsqueue")
+    assert (declared.job_class, declared.queue, declared.function) == (
+        "ReportJob",
+        "railsqueue",
+        None,
+    )
+    assert immortus.declare("ReportJob", queue="railsqueue") is declared  # idempotent
+    assert immortus.status("r1", "ReportJob").meta == {"by": "rails"}
+    assert registry.lookup("ReportJob") is declared
+    immortus.declare("MailJob", strategy=Named("inline"))
+    assert immortus.status("m1", "MailJob").meta == {"by": "inline"}
+
+
+def test_declaring_a_tracked_function_again_by_name_keeps_it() -> None:
+    @immortus.track(name="jobs.both", queue="huey")
+    def both() -> None: ...
+
+    kept = immortus.declare("jobs.both", queue="huey")
+    assert kept.function is both
+    with pytest.raises(ConfigurationError, match="already tracked"):
+        immortus.declare("jobs.both", queue="rq")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "match"),
+    [
+        ({"job_class": "has space"}, InvalidJobClass, "job class"),
+        ({"job_class": "ReportJob", "queue": ""}, ConfigurationError, "queue must be the name"),
+        ({"job_class": "ReportJob", "queue": 3}, ConfigurationError, "queue must be the name"),
+        ({"job_class": "ReportJob", "strategy": object()}, InvalidStrategy, "neither"),
+    ],
+)
+def test_declare_refuses_what_could_never_work(
+    arguments: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        immortus.declare(**arguments)
+    assert registry.lookup("ReportJob") is None
+
+
+def test_a_declared_name_that_resolves_to_nothing_says_so_at_first_use() -> None:
+    immortus.declare("ReportJob", queue="delayed_jobs")  # a typo: names may be registered later
+    with pytest.raises(StrategyNotFound) as caught:
+        immortus.status("r1", "ReportJob")
+    assert caught.value.subject == "job class 'ReportJob'"
+    assert "'ReportJob' declares queue 'delayed_jobs', which names no strategy" in str(caught.value)
+    assert "built-in strategies: no 'delayed_jobs'" in str(caught.value)
+
+
+def test_track_given_a_name_points_to_declare() -> None:
+    with pytest.raises(ConfigurationError, match=r"immortus\.declare\('ReportJob', queue=\.\.\.\)"):
+        immortus.track("ReportJob", queue="delayed_job")  # type: ignore[call-overload]
+    assert registry.lookup("ReportJob") is None

@@ -2,17 +2,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import time
+import warnings
+from functools import partial
 
 import pytest
 
 import immortus
-from immortus import State, lifecycle, registry
-from immortus.exceptions import ConfigurationError, InvalidInput, InvalidProgress, NotInJob
+from immortus import State, jobs, lifecycle, registry
+from immortus.exceptions import ConfigurationError, InvalidInput, InvalidProgress
 from immortus.jobs import job_class_of, start_attempt
 from immortus.status import JobStatus
 from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event
+from tests.queues.scenarios import wait_for
 
 
 @immortus.track
@@ -49,12 +54,27 @@ def test_two_different_jobs_cannot_share_a_name_but_redeclaring_one_can() -> Non
         def second() -> None: ...
 
 
-def test_progress_and_meta_outside_a_job_raise_not_in_job() -> None:
-    with pytest.raises(NotInJob, match="outside a running tracked job"):
-        immortus.progress(1, 2)
-    with pytest.raises(NotInJob):
+def test_progress_and_meta_outside_a_job_record_nothing_and_say_why_once(
+    memory_store: MemoryStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "_warned_outside", False)  # as in a fresh process
+    with caplog.at_level(logging.WARNING, logger="immortus"):
+        immortus.progress(1, 2)  # a worker without immortus's hooks: the job must run on
         immortus.update_meta(x=1)
+        immortus.progress(2, 2)
     assert immortus.current_job() is None
+    assert memory_store.list_jobs().jobs == ()
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert warning.startswith("immortus.progress() was called outside a tracked job")
+    assert "'immortus.queues.django_tasks' to INSTALLED_APPS" in warning
+    assert "immortus.queues.celery.install(app)" in warning
+
+
+def test_bad_progress_or_meta_is_refused_inside_a_job_or_not() -> None:
+    with pytest.raises(InvalidProgress):
+        immortus.progress(-1)
+    with pytest.raises(InvalidInput):
+        immortus.update_meta(when=object())
 
 
 def test_a_job_reports_its_whole_life(memory_store: MemoryStore) -> None:
@@ -300,3 +320,136 @@ def test_a_callable_without_a_name_needs_one_given() -> None:
     with pytest.raises(ConfigurationError, match=r"track\(name=\.\.\.\)"):
         immortus.track(task)
     assert immortus.track(name="named.task")(task) is task
+
+
+# -- held progress lands without another call ---------------------------------------------------
+
+
+def _read_progress(job_id: str) -> float | None:
+    progress = immortus.status(job_id).progress
+    return None if progress is None else progress.current
+
+
+def _reads(job_id: str, current: float) -> bool:
+    return _read_progress(job_id) == current
+
+
+def test_held_progress_reaches_the_store_while_the_job_blocks() -> None:
+    immortus.configure(store=MemoryStore(), progress_interval=1.0)
+    release = threading.Event()
+    seen_inside: list[float | None] = []
+
+    def job() -> None:
+        with immortus.running("blocked"):
+            immortus.progress(1, 4)  # written at once
+            immortus.progress(2, 4)  # inside the interval: held
+            seen_inside.append(_read_progress("blocked"))
+            release.wait(timeout=60)
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    try:
+        wait_for(partial(_reads, "blocked", 2), timeout=30, what="the held 2/4")
+        assert not release.is_set()  # it landed while the job still blocked
+    finally:
+        release.set()
+        worker.join()
+    assert seen_inside == [1]
+    assert immortus.status("blocked").state is State.FINISHED
+
+
+def test_an_ending_job_cancels_its_flush_and_writes_what_it_holds() -> None:
+    immortus.configure(store=MemoryStore(), progress_interval=3600)
+    with immortus.running("ends"):
+        immortus.progress(1, 4)
+        immortus.progress(3, 4)
+        assert len(jobs._flusher._due) == 1
+    assert jobs._flusher._due == {}
+    assert _read_progress("ends") == 3
+
+
+def test_the_flusher_writes_nothing_when_nothing_is_held() -> None:
+    store = MemoryStore()
+    immortus.configure(store=store, progress_interval=0.05)
+    kinds: list[float | None] = []
+    original = store.record
+
+    def spy(event: Event) -> JobStatus | None:
+        if event.progress is not None:
+            kinds.append(event.progress.current)
+        return original(event)
+
+    store.record = spy  # type: ignore[method-assign]
+    with immortus.running("done-early"):
+        immortus.progress(1, 4)
+        immortus.progress(2, 4)  # held, flush scheduled
+        immortus.progress(4, 4)  # reaches the total: written at once, nothing held any more
+        wait_for(lambda: not jobs._flusher._due, timeout=30, what="the flusher's turn")
+        run = immortus.current_job()
+        assert run is not None
+        with run._writing:  # a flush in flight holds this lock: wait for it to end
+            pass
+        assert kinds == [1, 4]
+    assert kinds == [1, 4]
+
+
+def test_one_flusher_thread_serves_every_job_of_the_process() -> None:
+    immortus.configure(store=MemoryStore(), progress_interval=0.5)
+    release = threading.Event()
+
+    def job(job_id: str) -> None:
+        with immortus.running(job_id):
+            immortus.progress(1, 4)
+            immortus.progress(2, 4)
+            release.wait(timeout=60)
+
+    workers = [threading.Thread(target=job, args=(f"many-{n}",)) for n in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        for job_id in [f"many-{n}" for n in range(3)]:
+            wait_for(partial(_reads, job_id, 2), timeout=30, what=f"the held 2/4 of {job_id}")
+    finally:
+        release.set()
+        for worker in workers:
+            worker.join()
+    flushers = [t for t in threading.enumerate() if t.name == "immortus-progress"]
+    assert len(flushers) == 1
+    assert flushers[0].daemon
+
+
+def test_a_forked_child_flushes_with_its_own_thread() -> None:
+    immortus.configure(store=MemoryStore(), progress_interval=3600)
+    with immortus.running("parent"):  # the parent's flusher runs and holds an entry
+        immortus.progress(1, 4)
+        immortus.progress(2, 4)
+        assert jobs._flusher._thread is not None
+        with warnings.catch_warnings():
+            # Forking a threaded process is what RQ's work horse and prefork pools do.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: report through the exit code, never return into pytest
+            code = 1
+            try:
+                code = _child_flushes_its_own()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "see _child_flushes_its_own for the code"
+    assert _read_progress("parent") == 2
+
+
+def _child_flushes_its_own() -> int:
+    if jobs._flusher._due or jobs._flusher._thread is not None:
+        return 2  # it inherited the parent's entries or thread
+    immortus.jobs._current.set(None)
+    immortus.configure(store=MemoryStore(), progress_interval=0.05)
+    with immortus.running("child"):
+        immortus.progress(1, 4)
+        immortus.progress(2, 4)
+        deadline = time.monotonic() + 30
+        while _read_progress("child") != 2:
+            if time.monotonic() > deadline:
+                return 3
+            time.sleep(0.01)
+    return 0

@@ -190,6 +190,7 @@ def test_astatus_reads_a_store_that_never_waits_on_the_loop(
     store: CountingStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads = ThreadCounter(monkeypatch)
+    immortus.declare("jobs.x")
     lifecycle.job_started("a", "jobs.x")
     answers = asyncio.run(_both(("a", "jobs.x"), ("b", None)))
     assert [(s.state, s.job_class) for s in answers] == [
