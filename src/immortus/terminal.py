@@ -1,5 +1,8 @@
 """Job statuses drawn with rich (the ``cli`` extra): live progress bars and tables.
 
+Every cell is a rich ``Text`` built from :func:`~immortus.watching.safe_text`, never a markup
+string: a job id like ``[link=http://x]y[/link]`` prints as those characters, not as a link.
+
 Used by ``immortus watch``, ``jobs`` and ``demo`` (:mod:`immortus.cli`); rich is imported when a
 drawing function is first called. Plain text and the polling loop live in
 :mod:`immortus.watching`, which needs only the standard library.
@@ -20,7 +23,9 @@ from immortus.watching import (
     detail,
     duration_text,
     elapsed,
+    error_text,
     percent_text,
+    safe_text,
 )
 
 if TYPE_CHECKING:
@@ -142,7 +147,7 @@ class LiveBoard:
         elif status.state in {State.STARTED, State.RETRYING}:
             bar = (None, 0)
         fields: dict[str, Any] = {
-            "name": Text(target.name, style="bold"),
+            "name": Text(safe_text(target.name), style="bold"),
             "state": status.state,
             "state_text": state_text(status),
             "bar": bar,
@@ -159,34 +164,58 @@ class LiveBoard:
 
     def note(self, text: str) -> None:
         """Print ``text`` above the bars."""
-        self._progress.console.print(text, style="yellow", markup=False)
+        from rich.text import Text  # noqa: PLC0415
+
+        self._progress.console.print(Text(safe_text(text), style="yellow"))
 
 
 _DETAIL_STYLES: Final = {State.FAILED: "red", State.LOST: "red", State.RETRYING: "yellow"}
+#: The narrowest the error column of :func:`jobs_table` gets, however wide the others are.
+_MIN_ERROR_WIDTH: Final = 8
 
 
-def jobs_table(statuses: Sequence[JobStatus], now: datetime | None = None) -> Table:
-    """The table ``immortus jobs`` prints: id, class, state, progress, attempts, updated."""
+def jobs_table(
+    statuses: Sequence[JobStatus], now: datetime | None = None, *, width: int | None = None
+) -> Table:
+    """The table ``immortus jobs`` prints: id, class, state, progress, attempts, updated, error.
+
+    The error (``type: message``) is cut with an ellipsis to fit in ``width`` columns (the
+    console's width) beside the others.
+    """
     require_rich()
+    from rich.cells import cell_len  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("job id", no_wrap=True)
-    table.add_column("class", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("progress", no_wrap=True, justify="right")
-    table.add_column("attempts", justify="right")
-    table.add_column("updated", no_wrap=True, justify="right")
+    headers = ("job id", "class", "state", "progress", "attempts", "updated")
+    rows: list[tuple[Text, ...]] = []
     for status in statuses:
         progress = " ".join(
             filter(None, (percent_text(status.progress), counts_text(status.progress)))
         )
-        table.add_row(
-            status.job_id,
-            status.job_class or "-",
-            state_text(status),
-            progress or "-",
-            str(status.attempts),
-            ago_text(status.updated_at, now),
+        rows.append(
+            (
+                Text(safe_text(status.job_id)),
+                Text(safe_text(status.job_class or "-")),
+                state_text(status),
+                Text(progress or "-"),
+                Text(str(status.attempts)),
+                Text(ago_text(status.updated_at, now)),
+                Text(error_text(status) or "-", style="red" if status.error else ""),
+            )
         )
+    error_width = None
+    if width is not None:
+        used = sum(
+            max([cell_len(header)] + [cell_len(row[number].plain) for row in rows])
+            for number, header in enumerate(headers)
+        )
+        error_width = max(_MIN_ERROR_WIDTH, width - used - 2 * len(headers))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header in headers:
+        numeric = header in {"progress", "attempts", "updated"}
+        table.add_column(header, no_wrap=True, justify="right" if numeric else "left")
+    table.add_column("error", no_wrap=True, overflow="ellipsis", max_width=error_width)
+    for row in rows:
+        table.add_row(*row)
     return table

@@ -1,4 +1,8 @@
-"""Follow jobs until they complete, and describe them in plain text.
+"""Follow jobs until they complete, and describe them in plain text safe for a terminal.
+
+Job ids, classes, progress messages, meta and errors come from jobs and stores, not from this
+program: every human-readable line built from them passes through :func:`safe_text` before it is
+printed, so none can move the cursor, recolour the screen, reverse the text or fake a link.
 
 :func:`follow` polls :func:`immortus.status` for one job or several, exactly as a web page would,
 and hands every answer to a board: :class:`PlainBoard` prints one line per change (standard
@@ -9,6 +13,7 @@ Used by ``immortus watch`` and ``immortus demo``.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -29,9 +34,11 @@ __all__ = [
     "detail",
     "duration_text",
     "elapsed",
+    "error_text",
     "follow",
     "one_line",
     "percent_text",
+    "safe_text",
     "summary",
 ]
 
@@ -41,6 +48,34 @@ STORE_RETRIES: Final = 5
 MAX_BACKOFF: Final = 5.0
 
 # -- plain text --------------------------------------------------------------------------------
+
+#: Characters a terminal may act on rather than show: C0 and C1 controls (ESC starts every
+#: cursor, colour, title and hyperlink sequence), DEL, the bidirectional overrides and isolates
+#: (which reverse how the rest of a line reads), and lone surrogates (which cannot be encoded).
+_UNSAFE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\u2028\u2029]"
+)
+#: Of those, the ones that only break a line or space it out: shown as one space.
+_SPACES: Final = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SPACES:
+        return " "
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def safe_text(text: str) -> str:
+    r"""``text`` fit to print on a terminal, on one line: what it shows is what it holds.
+
+    Line breaks and tabs become spaces; every other control character, bidirectional override
+    and lone surrogate is shown as its escape (ESC as ``\x1b``, U+202E as ``\u202e``), so a
+    hostile job id or message prints as inert text. Ordinary Unicode is kept. Rich markup is not
+    this function's concern: :mod:`immortus.terminal` hands rich ``Text`` objects, never markup.
+    """
+    return _UNSAFE.sub(_escape, text)
 
 
 def _number(value: float) -> str:
@@ -99,15 +134,26 @@ def ago_text(moment: datetime | None, now: datetime | None = None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
+def error_text(status: JobStatus, *, short: bool = False) -> str:
+    """``"ValueError: boom"``, on one line and safe to print, or ``""`` without an error.
+
+    ``short`` drops the module part of the type (``ValueError`` for ``builtins.ValueError``).
+    """
+    error = status.error
+    if error is None:
+        return ""
+    kind = error.type.rpartition(".")[2] if short else error.type
+    return safe_text(f"{kind}: {one_line(error.message)}")
+
+
 def detail(status: JobStatus) -> str:
     """What a person wants to read beside the bar: the message, the error or the meta."""
-    error = status.error
     if status.state is State.UNKNOWN:
         return "waiting for the first record of this job"
     if status.state is State.CREATED:
         return "waiting in the queue"
-    if error is not None and status.state in {State.RETRYING, State.FAILED, State.LOST}:
-        text = f"{error.type.rpartition('.')[2]}: {one_line(error.message)}"
+    if status.error is not None and status.state in {State.RETRYING, State.FAILED, State.LOST}:
+        text = error_text(status, short=True)
         return (
             f"attempt {status.attempts} failed, retry due: {text}"
             if status.state is State.RETRYING
@@ -115,7 +161,7 @@ def detail(status: JobStatus) -> str:
         )
     parts = [] if status.progress is None else [status.progress.message or ""]
     parts += [f"{key}={value}" for key, value in status.meta.items()]
-    return one_line("  ".join(part for part in parts if part))
+    return one_line(safe_text("  ".join(part for part in parts if part)))
 
 
 def summary(status: JobStatus) -> str:
@@ -224,7 +270,8 @@ class PlainBoard:
         """Nothing to clean up: every line is already out."""
 
     def _print(self, text: str, stream: IO[str] | None) -> None:
-        print(f"[+{time.monotonic() - self._start:6.1f}s] {text}", file=stream, flush=True)
+        line = f"[+{time.monotonic() - self._start:6.1f}s] {safe_text(text)}"
+        print(line, file=stream, flush=True)
 
     def show(self, target: Target, status: JobStatus) -> None:
         """Print the status if it differs enough from the last one printed for the job."""

@@ -1,11 +1,12 @@
 """Hostile arguments to the ``immortus`` command: any argument list, never a crash.
 
-Hypothesis runs ``main(argv)`` in-process for ``status``, ``watch`` and ``jobs`` with argument
-lists mixing the commands' own options with arbitrary text (lone surrogates included: what
-Python makes of undecodable bytes in ``sys.argv``), over a real SQLite store in ``tmp_path``.
-Each run must return a documented exit code and print no traceback. ``--store`` and
-``--strategy`` are never fuzzed: the store must stay the local file, and a strategy named on the
-command line is imported by design.
+Hypothesis runs ``main(argv)`` in-process for ``status``, ``watch``, ``jobs`` and ``config``
+with argument lists mixing the commands' own options with arbitrary text (lone surrogates
+included: what Python makes of undecodable bytes in ``sys.argv``), over a real SQLite store in
+``tmp_path``.
+Each run must return a documented exit code and print no traceback. ``--store``,
+``--strategy``, ``--app`` and ``--django-settings`` are never fuzzed: the store must stay the
+local file, and a strategy or an app named on the command line is imported by design.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ words = st.one_of(
             "--interval",
             "--timeout",
             "--help",
+            "--debug",
             "--version",
             "-h",
             "--",
@@ -72,15 +74,17 @@ words = st.one_of(
 )
 
 
-def _names_the_store_or_a_strategy(word: str) -> bool:
-    """Whether argparse would read ``word`` as ``--store`` or ``--strategy`` (or a prefix)."""
+#: The options that name a store or code to import.
+UNFUZZED = ("--store", "--strategy", "--app", "--django-settings")
+
+
+def _names_a_store_or_code(word: str) -> bool:
+    """Whether argparse would read ``word`` as one of :data:`UNFUZZED` (or a prefix of one)."""
     option = word.partition("=")[0]
-    return len(option) > 2 and any(name.startswith(option) for name in ("--store", "--strategy"))
+    return len(option) > 2 and any(name.startswith(option) for name in UNFUZZED)
 
 
-arguments = st.lists(
-    words.filter(lambda word: not _names_the_store_or_a_strategy(word)), max_size=6
-)
+arguments = st.lists(words.filter(lambda word: not _names_a_store_or_code(word)), max_size=6)
 
 
 @pytest.fixture
@@ -137,3 +141,11 @@ def test_watch_with_any_arguments_gives_up_in_time(
     # Given last, the bounds win over any fuzzed --timeout or --interval; after a fuzzed "--"
     # they are stray positionals, a usage error: either way the command cannot run long.
     _run(capsys, ["--store", store_url, "watch", *args, "--interval", "0.01", "--timeout", "0.05"])
+
+
+@FUZZ
+@given(args=arguments)
+def test_config_with_any_arguments(
+    store_url: str, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    _run(capsys, ["--store", store_url, "config", *args])

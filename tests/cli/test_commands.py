@@ -36,12 +36,10 @@ from immortus.watching import (
     one_line,
     percent_text,
 )
+from tests.cli.helpers import JOB_CLASS, SRC, WAIT, failed, finished, run, started
 from tests.services import RedisServer
 
-JOB_CLASS = "reports.build"
 UNREACHABLE = "redis://127.0.0.1:1/0"
-SRC = str(Path(immortus.__file__).resolve().parents[1])
-WAIT = 60.0  # seconds a subprocess gets for each expected line: generous, never asserted
 
 
 class Exploding:
@@ -49,51 +47,6 @@ class Exploding:
 
     def completed(self, job_id: str) -> bool:
         raise RuntimeError("the backend exploded")
-
-
-@pytest.fixture(autouse=True)
-def _reset_config() -> Iterator[None]:
-    yield
-    immortus.config.reset()
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    """The URL of an SQLite store in ``tmp_path``, configured in this process."""
-    store_url = f"sqlite:///{(tmp_path / 'jobs.sqlite3').as_posix()}"
-    immortus.configure(store=store_url, progress_interval=0)
-    immortus.get_store()  # the app has opened (and so created) its store
-    return store_url
-
-
-def started(job_id: str) -> None:
-    lifecycle.job_enqueued(job_id, JOB_CLASS)
-    lifecycle.job_started(job_id, JOB_CLASS, attempt=1)
-    lifecycle.job_progress(job_id, Progress(current=37, total=100, message="row 37"), JOB_CLASS)
-
-
-def finished(job_id: str) -> None:
-    lifecycle.job_enqueued(job_id, JOB_CLASS)
-    with immortus.running(job_id, JOB_CLASS, attempt=1):
-        immortus.progress(10, 10, "all rows")
-
-
-def failed(job_id: str) -> None:
-    def attempt() -> None:
-        with immortus.running(job_id, JOB_CLASS, attempt=1):
-            immortus.progress(6, 10)
-            raise ValueError("boom")
-
-    lifecycle.job_enqueued(job_id, JOB_CLASS)
-    with pytest.raises(ValueError, match="boom"):
-        attempt()
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -170,6 +123,29 @@ def test_bad_store_urls(capsys: pytest.CaptureFixture[str], store: str, message:
     code, _, err = run(capsys, "--store", store, "status", "job-1")
     assert code == 2
     assert message in err
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "worker:pw-123@db.internal/jobs",  # no scheme: refused, and echoed
+        "worker:pw-123@db.internal/jobs?password=pw-123",
+        "redis://worker:pw-123@127.0.0.1:1/0",
+        "postgresql://worker:pw-123@127.0.0.1:1/jobs",
+        "nope://worker:pw-123@db.internal/jobs",
+    ],
+)
+@pytest.mark.parametrize("argv", [["status", "job-1"], ["jobs", "--json"], ["prune"]])
+def test_no_message_shows_a_store_password(
+    capsys: pytest.CaptureFixture[str], store: str, argv: list[str]
+) -> None:
+    code, out, err = run(capsys, "--store", store, *argv)
+    assert (code in {2, 3}, out) == (True, "")
+    assert "pw-123" not in err
+    assert main(["--debug", "--store", store, *argv]) == code
+    out, err = capsys.readouterr()
+    assert "Traceback" in err
+    assert "pw-123" not in out + err
 
 
 @pytest.mark.parametrize(
@@ -301,6 +277,24 @@ def test_jobs_pages_with_the_printed_cursor(url: str, capsys: pytest.CaptureFixt
     cursor = json.loads(out)["next_cursor"]
     code, out, _ = run(capsys, "--store", url, "jobs", "--limit", "2", "--cursor", cursor, "--json")
     assert [job["job_id"] for job in json.loads(out)["jobs"]] == ["job-2", "job-1"]
+
+
+def test_jobs_shows_each_error_cut_to_the_width(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed("broken", "the upstream server answered 502 " * 10)
+    finished("fine")
+    monkeypatch.setenv("COLUMNS", "100")  # rich's width when standard output is not a terminal
+    code, out, _ = run(capsys, "--store", url, "jobs")
+    assert code == 0
+    header, newest, oldest = out.splitlines()
+    assert header.split()[-1] == "error"
+    assert newest.split()[:3] == ["fine", JOB_CLASS, "finished"]
+    assert newest.rstrip().endswith("-")
+    assert oldest.split()[:3] == ["broken", JOB_CLASS, "failed"]
+    assert "ValueError: the upstream server answered 502 the upstream" in oldest
+    assert oldest.rstrip().endswith("…")
+    assert max(len(line) for line in out.splitlines()) <= 160
 
 
 def test_jobs_on_an_empty_store(url: str, capsys: pytest.CaptureFixture[str]) -> None:
