@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import pytest
 
@@ -15,10 +16,28 @@ from tests.support import pristine_immortus
 
 @pytest.fixture(autouse=True)
 def fresh_immortus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Default settings, the jobs declared at import time, and no open-endpoint warning yet."""
-    monkeypatch.setattr(core, "_open_warned", False)
+    """Default settings with the routes declared open, the jobs declared at import time.
+
+    Nothing logged once per process yet. Without a secret key the routes serve nothing unless
+    declared open: a test of that sets ``open_endpoints=False`` (or a secret key) itself.
+    """
+    monkeypatch.setattr(core, "_logged", set())
     with pristine_immortus():
+        config.configure(open_endpoints=True)
         yield
+
+
+@contextmanager
+def routes_declared_open() -> Iterator[None]:
+    """Declare the routes open for the block: for apps built at import, before any fixture.
+
+    Flask refuses to register routes that would serve nothing (no key, not declared open).
+    """
+    config.configure(open_endpoints=True)
+    try:
+        yield
+    finally:
+        config.reset()
 
 
 class FaultyStore(MemoryStore):

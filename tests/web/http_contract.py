@@ -44,7 +44,7 @@ __all__ = [
 SECRET = "contract-secret"  # noqa: S105
 #: The tracked job class the contract's jobs belong to (the store strategy tracks it).
 REPORT = "contract.report"
-#: The exact keys of a verify body without meta (DESIGN §3).
+#: The exact keys of a verify body without meta.
 BODY_KEYS = {
     "job_id",
     "job_class",
@@ -59,6 +59,20 @@ BODY_KEYS = {
     "finished_at",
     "certain",
 }
+
+
+#: The header of every batch request.
+JSON_TYPE = {"Content-Type": "application/json"}
+
+
+class EveryJobDone:
+    """A global strategy as the Ruby gem immortus wrote them: a plain class, ``completed`` only."""
+
+    def completed(self, job_id: str) -> bool:
+        return True
+
+    def meta(self, job_id: str) -> dict[str, str]:
+        return {"answered_by": "global"}
 
 
 def body_of(response: httpx.Response) -> dict[str, Any]:
@@ -92,7 +106,7 @@ def frames_of(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any] | 
 def token_of_rendered_job(response: httpx.Response, job_id: str, secret: Verifier) -> str:
     """Check an enqueue view's answer for ``job_id`` of ``REPORT``; return the token it carries.
 
-    The answer of ``render_job_response`` (DESIGN §4): a 200 whose body is exactly the job id,
+    The answer of ``render_job_response``: a 200 whose body is exactly the job id,
     its class and a token that ``secret`` accepts for that job.
     """
     assert response.status_code == 200
@@ -145,7 +159,7 @@ class ContractFixtures:
 
 
 class HTTPContract(ContractFixtures):
-    """The routes of DESIGN §5 as an HTTP client sees them; mixed into one class per adapter."""
+    """Every route as an HTTP client sees it; mixed into one class per adapter."""
 
     # -- verify one job --------------------------------------------------------------------
 
@@ -208,6 +222,51 @@ class HTTPContract(ContractFixtures):
         with_class = http.get(f"verify/nobody/{REPORT}")
         assert with_class.status_code == 404
         assert body_of(with_class) == JobStatus.unknown("nobody", REPORT).to_dict()
+
+    def test_a_global_strategy_answers_for_a_class_nobody_tracks(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        """Every route gives the body immortus.status() gives, class or no class."""
+        immortus.register_strategy("contract.every_job_done", EveryJobDone)
+        config.configure(strategy="contract.every_job_done")
+        for job_class in ("FailJob", None):
+            expected = immortus.status("job-7", job_class).to_dict()
+            assert (expected["status"], expected["answered_by"]) == ("finished", "global")
+            path = "job-7" if job_class is None else f"job-7/{job_class}"
+            verify = http.get(f"verify/{path}")
+            assert (verify.status_code, body_of(verify)) == (200, expected)
+            asked = {"job_id": "job-7", "job_class": job_class}
+            batch = http.post("verify", json={"jobs": [asked]})
+            assert body_of(batch)["jobs"] == [expected]
+            with http.stream("GET", f"stream/{path}") as response:
+                assert response.status_code == 200
+                assert list(frames_of(response)) == [("data", expected)]
+
+    def test_without_a_key_the_routes_refuse_unless_declared_open(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        config.configure(open_endpoints=False)
+        batch = {"jobs": [{"job_id": "job-1"}]}
+        refused = [
+            http.get("verify/job-1"),
+            http.get(f"verify/job-1/{REPORT}"),
+            http.post("verify", json=batch),
+            http.post("verify", content=b"{}", headers={"Content-Type": "text/plain"}),
+        ]
+        for response in refused:
+            assert response.status_code == 500
+            error = body_of(response)["error"]
+            assert error["type"] == "EndpointsNotSecured"
+            assert "immortus.configure(secret_key=...)" in error["message"]
+            assert "open_endpoints=True" in error["message"]
+        with http.stream("GET", "stream/job-1") as response:
+            assert response.status_code == 500
+            [(kind, body)] = list(frames_of(response))
+        assert kind == "error"
+        assert body is not None
+        assert body["error"]["type"] == "EndpointsNotSecured"
+        config.configure(secret_key=SECRET)
+        assert http.get("verify/job-1").status_code == 404  # now it asks for the token
 
     def test_an_untracked_class_is_a_404_and_nothing_is_imported(
         self, http: httpx.Client, jobs: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -328,11 +387,38 @@ class HTTPContract(ContractFixtures):
         answers = body_of(http.post("verify", json={"jobs": asked}))["jobs"]
         assert [a["status"] for a in answers] == ["started", "unknown"]
 
-    def test_a_batch_reads_json_whatever_its_content_type(
-        self, http: httpx.Client, jobs: Store
+    # A browser posts text/plain, form or multipart bodies across origins without a preflight.
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            None,
+        ],
+    )
+    def test_a_batch_not_sent_as_json_is_a_415(
+        self, http: httpx.Client, jobs: Store, content_type: str | None
     ) -> None:
         content = json.dumps({"jobs": [{"job_id": "job-1"}]}).encode()
-        response = http.post("verify", content=content, headers={"Content-Type": "text/plain"})
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        response = http.post("verify", content=content, headers=headers)
+        assert response.status_code == 415
+        body = body_of(response)
+        assert body["job_id"] is None
+        assert body["error"]["type"] == "UnsupportedMediaType"
+        assert "application/json" in body["error"]["message"]
+
+    @pytest.mark.parametrize(
+        "content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+    )
+    def test_a_batch_sent_as_json_is_answered(
+        self, http: httpx.Client, jobs: Store, content_type: str
+    ) -> None:
+        content = json.dumps({"jobs": [{"job_id": "job-1"}]}).encode()
+        response = http.post("verify", content=content, headers={"Content-Type": content_type})
         assert body_of(response)["jobs"][0]["status"] == "started"
 
     @pytest.mark.parametrize(
@@ -350,7 +436,7 @@ class HTTPContract(ContractFixtures):
     def test_a_malformed_batch_is_a_400(
         self, http: httpx.Client, jobs: Store, content: bytes
     ) -> None:
-        response = http.post("verify", content=content)
+        response = http.post("verify", content=content, headers=JSON_TYPE)
         assert response.status_code == 400
         assert body_of(response)["error"]["type"] == "InvalidInput"
 

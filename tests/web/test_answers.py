@@ -21,6 +21,7 @@ from immortus.stores.memory import MemoryStore
 from immortus.stores.sqlite import SQLiteStore
 from immortus.web import Verifier, WebResponse, responses
 from immortus.web.asgi import _Encoded
+from immortus.web.batch import JSON_MEDIA_TYPE
 from immortus.web.responses import (
     MAX_KEPT_ANSWERS,
     dump_json,
@@ -79,7 +80,7 @@ def _body_before(status: JobStatus) -> dict[str, Any]:
 def test_an_unchanged_job_is_encoded_once(tracked_store: Store) -> None:
     lifecycle.job_enqueued("job-1", JOB_CLASS)
     lifecycle.job_started("job-1", JOB_CLASS)
-    verifier = Verifier()
+    verifier = Verifier(open_endpoints=True)
     first = verifier.verify("job-1", JOB_CLASS)
     again = verifier.verify("job-1", JOB_CLASS)
     assert first.status == 200
@@ -88,7 +89,7 @@ def test_an_unchanged_job_is_encoded_once(tracked_store: Store) -> None:
 
 
 def test_a_changed_job_is_never_served_a_stale_body(tracked_store: Store) -> None:
-    verifier = Verifier()
+    verifier = Verifier(open_endpoints=True)
     lifecycle.job_enqueued("job-1", JOB_CLASS)
     lifecycle.job_started("job-1", JOB_CLASS)
     verifier.verify("job-1", JOB_CLASS)  # its answer is kept now
@@ -96,7 +97,9 @@ def test_a_changed_job_is_never_served_a_stale_body(tracked_store: Store) -> Non
         lifecycle.job_progress("job-1", Progress(current=step, total=30), JOB_CLASS)
         for answer in (
             verifier.verify("job-1", JOB_CLASS),
-            verifier.verify_batch(json.dumps({"jobs": [{"job_id": "job-1"}]})),
+            verifier.verify_batch(
+                content_type=JSON_MEDIA_TYPE, body=json.dumps({"jobs": [{"job_id": "job-1"}]})
+            ),
         ):
             body = json.loads(answer.content())
             body = body["jobs"][0] if "jobs" in body else body

@@ -16,11 +16,13 @@ from starlette.types import Message, Receive, Scope, Send
 
 import immortus
 from immortus import JobStatus, State, TrackingStrategy, lifecycle
+from immortus.exceptions import EndpointsNotSecured
 from immortus.stores.base import Store
 from immortus.web import Verifier, asgi
 from immortus.web.asgi import immortus_routes, render_job_response
 from tests.support import import_error_without, modules_loaded_by
 from tests.web.http_contract import (
+    JSON_TYPE,
     REPORT,
     SECRET,
     ContractFixtures,
@@ -183,7 +185,7 @@ class TestStarlette(ContractFixtures):
         self, http: httpx.Client, jobs: Store
     ) -> None:
         METER.read = 0
-        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024))
+        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024), headers=JSON_TYPE)
         assert response.status_code == 400
         assert METER.read < 1024 * 1024
 
@@ -289,6 +291,12 @@ class TestStarlette(ContractFixtures):
         assert response.headers["cache-control"] == "no-store"
         failed = render_job_response(object(), verifier=Verifier(secret_key=SECRET))
         assert (failed.status_code, failed.body) == (500, b"{}")
+
+    def test_an_unsecured_verifier_is_refused_when_the_routes_are_made(self) -> None:
+        with pytest.raises(EndpointsNotSecured, match=r"open_endpoints=True"):
+            immortus_routes(verifier=Verifier())
+        immortus_routes(verifier=Verifier(open_endpoints=True))
+        immortus_routes()  # the settings' verifier: asked per request (configure may come later)
 
     def test_a_custom_verify_endpoint_works_as_verify_job_url(
         self, server_url: str, jobs: Store

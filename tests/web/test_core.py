@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sqlite3
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,18 @@ from hypothesis import strategies as st
 
 import immortus
 from immortus import JobStatus, State, TrackingStrategy, lifecycle
-from immortus.exceptions import InvalidInput
+from immortus.exceptions import EndpointsNotSecured, InvalidInput, UntrackedJobClass
 from immortus.stores.sqlite import SQLiteStore
-from immortus.web import MAX_BATCH_BYTES, Verifier, WebResponse, get_verifier, render_job
+from immortus.web import (
+    MAX_BATCH_BYTES,
+    StreamResponse,
+    Verifier,
+    WebResponse,
+    get_verifier,
+    render_job,
+)
+from immortus.web.batch import JSON_MEDIA_TYPE
+from immortus.web.tokens import JobTokens
 from tests.support import modules_loaded_by
 from tests.web.conftest import FaultyStore
 
@@ -67,7 +78,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def verifier() -> Verifier:
-    return Verifier()
+    return Verifier(open_endpoints=True)
 
 
 @pytest.fixture
@@ -203,6 +214,79 @@ def test_an_unknown_answer_with_meta_is_still_the_one_404_body(
     assert (response.status, response.content()) == (404, unknown_body("job-9", "jobs.chatty"))
 
 
+class EveryJobDone:
+    """A plain global strategy, as the Ruby gem immortus wrote them (no immortus base class)."""
+
+    def completed(self, job_id: str) -> bool:
+        return True
+
+
+def test_a_global_strategy_answers_for_an_unregistered_class(
+    jobs: FaultyStore, signed: Verifier
+) -> None:
+    """Every call gives the body immortus.status() gives, not the 404 of an untracked class."""
+    immortus.register_strategy("every_job_done", EveryJobDone)
+    immortus.configure(strategy="every_job_done")
+    expected = immortus.status("job-7", "FailJob").to_dict()
+    assert expected["status"] == "finished"
+    token = signed.token_for("job-7", "FailJob")
+    batch = json.dumps({"jobs": [{"job_id": "job-7", "job_class": "FailJob", "token": token}]})
+    stream = signed.stream("job-7", "FailJob", token)
+    assert signed.verify("job-7", "FailJob", token).body == expected
+    assert asyncio.run(signed.averify("job-7", "FailJob", token)).body == expected
+    assert signed.verify_batch(batch, content_type=JSON_MEDIA_TYPE).body == {"jobs": [expected]}
+    assert (
+        b"".join(stream)
+        == b"data: " + json.dumps(expected, separators=(",", ":")).encode() + b"\n\n"
+    )
+
+
+def test_an_untracked_class_is_the_404_of_an_unknown_job_not_a_500(
+    jobs: FaultyStore, verifier: Verifier
+) -> None:
+    with pytest.raises(UntrackedJobClass):
+        immortus.status("job-1", "jobs.nope")
+    batch = json.dumps({"jobs": [{"job_id": "job-1", "job_class": "jobs.nope"}]})
+    answers = [
+        verifier.verify("job-1", "jobs.nope"),
+        asyncio.run(verifier.averify("job-1", "jobs.nope")),
+        WebResponse(
+            404, verifier.verify_batch(batch, content_type=JSON_MEDIA_TYPE).body["jobs"][0]
+        ),
+    ]
+    for answer in answers:
+        assert (answer.status, answer.content()) == (404, unknown_body("job-1", "jobs.nope"))
+
+
+def test_an_untracked_class_costs_the_hmac_a_forged_token_costs(
+    jobs: FaultyStore, signed: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry was once asked before the token: an untracked class answered sooner."""
+    computed: list[tuple[object, ...]] = []
+    mac = JobTokens._mac
+
+    def counted(self: JobTokens, *args: Any) -> str:
+        computed.append(args)
+        return mac(self, *args)
+
+    monkeypatch.setattr(JobTokens, "_mac", counted)
+    for job_class in ("jobs.nope", "jobs.a"):
+        forged = str(signed.token_for("job-1", "jobs.a"))[:-1] + "A"
+        for token in (None, "garbage", forged):
+            computed.clear()
+            assert signed.verify("job-1", job_class, token).status == 404
+            assert len(computed) == 1, (job_class, token)
+    assert jobs.reads == 0
+
+
+def test_web_records_have_defaults_every_python_accepts() -> None:
+    """Python 3.11 refuses an unhashable field default (``import immortus.web`` once failed)."""
+    for field in dataclasses.fields(WebResponse):
+        if field.default is not dataclasses.MISSING:
+            hash(field.default)
+    assert WebResponse(200, {}).headers is WebResponse(404, {}).headers
+
+
 HOSTILE_CLASSES = [
     "os.system",
     "os:system",
@@ -224,7 +308,10 @@ def test_hostile_job_classes_import_nothing(
 ) -> None:
     before = set(sys.modules)
     response = verifier.verify("job-1", job_class)
-    batch = verifier.verify_batch(json.dumps({"jobs": [{"job_id": "j", "job_class": job_class}]}))
+    batch = verifier.verify_batch(
+        content_type=JSON_MEDIA_TYPE,
+        body=json.dumps({"jobs": [{"job_id": "j", "job_class": job_class}]}),
+    )
     assert response.status in {400, 404}
     assert batch.status in {200, 400}
     assert set(sys.modules) == before
@@ -302,7 +389,7 @@ def test_a_batch_answers_each_job_as_verify_would(
         {"job_id": "b", "job_class": "jobs.broken", "token": signed.token_for("b", "jobs.broken")},
         {"job_id": "job-1", "job_class": None, "token": signed.token_for("job-1"), "extra": 1},
     ]
-    response = signed.verify_batch(batch(*items))
+    response = signed.verify_batch(content_type=JSON_MEDIA_TYPE, body=batch(*items))
     assert response.status == 200
     assert response.headers["Cache-Control"] == "no-store"
     decoded = json.loads(response.content())
@@ -319,10 +406,10 @@ def test_a_batch_reads_the_store_once(jobs: FaultyStore, verifier: Verifier) -> 
     for number in range(30):
         lifecycle.job_enqueued(f"n{number}")
     body = batch(*({"job_id": f"n{number}"} for number in range(40)))
-    response = verifier.verify_batch(body)
+    response = verifier.verify_batch(content_type=JSON_MEDIA_TYPE, body=body)
     assert [item["status"] for item in response.body["jobs"]] == ["created"] * 30 + ["unknown"] * 10
     assert jobs.reads == 1
-    assert verifier.verify_batch(batch()).body == {"jobs": []}
+    assert verifier.verify_batch(content_type=JSON_MEDIA_TYPE, body=batch()).body == {"jobs": []}
 
 
 def test_a_batch_is_one_query_on_sqlite(tmp_path: Path, verifier: Verifier) -> None:
@@ -335,7 +422,9 @@ def test_a_batch_is_one_query_on_sqlite(tmp_path: Path, verifier: Verifier) -> N
         connection = store._connection()
         assert isinstance(connection, sqlite3.Connection)
         connection.set_trace_callback(statements.append)
-        response = verifier.verify_batch(batch(*({"job_id": f"n{n}"} for n in range(60))))
+        response = verifier.verify_batch(
+            content_type=JSON_MEDIA_TYPE, body=batch(*({"job_id": f"n{n}"} for n in range(60)))
+        )
         connection.set_trace_callback(None)
         assert [item["status"] for item in response.body["jobs"]].count("created") == 50
         assert sum(sql.lstrip().upper().startswith("SELECT") for sql in statements) == 1
@@ -346,7 +435,8 @@ def test_a_batch_is_one_query_on_sqlite(tmp_path: Path, verifier: Verifier) -> N
 def test_an_outage_fails_only_the_items_it_concerns(jobs: FaultyStore, verifier: Verifier) -> None:
     jobs.down = True
     response = verifier.verify_batch(
-        batch({"job_id": "job-1"}, {"job_id": "f", "job_class": "jobs.fixed"})
+        content_type=JSON_MEDIA_TYPE,
+        body=batch({"job_id": "job-1"}, {"job_id": "f", "job_class": "jobs.fixed"}),
     )
     assert response.status == 200
     down, fine = response.body["jobs"]
@@ -386,7 +476,7 @@ def test_an_outage_fails_only_the_items_it_concerns(jobs: FaultyStore, verifier:
 def test_malformed_batches_are_400_naming_the_problem(
     jobs: FaultyStore, verifier: Verifier, body: bytes, says: str
 ) -> None:
-    response = verifier.verify_batch(body)
+    response = verifier.verify_batch(content_type=JSON_MEDIA_TYPE, body=body)
     assert response.status == 400
     error = error_of(response)
     assert error["type"] == "InvalidInput"
@@ -396,13 +486,28 @@ def test_malformed_batches_are_400_naming_the_problem(
 
 
 def test_batch_limits_are_settings(jobs: FaultyStore) -> None:
-    small = Verifier(max_batch=2)
-    assert small.verify_batch(batch(*([{"job_id": "a"}] * 2))).status == 200
-    assert small.verify_batch(batch(*([{"job_id": "a"}] * 3))).status == 400
+    small = Verifier(max_batch=2, open_endpoints=True)
+    assert (
+        small.verify_batch(
+            content_type=JSON_MEDIA_TYPE, body=batch(*([{"job_id": "a"}] * 2))
+        ).status
+        == 200
+    )
+    assert (
+        small.verify_batch(
+            content_type=JSON_MEDIA_TYPE, body=batch(*([{"job_id": "a"}] * 3))
+        ).status
+        == 400
+    )
     assert len(batch(*([{"job_id": "x" * 255}] * 100))) < MAX_BATCH_BYTES
     with pytest.raises(ValueError, match="max_batch"):
         Verifier(max_batch=0)
-    assert Verifier().verify_batch('{"jobs": []}').status == 200
+    assert (
+        Verifier(open_endpoints=True)
+        .verify_batch(content_type=JSON_MEDIA_TYPE, body='{"jobs": []}')
+        .status
+        == 200
+    )
 
 
 # -- async twins -------------------------------------------------------------------------------
@@ -418,7 +523,7 @@ def test_async_twins_answer_the_same(jobs: FaultyStore, signed: Verifier) -> Non
             await signed.averify("job-1", "jobs.a"),
             await signed.averify(""),
             await signed.averify("b", "jobs.broken", signed.token_for("b", "jobs.broken")),
-            await signed.averify_batch(body),
+            await signed.averify_batch(content_type=JSON_MEDIA_TYPE, body=body),
         ]
 
     answers = asyncio.run(main())
@@ -427,7 +532,7 @@ def test_async_twins_answer_the_same(jobs: FaultyStore, signed: Verifier) -> Non
         signed.verify("job-1", "jobs.a"),
         signed.verify(""),
         signed.verify("b", "jobs.broken", signed.token_for("b", "jobs.broken")),
-        signed.verify_batch(body),
+        signed.verify_batch(content_type=JSON_MEDIA_TYPE, body=body),
     ]
     assert [(a.status, a.content()) for a in answers] == [(e.status, e.content()) for e in expected]
 
@@ -463,6 +568,29 @@ def test_render_job_takes_every_shape(
     response = verifier.render_job(job)
     assert (response.status, response.body) == (200, expected)
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_render_job_reads_the_id_and_class_of_a_queues_job_object(
+    jobs: FaultyStore, verifier: Verifier
+) -> None:
+    """What enqueuing returns is enough: the class once came back null for these."""
+    from celery import Celery  # type: ignore[import-untyped]
+    from celery.result import AsyncResult  # type: ignore[import-untyped]
+    from redis import Redis
+    from rq.job import Job
+
+    @immortus.track(name="reports.build")
+    def build() -> None: ...
+
+    lifecycle.job_enqueued("celery-1", "reports.build")
+    celery_result = AsyncResult("celery-1", app=Celery(set_as_current=False))
+    rq_job = Job.create(build, connection=Redis(port=1))  # never sent: nothing is connected
+    assert verifier.render_job(celery_result).body == {
+        "job_id": "celery-1",
+        "job_class": "reports.build",
+    }
+    assert verifier.render_job(rq_job).body == {"job_id": rq_job.id, "job_class": "reports.build"}
+    assert verifier.render_job(rq_job, "jobs.a").body["job_class"] == "jobs.a"  # the caller's wins
 
 
 def test_render_job_signs_a_token_that_verify_accepts(jobs: FaultyStore, signed: Verifier) -> None:
@@ -541,7 +669,7 @@ def test_every_call_checks_the_subject(jobs: FaultyStore, signed: Verifier) -> N
         stream = await signed.astream("job-1", "jobs.a", token, subject=subject)
         return [
             await signed.averify("job-1", "jobs.a", token, subject=subject),
-            await signed.averify_batch(body, subject=subject),
+            await signed.averify_batch(content_type=JSON_MEDIA_TYPE, body=body, subject=subject),
             WebResponse(stream.status, {}),
         ]
 
@@ -549,7 +677,7 @@ def test_every_call_checks_the_subject(jobs: FaultyStore, signed: Verifier) -> N
         stream = signed.stream("job-1", "jobs.a", token, subject=subject)
         return [
             signed.verify("job-1", "jobs.a", token, subject=subject),
-            signed.verify_batch(body, subject=subject),
+            signed.verify_batch(content_type=JSON_MEDIA_TYPE, body=body, subject=subject),
             WebResponse(stream.status, {}),
         ]
 
@@ -595,14 +723,69 @@ def test_render_job_of_the_settings_binds_the_subject(jobs: FaultyStore) -> None
 
 def test_an_open_endpoint_is_announced_once(caplog: pytest.LogCaptureFixture) -> None:
     Verifier(secret_key=SECRET)
+    Verifier()  # not open: it refuses, and says so when asked
     assert not caplog.records
-    Verifier()
-    Verifier()
-    Verifier.from_config()
+    Verifier(open_endpoints=True)
+    Verifier(open_endpoints=True)
+    Verifier.from_config()  # the tests' settings declare the routes open
     render_job("abc")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "anyone who knows a job id can read its status" in warnings[0].getMessage()
+    assert "open on purpose" in warnings[0].getMessage()
+
+
+NOT_SECURED_CALLS: dict[str, Callable[[Verifier], WebResponse | StreamResponse]] = {
+    "verify": lambda v: v.verify("job-1"),
+    "verify with class": lambda v: v.verify("job-1", "jobs.a"),
+    "malformed id": lambda v: v.verify("x" * 300),
+    "batch": lambda v: v.verify_batch(
+        b'{"jobs": [{"job_id": "job-1"}]}', content_type=JSON_MEDIA_TYPE
+    ),
+    "batch, wrong type": lambda v: v.verify_batch(b"", content_type="text/plain"),
+    "async verify": lambda v: asyncio.run(v.averify("job-1")),
+    "stream": lambda v: v.stream("job-1"),
+}
+
+
+@pytest.mark.parametrize("call", NOT_SECURED_CALLS)
+def test_without_a_key_the_routes_refuse_unless_declared_open(
+    jobs: FaultyStore, caplog: pytest.LogCaptureFixture, call: str
+) -> None:
+    immortus.configure(open_endpoints=False)
+    answer = NOT_SECURED_CALLS[call](get_verifier())
+    assert answer.status == 500
+    content = answer.content() if isinstance(answer, WebResponse) else b"".join(answer)
+    if isinstance(answer, StreamResponse):
+        assert content.startswith(b"event: error\ndata: ")
+        content = content.removeprefix(b"event: error\ndata: ").strip()
+    error = json.loads(content)["error"]
+    assert error["type"] == "EndpointsNotSecured"
+    assert "immortus.configure(secret_key=...)" in error["message"]
+    assert "open_endpoints=True" in error["message"]
+    assert jobs.reads == 0
+    NOT_SECURED_CALLS[call](get_verifier())
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1  # once per process, however many requests
+    immortus.configure(open_endpoints=True)
+    assert NOT_SECURED_CALLS[call](get_verifier()).status != 500
+
+
+def test_without_a_key_render_job_refuses(caplog: pytest.LogCaptureFixture) -> None:
+    immortus.configure(open_endpoints=False)
+    assert render_job("job-1").status == 500
+    assert render_job("job-1").body == {}
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "secret_key" in errors[0]
+    immortus.configure(secret_key=SECRET)
+    assert render_job("job-1").status == 200
+
+
+def test_require_secured() -> None:
+    with pytest.raises(EndpointsNotSecured, match=r"configure\(secret_key=\.\.\.\)"):
+        Verifier().require_secured()
+    Verifier(open_endpoints=True).require_secured()
+    Verifier(secret_key=SECRET).require_secured()
 
 
 def test_the_default_verifier_follows_the_settings(store: FaultyStore) -> None:
@@ -663,13 +846,13 @@ def test_verify_never_raises(
     jobs: FaultyStore, signed: Verifier, job_id: str, job_class: str | None, token: str | None
 ) -> None:
     assert_clean(signed.verify(job_id, job_class, token), {400, 404})
-    assert_clean(Verifier().verify(job_id, job_class, token), {200, 400, 404})
+    assert_clean(Verifier(open_endpoints=True).verify(job_id, job_class, token), {200, 400, 404})
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=150)
 @given(body=batch_bodies)
 def test_verify_batch_never_raises(jobs: FaultyStore, signed: Verifier, body: str | bytes) -> None:
-    response = signed.verify_batch(body)
+    response = signed.verify_batch(content_type=JSON_MEDIA_TYPE, body=body)
     assert_clean(response, {200, 400})
     if response.status == 200:
         for item in response.body["jobs"]:

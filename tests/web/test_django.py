@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,6 +48,7 @@ from immortus.web.django.settings import (  # noqa: E402
 from tests.support import import_error_without, modules_loaded_by  # noqa: E402
 from tests.web.django_server import serve_django  # noqa: E402
 from tests.web.http_contract import (  # noqa: E402
+    JSON_TYPE,
     REPORT,
     SECRET,
     ContractFixtures,
@@ -136,19 +140,20 @@ class TestDjango(ContractFixtures):
         self, http: httpx.Client, jobs: Store
     ) -> None:
         METER.read = 0
-        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024))
+        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024), headers=JSON_TYPE)
         assert response.status_code == 400
         assert str(MAX_BATCH_BYTES) in body_of(response)["error"]["message"]
         assert 0 < METER.read <= MAX_BATCH_BYTES + 1
         assert http.get("verify/job-1").status_code == 200
 
-    def test_a_batch_of_a_form_content_type_is_read_as_json(
+    def test_a_batch_of_a_form_content_type_is_refused_unparsed(
         self, http: httpx.Client, jobs: Store
     ) -> None:
         content = b'{"jobs": [{"job_id": "job-1"}]}'
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         response = http.post("verify", content=content, headers=headers)
-        assert body_of(response)["jobs"][0]["status"] == "started"
+        assert response.status_code == 415
+        assert body_of(response)["error"]["type"] == "UnsupportedMediaType"
 
     def test_the_script_is_served_from_the_static_directory(
         self, http: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -514,3 +519,77 @@ def test_the_views_read_the_token_as_request_get_does(query: str, token: str | N
     request = RequestFactory().get("/immortus/verify/job-1", QUERY_STRING=query)
     assert views._token(request) == token
     assert request.GET.get("token") == token
+
+
+# -- system checks ---------------------------------------------------------------------------
+
+#: A project that includes the immortus URLs; ``{apps}`` and ``{immortus}`` are filled in.
+CHECKED_SETTINGS = """
+SECRET_KEY = "django-insecure-check-tests-only"
+ROOT_URLCONF = "check_project.urls"
+INSTALLED_APPS = {apps!r}
+DATABASES = {{}}
+IMMORTUS = {immortus!r}
+"""
+CHECKED_URLS = """
+from django.urls import include, path
+
+urlpatterns = [path("immortus/", include("immortus.web.django.urls"))]
+"""
+RUN_CHECKS = """
+import json, django
+django.setup()
+from django.core.checks import run_checks
+print(json.dumps(sorted(m.id for m in run_checks() if m.id and m.id.startswith("immortus."))))
+"""
+
+
+def immortus_checks(tmp_path: Path, apps: list[str], immortus: dict[str, object]) -> list[str]:
+    """Start a fresh Django project of these settings, as ``manage.py check`` does; the ids."""
+    project = tmp_path / "check_project"
+    project.mkdir()
+    (project / "__init__.py").write_text("")
+    (project / "settings.py").write_text(CHECKED_SETTINGS.format(apps=apps, immortus=immortus))
+    (project / "urls.py").write_text(CHECKED_URLS)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "check_project.settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_CHECKS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
+    found: list[str] = json.loads(result.stdout)
+    return found
+
+
+APP = ["immortus.web.django"]
+
+
+@pytest.mark.parametrize(
+    ("apps", "immortus", "expected"),
+    [
+        pytest.param([], {}, ["immortus.E001", "immortus.E003"], id="urls without the app"),
+        pytest.param(
+            [],
+            {"nope": 1},
+            ["immortus.E001", "immortus.E002", "immortus.E003"],
+            id="urls without the app, a bad IMMORTUS",
+        ),
+        pytest.param(
+            [], {"open_endpoints": True}, ["immortus.E001", "immortus.E003"], id="ignored"
+        ),
+        pytest.param(APP, {}, [], id="the app: a key derived from SECRET_KEY"),
+        pytest.param(APP, {"secret_key": None}, ["immortus.E003"], id="the app, no key"),
+        pytest.param(APP, {"secret_key": None, "open_endpoints": True}, [], id="declared open"),
+    ],
+)
+def test_system_checks_report_what_would_fail(
+    tmp_path: Path, apps: list[str], immortus: dict[str, object], expected: list[str]
+) -> None:
+    assert immortus_checks(tmp_path, apps, immortus) == expected

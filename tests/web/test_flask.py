@@ -11,12 +11,15 @@ from flask import Flask, Response, jsonify, request, url_for
 
 import immortus
 from immortus import JobStatus, State, lifecycle
+from immortus.exceptions import EndpointsNotSecured
 from immortus.stores.base import Store
 from immortus.web import Verifier
 from immortus.web import flask as flask_adapter
 from immortus.web.flask import immortus_blueprint, render_job_response
 from tests.support import import_error_without, modules_loaded_by
+from tests.web.conftest import routes_declared_open
 from tests.web.http_contract import (
+    JSON_TYPE,
     REPORT,
     SECRET,
     ContractFixtures,
@@ -67,10 +70,11 @@ EVIL = "http://evil.example"
 
 TRACING = TracingVerifier(interval=0.01, heartbeat=0.01)
 APP = Flask(__name__)
-APP.register_blueprint(immortus_blueprint())
-APP.register_blueprint(immortus_blueprint("/traced/", verifier=TRACING, name="traced"))
-APP.register_blueprint(immortus_blueprint("jobs/", name="jobs"))
-APP.register_blueprint(immortus_blueprint("/bound", name="bound", subject=user_of))
+with routes_declared_open():
+    APP.register_blueprint(immortus_blueprint())
+    APP.register_blueprint(immortus_blueprint("/traced/", verifier=TRACING, name="traced"))
+    APP.register_blueprint(immortus_blueprint("jobs/", name="jobs"))
+    APP.register_blueprint(immortus_blueprint("/bound", name="bound", subject=user_of))
 APP.add_url_rule("/reports/<job_id>", view_func=start_report, methods=["POST"])
 APP.add_url_rule("/reports/<job_id>/status", view_func=report_status)
 APP.add_url_rule("/followed/<job_id>", view_func=start_followed_report, methods=["POST"])
@@ -117,13 +121,13 @@ class TestFlask(ContractFixtures):
         self, http: httpx.Client, jobs: Store
     ) -> None:
         METER.read = 0
-        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024))
+        response = http.post("verify", content=b"[" + b" " * (8 * 1024 * 1024), headers=JSON_TYPE)
         assert response.status_code == 400
         assert METER.read == immortus.web.MAX_BATCH_BYTES + 1
 
     def test_a_chunked_batch_is_read_too(self, http: httpx.Client, jobs: Store) -> None:
         chunks = [b'{"jobs": [', b'{"job_id": "job-1"}', b"]}"]
-        response = http.post("verify", content=iter(chunks))  # no Content-Length: chunked
+        response = http.post("verify", content=iter(chunks), headers=JSON_TYPE)  # chunked
         assert body_of(response)["jobs"][0]["status"] == "started"
 
     def test_the_script_is_served_from_the_static_directory(
@@ -253,6 +257,18 @@ class TestFlask(ContractFixtures):
             with bob.stream("GET", stream, params=params) as response:
                 assert response.status_code == 404
                 assert list(frames_of(response)) == [("error", unknown)]
+
+    def test_routes_that_would_serve_nothing_are_refused_at_registration(self) -> None:
+        immortus.configure(open_endpoints=False)
+        with pytest.raises(EndpointsNotSecured, match=r"configure\(secret_key=\.\.\.\)"):
+            Flask(__name__).register_blueprint(immortus_blueprint())
+        open_routes = immortus_blueprint(verifier=Verifier(open_endpoints=True))
+        Flask(__name__).register_blueprint(open_routes)
+        made_early = immortus_blueprint()  # made before the settings: checked when registered
+        immortus.configure(secret_key=SECRET)
+        Flask(__name__).register_blueprint(made_early)
+        with pytest.raises(EndpointsNotSecured):
+            Flask(__name__).register_blueprint(immortus_blueprint(verifier=Verifier()))
 
     def test_render_job_response(self, jobs: Store) -> None:
         response = render_job_response({"id": 42}, REPORT)  # no request context needed

@@ -44,6 +44,7 @@ from immortus import JobError, Progress, config, lifecycle  # noqa: E402
 from immortus.web.asgi import immortus_routes  # noqa: E402
 from immortus.web.flask import immortus_blueprint  # noqa: E402
 from immortus.web.openapi import openapi_document  # noqa: E402
+from tests.web.conftest import routes_declared_open  # noqa: E402
 from tests.web.django_server import serve_django  # noqa: E402
 from tests.web.servers import serve_asgi, serve_werkzeug  # noqa: E402
 
@@ -93,7 +94,8 @@ def _starlette() -> AbstractContextManager[str]:
 
 def _flask() -> AbstractContextManager[str]:
     app = Flask(__name__)
-    app.register_blueprint(immortus_blueprint())
+    with routes_declared_open():  # this fixture runs before the tests' settings are made
+        app.register_blueprint(immortus_blueprint())
     return serve_werkzeug(app)
 
 

@@ -22,6 +22,7 @@ import immortus
 from immortus import Progress, config, lifecycle
 from immortus.exceptions import InvalidInput
 from immortus.web import MAX_BATCH_BYTES, Verifier
+from immortus.web.batch import JSON_MEDIA_TYPE
 
 JOB_CLASS = "fuzz.report"
 KNOWN = "job-1"
@@ -107,7 +108,7 @@ def store(tmp_path: Path) -> Iterator[None]:
 @pytest.fixture(params=["open", "secret"])
 def verifier(request: pytest.FixtureRequest, store: None) -> Verifier:
     """A verifier without a secret key (open), and one with (every request needs a token)."""
-    return Verifier() if request.param == "open" else Verifier(secret_key=SECRET)
+    return Verifier(open_endpoints=True) if request.param == "open" else Verifier(secret_key=SECRET)
 
 
 def _imports_named(before: set[str], *inputs: object) -> set[str]:
@@ -159,7 +160,7 @@ def test_verify_answers_any_input(
 @given(body=batch_bodies)
 def test_verify_batch_answers_any_body(verifier: Verifier, body: bytes) -> None:
     before = set(sys.modules)
-    answer = verifier.verify_batch(body)
+    answer = verifier.verify_batch(content_type=JSON_MEDIA_TYPE, body=body)
     assert answer.status in {200, 400}
     event(f"{answer.status}")
     content = _check_body(answer.content())
@@ -175,7 +176,7 @@ def test_verify_batch_answers_any_body(verifier: Verifier, body: bytes) -> None:
 
 def test_an_oversized_batch_is_refused_unparsed(verifier: Verifier) -> None:
     body = b'{"jobs": [' + b'{"job_id": "x"},' * (MAX_BATCH_BYTES // 16) + b"]}"
-    answer = verifier.verify_batch(body)
+    answer = verifier.verify_batch(content_type=JSON_MEDIA_TYPE, body=body)
     assert answer.status == 400
     assert "over" in answer.body["error"]["message"]
 

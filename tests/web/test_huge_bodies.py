@@ -61,7 +61,8 @@ from immortus.stores.base import Store
 from immortus.web import MAX_BATCH, MAX_BATCH_BYTES, Verifier
 from immortus.web.asgi import immortus_routes
 from immortus.web.flask import immortus_blueprint
-from tests.web.http_contract import ContractFixtures
+from tests.web.conftest import routes_declared_open
+from tests.web.http_contract import JSON_TYPE, ContractFixtures
 from tests.web.servers import serve_asgi, serve_werkzeug
 
 KIB: Final = 1024
@@ -219,7 +220,7 @@ def _body(size: int) -> Iterator[bytes]:
 
 
 def _post(path: str, body: Iterable[bytes], *headers: str) -> Iterator[bytes]:
-    yield _head("POST", path, *headers)
+    yield _head("POST", path, "Content-Type: application/json", *headers)
     yield from body
 
 
@@ -261,7 +262,8 @@ def _starlette() -> AbstractContextManager[str]:
 
 def _flask() -> AbstractContextManager[str]:
     app = Flask(__name__)
-    app.register_blueprint(immortus_blueprint())
+    with routes_declared_open():  # this fixture runs before the tests' settings are made
+        app.register_blueprint(immortus_blueprint())
     return serve_werkzeug(app)
 
 
@@ -348,7 +350,7 @@ def measure(served: Served, http: httpx.Client, jobs: Store) -> Iterator[Send]:
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()
-    assert http.post("verify", content=ONE_JOB).status_code == 200
+    assert http.post("verify", content=ONE_JOB, headers=JSON_TYPE).status_code == 200
 
     def send(request: Iterable[bytes], *, leave: bool = False) -> Exchange:
         tracemalloc.reset_peak()
@@ -360,7 +362,7 @@ def measure(served: Served, http: httpx.Client, jobs: Store) -> Iterator[Send]:
             f"the server's memory grew by {growth / MIB:.1f} MiB: {result}"
         )
         assert SERVER_ERROR.search(result.rest) is None, result.rest[:200]
-        still = http.post("verify", content=ONE_JOB)  # the server still answers
+        still = http.post("verify", content=ONE_JOB, headers=JSON_TYPE)  # the server still answers
         assert still.status_code == 200
         assert still.json()["jobs"][0]["job_id"] == "job-1"
         return result

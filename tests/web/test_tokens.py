@@ -209,3 +209,66 @@ def test_check_never_raises(
 ) -> None:
     tokens = JobTokens("s3cret")
     assert tokens.check(token, job_id, job_class, subject) is False
+
+
+def test_a_token_has_one_spelling(tokens: JobTokens) -> None:
+    """The expiry once parsed with ``int()``: ``v1.0<expiry>`` opened the job too."""
+    token = tokens.sign("job")
+    _, expiry, mac = token.split(".")
+    for respelled in (
+        f"v1.0{expiry}.{mac}",
+        f"v1.00{expiry}.{mac}",
+        f"v1. {expiry}.{mac}",
+        f"v1.{expiry} .{mac}",
+        f" {token}",
+        f"{token}\n",
+        f"V1.{expiry}.{mac}",
+        f"v1.{expiry}.{mac.swapcase()}",
+    ):
+        assert not tokens.check(respelled, "job"), respelled
+
+
+def _respellings(token: str) -> st.SearchStrategy[str]:
+    """Texts near ``token``: one character inserted, removed or replaced; a piece around it."""
+    alphabet = st.sampled_from(list("0123456789.=-_+ \n\tvVAaZz/é\0"))
+    position = st.integers(0, len(token))
+    version, expiry, mac = token.split(".")
+    return st.one_of(
+        st.builds(lambda pad: f"{version}.{pad}{expiry}.{mac}", st.sampled_from(["0", "00", "+"])),
+        st.builds(lambda i, c: token[:i] + c + token[i:], position, alphabet),
+        st.builds(lambda i: token[:i] + token[i + 1 :], position),
+        st.builds(lambda i, c: token[:i] + c + token[i + 1 :], position, alphabet),
+        st.builds(lambda a, b: a + token + b, st.text(max_size=3), st.text(max_size=3)),
+        st.text(max_size=80),
+    )
+
+
+@given(data=st.data())
+def test_only_the_exact_signed_text_opens_the_job(data: st.DataObject) -> None:
+    tokens = JobTokens("s3cret", max_age=60, clock=Clock())
+    token = tokens.sign("job", "reports.build")
+    other = data.draw(_respellings(token))
+    assert tokens.check(other, "job", "reports.build") is (other == token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "", "garbage", "v1.0.x", "v1.1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 3600],
+)
+def test_every_refusal_computes_the_mac(
+    tokens: JobTokens, clock: Clock, monkeypatch: pytest.MonkeyPatch, token: str | int | None
+) -> None:
+    """A missing, malformed or expired token costs one HMAC, as a forged one does."""
+    if isinstance(token, int):  # a good token, that many seconds later: expired
+        signed, clock.now = tokens.sign("job"), clock.now + token
+        token = signed
+    computed: list[str] = []
+    mac = JobTokens._mac
+
+    def counted(self: JobTokens, *args: object) -> str:
+        computed.append("mac")
+        return mac(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(JobTokens, "_mac", counted)
+    assert tokens.check(token, "job") is False
+    assert computed == ["mac"]

@@ -50,7 +50,7 @@ class TracedStream(StreamResponse):
 
 
 class TracingVerifier(Verifier):
-    """A verifier whose streams (sync and async) are traced with :class:`TracedStream`.
+    """A verifier (open: no secret key) whose streams, sync and async, are traced.
 
     Its streams poll every ``interval`` seconds and send a heartbeat after ``heartbeat`` seconds
     of silence (the core's default when ``None``), whatever the request asked. ``started`` and
@@ -58,7 +58,7 @@ class TracingVerifier(Verifier):
     """
 
     def __init__(self, *, interval: float, heartbeat: float | None = None) -> None:
-        super().__init__()
+        super().__init__(open_endpoints=True)
         self.timing = {"interval": interval}
         if heartbeat is not None:
             self.timing["heartbeat"] = heartbeat

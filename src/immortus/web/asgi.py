@@ -1,4 +1,4 @@
-"""The Starlette / FastAPI adapter: every route of DESIGN §5 under one prefix, in one line.
+"""The Starlette / FastAPI adapter: every immortus route under one prefix, in one line.
 
     from immortus.web.asgi import immortus_routes
 
@@ -14,7 +14,7 @@ feed's thread resolves (:mod:`immortus.web.feed`).
 ==========================================  ===============================================
 ``GET  {prefix}/verify/{job_id}``           the job's verify body (200, 400, 404, 500, 503)
 ``GET  {prefix}/verify/{job_id}/{class}``   the same, asked with the class's inline strategy
-``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order, or 400
+``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order (JSON only)
 ``GET  {prefix}/stream/{job_id}[/{class}]`` Server-Sent Events until the job is completed
 ``GET  {prefix}/immortus.js``               the JavaScript client, or 404 if not installed
 ``GET  {prefix}/immortus.mjs``              the same client as an ES module
@@ -37,7 +37,7 @@ from typing import Any, Final, TypeAlias
 
 from immortus.exceptions import MissingDependency
 from immortus.web.batch import MAX_BATCH_BYTES
-from immortus.web.core import Verifier, get_verifier
+from immortus.web.core import Verifier, get_verifier, render_job
 from immortus.web.responses import JSON_HEADERS, WebResponse, method_not_allowed, not_found
 from immortus.web.script import (
     SCRIPT_HEADERS,
@@ -47,6 +47,7 @@ from immortus.web.script import (
     script_missing,
 )
 from immortus.web.stream import StreamResponse
+from immortus.web.stream_limits import ASGI_LIMITS, StreamLimits, admit
 
 try:
     import anyio
@@ -110,26 +111,24 @@ def render_job_response(
     verifier: Verifier | None = None,
     subject: str | None = None,
 ) -> JSONResponse:
-    """Answer an enqueue view with what the browser needs: ``{job_id, job_class[, token]}``.
+    """:func:`immortus.web.render_job` as a Starlette response, for an enqueue view.
 
-    The seed's ``render_immortus``: 200 with the job's id, class and (with a secret key) token,
-    or 500 ``{}`` when ``job`` carries no usable job id. The token is bound to ``subject``: pass
-    what the routes' ``subject`` function reads from this request. See
-    :meth:`Verifier.render_job`.
+    Pass as ``subject`` what the routes' ``subject`` function reads from this request.
     """
-    answer = (verifier or get_verifier()).render_job(job, job_class, subject=subject)
-    return _json(answer)
+    return _json(render_job(job, job_class, subject=subject, verifier=verifier))
 
 
 class _EventStream(StreamingResponse):
     """Sends a core :class:`StreamResponse`; the frames stop the moment the client leaves.
 
     The disconnect is watched whatever ASGI version the server speaks, and the frames'
-    generator is closed (it leaves the change feed) when the response ends for any reason.
+    generator is closed (it leaves the change feed), and the stream closed (it gives back its
+    slot), when the response ends for any reason.
     """
 
     def __init__(self, stream: StreamResponse) -> None:
         super().__init__(stream, stream.status, dict(stream.headers))
+        self.events = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:
@@ -155,6 +154,7 @@ class _EventStream(StreamingResponse):
             if isinstance(frames, AsyncGenerator):
                 with anyio.CancelScope(shield=True):
                     await frames.aclose()
+            self.events.close()
 
 
 class _Endpoint:
@@ -199,9 +199,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class _Routes:
     """The handlers, bound to a verifier (or to the configured one, looked up per request)."""
 
-    def __init__(self, verifier: Verifier | None, subject: SubjectOf | None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier | None,
+        subject: SubjectOf | None,
+        streams: StreamLimits | None = None,
+    ) -> None:
         self.verifier = verifier
         self.subject_of = subject
+        self.streams = streams or ASGI_LIMITS
 
     def _get(self) -> Verifier:
         return self.verifier or get_verifier()
@@ -226,17 +232,19 @@ class _Routes:
         """``POST verify``: one answer per job, in order; a body over the cap is a 400."""
         body = await _read_body(request, MAX_BATCH_BYTES + 1)
         subject = await self._subject(request)
-        return _json(await self._get().averify_batch(body, subject=subject))
+        content_type = request.headers.get("content-type")
+        answer = await self._get().averify_batch(body, content_type=content_type, subject=subject)
+        return _json(answer)
 
     async def stream(self, request: Request) -> Response:
-        """``GET stream/{job_id}[/{job_class}]``: SSE frames, with verify's status code."""
+        """``GET stream/{job_id}[/{job_class}]``: SSE frames, or 503/429 past the stream limits."""
         params = request.path_params
         token = _token(request)
         subject = await self._subject(request)
         answer = await self._get().astream(
             params["job_id"], params.get("job_class"), token, subject=subject
         )
-        return _EventStream(answer)
+        return _EventStream(admit(answer, self.streams, token=token, subject=subject))
 
     def script(self, name: str) -> Handler:
         """``GET immortus.js`` / ``immortus.mjs``: the file ``name``, or a JSON 404 if missing."""
@@ -255,20 +263,30 @@ def immortus_routes(
     *,
     verifier: Verifier | None = None,
     subject: SubjectOf | None = None,
+    streams: StreamLimits | None = None,
 ) -> Mount:
     """Return every immortus route under ``prefix``, to put in an app's routes in one line.
 
     ``verifier`` answers the requests; by default the one of the current settings
     (:func:`immortus.web.get_verifier`, so ``immortus.configure`` may run after this call).
+    Until a secret key is configured (or the routes are declared open), every request answers
+    500 ``EndpointsNotSecured``; an unsecured ``verifier`` given here is refused at once.
     ``subject``, when given, is called with each verify, batch and stream request (before the
     token is checked) and returns the subject its tokens must be bound to: the user id or
     session key the enqueue view passed to :func:`render_job_response` (``None``: no subject).
     It may be a coroutine function. What it raises propagates to the app's error handling.
+    ``streams`` bounds the event streams (:class:`~immortus.web.stream_limits.StreamLimits`;
+    default :data:`~immortus.web.stream_limits.ASGI_LIMITS`: 256 per process).
     The routes are named ``immortus:verify``, ``immortus:verify_class``, ``immortus:batch``,
     ``immortus:stream``, ``immortus:stream_class``, ``immortus:script`` and ``immortus:module``
     for ``url_for``.
+
+    Raises:
+        EndpointsNotSecured: ``verifier`` has no secret key and was not declared open.
     """
-    routes = _Routes(verifier, subject)
+    if verifier is not None:
+        verifier.require_secured()
+    routes = _Routes(verifier, subject, streams)
     # (name, path, method, handler); no two paths match the same request, so the busiest
     # route, verify with a job class, comes first: the router tries routes in order.
     endpoints: list[tuple[str, str, str, Handler]] = [

@@ -1,8 +1,10 @@
 """The batch verify request: ``{"jobs": [{"job_id", "job_class"?, "token"?}, ...]}``.
 
-:func:`parse_batch` checks the whole envelope before anything is asked of a strategy, and names
-the first thing wrong (``jobs[3].job_id: job id must not be empty``). Unknown keys are ignored,
-so a newer client can send more.
+It must be sent as ``application/json`` (:func:`is_json_media_type`): a browser sends a
+cross-origin ``POST`` of that type only after a CORS preflight the server never grants, while a
+``text/plain`` one needs none. :func:`parse_batch` checks the whole envelope before anything is
+asked of a strategy, and names the first thing wrong (``jobs[3].job_id: job id must not be
+empty``). Unknown keys are ignored, so a newer client can send more.
 """
 
 from __future__ import annotations
@@ -13,12 +15,29 @@ from typing import Final, NamedTuple
 from immortus.exceptions import InvalidInput
 from immortus.validation import check_job_class, check_job_id
 
-__all__ = ["MAX_BATCH", "MAX_BATCH_BYTES", "BatchItem", "parse_batch"]
+__all__ = [
+    "JSON_MEDIA_TYPE",
+    "MAX_BATCH",
+    "MAX_BATCH_BYTES",
+    "BatchItem",
+    "is_json_media_type",
+    "parse_batch",
+]
+
+#: The one media type a batch request may have (with parameters such as ``charset``).
+JSON_MEDIA_TYPE: Final = "application/json"
 
 #: Most jobs one batch request may ask about.
 MAX_BATCH: Final = 100
 #: Largest batch body read, in bytes; adapters should stop reading a request body beyond it.
 MAX_BATCH_BYTES: Final = 64 * 1024
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """Tell whether a ``Content-Type`` header is ``application/json`` (parameters allowed)."""
+    if not isinstance(content_type, str):
+        return False
+    return content_type.partition(";")[0].strip().lower() == JSON_MEDIA_TYPE
 
 
 class BatchItem(NamedTuple):

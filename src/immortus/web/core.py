@@ -1,24 +1,31 @@
 """The framework-neutral web core: verify one job, verify a batch, stream a job, render a job.
 
 Every framework adapter is a thin translation: request → one :class:`Verifier` call → the
-answer's ``status``, ``headers`` and ``content()`` (or frames, for a stream). The HTTP codes are
-those of DESIGN §3:
+answer's ``status``, ``headers`` and ``content()`` (or frames, for a stream). The HTTP codes:
 
 ====  ========================================================================================
-200   a known job: ``JobStatus.to_dict()``
+200   a known job: ``JobStatus.to_dict()``, the body :func:`immortus.status` gives
 400   malformed input (a job id or job class no job can have, a bad batch body); says what
-404   an unknown job, a job class that is not tracked, a missing, forged or expired token —
-      all the same body, the ``unknown`` status of the (job id, job class) asked about
-500   the strategy failed (or no strategy applies); logged with its traceback, never sent
+404   an unknown job, a job class nobody tracks (and no global strategy answers for), a
+      missing, forged or expired token — all the same body, the ``unknown`` status of the
+      (job id, job class) asked about
+415   a batch whose ``Content-Type`` is not ``application/json``
+500   the strategy failed (or no strategy applies), or the routes are not secured (no secret
+      key, and not declared open); logged, never with a traceback in the body
 503   the store or queue backend cannot be reached
 ====  ========================================================================================
 
-A ``job_class`` from a request is only ever looked up in the registry of tracked jobs, never
-imported. With a secret key, a request must carry the job's token (see :mod:`.tokens`), checked
-before any I/O, so an unauthorised caller cannot even learn whether a job exists. An app may
-bind tokens to a *subject* (a user id, a session key): it passes the subject of the enqueuing
-request to :meth:`Verifier.render_job`, and the subject of each status request to the verify
-calls, and a token then opens its job only for the subject it was signed for.
+A job is answered exactly as :func:`immortus.status` answers it: one resolution path
+(:func:`immortus.finder.find_strategy`), where a ``job_class`` from a request is only ever
+looked up in the registry of tracked jobs, never imported. With a secret key, a request must
+carry the job's token (see :mod:`.tokens`), checked before any I/O and at the same cost
+whatever is wrong with it, so an unauthorised caller cannot even learn whether a job exists.
+Without a key the routes refuse to serve (500, :class:`~immortus.exceptions.EndpointsNotSecured`)
+unless the app declared them open (``immortus.configure(open_endpoints=True)``).
+
+An app may bind tokens to a *subject* (a user id, a session key): it passes the subject of the
+enqueuing request to :meth:`Verifier.render_job`, and the subject of each status request to the
+verify calls, and a token then opens its job only for the subject it was signed for.
 """
 
 from __future__ import annotations
@@ -32,12 +39,32 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from immortus import config, query, registry
-from immortus.exceptions import InvalidInput, StoreUnavailable, StrategyError
+from immortus import config, query
+from immortus.exceptions import (
+    EndpointsNotSecured,
+    InvalidInput,
+    StoreUnavailable,
+    StrategyError,
+    UntrackedJobClass,
+)
+from immortus.finder import find_strategy
+from immortus.queues import identify
 from immortus.status import JobStatus, State
 from immortus.validation import check_job_class, check_job_id
-from immortus.web.batch import MAX_BATCH, MAX_BATCH_BYTES, BatchItem, parse_batch
-from immortus.web.responses import WebResponse, bad_request, error_body, job_answer
+from immortus.web.batch import (
+    MAX_BATCH,
+    MAX_BATCH_BYTES,
+    BatchItem,
+    is_json_media_type,
+    parse_batch,
+)
+from immortus.web.responses import (
+    WebResponse,
+    bad_request,
+    error_body,
+    job_answer,
+    unsupported_media_type,
+)
 from immortus.web.stream import StreamResponse
 from immortus.web.tokens import JobTokens
 
@@ -49,33 +76,43 @@ _UNAVAILABLE = "the job store cannot be reached; try again later"
 _STRATEGY_FAILED = "the job's tracking strategy failed"
 _SERVER_FAILED = "the server could not answer"
 _ID_ATTRIBUTES = ("job_id", "id", "task_id", "message_id")
+#: What an unsecured route answers, and logs once per process.
+_NOT_SECURED = (
+    "the immortus routes have no secret key, so they serve nothing: set "
+    "immortus.configure(secret_key=...) to hand out job tokens, or declare the routes public "
+    "with immortus.configure(open_endpoints=True) (anyone who knows a job id may then read its "
+    "status)"
+)
+_OPEN = (
+    "immortus: the job status routes are open on purpose (open_endpoints=True, no secret_key): "
+    "anyone who knows a job id can read its status"
+)
 
-_open_warning = threading.Lock()
-_open_warned = False
+#: The messages already logged by this process (see :func:`_log_once`).
+_logged: set[str] = set()
+_logged_lock = threading.Lock()
 
 
-def _warn_open() -> None:
-    global _open_warned  # noqa: PLW0603  # once per process, by design
-    with _open_warning:
-        if _open_warned:
+def _log_once(level: int, message: str) -> None:
+    """Log ``message`` at ``level`` the first time only, in this process."""
+    with _logged_lock:
+        if message in _logged:
             return
-        _open_warned = True
-    logger.warning(
-        "immortus: no secret_key is configured, so the job status endpoints are open: anyone "
-        "who knows a job id can read its status. Set immortus.configure(secret_key=...) to "
-        "require the token render_job hands out."
-    )
+        _logged.add(message)
+    logger.log(level, message)
 
 
 class Verifier:
     """Answers the verify, batch and stream requests, and renders jobs for the browser.
 
-    ``secret_key`` signs job tokens and makes every request show one (``None``: open, with a
-    warning once per process). Every call that checks or signs a token takes a keyword
+    ``secret_key`` signs job tokens and makes every request show one. Without it the verifier
+    refuses every request (500, ``EndpointsNotSecured``, an error logged once per process)
+    unless ``open_endpoints`` is true: then anyone who knows a job id may read its status (a
+    warning says so once per process). Every call that checks or signs a token takes a keyword
     ``subject``: the user or session the app binds the token to (``None``: none); a token
     signed for one subject is refused for any other, with the 404 of an unknown job. Without a
-    secret key the subject is ignored. ``token_max_age`` is a token's life in seconds; ``max_batch``
-    the most jobs one batch may ask about; ``clock`` the Unix time (for tests).
+    secret key the subject is ignored. ``token_max_age`` is a token's life in seconds;
+    ``max_batch`` the most jobs one batch may ask about; ``clock`` the Unix time (for tests).
 
     Raises:
         ConfigurationError: the secret key or token age is unusable.
@@ -86,6 +123,7 @@ class Verifier:
         self,
         *,
         secret_key: str | bytes | None = None,
+        open_endpoints: bool = False,
         token_max_age: float = 86400,
         max_batch: int = MAX_BATCH,
         clock: Callable[[], float] = time.time,
@@ -98,21 +136,38 @@ class Verifier:
             if secret_key is None
             else JobTokens(secret_key, max_age=token_max_age, clock=clock)
         )
-        if self.tokens is None:
-            _warn_open()
+        #: Whether the routes serve: with a secret key, or declared open without one.
+        self.secured = self.tokens is not None or open_endpoints is True
+        if self.tokens is None and self.secured:
+            _log_once(logging.WARNING, _OPEN)
 
     @classmethod
     def from_config(
         cls, *, max_batch: int = MAX_BATCH, clock: Callable[[], float] = time.time
     ) -> Verifier:
-        """Return a verifier with the configured ``secret_key`` and ``token_max_age``."""
+        """Return a verifier of the configured ``secret_key``, ``open_endpoints``, token age."""
         settings = config.get_config()
         return cls(
             secret_key=settings.secret_key,
+            open_endpoints=settings.open_endpoints,
             token_max_age=settings.token_max_age,
             max_batch=max_batch,
             clock=clock,
         )
+
+    def require_secured(self) -> None:
+        """Raise unless this verifier serves: for a framework's start-up check.
+
+        Raises:
+            EndpointsNotSecured: no secret key, and the routes were not declared open.
+        """
+        if not self.secured:
+            raise EndpointsNotSecured(_NOT_SECURED)
+
+    def _not_secured(self, job_id: object) -> WebResponse:
+        """The 500 of every request while the routes are not secured (logged once)."""
+        _log_once(logging.ERROR, f"immortus: {_NOT_SECURED}")
+        return WebResponse(500, error_body(job_id, "EndpointsNotSecured", _NOT_SECURED))
 
     # -- one job -------------------------------------------------------------------------
 
@@ -148,19 +203,23 @@ class Verifier:
             found = await query.astatus(job_id, job_class)
             return self._answer(job_id, job_class, found)
         except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
-            return self._failure(job_id, exc)
+            return self._failure(job_id, job_class, exc)
 
     def _refusal(
         self, job_id: object, job_class: object, token: object, subject: str | None
     ) -> WebResponse | None:
-        """Return the 400 or 404 answer to a request that gets no further, or ``None``."""
+        """Return the 500, 400 or 404 answer to a request that gets no further, or ``None``.
+
+        Whether the job or its class exists is not looked at here: every token refusal costs
+        the one HMAC (:meth:`JobTokens.check`), and only then is a strategy asked.
+        """
+        if not self.secured:
+            return self._not_secured(job_id)
         try:
             name = check_job_id(job_id)
             kind = None if job_class is None else check_job_class(job_class)
         except InvalidInput as exc:
             return bad_request(job_id, str(exc))
-        if kind is not None and registry.lookup(kind) is None:
-            return self._unknown(name, kind)
         if self.tokens is not None and not self.tokens.check(token, name, kind, subject):
             return self._unknown(name, kind)
         return None
@@ -169,7 +228,7 @@ class Verifier:
         try:
             return self._answer(job_id, job_class, query.status(job_id, job_class))
         except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
-            return self._failure(job_id, exc)
+            return self._failure(job_id, job_class, exc)
 
     def _answer(self, job_id: str, job_class: str | None, found: JobStatus) -> WebResponse:
         if found.state is State.UNKNOWN:
@@ -181,8 +240,10 @@ class Verifier:
         # The one 404 body: an unknown job, an untracked class and a bad token look alike.
         return WebResponse(404, JobStatus.unknown(job_id, job_class).to_dict())
 
-    @staticmethod
-    def _failure(job_id: str, exc: BaseException) -> WebResponse:
+    @classmethod
+    def _failure(cls, job_id: str, job_class: str | None, exc: BaseException) -> WebResponse:
+        if isinstance(exc, UntrackedJobClass):  # what immortus.status raises: the one 404
+            return cls._unknown(job_id, job_class)
         if isinstance(exc, StoreUnavailable):
             logger.warning("immortus: cannot answer for job %r: %s", job_id, exc)
             return WebResponse(503, error_body(job_id, "StoreUnavailable", _UNAVAILABLE))
@@ -194,14 +255,25 @@ class Verifier:
     # -- batch -----------------------------------------------------------------------------
 
     def verify_batch(
-        self, body: bytes | bytearray | str, *, subject: str | None = None
+        self,
+        body: bytes | bytearray | str,
+        *,
+        content_type: str | None,
+        subject: str | None = None,
     ) -> WebResponse:
         """Answer ``POST {prefix}/verify``: each job's verify body, in order, in one 200.
 
-        The known jobs are asked with :func:`immortus.query.settle_many`: one round trip per
-        store. A malformed body is a 400 for the whole request. Every item's token is checked
-        against the request's ``subject``.
+        ``content_type`` is the request's ``Content-Type`` header (``None`` if it has none):
+        anything but ``application/json`` (parameters allowed) is a 415, so that no page of
+        another origin can post a batch without the CORS preflight such a type needs. The known
+        jobs are asked with :func:`immortus.query.settle_many`: one round trip per store. A
+        malformed body is a 400 for the whole request. Every item's token is checked against
+        the request's ``subject``.
         """
+        if not self.secured:
+            return self._not_secured(None)
+        if not is_json_media_type(content_type):
+            return unsupported_media_type()
         items = self._parse(body)
         if isinstance(items, WebResponse):
             return items
@@ -219,10 +291,15 @@ class Verifier:
         return self._batch(answers)
 
     async def averify_batch(
-        self, body: bytes | bytearray | str, *, subject: str | None = None
+        self,
+        body: bytes | bytearray | str,
+        *,
+        content_type: str | None,
+        subject: str | None = None,
     ) -> WebResponse:
         """Async twin of :meth:`verify_batch`; the strategies are asked in a worker thread."""
-        return await asyncio.to_thread(partial(self.verify_batch, body, subject=subject))
+        ask = partial(self.verify_batch, body, content_type=content_type, subject=subject)
+        return await asyncio.to_thread(ask)
 
     def _parse(self, body: bytes | bytearray | str) -> list[BatchItem] | WebResponse:
         try:
@@ -232,11 +309,11 @@ class Verifier:
 
     def _settled(self, item: BatchItem, outcome: JobStatus | BaseException) -> WebResponse:
         if isinstance(outcome, BaseException):
-            return self._failure(item.job_id, outcome)
+            return self._failure(item.job_id, item.job_class, outcome)
         try:
             return self._answer(item.job_id, item.job_class, outcome)
         except Exception as exc:  # noqa: BLE001  # a body JSON cannot carry
-            return self._failure(item.job_id, exc)
+            return self._failure(item.job_id, item.job_class, exc)
 
     @staticmethod
     def _batch(answers: list[WebResponse | None]) -> WebResponse:
@@ -303,17 +380,23 @@ class Verifier:
     ) -> WebResponse:
         """Return what the browser needs to follow ``job``: ``{job_id, job_class[, token]}``.
 
-        The seed's ``render_immortus``. ``job`` is a job id, a mapping with ``job_id`` or
-        ``id``, or a queue's job object with ``job_id``, ``id``, ``task_id`` or ``message_id``
-        (Celery, RQ, Huey, Dramatiq, Django tasks); ``job_class`` defaults to the job's own.
-        The token is bound to ``subject`` (the enqueuing request's user or session). Answers
-        500 ``{}`` (and logs why) when ``job`` carries no usable job id or ``subject`` is not
-        text.
+        The ``render_immortus`` of the Ruby gem immortus. ``job`` is a job id, a mapping with
+        ``job_id`` or ``id`` (and maybe ``job_class``), or a queue's job object: a Celery
+        ``AsyncResult``, an RQ ``Job``, a Django ``TaskResult``, a Huey or Dramatiq result
+        (:func:`immortus.queues.identify` reads its id and class), or any object with
+        ``job_id``, ``id``, ``task_id`` or ``message_id``. The job class is ``job_class`` when
+        given, else the mapping's or object's ``job_class``, else the queue's. The token is
+        bound to ``subject`` (the enqueuing request's user or session). Answers 500 ``{}`` (and
+        logs why) when ``job`` carries no usable job id, ``subject`` is not text, or the routes
+        are not secured.
         """
-        if job_class is None:
-            job_class = _job_class_of(job)
+        if not self.secured:
+            _log_once(logging.ERROR, f"immortus: render_job: {_NOT_SECURED}")
+            return WebResponse(500, {})
+        found_id, found_class = _identify(job)
+        job_class = found_class if job_class is None else job_class
         try:
-            job_id = check_job_id(_job_id_of(job))
+            job_id = check_job_id(found_id)
             if job_class is not None:
                 check_job_class(job_class)
             token = None if self.tokens is None else self.tokens.sign(job_id, job_class, subject)
@@ -322,12 +405,8 @@ class Verifier:
                 "immortus: render_job cannot render %s: %s", type(job).__name__, exc
             )
             return WebResponse(500, {})
-        if job_class is not None and registry.lookup(job_class) is None:
-            logger.warning(
-                "immortus: render_job(job_class=%r): that job class is not tracked, so verify "
-                "will answer 404; declare it with @immortus.track",
-                job_class,
-            )
+        if job_class is not None:
+            _warn_if_untracked(job_class)
         body: dict[str, Any] = {"job_id": job_id, "job_class": job_class}
         if token is not None:
             body["token"] = token
@@ -347,25 +426,42 @@ class Verifier:
         return None if self.tokens is None else self.tokens.sign(job_id, job_class, subject)
 
 
-def _job_id_of(job: object) -> object:
+def _identify(job: object) -> tuple[object, str | None]:
+    """Return the job id (unchecked) and the job class (or ``None``) ``job`` carries."""
     if isinstance(job, str):
-        return job
+        return job, None
     if isinstance(job, Mapping):
-        found = job.get("job_id")
-        found = job.get("id") if found is None else found
-    else:
+        given = job.get("job_id")
+        given = job.get("id") if given is None else given
+        kind = job.get("job_class")
+        return _id_text(given), kind if isinstance(kind, str) else None
+    queue_id, queue_class = identify(job)
+    found: object = queue_id
+    if found is None:
         found = next(
             (value for name in _ID_ATTRIBUTES if (value := getattr(job, name, None)) is not None),
             None,
         )
-    if isinstance(found, uuid.UUID) or (type(found) is int):
-        return str(found)
-    return found
+    kind = getattr(job, "job_class", None)
+    return _id_text(found), kind if isinstance(kind, str) else queue_class
 
 
-def _job_class_of(job: object) -> str | None:
-    found = job.get("job_class") if isinstance(job, Mapping) else getattr(job, "job_class", None)
-    return found if isinstance(found, str) else None
+def _id_text(found: object) -> object:
+    return str(found) if isinstance(found, uuid.UUID) or type(found) is int else found
+
+
+def _warn_if_untracked(job_class: str) -> None:
+    """Warn when verify will answer 404 for every job of ``job_class`` (nothing answers for it)."""
+    try:
+        find_strategy(job_class)
+    except UntrackedJobClass:
+        logger.warning(
+            "immortus: render_job(job_class=%r): that job class is not tracked and no global "
+            "strategy is configured, so verify will answer 404; declare it with @immortus.track",
+            job_class,
+        )
+    except Exception:  # noqa: BLE001, S110  # verify reports any other problem when asked
+        pass
 
 
 _lock = threading.Lock()
@@ -394,7 +490,14 @@ def get_verifier() -> Verifier:
 
 
 def render_job(
-    job: object, job_class: str | None = None, *, subject: str | None = None
+    job: object,
+    job_class: str | None = None,
+    *,
+    subject: str | None = None,
+    verifier: Verifier | None = None,
 ) -> WebResponse:
-    """:meth:`Verifier.render_job` with the current settings (see :func:`get_verifier`)."""
-    return get_verifier().render_job(job, job_class, subject=subject)
+    """:meth:`Verifier.render_job` of ``verifier``, by default the current settings' one.
+
+    What every adapter's ``render_job_response`` answers, in its framework's response type.
+    """
+    return (verifier or get_verifier()).render_job(job, job_class, subject=subject)

@@ -1,4 +1,4 @@
-"""The Flask adapter: every route of DESIGN §5 under one prefix, in one line.
+"""The Flask adapter: every immortus route under one prefix, in one line.
 
     from immortus.web.flask import immortus_blueprint
 
@@ -12,7 +12,7 @@ changes, until the job is completed or the client leaves.
 ==========================================  ===============================================
 ``GET  {prefix}/verify/{job_id}``           the job's verify body (200, 400, 404, 500, 503)
 ``GET  {prefix}/verify/{job_id}/{class}``   the same, asked with the class's inline strategy
-``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order, or 400
+``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order (JSON only)
 ``GET  {prefix}/stream/{job_id}[/{class}]`` Server-Sent Events until the job is completed
 ``GET  {prefix}/immortus.js``               the JavaScript client, or 404 if not installed
 ``GET  {prefix}/immortus.mjs``              the same client as an ES module
@@ -28,13 +28,13 @@ decode ``%2F`` before routing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import IO, Final
 
 from immortus.exceptions import MissingDependency
 from immortus.web.batch import MAX_BATCH_BYTES
-from immortus.web.core import Verifier, get_verifier
+from immortus.web.core import Verifier, get_verifier, render_job
 from immortus.web.responses import WebResponse, method_not_allowed, not_found
 from immortus.web.script import (
     SCRIPT_HEADERS,
@@ -44,7 +44,7 @@ from immortus.web.script import (
     script_missing,
     script_path,
 )
-from immortus.web.stream import StreamResponse
+from immortus.web.stream_limits import WSGI_LIMITS, StreamLimits, admit
 
 try:
     from flask import Blueprint, Response, request, send_file
@@ -74,24 +74,12 @@ def render_job_response(
     verifier: Verifier | None = None,
     subject: str | None = None,
 ) -> Response:
-    """Answer an enqueue view with what the browser needs: ``{job_id, job_class[, token]}``.
+    """:func:`immortus.web.render_job` as a Flask response, for an enqueue view.
 
-    The seed's ``render_immortus``: 200 with the job's id, class and (with a secret key) token,
-    or 500 ``{}`` when ``job`` carries no usable job id. The token is bound to ``subject``: pass
-    what the blueprint's ``subject`` function returns in this request. See
-    :meth:`Verifier.render_job`. Needs no request context.
+    Pass as ``subject`` what the blueprint's ``subject`` function returns in this request.
+    Needs no request context.
     """
-    answer = (verifier or get_verifier()).render_job(job, job_class, subject=subject)
-    return _respond(answer)
-
-
-def _frames(stream: StreamResponse) -> Iterator[bytes]:
-    """Yield the stream's frames; closing this generator closes theirs: it leaves the feed.
-
-    Werkzeug's server closes the response (hence this generator) when a write fails because
-    the client left; other WSGI servers do the same, as PEP 3333 asks.
-    """
-    yield from stream
+    return _respond(render_job(job, job_class, subject=subject, verifier=verifier))
 
 
 def _read_body(stream: IO[bytes], limit: int) -> bytes:
@@ -134,9 +122,15 @@ def _token() -> str | None:
 class _Views:
     """The views, bound to a verifier (or to the configured one, looked up per request)."""
 
-    def __init__(self, verifier: Verifier | None, subject: SubjectOf | None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier | None,
+        subject: SubjectOf | None,
+        streams: StreamLimits | None = None,
+    ) -> None:
         self.verifier = verifier
         self.subject_of = subject
+        self.streams = streams or WSGI_LIMITS
 
     def _get(self) -> Verifier:
         return self.verifier or get_verifier()
@@ -152,13 +146,20 @@ class _Views:
     def batch(self) -> Response:
         """``POST verify``: one answer per job, in order; a body over the cap is a 400."""
         body = _read_body(request.stream, MAX_BATCH_BYTES + 1)
-        return _respond(self._get().verify_batch(body, subject=self._subject()))
+        content_type = request.headers.get("Content-Type")
+        answer = self._get().verify_batch(body, content_type=content_type, subject=self._subject())
+        return _respond(answer)
 
     def stream(self, job_id: str, job_class: str | None = None) -> Response:
-        """``GET stream/{job_id}[/{job_class}]``: SSE frames, with verify's status code."""
-        token = _token()
-        answer = self._get().stream(job_id, job_class, token, subject=self._subject())
-        return Response(_frames(answer), answer.status, dict(answer.headers))
+        """``GET stream/{job_id}[/{job_class}]``: SSE frames, or 503/429 past the stream limits.
+
+        Werkzeug closes the response when a write fails because the client left (other WSGI
+        servers do the same, as PEP 3333 asks): that ends the stream and frees its slot.
+        """
+        token, subject = _token(), self._subject()
+        answer = self._get().stream(job_id, job_class, token, subject=subject)
+        answer = admit(answer, self.streams, token=token, subject=subject)
+        return Response(answer.frames(), answer.status, dict(answer.headers))
 
     def script(self, name: str) -> _View:
         """``GET immortus.js`` / ``immortus.mjs``: the file ``name``, or a JSON 404 if missing."""
@@ -180,16 +181,21 @@ def immortus_blueprint(
     verifier: Verifier | None = None,
     name: str = "immortus",
     subject: SubjectOf | None = None,
+    streams: StreamLimits | None = None,
 ) -> Blueprint:
     """Return a blueprint of every immortus route under ``prefix``, to register in one line.
 
     ``verifier`` answers the requests; by default the one of the current settings
-    (:func:`immortus.web.get_verifier`, so ``immortus.configure`` may run after this call).
+    (:func:`immortus.web.get_verifier`). The routes serve only with a secret key, or declared
+    open: registering the blueprint raises otherwise, so call ``immortus.configure`` before
+    ``app.register_blueprint`` (a key configured later is used from then on).
     ``subject``, when given, is called (without arguments, inside the request context: it reads
     ``flask.request`` or ``flask.session``) at each verify, batch and stream request, before
     the token is checked, and returns the subject its tokens must be bound to: what the enqueue
     view passed to :func:`render_job_response` (``None``: no subject). What it raises
-    propagates to Flask's error handling.
+    propagates to Flask's error handling. ``streams`` bounds the event streams
+    (:class:`~immortus.web.stream_limits.StreamLimits`; default
+    :data:`~immortus.web.stream_limits.WSGI_LIMITS`: 2 per process, each holding a thread).
     The endpoints are ``{name}.verify``, ``{name}.verify_class``, ``{name}.batch``,
     ``{name}.stream``, ``{name}.stream_class``, ``{name}.script`` (``immortus.js``) and
     ``{name}.module`` (``immortus.mjs``) for ``url_for``: to mount
@@ -198,8 +204,10 @@ def immortus_blueprint(
 
     Raises:
         ValueError: ``name`` is empty or holds a dot (Flask's rule for blueprint names).
+        EndpointsNotSecured: raised by ``app.register_blueprint``, when the verifier has no
+            secret key and the routes were not declared open.
     """
-    views = _Views(verifier, subject)
+    views = _Views(verifier, subject, streams)
     path = prefix.strip("/")
     blueprint = Blueprint(name, __name__, url_prefix=f"/{path}" if path else None)
     routes: list[tuple[str, str, str, _View]] = [  # (endpoint, rule, method, view)
@@ -213,6 +221,7 @@ def immortus_blueprint(
     add = partial(blueprint.add_url_rule, methods=_ROUTED_METHODS, provide_automatic_options=False)
     for endpoint, rule, method, view in routes:
         add(rule, endpoint, _only(method, view))
+    blueprint.record(lambda _: views._get().require_secured())
     if path:  # the prefix itself, and any path below it that no route above matched
         add("/", "no_route", _no_route, strict_slashes=False)
         add("/<path:rest>", "no_route_below", _no_route)

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the verify API: every route, body and status code of DESIGN §5.
+"""The OpenAPI 3.1 document of the verify API: every route, body and status code it answers.
 
     from immortus.web.openapi import openapi_document
 
@@ -43,6 +43,8 @@ _ERROR_TYPES: Final = (
     "StoreUnavailable",
     "NotFound",
     "MethodNotAllowed",
+    "UnsupportedMediaType",
+    "EndpointsNotSecured",
 )
 _EXAMPLE_ID: Final = "7f0c2a9e-5b1d-4c3e-9a8f-0d6b2e4c1a7f"
 _EXAMPLE_CLASS: Final = "reports.build"
@@ -107,8 +109,8 @@ def _schemas() -> dict[str, Any]:
         "VerifyBody": {
             "type": "object",
             "description": (
-                "A job's status (DESIGN §3). The job's `meta` keys are merged at the top level "
-                "as additional properties; the keys below always win."
+                "A job's status, as `immortus.status()` gives it. The job's `meta` keys are "
+                "merged at the top level as additional properties; the keys below always win."
             ),
             "required": list(BODY_KEYS),
             "properties": {
@@ -212,7 +214,8 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "description": (
                 f"At most {MAX_BATCH} jobs and {MAX_BATCH_BYTES} bytes; unknown keys are "
-                "ignored. The Content-Type is not read, only the bytes."
+                "ignored. Sent as `application/json` (parameters such as `charset` allowed): "
+                "any other Content-Type is a 415."
             ),
             "required": ["jobs"],
             "properties": {
@@ -273,7 +276,9 @@ def _responses() -> dict[str, Any]:
             "NotFoundBody",
         ),
         "StrategyFailed": _json_answer(
-            "The job's tracking strategy failed (logged on the server, with its traceback).",
+            "The job's tracking strategy failed (logged on the server, with its traceback), "
+            "or the routes are not secured: no secret key, and not declared open "
+            "(`EndpointsNotSecured`, the message says which setting to make).",
             "ErrorBody",
         ),
         "Unavailable": _json_answer(
@@ -320,7 +325,7 @@ def _parameters() -> dict[str, Any]:
             "required": True,
             "description": (
                 "The tracked job class (declared with `@immortus.track`); looked up, never "
-                "imported: an untracked one is a 404."
+                "imported: an untracked one is a 404, unless a global strategy answers for it."
             ),
             "schema": _name("job class", in_path=True, allow_spaces=False),
             "example": _EXAMPLE_CLASS,
@@ -332,7 +337,7 @@ def _parameters() -> dict[str, Any]:
             "description": (
                 "The job's token from `render_job`, required when the server has a secret key; "
                 "a missing, forged, expired or over-long (200+ characters) one is the 404 of an "
-                "unknown job. Ignored on a server without a secret key."
+                "unknown job. Ignored on a server declared open (without a secret key)."
             ),
             "schema": {"type": "string"},
         },
@@ -394,6 +399,17 @@ def _batch() -> dict[str, Any]:
                     "place (`jobs[3].job_id: ...`).",
                     "ErrorBody",
                 ),
+                "415": _json_answer(
+                    "The request's Content-Type is not `application/json` "
+                    "(`UnsupportedMediaType`): a page of another origin cannot send that type "
+                    "without a CORS preflight, which the routes never grant.",
+                    "ErrorBody",
+                ),
+                "500": _json_answer(
+                    "The routes are not secured: no secret key, and not declared open "
+                    "(`EndpointsNotSecured`).",
+                    "ErrorBody",
+                ),
             },
         }
     }
@@ -441,8 +457,10 @@ _DESCRIPTION: Final = (
     "The job-status routes every immortus web adapter (Starlette/FastAPI, Flask, Django) mounts "
     "under its prefix. Every route only reads. Any other method on a route (HEAD and OPTIONS "
     "included) answers 405 with an `Allow` header, and a path under the prefix that is no route "
-    "answers 404; both with the JSON error body (`MethodNotAllowed`, `NotFound`). Error bodies "
-    "never carry a traceback. See docs/web.md and docs/security.md."
+    "answers 404; both with the JSON error body (`MethodNotAllowed`, `NotFound`). Without a "
+    "secret key, every route but the script's answers 500 (`EndpointsNotSecured`) unless the "
+    "app declared the routes open. Error bodies never carry a traceback. See docs/web.md and "
+    "docs/security.md."
 )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "sanitise",
+    "unsupported_media_type",
 ]
 
 #: Headers of every JSON answer: never cached (a status changes), never sniffed as HTML.
@@ -80,7 +81,8 @@ class WebResponse:
 
     status: int
     body: Mapping[str, Any]
-    headers: Mapping[str, str] = JSON_HEADERS
+    #: A factory, not a plain default: a mapping proxy is no hashable default for Python 3.11.
+    headers: Mapping[str, str] = field(default_factory=lambda: JSON_HEADERS)
     encoded: bytes | None = field(default=None, repr=False, compare=False, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -102,13 +104,19 @@ def sanitise(value: object) -> str | None:
 
 
 def error_body(job_id: object, kind: str, message: str) -> dict[str, Any]:
-    """Return an error body of DESIGN §3: ``{"job_id", "error": {"type", "message"}}``."""
+    """Return an error body: ``{"job_id", "error": {"type", "message"}}``."""
     return {"job_id": sanitise(job_id), "error": {"type": kind, "message": message}}
 
 
 def bad_request(job_id: object, message: str) -> WebResponse:
     """Return the 400 answer to malformed input, saying what was wrong with it."""
     return WebResponse(400, error_body(job_id, "InvalidInput", message))
+
+
+def unsupported_media_type() -> WebResponse:
+    """Return the 415 of a batch request that is not sent as ``application/json``."""
+    message = "the batch request must be sent with Content-Type: application/json"
+    return WebResponse(415, error_body(None, "UnsupportedMediaType", message))
 
 
 def not_found(message: str = "no immortus route has this path") -> WebResponse:

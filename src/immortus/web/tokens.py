@@ -14,8 +14,12 @@ for none), until it expires, never another. The subject is not in the token: the
 again, from the request, when the token is checked. A message without a subject is the message
 of tokens signed before subjects existed, so those stay valid. The HMAC key is derived from the
 secret for this purpose alone, so a secret shared with the web framework (Django's
-``SECRET_KEY``) signs nothing it signs elsewhere. Comparison is constant-time; a malformed token
-is simply not valid.
+``SECRET_KEY``) signs nothing it signs elsewhere.
+
+A token has one spelling: only the exact text :meth:`JobTokens.sign` returned is accepted (an
+expiry with a leading zero, a sign or a space, or padded base64, is another text, refused). A
+check always computes the HMAC and compares in constant time, whether the token is missing,
+malformed, expired or forged, so no refusal answers sooner than another.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Final
@@ -43,6 +48,11 @@ _VERSION: Final = "v1"
 _PURPOSE: Final = b"immortus.web.tokens.v1"
 _MAC_LENGTH: Final = 43  # unpadded base64 of 32 bytes
 _MAX_EXPIRY_DIGITS: Final = 12
+#: A token as :meth:`JobTokens.sign` writes it; ``fullmatch`` only (``$`` would allow ``\n``).
+_CANONICAL: Final = re.compile(
+    rf"{_VERSION}\.([1-9][0-9]{{0,{_MAX_EXPIRY_DIGITS - 1}}})\.[A-Za-z0-9_-]{{{_MAC_LENGTH}}}",
+    re.ASCII,
+)
 #: Marks the subject's field, after the expiry's; no subject adds nothing.
 _SUBJECT: Final = b"\1"
 
@@ -50,6 +60,18 @@ _SUBJECT: Final = b"\1"
 def _field(value: str, errors: str = "strict") -> bytes:
     data = value.encode("utf-8", errors)
     return len(data).to_bytes(4, "big") + data
+
+
+def _expiry_of(token: object) -> int | None:
+    """Return the expiry of a token of the canonical form ``v1.<expiry>.<mac>``, else ``None``.
+
+    Canonical: ASCII, the version, an expiry in plain digits without a leading zero, and 43
+    characters of unpadded URL-safe base64 (whether they are *the* MAC is :meth:`check`'s job).
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    found = _CANONICAL.fullmatch(token)
+    return None if found is None else int(found.group(1))
 
 
 def _encode_mac(digest: bytes) -> str:
@@ -119,31 +141,27 @@ class JobTokens:
     ) -> bool:
         """Tell whether ``token`` opens ``job_id`` under ``job_class`` for ``subject`` now.
 
-        ``False`` for a subject other than the one signed (``None`` included). Never raises.
+        Only the exact text :meth:`sign` returned is accepted: no leading zero, sign or space in
+        the expiry, no other spelling of the MAC. ``False`` for a subject other than the one
+        signed (``None`` included). The HMAC is computed whatever the token (missing, malformed
+        or expired), so a refusal takes as long as any other. Never raises.
         """
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
-            return False
-        subject_value: object = subject
-        if subject_value is not None and not isinstance(subject_value, str):
-            return False
-        version, _, rest = token.partition(".")
-        expiry_text, _, mac = rest.partition(".")
-        if (
-            version != _VERSION
-            or not expiry_text.isdigit()
-            or len(expiry_text) > _MAX_EXPIRY_DIGITS
-            or len(mac) != _MAC_LENGTH
-        ):
-            return False
-        expiry = int(expiry_text)
-        now = self._clock()
-        if not now <= expiry <= now + self.max_age + CLOCK_SKEW:
-            return False
+        expiry = _expiry_of(token)
+        subject_value: object = subject  # callers without type checks pass anything
+        text_subject = subject_value is None or isinstance(subject_value, str)
         try:
-            expected = self._mac(job_id, job_class, expiry, subject)
+            mac = self._mac(job_id, job_class, expiry or 0, subject if text_subject else None)
         except UnicodeEncodeError:  # a lone surrogate: no token was ever signed for it
             return False
-        return hmac.compare_digest(expected.encode("ascii"), mac.encode("ascii"))
+        offered = token if expiry is not None and isinstance(token, str) else ""
+        matches = hmac.compare_digest(f"{_VERSION}.{expiry}.{mac}".encode(), offered.encode())
+        now = self._clock()
+        return (
+            matches
+            and text_subject
+            and expiry is not None
+            and now <= expiry <= now + self.max_age + CLOCK_SKEW
+        )
 
     def _mac(self, job_id: str, job_class: str | None, expiry: int, subject: str | None) -> str:
         kind = b"\0" if job_class is None else b"\1" + _field(job_class)

@@ -1,4 +1,4 @@
-"""The Django adapter: every route of DESIGN §5 under one prefix, included in one line.
+"""The Django adapter: every immortus route under one prefix, included in one line.
 
     # settings.py
     INSTALLED_APPS = [..., "immortus.web.django"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from immortus.web.django import checks
 from immortus.web.django.settings import configure_from_settings
 
 
@@ -15,10 +16,11 @@ class ImmortusConfig(AppConfig):
     verbose_name = "immortus"
 
     def ready(self) -> None:
-        """Called once by ``django.setup()``: apply ``settings.IMMORTUS`` to immortus.
+        """Called once by ``django.setup()``: apply ``settings.IMMORTUS``, register the checks.
 
         Raises:
             ImproperlyConfigured: ``IMMORTUS`` names an unknown setting or holds a bad value
                 (the message names the key), or ``SECRET_KEY`` is empty.
         """
         configure_from_settings()
+        checks.register()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 
-from immortus.web.core import Verifier, get_verifier
+from immortus.web.core import Verifier, render_job
 from immortus.web.responses import WebResponse
 
 __all__ = ["json_response", "render_job_response"]
@@ -22,13 +22,8 @@ def render_job_response(
     verifier: Verifier | None = None,
     subject: str | None = None,
 ) -> HttpResponse:
-    """Answer an enqueue view with what the browser needs: ``{job_id, job_class[, token]}``.
+    """:func:`immortus.web.render_job` as a Django response, for an enqueue view.
 
-    The seed's ``render_immortus``: 200 with the job's id, class and (with a secret key) token,
-    or 500 ``{}`` when ``job`` carries no usable job id. ``verifier`` defaults to the one of
-    the current settings. The token is bound to ``subject``: with ``IMMORTUS_SUBJECT`` set,
-    pass ``subject_of(request)`` (see :mod:`.subject`). See
-    :meth:`immortus.web.Verifier.render_job`.
+    With ``IMMORTUS_SUBJECT`` set, pass ``subject=subject_of(request)`` (see :mod:`.subject`).
     """
-    answer = (verifier or get_verifier()).render_job(job, job_class, subject=subject)
-    return json_response(answer)
+    return json_response(render_job(job, job_class, subject=subject, verifier=verifier))

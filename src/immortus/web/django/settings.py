@@ -5,8 +5,13 @@
 ``IMMORTUS`` holds keyword arguments of :func:`immortus.configure` (the fields of
 :class:`immortus.config.Config`). Unless it names ``secret_key``, job tokens are signed with a
 key derived from Django's ``SECRET_KEY``: the HMAC-SHA256 of :data:`TOKEN_KEY_SALT` under
-``SECRET_KEY``, so ``SECRET_KEY`` itself never keys another HMAC. ``"secret_key": None`` keeps
-the endpoints open (immortus logs a warning saying so).
+``SECRET_KEY``, so ``SECRET_KEY`` itself never keys another HMAC. With ``"secret_key": None``
+the routes refuse to serve (system check ``immortus.E003``) unless ``IMMORTUS`` also declares
+``"open_endpoints": True``.
+
+``IMMORTUS["streams"]`` bounds the event streams: a dict of
+:class:`~immortus.web.stream_limits.StreamLimits` fields (``{"max_open": 8, "lifetime": 120}``)
+that change the defaults of the server the request came through (see :func:`stream_limits`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from immortus import config
 from immortus.exceptions import ConfigurationError
+from immortus.web.stream_limits import StreamLimits
 
 __all__ = [
     "SETTING",
@@ -29,12 +35,15 @@ __all__ = [
     "configure_from_settings",
     "derive_secret_key",
     "immortus_settings",
+    "stream_limits",
 ]
 
 #: The name of the Django setting immortus reads.
 SETTING: Final = "IMMORTUS"
 #: The message signed with ``SECRET_KEY`` to derive the token key; changing it voids tokens.
 TOKEN_KEY_SALT: Final = b"immortus.web.django.tokens"
+#: The key of ``IMMORTUS`` that bounds the event streams (not a :func:`immortus.configure` one).
+STREAMS: Final = "streams"
 
 
 def derive_secret_key(secret_key: str | bytes) -> str:
@@ -72,6 +81,9 @@ def immortus_settings(source: Any = None) -> dict[str, Any]:
     known = {field.name for field in dataclasses.fields(config.Config)}
     translated: dict[str, Any] = {}
     for key, value in declared.items():
+        if key == STREAMS:
+            stream_limits(asgi=False, source=source)  # checked now, read at each stream
+            continue
         if key not in known:
             raise ImproperlyConfigured(
                 f"{SETTING}[{key!r}] is not an immortus setting; known settings: "
@@ -100,3 +112,29 @@ def configure_from_settings(source: Any = None) -> config.Config:
         return config.configure(**translated)
     except ConfigurationError as exc:  # checked one by one above; kept for safety
         raise ImproperlyConfigured(f"{SETTING}: {exc}") from exc
+
+
+def stream_limits(*, asgi: bool, source: Any = None) -> StreamLimits:
+    """Return the stream limits of a request served under ASGI (or WSGI), as settings ask.
+
+    The server kind's defaults (:meth:`StreamLimits.asgi` or :meth:`StreamLimits.wsgi`), with
+    the fields ``IMMORTUS["streams"]`` names (read from ``source``, by default
+    ``django.conf.settings``, at each call).
+
+    Raises:
+        ImproperlyConfigured: ``IMMORTUS["streams"]`` is not a dict, names an unknown field or
+            holds an unusable value.
+    """
+    source = django_settings if source is None else source
+    declared = getattr(source, SETTING, None) or {}
+    changes = declared.get(STREAMS) if isinstance(declared, Mapping) else None
+    if changes is None:
+        changes = {}
+    if not isinstance(changes, Mapping):
+        raise ImproperlyConfigured(
+            f"{SETTING}[{STREAMS!r}] must be a dict of stream limits, not {type(changes).__name__}"
+        )
+    try:
+        return StreamLimits.asgi(**changes) if asgi else StreamLimits.wsgi(**changes)
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(f"{SETTING}[{STREAMS!r}]: {exc}") from exc

@@ -2,7 +2,7 @@
 
 ==========================================  ===============================================
 ``GET  verify/<job_id>[/<job_class>]``      :func:`verify`: the job's verify body
-``POST verify``                             :func:`batch`: ``{"jobs": [body, ...]}``, or 400
+``POST verify``                             :func:`batch`: ``{"jobs": [body, ...]}`` (JSON only)
 ``GET  stream/<job_id>[/<job_class>]``      :func:`stream`: Server-Sent Events until completed
 ``GET  immortus.js``                        :func:`script`: the JavaScript client, or 404
 ``GET  immortus.mjs``                       :func:`script`: the same client as an ES module
@@ -35,9 +35,11 @@ from immortus.web import script as _script
 from immortus.web.batch import MAX_BATCH_BYTES
 from immortus.web.core import get_verifier
 from immortus.web.django.responses import json_response
+from immortus.web.django.settings import stream_limits
 from immortus.web.django.subject import subject_of
 from immortus.web.responses import method_not_allowed, not_found
 from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, script_missing, script_path
+from immortus.web.stream_limits import admit
 
 __all__ = ["STATIC_DIR", "batch", "no_route", "script", "stream", "verify"]
 
@@ -92,7 +94,11 @@ def _token(request: HttpRequest) -> str | None:
 def batch(request: HttpRequest) -> HttpResponseBase:
     """``POST verify``: one answer per job, in order; a body over the cap is a 400, unread."""
     body = _read_capped(request, MAX_BATCH_BYTES + 1)
-    return json_response(get_verifier().verify_batch(body, subject=subject_of(request)))
+    content_type = request.META.get("CONTENT_TYPE")
+    answer = get_verifier().verify_batch(
+        body, content_type=content_type, subject=subject_of(request)
+    )
+    return json_response(answer)
 
 
 def _read_capped(request: HttpRequest, limit: int) -> bytes:
@@ -114,19 +120,21 @@ def _read_capped(request: HttpRequest, limit: int) -> bytes:
 
 @_only("GET")
 def stream(request: HttpRequest, job_id: str, job_class: str | None = None) -> HttpResponseBase:
-    """``GET stream/<job_id>[/<job_class>]``: SSE frames, with verify's status code.
+    """``GET stream/<job_id>[/<job_class>]``: SSE frames, or 503/429 past the stream limits.
 
     Under WSGI the frames are a generator the server thread iterates (it waits for the change
     feed, :mod:`immortus.web.feed`); closing the response (the server does when the client is
-    gone) closes the generator, which leaves the feed. Under ASGI they are an async iterator:
-    the feed's thread asks the store, and Django stops iterating when the client disconnects.
+    gone) closes the generator, which leaves the feed and frees the stream's slot. Under ASGI
+    they are an async iterator: the feed's thread asks the store, and Django stops iterating
+    when the client disconnects. The limits are the server kind's, changed by
+    ``IMMORTUS["streams"]`` (:func:`~immortus.web.django.settings.stream_limits`).
     """
-    token = _token(request)
-    answer = get_verifier().stream(job_id, job_class, token, subject=subject_of(request))
-    headers = dict(answer.headers)
-    if isinstance(request, ASGIRequest):
-        return StreamingHttpResponse(aiter(answer), status=answer.status, headers=headers)
-    return StreamingHttpResponse(iter(answer), status=answer.status, headers=headers)
+    token, subject = _token(request), subject_of(request)
+    asgi = isinstance(request, ASGIRequest)
+    answer = get_verifier().stream(job_id, job_class, token, subject=subject)
+    answer = admit(answer, stream_limits(asgi=asgi), token=token, subject=subject)
+    frames = answer.aframes() if asgi else answer.frames()
+    return StreamingHttpResponse(frames, status=answer.status, headers=dict(answer.headers))
 
 
 def _script_etag(request: HttpRequest, path: Path) -> str | None:
