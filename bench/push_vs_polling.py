@@ -127,7 +127,7 @@ class ThreadClock:
 
 def seed(store_url: str, job_ids: Sequence[str], steps: int) -> None:
     """Record each job as enqueued, started, at progress 0 of ``steps``."""
-    immortus.configure(store=store_url, progress_interval=0)
+    immortus.configure(store=store_url, progress_interval=0, open_endpoints=True)
     track_job_class()
     try:
         for job_id in job_ids:

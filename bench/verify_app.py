@@ -30,5 +30,5 @@ async def bare(request: Request) -> Response:
     return Response(SETTINGS.bare, headers=dict(JSON_HEADERS))
 
 
-immortus.configure(store=SETTINGS.store_url)
+immortus.configure(store=SETTINGS.store_url, open_endpoints=True)
 app = Starlette(routes=[immortus_routes(), Route("/bare/{job_id}/{job_class}", bare)])

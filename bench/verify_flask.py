@@ -19,7 +19,7 @@ __all__ = ["app"]
 
 SETTINGS = app_settings()
 track_job_class()
-immortus.configure(store=SETTINGS.store_url)
+immortus.configure(store=SETTINGS.store_url, open_endpoints=True)
 
 app = Flask(__name__)
 app.register_blueprint(immortus_blueprint())

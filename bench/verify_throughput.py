@@ -70,7 +70,7 @@ def seed(store_url: str, count: int) -> tuple[list[str], int]:
 
     Returns their ids and the size of the first one's verify body.
     """
-    immortus.configure(store=store_url, progress_interval=0)
+    immortus.configure(store=store_url, progress_interval=0, open_endpoints=True)
     immortus.track(name=JOB_CLASS)(lambda: None)
     job_ids = [f"job-{number:05d}-{os.urandom(4).hex()}" for number in range(count)]
     for number, job_id in enumerate(job_ids):

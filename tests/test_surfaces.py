@@ -1,0 +1,125 @@
+"""The same job gets the same answer from every surface: Python, verify, batch, stream, CLI.
+
+Each state a job can be in is made for real through the public tracking API on a real store,
+then every surface is asked (:mod:`tests.surfaces`). Queue-specific runs of the same check live
+with each queue's scenarios.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import immortus
+from immortus import lifecycle
+from immortus.exceptions import UntrackedJobClass
+from immortus.web.core import Verifier
+from tests.support import pristine_immortus
+from tests.surfaces import STABLE_KEYS, answers, assert_one_answer
+
+CLASS = "surfaces.report"
+KEY = "surfaces-test-key"  # a test's own signing key
+
+
+@pytest.fixture(autouse=True)
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with pristine_immortus():
+        path = tmp_path_factory.mktemp("surfaces") / "jobs.sqlite3"
+        immortus.configure(store=f"sqlite:///{path}", progress_interval=0)
+        immortus.declare(CLASS)
+        yield
+
+
+def _created() -> str:
+    lifecycle.job_enqueued("job-created", CLASS)
+    return "job-created"
+
+
+def _finished() -> str:
+    lifecycle.job_enqueued("job-finished", CLASS)
+    with immortus.running("job-finished", CLASS):
+        immortus.progress(3, 3, "done")
+    return "job-finished"
+
+
+def _import_rows() -> None:
+    with immortus.running("job-failed", CLASS):
+        immortus.progress(5, 10, "row 5")
+        raise ValueError("row 6 is broken")
+
+
+def _failed() -> str:
+    lifecycle.job_enqueued("job-failed", CLASS)
+    with pytest.raises(ValueError, match="row 6"):
+        _import_rows()
+    return "job-failed"
+
+
+@pytest.mark.parametrize(
+    "make", [_created, _finished, _failed], ids=["created", "finished", "failed"]
+)
+def test_a_settled_job_reads_alike_everywhere(make: object) -> None:
+    assert callable(make)
+    job_id = make()
+    found = answers(job_id, CLASS)
+    assert found["immortus.status"]["job_class"] == CLASS
+    assert_one_answer(found)
+
+
+def test_a_running_job_reads_alike_everywhere() -> None:
+    lifecycle.job_enqueued("job-running", CLASS)
+    release = threading.Event()
+    reported = threading.Event()
+
+    def work() -> None:
+        with immortus.running("job-running", CLASS):
+            immortus.progress(1, 4, "one")
+            reported.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        assert reported.wait(30)
+        found = answers("job-running", CLASS)
+        assert found["verify"]["status"] == "started"
+        assert_one_answer(found, (*STABLE_KEYS, "progress", "started_at"))
+    finally:
+        release.set()
+        worker.join()
+
+
+def test_an_unknown_job_reads_unknown_everywhere() -> None:
+    found = answers("never-enqueued", CLASS)
+    assert found["verify"]["status"] == "unknown"
+    assert_one_answer(found)
+
+
+class GlobalStrategy:
+    """A global strategy written as the Ruby gem immortus's docs show: completed() and meta()."""
+
+    def completed(self, job_id: str) -> bool:
+        return job_id.startswith("done-")
+
+    def meta(self, job_id: str) -> dict[str, str]:
+        return {"report_url": f"/reports/{job_id}"}
+
+
+def test_an_untracked_class_under_a_global_strategy_is_answered_by_it_everywhere() -> None:
+    immortus.configure(strategy=GlobalStrategy())
+    found = answers("done-7", "FailJob")
+    assert found["verify"]["status"] == "finished"
+    assert found["verify"]["report_url"] == "/reports/done-7"
+    assert_one_answer(found)
+
+
+def test_an_untracked_class_without_a_global_strategy_is_refused_alike() -> None:
+    with pytest.raises(UntrackedJobClass):
+        immortus.status("job-1", "NotTracked")
+    verifier = Verifier(secret_key=KEY)
+    token = verifier.token_for("job-1", "NotTracked")
+    reply = verifier.verify("job-1", "NotTracked", token)
+    assert reply.status == 404
+    assert reply.body["status"] == "unknown"
