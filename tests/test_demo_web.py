@@ -123,6 +123,7 @@ def test_the_page_loads_the_client_and_lists_the_samples(client: httpx.Client) -
     assert answer.headers["content-type"].startswith("text/html")
     page = answer.text
     assert '<script src="/immortus/immortus.js"></script>' in page
+    assert "el('immortus-job'" in page  # each job is shown by the client's widget
     assert f'<meta name="csrf-token" content="{CSRF}">' in page
     assert "{{" not in page
     data = re.search(r'<script type="application/json" id="sample-data">(.*?)</script>', page)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 from playwright.sync_api import Page
@@ -10,7 +13,7 @@ from playwright.sync_api import Page
 from tests.browser.conftest import Harness, Site
 
 FAST = {"interval": 20}
-API = ["ImmortusError", "batch", "create", "verify", "version"]
+API = ["ImmortusError", "JobElement", "batch", "create", "mount", "verify", "version"]
 
 
 def test_the_classic_script_defines_only_the_immortus_global(page: Page, site: Site) -> None:
@@ -39,7 +42,9 @@ def test_the_es_module_exports_the_client(page: Page, site: Site) -> None:
             const m = window.moduleExports;
             return m.Immortus === globalThis.Immortus && m.create === m.Immortus.create
                 && m.verify === m.Immortus.verify && m.batch === m.Immortus.batch
-                && m.ImmortusError === m.Immortus.ImmortusError && m.version === m.Immortus.version;
+                && m.ImmortusError === m.Immortus.ImmortusError && m.version === m.Immortus.version
+                && m.mount === m.Immortus.mount && m.JobElement === m.Immortus.JobElement
+                && m.JobElement === customElements.get('immortus-job');
         }"""
     )
     info = page.evaluate("() => window.moduleExports.create('/jobs', {kind: 'slow'})")
@@ -151,3 +156,80 @@ def test_django_checks_the_csrf_token_create_sends(
     else:
         assert answer["ok"] is False
         assert answer["error"]["status"] == 403
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A server of another origin that lets any page POST to it, and records what it got."""
+
+    seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
+
+    def _answer(self) -> None:
+        self.seen.append((self.command, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(200 if self.command == "POST" else 204)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Methods", "POST")
+        self.send_header("Access-Control-Allow-Headers", "*")
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        if self.command == "POST":
+            self.wfile.write(b'{"job_id": "stolen"}')
+
+    do_OPTIONS = do_POST = _answer  # noqa: N815  # the names http.server calls
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def other_origin() -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
+    """A second server on another port of 127.0.0.1: its URL and the requests it received."""
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/steal", _Recorder.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("site", ["starlette"], indirect=True)
+def test_create_never_sends_the_csrf_token_across_a_redirect(
+    harness: Harness, other_origin: tuple[str, list[tuple[str, dict[str, str]]]]
+) -> None:
+    target, seen = other_origin
+    page = harness.page
+    page.evaluate(
+        """() => {
+            const meta = document.createElement('meta');
+            meta.name = 'csrf-token';
+            meta.content = 'secret-csrf';
+            document.head.append(meta);
+        }"""
+    )
+    answer = page.evaluate(
+        """async (to) => {
+            try {
+                return {ok: true, value: await Immortus.create(
+                    '/redirect?to=' + encodeURIComponent(to), {kind: 'slow'})};
+            } catch (error) {
+                return {ok: false, name: error.name, message: error.message};
+            }
+        }""",
+        target,
+    )
+
+    assert answer["ok"] is False, answer
+    assert answer["name"] == "ImmortusError"
+    assert "redirect" in answer["message"]
+    assert all("secret-csrf" not in headers.values() for _, headers in seen), seen
+    assert [method for method, _ in seen if method == "POST"] == []
+    # A POST without the token follows a redirect as fetch does.
+    followed = page.evaluate(
+        """(to) => Immortus.create(
+            '/redirect?to=' + encodeURIComponent(to), {}, {csrfToken: null})""",
+        target,
+    )
+    assert followed == {"job_id": "stolen"}
+    assert [method for method, _ in seen if method == "POST"] == ["POST"]

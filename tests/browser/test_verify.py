@@ -27,10 +27,12 @@ def test_a_job_reports_each_step_then_its_final_state(harness: Harness, transpor
     assert result["job_class"] == "browser.steps"
     assert (result["status"], result["completed"], result["success"]) == ("finished", True, True)
     assert result["progress"]["current"] == 3
-    # Every body reported before the end was one the job was in, never the completed one.
+    # Both progress callbacks saw every body, the final one last and once (a bar bound to
+    # them ends at 100 %).
     for reported in (state["progress"], state["thenProgress"]):
-        assert [body["completed"] for body in reported] == [False] * len(reported)
-        assert {body["status"] for body in reported} == {"started"}
+        assert [body["completed"] for body in reported] == [False] * (len(reported) - 1) + [True]
+        assert reported[-1] == result
+        assert {body["status"] for body in reported[:-1]} == {"started"}
     messages = [body["progress"]["message"] for body in state["progress"] if body["progress"]]
     # In order; polling reports a body at each answer, so a step may be seen more than once.
     assert list(dict.fromkeys(messages)) == ["step 1", "step 2", "step 3"]
@@ -51,6 +53,7 @@ def test_a_failing_job_resolves_with_its_error(harness: Harness, transport: str)
     assert result["error"]["type"].endswith("JobFailed")
     assert result["error"]["message"] == FAILURE_MESSAGE
     assert result["progress"]["percent"] == 60
+    assert state["progress"][-1] == state["thenProgress"][-1] == result
 
 
 def forged(token: str) -> str:

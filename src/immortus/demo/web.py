@@ -1,7 +1,7 @@
 """The web demo's Starlette app: the page, starting and cancelling sample jobs, immortus's routes.
 
 ==============================  ==========================================================
-``GET  /``                      the page (``static/demo.html``), which follows jobs by SSE
+``GET  /``                      the page (``static/demo.html``): an ``<immortus-job>`` per job
 ``POST /jobs/{sample}``         queue a sample job; answers ``{job_id, job_class, token}``
 ``POST /jobs/{job_id}/cancel``  body ``{"job_class", "token"}``: revoke a job in the queue
 ``/immortus/...``               :func:`immortus.web.asgi.immortus_routes`: verify, stream, JS

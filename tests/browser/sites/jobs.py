@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import immortus
+from immortus import lifecycle
+from immortus.web import get_verifier
 
 #: The job class of each kind of job a test can start.
 JOB_CLASSES: Final = {"steps": "browser.steps", "fails": "browser.fails", "slow": "browser.slow"}
@@ -120,6 +122,20 @@ def start_job(body: Any) -> tuple[str, str]:
     """
     kind = body.get("kind") if isinstance(body, dict) else None
     return BOARD.start(str(kind))
+
+
+def cancel_job(job_id: str, body: Any) -> bool:
+    """End job ``job_id`` ``cancelled`` if ``body`` (``{job_class, token}``) opens it.
+
+    Its thread still waits at its step; whatever it reports later cannot change a job that
+    has ended.
+    """
+    if not isinstance(body, dict):
+        return False
+    job_class = body.get("job_class")
+    if get_verifier().verify(job_id, job_class, body.get("token")).status != 200:
+        return False
+    return lifecycle.job_cancelled(job_id, job_class)
 
 
 def page(name: str, csrf_token: str | None = None) -> str | None:

@@ -33,6 +33,17 @@ async def step_job(request: Request) -> Response:
     return JSONResponse({"released": released}, status_code=200 if released else 404)
 
 
+async def redirect(request: Request) -> Response:
+    """``POST /redirect?to=URL``: answer 307 to ``URL`` (a redirect that keeps the POST)."""
+    return Response(status_code=307, headers={"Location": request.query_params["to"]})
+
+
+async def cancel_job(request: Request) -> Response:
+    """``POST /cancel/{job_id}``: end the job ``cancelled``; 404 for a job it never started."""
+    cancelled = jobs.cancel_job(request.path_params["job_id"], json.loads(await request.body()))
+    return JSONResponse({"cancelling": cancelled}, status_code=202 if cancelled else 404)
+
+
 async def custom_verify(request: Request) -> Response:
     status, body = jobs.custom_verify(request.path_params["job_id"])
     return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
@@ -48,6 +59,8 @@ def main() -> None:
             Route("/jobs", create_job, methods=["POST"]),
             Route("/jobs/{job_id}/step", step_job, methods=["POST"]),
             Route("/custom/{job_id}", custom_verify),
+            Route("/redirect", redirect, methods=["POST"]),
+            Route("/cancel/{job_id}", cancel_job, methods=["POST"]),
             immortus_routes(),
         ]
     )

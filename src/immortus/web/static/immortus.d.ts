@@ -74,7 +74,8 @@ export interface VerifyOptions<Body = VerifyBody> {
   transport?: 'auto' | 'sse' | 'polling';
   /** `interval`: ms between an answer and the next poll (default 500). */
   polling?: {interval?: number};
-  /** Called with every body that is not completed (each SSE data frame, each poll answer). */
+  /** Called with every body: each SSE data frame and poll answer, then the final (completed)
+   *  body once, just before the promise resolves with it. Not called when it rejects. */
   onProgress?: (body: Body) => void;
   /** Aborting stops the requests and rejects with the signal's reason (an AbortError). */
   signal?: AbortSignal;
@@ -86,7 +87,8 @@ export interface CreateOptions {
   /** Headers added to (or replacing) the JSON and CSRF headers. */
   headers?: HeadersInit;
   /** The CSRF token to send; by default the page's (meta tag, else `csrftoken` cookie).
-   *  `null`: none. It is only sent to the page's own origin. */
+   *  `null`: none. It is only sent to the page's own origin, and a POST that carries it never
+   *  follows a redirect: a redirect answer rejects with an ImmortusError. */
   csrfToken?: string | null;
   signal?: AbortSignal;
 }
@@ -108,7 +110,7 @@ export declare class ImmortusError extends Error {
 }
 
 /** A real Promise (await, catch and finally work; chained promises are plain Promises) whose
- *  `then` also takes the seed's third, progress callback. */
+ *  `then` also takes a third, progress callback (as the Ruby gem immortus's promise did). */
 export interface ImmortusPromise<T> extends Promise<T> {
   then<R1 = T, R2 = never>(
     onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
@@ -145,6 +147,68 @@ export declare function batch(
   options?: BatchOptions,
 ): Promise<VerifyBody[]>;
 
+/** What the widget's `immortus:progress`, `immortus:done` and `immortus:failed` events carry:
+ *  the verify body; `immortus:error`: the error answer's body (a 404's says `status:
+ *  'unknown'`), else `{job_id, error: {type, message}}`. Every event bubbles and is composed. */
+export interface JobElementEventMap {
+  'immortus:progress': CustomEvent<VerifyBody>;
+  'immortus:done': CustomEvent<VerifyBody>;
+  'immortus:failed': CustomEvent<VerifyBody>;
+  'immortus:error': CustomEvent<{job_id: string | null; error: JobErrorInfo | null; [key: string]: unknown}>;
+}
+
+/** `<immortus-job job-id job-class token>` (or `verify-url`): follows its job with `verify`
+ *  while it is in the document, and shows it as a card in its shadow root.
+ *
+ *  Attributes: `job-id`, `job-class`, `token`, `verify-url` (a custom verify endpoint),
+ *  `base-url` (default: where immortus.js was loaded from, else `/immortus`), `label` (the
+ *  card's title; default the job class), `cancel-url` (shows a Cancel button while the job
+ *  runs), `transport` (`auto`, `sse`, `polling`), `interval` (ms between polls), `theme`
+ *  (`light` by default, `dark`, or `auto`: the system's). Parts: card, title, id, badge, bar,
+ *  fill, line, error, facts, meta, cancel. */
+export declare class JobElement extends HTMLElement {
+  /** The job followed; setting it (re)starts following. */
+  get job(): JobInfo | null;
+  set job(info: JobInfo & {cancel_url?: string | null});
+  /** The last body shown, or null. */
+  readonly body: VerifyBody | CustomVerifyBody | null;
+  /** Show `body` without following anything (a body the page got elsewhere). */
+  show(body: VerifyBody | CustomVerifyBody): void;
+  /** POST `{job_id, job_class, token}` with the page's CSRF token to the cancel URL. */
+  cancel(): Promise<void>;
+  addEventListener<K extends keyof JobElementEventMap>(
+    type: K,
+    listener: (this: JobElement, event: JobElementEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+}
+
+export interface MountOptions {
+  /** The card's title (default: the job class). */
+  label?: string;
+  /** Where a Cancel button POSTs; no button without it (or the body's `cancel_url`). */
+  cancelUrl?: string;
+  /** Where the immortus routes are mounted. */
+  baseUrl?: string;
+  transport?: 'auto' | 'sse' | 'polling';
+  /** ms between polls. */
+  interval?: number;
+  theme?: 'light' | 'dark' | 'auto';
+}
+
+/** Show and follow `job` in `element`: an `<immortus-job>` is set up, any other element gets
+ *  one in place of its children. Returns the widget. */
+export declare function mount(
+  element: Element,
+  job: JobInfo & {cancel_url?: string | null},
+  options?: MountOptions,
+): JobElement;
+
 export declare const version: string;
 
 export interface ImmortusStatic {
@@ -152,6 +216,9 @@ export interface ImmortusStatic {
   readonly create: typeof create;
   readonly verify: typeof verify;
   readonly batch: typeof batch;
+  readonly mount: typeof mount;
+  /** The `<immortus-job>` element class (null where there are no custom elements). */
+  readonly JobElement: typeof JobElement | null;
   readonly ImmortusError: typeof ImmortusError;
 }
 
@@ -161,4 +228,8 @@ export default Immortus;
 declare global {
   /** Defined by the classic script `immortus.js`. */
   var Immortus: ImmortusStatic;
+  interface HTMLElementTagNameMap {
+    'immortus-job': JobElement;
+  }
+  interface HTMLElementEventMap extends JobElementEventMap {}
 }

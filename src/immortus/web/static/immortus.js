@@ -12,6 +12,10 @@
  * A file cannot be a classic script and a module at once (`export` is a syntax error in a
  * classic script), so this file holds the code and stays a valid module body too (strict, no
  * top-level `this`); the module file is three lines. See docs/javascript.md.
+ *
+ * Two parts: the client (create, verify, batch), then the widget built on it: the custom
+ * element <immortus-job> and Immortus.mount (docs/widget.md). One file, so one request and
+ * one route serve both.
  */
 (function (root) {
   'use strict';
@@ -117,21 +121,27 @@
     }
   }
 
+  // The headers of a JSON POST, and whether they carry the page's CSRF token.
   function jsonHeaders(extra, url, csrfToken) {
     const headers = new Headers({'Content-Type': 'application/json', Accept: 'application/json'});
     const token = csrfToken === undefined ? pageCsrfToken() : csrfToken;
-    if (token && sameOrigin(url)) { // never hand the token to another origin
+    const withToken = Boolean(token) && sameOrigin(url); // never hand the token to another origin
+    if (withToken) {
       headers.set('X-CSRFToken', token);
       headers.set('X-CSRF-Token', token);
     }
     new Headers(extra || {}).forEach((value, name) => headers.set(name, value));
-    return headers;
+    return {headers, withToken};
   }
 
-  // One HTTP exchange: {status, ok, body} (body: the JSON, else the text, else null).
+  // One HTTP exchange: {status, ok, body, redirected} (body: the JSON, else the text, else
+  // null; `redirected`: a redirect answered a `redirect: 'manual'` request, unread).
   // Rejects with fetch's own error when the request cannot be made or its body read.
   async function exchange(url, init) {
     const response = await fetch(url, init);
+    if (response.type === 'opaqueredirect') {
+      return {status: response.status, ok: false, body: null, redirected: true};
+    }
     const text = await response.text();
     let body = null;
     if (text) {
@@ -141,7 +151,7 @@
         body = text;
       }
     }
-    return {status: response.status, ok: response.ok, body};
+    return {status: response.status, ok: response.ok, body, redirected: false};
   }
 
   function httpError(method, url, answer) {
@@ -156,20 +166,29 @@
   }
 
   // POST `data` as JSON with the page's CSRF token; resolve with the JSON object answered.
+  // A POST that carries the token never follows a redirect (the next hop could be another
+  // origin, and fetch would send it the token): a redirect answer rejects.
   async function postJSON(url, data, options) {
     const signal = options.signal;
+    const {headers, withToken} = jsonHeaders(options.headers, url, options.csrfToken);
     let answer;
     try {
       answer = await exchange(url, {
         method: 'POST',
-        headers: jsonHeaders(options.headers, url, options.csrfToken),
+        headers,
         body: JSON.stringify(data === undefined ? {} : data),
         credentials: 'same-origin',
         cache: 'no-store',
+        redirect: withToken ? 'manual' : 'follow',
         signal,
       });
     } catch (error) {
       throw signal && signal.aborted ? abortReason(signal) : networkError('POST', url, error);
+    }
+    if (answer.redirected) {
+      throw new ImmortusError(
+        `immortus: POST ${url} answered a redirect, which a POST carrying the page's CSRF token ` +
+        'never follows: POST to the final URL', answer.status, null);
     }
     if (!answer.ok) {
       throw httpError('POST', url, answer);
@@ -280,8 +299,10 @@
       }
     }
 
+    // The final body: reported to the progress callbacks once, then resolved.
     finish(body) {
       this.stop();
+      this.sink.progress(body);
       this.sink.resolve(body);
     }
 
@@ -499,5 +520,628 @@
     return answer.jobs;
   }
 
-  root.Immortus = Object.freeze({version: VERSION, create, verify, batch, ImmortusError});
+
+  // -- The widget: <immortus-job> and mount() -----------------------------------------------
+  // A custom element that follows one job with verify() and renders it as a card, inside a
+  // shadow root (the page's CSS cannot reach in; themes go through --immortus-* properties and
+  // ::part). Its light-DOM children are what shows before this script runs.
+
+  const WIDGET_TAG = 'immortus-job';
+  const WIDGET_ATTRIBUTES = [
+    'job-id', 'job-class', 'token', 'verify-url', 'base-url', 'transport', 'interval',
+  ];
+  // The keys of a verify body shown in their own places; any other key is meta, shown as a chip.
+  const RESERVED = new Set([
+    'job_id', 'job_class', 'status', 'completed', 'success', 'progress', 'error', 'attempts',
+    'enqueued_at', 'started_at', 'finished_at', 'updated_at', 'certain', 'retry_at',
+    'cancel_url', 'cancellable', 'history',
+  ]);
+  const STATES = ['created', 'started', 'retrying', 'finished', 'failed', 'cancelled', 'lost',
+    'unknown'];
+  // What the message line says in a state when the job says nothing itself.
+  const STATE_MESSAGES = {
+    created: 'waiting for a worker',
+    retrying: 'waiting to be retried',
+    lost: 'its worker stopped; no retry is coming',
+    unknown: 'no record of this job',
+  };
+  const SAYS_FIRST = new Set(['lost', 'unknown']); // their message wins over the job's own
+  const LIGHT = {
+    panel: '#ffffff', ink: '#1d2330', muted: '#5d6678', line: '#e2e5eb', track: '#e9ecf1',
+    accent: '#3456d8', created: '#64748b', started: '#2563eb', retrying: '#c2410c',
+    finished: '#15803d', failed: '#b91c1c', cancelled: '#6b21a8', lost: '#9a3412',
+    unknown: '#64748b', shadow: '0 1px 2px rgb(16 24 40 / 6%), 0 1px 3px rgb(16 24 40 / 10%)',
+  };
+  const DARK = {
+    panel: '#1a1f28', ink: '#e7eaf0', muted: '#9aa3b5', line: '#2b3240', track: '#262d3a',
+    accent: '#7c95ff', created: '#94a3b8', started: '#60a5fa', retrying: '#fb923c',
+    finished: '#4ade80', failed: '#f87171', cancelled: '#c084fc', lost: '#fdba74',
+    unknown: '#94a3b8', shadow: 'none',
+  };
+
+  // Each theme value is `var(--immortus-NAME, default)`: a page sets --immortus-NAME to theme it.
+  function themeRules(theme) {
+    return Object.keys(theme)
+      .map((name) => `--_${name}: var(--immortus-${name}, ${theme[name]});`).join(' ');
+  }
+
+  const WIDGET_CSS = `
+:host { display: block; ${themeRules(LIGHT)}
+  --_radius: var(--immortus-radius, 12px);
+  --_font: var(--immortus-font, system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif);
+  --_mono: var(--immortus-mono, ui-monospace, SFMono-Regular, Menlo, Consolas, monospace); }
+:host([hidden]) { display: none; }
+:host([theme=dark]) { ${themeRules(DARK)} }
+@media (prefers-color-scheme: dark) { :host([theme=auto]) { ${themeRules(DARK)} } }
+* { box-sizing: border-box; }
+[hidden] { display: none !important; }
+.card { background: var(--_panel); color: var(--_ink); font: 15px/1.5 var(--_font);
+  border: 1px solid var(--_line); border-left: 4px solid var(--_state);
+  border-radius: var(--_radius); padding: 14px 16px; box-shadow: var(--_shadow); }
+${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state}); }`).join('\n')}
+.top { display: flex; align-items: flex-start; justify-content: space-between; gap: 12px; }
+.names { min-width: 0; }
+.title { display: block; margin: 0; font-size: 15px; font-weight: 600; }
+.id { display: block; color: var(--_muted); font: 12px/1.5 var(--_mono); margin-top: 1px;
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.badge { flex: none; font-size: 12px; font-weight: 600; letter-spacing: .02em;
+  text-transform: uppercase; color: var(--_state); border: 1px solid var(--_state);
+  border-radius: 999px; padding: 1px 10px; }
+.bar { position: relative; height: 10px; margin: 12px 0 6px; border-radius: 999px;
+  background: var(--_track); overflow: hidden; }
+.fill { height: 100%; width: 0; border-radius: inherit; background: var(--_state);
+  transition: width .35s ease; }
+.card[data-state=started] .fill { background-image: linear-gradient(45deg,
+  rgb(255 255 255 / 18%) 25%, transparent 25%, transparent 50%, rgb(255 255 255 / 18%) 50%,
+  rgb(255 255 255 / 18%) 75%, transparent 75%); background-size: 16px 16px;
+  animation: stripes 1s linear infinite; }
+@keyframes stripes { to { background-position: 16px 0; } }
+.line { display: flex; gap: 10px; font-size: 13px; color: var(--_muted); min-height: 1.5em; }
+.percent { color: var(--_ink); font-weight: 600; font-variant-numeric: tabular-nums; }
+.percent:empty { display: none; }
+.message { overflow-wrap: anywhere; }
+.error { margin: 8px 0 0; padding: 8px 10px; border-radius: 8px; font-size: 13px;
+  color: var(--_ink); border: 1px solid var(--_failed); overflow-wrap: anywhere; }
+.error b { color: var(--_failed); font-weight: 600; }
+.facts { display: flex; flex-wrap: wrap; gap: 4px 22px; margin: 10px 0 0; font-size: 13px; }
+.facts div { display: flex; gap: 6px; }
+.facts:not(:has(> div:not([hidden]))) { display: none; }
+.facts dt { color: var(--_muted); }
+.facts dd { margin: 0; font-variant-numeric: tabular-nums; }
+.meta { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 8px; }
+.meta:empty { display: none; }
+.meta span { font-size: 12px; padding: 1px 8px; border-radius: 6px; background: var(--_track);
+  color: var(--_ink); }
+.meta b { font-weight: 600; }
+.actions { margin-top: 10px; }
+.cancel { font: inherit; font-size: 13px; font-weight: 600; cursor: pointer;
+  color: var(--_failed); background: transparent; border: 1px solid var(--_failed);
+  border-radius: 8px; padding: 4px 12px; }
+.cancel:disabled { cursor: default; color: var(--_muted); border-color: var(--_line); }
+.cancel:focus-visible { outline: 2px solid var(--_accent); outline-offset: 2px; }
+.announce { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; border: 0;
+  overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+@media (prefers-reduced-motion: reduce) {
+  .fill { transition: none; animation: none !important; } }
+`;
+
+  const WIDGET_HTML = `
+<div class="card" part="card" data-state="created">
+  <div class="top">
+    <div class="names"><span class="title" part="title"></span><span class="id" part="id"></span></div>
+    <span class="badge" part="badge"></span>
+  </div>
+  <div class="bar" part="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100">
+    <div class="fill" part="fill"></div>
+  </div>
+  <div class="line" part="line"><span class="percent"></span><span class="message"></span></div>
+  <p class="error" part="error" hidden><b></b><span></span></p>
+  <dl class="facts" part="facts">
+    <div data-fact="attempts"><dt>attempts</dt><dd></dd></div>
+    <div data-fact="retry"><dt>next attempt</dt><dd></dd></div>
+    <div data-fact="enqueued"><dt>enqueued</dt><dd></dd></div>
+    <div data-fact="started"><dt>started</dt><dd></dd></div>
+    <div data-fact="finished"><dt>ended</dt><dd></dd></div>
+    <div data-fact="duration"><dt>took</dt><dd></dd></div>
+    <div data-fact="eta"><dt>left</dt><dd></dd></div>
+  </dl>
+  <div class="meta" part="meta"></div>
+  <div class="actions" hidden><button class="cancel" part="cancel" type="button">Cancel</button></div>
+  <div class="announce" role="status" aria-live="polite" aria-atomic="true"></div>
+</div>`;
+
+  // The routes' base URL: the folder immortus.js was loaded from, when it is the page's origin.
+  const scriptBase = (() => {
+    const script = typeof document !== 'undefined' ? document.currentScript : null;
+    const match = script && /^(.*)\/immortus\.js(?:[?#].*)?$/.exec(script.src || '');
+    return match && sameOrigin(match[1] + '/') ? new URL(match[1] + '/').pathname : null;
+  })();
+
+  function parseTime(iso) {
+    const time = typeof iso === 'string' ? Date.parse(iso) : NaN;
+    return Number.isFinite(time) ? time : null;
+  }
+
+  function clockTime(iso) {
+    const time = parseTime(iso);
+    return time === null ? '—' : new Date(time).toLocaleTimeString();
+  }
+
+  function duration(ms) {
+    if (!(ms >= 0)) {
+      return '—';
+    }
+    if (ms < 1000) {
+      return `${Math.round(ms)} ms`;
+    }
+    if (ms < 60000) {
+      return `${(ms / 1000).toFixed(1)} s`;
+    }
+    const seconds = Math.round(ms / 1000);
+    return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  }
+
+  function roughly(ms) {
+    const seconds = Math.max(0, Math.ceil(ms / 1000));
+    return seconds < 60 ? `${seconds} s` : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  }
+
+  function stateOf(body) {
+    if (STATES.includes(body.status)) {
+      return body.status;
+    }
+    if (body.completed === true) { // a custom verify endpoint's body
+      return body.success === false ? 'failed' : 'finished';
+    }
+    return 'started';
+  }
+
+  function percentOf(body, state) {
+    const progress = body.progress;
+    const percent = isObject(progress) && Number.isFinite(progress.percent) ? progress.percent : null;
+    if (percent === null) {
+      return state === 'finished' ? 100 : null;
+    }
+    return Math.max(0, Math.min(100, percent));
+  }
+
+  // What a card says went wrong with a request.
+  function problem(error) {
+    if (error && error.status) {
+      return `the server answered HTTP ${error.status}`;
+    }
+    return error instanceof ImmortusError && error.cause !== undefined
+      ? 'the server could not be reached' : String(error && error.message);
+  }
+
+  // What an `immortus:error` event carries: the error answer's body, else one of that shape.
+  function errorDetail(error, jobId) {
+    if (error && isObject(error.body)) {
+      return error.body;
+    }
+    const name = error && error.name ? String(error.name) : 'Error';
+    return {job_id: jobId, error: {type: name, message: String(error && error.message)}};
+  }
+
+  // The widgets whose clocks move (duration, time left, next attempt): ticked once a second.
+  const ticking = new Set();
+  let ticker = null;
+
+  function setTicking(widget, on) {
+    if (on) {
+      ticking.add(widget);
+    } else {
+      ticking.delete(widget);
+    }
+    if (ticking.size > 0 && ticker === null) {
+      ticker = setInterval(() => ticking.forEach((each) => each.tick()), 1000);
+    } else if (ticking.size === 0 && ticker !== null) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+  }
+
+  let sharedSheet; // one constructed stylesheet for every widget (not subject to a page's CSP)
+
+  function adoptStyles(shadow) {
+    if (sharedSheet === undefined) {
+      sharedSheet = null;
+      try {
+        const sheet = new root.CSSStyleSheet();
+        sheet.replaceSync(WIDGET_CSS);
+        sharedSheet = sheet;
+      } catch (error) {
+        // no constructable stylesheets: a <style> element below
+      }
+    }
+    if (sharedSheet && 'adoptedStyleSheets' in shadow) {
+      shadow.adoptedStyleSheets = [sharedSheet];
+    } else {
+      const style = document.createElement('style');
+      style.textContent = WIDGET_CSS;
+      shadow.appendChild(style);
+    }
+  }
+
+  function defineWidget() {
+    /** `<immortus-job job-id job-class token [verify-url] [base-url] [cancel-url] [label]
+     *  [transport] [interval] [theme]>`: follows the job while it is in the document. */
+    class JobElement extends root.HTMLElement {
+      static get observedAttributes() {
+        return WIDGET_ATTRIBUTES.concat(['label', 'cancel-url']);
+      }
+
+      constructor() {
+        super();
+        this.lastBody = null;
+        this.lastState = null;
+        this.controller = null;
+        this.pending = false;
+        this.rate = null; // {attempt, time, percent}: the first progress seen in this attempt
+        this.finishAt = null; // when the job should end, at the rate it goes
+        this.cancelling = false;
+      }
+
+      /** The last body shown, or null. */
+      get body() {
+        return this.lastBody;
+      }
+
+      /** The job followed: {job_id, job_class, token} or {verify_job_url}; set to follow another. */
+      get job() {
+        const url = this.getAttribute('verify-url');
+        if (url) {
+          return {verify_job_url: url};
+        }
+        const jobId = this.getAttribute('job-id');
+        return jobId ? {job_id: jobId, job_class: this.getAttribute('job-class'),
+          token: this.getAttribute('token')} : null;
+      }
+
+      set job(info) {
+        if (!isObject(info)) {
+          throw new TypeError('immortus: a widget needs {job_id, job_class?, token?} or {verify_job_url}');
+        }
+        const set = (name, value) => (value === undefined || value === null
+          ? this.removeAttribute(name) : this.setAttribute(name, String(value)));
+        set('verify-url', info.verify_job_url);
+        set('job-id', info.job_id);
+        set('job-class', info.job_class);
+        set('token', info.token);
+        if (info.cancel_url !== undefined) {
+          set('cancel-url', info.cancel_url);
+        }
+      }
+
+      connectedCallback() {
+        // A `job` set before this class was defined is an own property hiding the accessor.
+        if (Object.prototype.hasOwnProperty.call(this, 'job')) {
+          const info = this.job;
+          delete this.job;
+          this.job = info;
+        }
+        this.parts();
+        this.restart();
+      }
+
+      disconnectedCallback() {
+        this.stopFollowing();
+      }
+
+      attributeChangedCallback(name, previous, value) {
+        if (previous === value || !this.shadowRoot) {
+          return;
+        }
+        if (WIDGET_ATTRIBUTES.includes(name)) {
+          this.restart();
+        } else if (this.lastBody) {
+          this.show(this.lastBody);
+        } else {
+          this.showNames();
+        }
+      }
+
+      // The shadow tree, built once.
+      parts() {
+        if (this.nodes) {
+          return this.nodes;
+        }
+        const shadow = this.shadowRoot || this.attachShadow({mode: 'open'});
+        adoptStyles(shadow);
+        const holder = document.createElement('div');
+        holder.innerHTML = WIDGET_HTML; // a constant: no page data goes through innerHTML
+        const card = holder.firstElementChild;
+        shadow.appendChild(card);
+        const find = (selector) => card.querySelector(selector);
+        const fact = (name) => find(`[data-fact=${name}]`);
+        this.nodes = {
+          card, title: find('.title'), id: find('.id'), badge: find('.badge'), bar: find('.bar'),
+          fill: find('.fill'), percent: find('.percent'), message: find('.message'),
+          error: find('.error'), meta: find('.meta'), actions: find('.actions'),
+          cancel: find('.cancel'), announce: find('.announce'),
+          facts: Object.fromEntries(['attempts', 'retry', 'enqueued', 'started', 'finished',
+            'duration', 'eta'].map((name) => [name, fact(name)])),
+        };
+        this.nodes.cancel.addEventListener('click', () => this.cancel());
+        this.showNames();
+        this.show({status: 'created', completed: false, progress: null, attempts: 0});
+        this.lastBody = null;
+        return this.nodes;
+      }
+
+      label() {
+        const job = this.lastBody || {};
+        return this.getAttribute('label') || job.job_class || this.getAttribute('job-class') || 'Job';
+      }
+
+      showNames() {
+        const nodes = this.nodes;
+        const jobId = (this.lastBody && this.lastBody.job_id) || this.getAttribute('job-id') || '';
+        nodes.title.textContent = this.label();
+        nodes.id.textContent = jobId;
+        nodes.id.title = jobId;
+        nodes.bar.setAttribute('aria-label', `${this.label()} progress`);
+      }
+
+      // Coalesce attribute changes (a parser or `job =` sets several): one restart after them.
+      restart() {
+        if (this.pending) {
+          return;
+        }
+        this.pending = true;
+        queueMicrotask(() => {
+          this.pending = false;
+          this.stopFollowing();
+          if (this.isConnected && this.job) {
+            this.follow(this.job);
+          }
+        });
+      }
+
+      stopFollowing() {
+        if (this.controller) {
+          this.controller.abort();
+          this.controller = null;
+        }
+        setTicking(this, false);
+      }
+
+      follow(job) {
+        const controller = new AbortController();
+        this.controller = controller;
+        this.rate = null;
+        const options = {signal: controller.signal, onProgress: (body) => this.received(body)};
+        const base = this.getAttribute('base-url') || scriptBase;
+        if (base) {
+          options.baseUrl = base;
+        }
+        if (this.hasAttribute('transport')) {
+          options.transport = this.getAttribute('transport');
+        }
+        if (this.hasAttribute('interval')) {
+          options.polling = {interval: Number(this.getAttribute('interval'))};
+        }
+        let watched;
+        try {
+          watched = verify(job, options);
+        } catch (error) {
+          watched = Promise.reject(error);
+        }
+        watched.then((body) => {
+          if (this.controller === controller) {
+            this.controller = null;
+            this.emit(body.success === false ? 'immortus:failed' : 'immortus:done', body);
+          }
+        }, (error) => {
+          if (this.controller === controller) {
+            this.controller = null;
+            this.lostTrack(error, job);
+          }
+        });
+      }
+
+      received(body) {
+        if (isObject(body)) {
+          this.show(body);
+          this.emit('immortus:progress', body);
+        }
+      }
+
+      lostTrack(error, job) {
+        const answered = error && isObject(error.body) && STATES.includes(error.body.status);
+        if (answered) {
+          this.show(error.body); // a 404: the job is unknown, or the page may not see it
+        } else {
+          this.parts().message.textContent = `stopped following this job: ${problem(error)}`;
+          setTicking(this, false);
+        }
+        this.emit('immortus:error', errorDetail(error, job.job_id === undefined ? null : job.job_id));
+      }
+
+      emit(type, detail) {
+        this.dispatchEvent(new CustomEvent(type, {detail, bubbles: true, composed: true}));
+      }
+
+      /** Render `body` (a verify body) without following anything: for bodies got elsewhere. */
+      show(body) {
+        if (!isObject(body)) {
+          throw new TypeError('immortus: show() needs a verify body');
+        }
+        const nodes = this.parts();
+        const now = Date.now();
+        const state = stateOf(body);
+        this.lastBody = body;
+        this.showNames();
+        nodes.card.dataset.state = state;
+        nodes.badge.textContent = state;
+
+        const percent = percentOf(body, state);
+        const progress = isObject(body.progress) ? body.progress : {};
+        const said = typeof progress.message === 'string' ? progress.message : '';
+        const message = (SAYS_FIRST.has(state) ? STATE_MESSAGES[state] : said) ||
+          said || STATE_MESSAGES[state] || '';
+        nodes.fill.style.width = `${percent === null ? 0 : percent}%`;
+        nodes.percent.textContent = percent === null ? '' : `${Math.floor(percent)} %`;
+        nodes.message.textContent = message;
+        if (percent === null) {
+          nodes.bar.removeAttribute('aria-valuenow');
+        } else {
+          nodes.bar.setAttribute('aria-valuenow', String(Math.floor(percent)));
+        }
+        const spoken = [percent === null ? null : `${Math.floor(percent)} %`, state, progress.message];
+        nodes.bar.setAttribute('aria-valuetext', spoken.filter(Boolean).join(', '));
+
+        const error = isObject(body.error) ? body.error : null;
+        nodes.error.hidden = !error;
+        if (error) {
+          const type = String(error.type || 'Error');
+          nodes.error.firstChild.textContent = `${type.slice(type.lastIndexOf('.') + 1)}: `;
+          nodes.error.lastChild.textContent = String(error.message || '');
+          nodes.error.title = type;
+        }
+
+        const facts = nodes.facts;
+        const fact = (name, text) => {
+          facts[name].hidden = text === null;
+          facts[name].lastChild.textContent = text === null ? '' : text;
+        };
+        fact('attempts', Number.isFinite(body.attempts) && state !== 'unknown'
+          ? String(body.attempts) : null);
+        fact('enqueued', body.enqueued_at ? clockTime(body.enqueued_at) : null);
+        fact('started', body.started_at ? clockTime(body.started_at) : null);
+        fact('finished', body.finished_at ? clockTime(body.finished_at) : null);
+        this.estimate(body, state, percent, now);
+
+        nodes.meta.replaceChildren(...Object.keys(body).filter((key) => !RESERVED.has(key))
+          .map((key) => {
+            const chip = document.createElement('span');
+            const value = body[key];
+            chip.textContent = `${key} `;
+            chip.appendChild(document.createElement('b')).textContent =
+              typeof value === 'object' ? JSON.stringify(value) : String(value);
+            return chip;
+          }));
+
+        const cancelUrl = this.getAttribute('cancel-url') ||
+          (typeof body.cancel_url === 'string' ? body.cancel_url : null);
+        const open = ['created', 'started', 'retrying'].includes(state);
+        nodes.actions.hidden = !(cancelUrl && open && body.cancellable !== false);
+        if (!open) {
+          this.cancelling = false;
+        }
+        nodes.cancel.disabled = this.cancelling;
+        nodes.cancel.textContent = this.cancelling ? 'Cancelling…' : 'Cancel';
+
+        if (this.lastState !== null && this.lastState !== state) {
+          const detail = error && error.message ? ` (${error.message})` : '';
+          nodes.announce.textContent = `${this.label()}: ${state}${detail}`;
+        }
+        this.lastState = state;
+        this.tick();
+        setTicking(this, this.controller !== null && body.completed !== true);
+      }
+
+      // The rate of progress in this attempt, from the first body that showed some.
+      estimate(body, state, percent, now) {
+        this.finishAt = null;
+        if (state !== 'started' || percent === null || percent >= 100) {
+          return;
+        }
+        const attempt = body.attempts;
+        if (!this.rate || this.rate.attempt !== attempt || percent < this.rate.percent) {
+          this.rate = {attempt, time: now, percent};
+        } else if (percent > this.rate.percent && now > this.rate.time) {
+          const perMs = (percent - this.rate.percent) / (now - this.rate.time);
+          this.finishAt = now + (100 - percent) / perMs;
+        }
+      }
+
+      /** Move the clocks: duration, time left, next attempt (called once a second). */
+      tick() {
+        const body = this.lastBody;
+        if (!body || !this.nodes) {
+          return;
+        }
+        const facts = this.nodes.facts;
+        const now = Date.now();
+        const set = (name, text) => {
+          facts[name].hidden = text === null;
+          facts[name].lastChild.textContent = text === null ? '' : text;
+        };
+        const started = parseTime(body.started_at);
+        const finished = parseTime(body.finished_at);
+        // While it runs: for how long so far; once it ended: how long it took.
+        const state = stateOf(body);
+        const running = state === 'started' && finished === null;
+        const took = running ? now - started : finished - started;
+        set('duration', started === null || (!running && finished === null) ? null : duration(took));
+        facts.duration.firstChild.textContent = running ? 'running for' : 'took';
+        set('eta', this.finishAt === null ? null : `about ${roughly(this.finishAt - now)}`);
+        const retryAt = parseTime(body.retry_at);
+        set('retry', state !== 'retrying' || retryAt === null ? null
+          : (retryAt > now ? `in ${roughly(retryAt - now)}` : 'due now'));
+      }
+
+      /** POST {job_id, job_class, token} with the page's CSRF token to the cancel URL. */
+      async cancel() {
+        const body = this.lastBody || {};
+        const url = this.getAttribute('cancel-url') || body.cancel_url;
+        const job = this.job || {};
+        if (!url || this.cancelling) {
+          return;
+        }
+        this.cancelling = true;
+        this.show(body);
+        try {
+          await postJSON(String(url), {
+            job_id: body.job_id || job.job_id, job_class: body.job_class || job.job_class || null,
+            token: job.token || null,
+          }, {});
+        } catch (error) {
+          if (error && error.status === 409) {
+            return; // it had already ended: its last body is on its way
+          }
+          this.cancelling = false;
+          this.show(body);
+          this.nodes.message.textContent = `could not cancel: ${problem(error)}`;
+          this.emit('immortus:error', errorDetail(error, body.job_id || job.job_id || null));
+        }
+      }
+    }
+    if (!root.customElements.get(WIDGET_TAG)) {
+      root.customElements.define(WIDGET_TAG, JobElement);
+    }
+    return root.customElements.get(WIDGET_TAG);
+  }
+
+  const JobElement = typeof root.HTMLElement === 'function' && root.customElements
+    ? defineWidget() : null;
+
+  /** Show and follow `job` in `element`: an <immortus-job> is set up, else one replaces the
+   *  element's children. `options`: {label, cancelUrl, baseUrl, transport, interval, theme}. */
+  function mount(element, job, options) {
+    if (JobElement === null) {
+      throw new TypeError('immortus: mount() needs a browser with custom elements');
+    }
+    if (!(element instanceof root.Element)) {
+      throw new TypeError('immortus: mount() needs an element');
+    }
+    const given = options || {};
+    const widget = element.localName === WIDGET_TAG ? element : document.createElement(WIDGET_TAG);
+    const attributes = {label: given.label, 'cancel-url': given.cancelUrl, 'base-url': given.baseUrl,
+      transport: given.transport, interval: given.interval, theme: given.theme};
+    Object.keys(attributes).forEach((name) => {
+      if (attributes[name] !== undefined && attributes[name] !== null) {
+        widget.setAttribute(name, String(attributes[name]));
+      }
+    });
+    widget.job = job;
+    if (widget !== element) {
+      element.replaceChildren(widget);
+    }
+    return widget;
+  }
+
+  root.Immortus = Object.freeze(
+    {version: VERSION, create, verify, batch, mount, JobElement, ImmortusError});
 })(globalThis);
