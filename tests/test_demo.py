@@ -118,3 +118,14 @@ def test_stopping_the_runner_cancels_running_and_waiting_jobs() -> None:
     assert immortus.status(running.job_id).state is State.CANCELLED
     assert immortus.status(waiting.job_id).state is State.CANCELLED
     assert immortus.status(waiting.job_id).attempts == 0
+
+
+def test_the_demo_never_prints_a_store_password() -> None:
+    from immortus.demo.hints import cli_hint, shown_store
+
+    url = "redis://:s3cret@127.0.0.1:6379/0"  # a fake password to hide
+    assert "s3cret" not in shown_store(url)
+    assert cli_hint(url, "jobs") == 'immortus --store "$IMMORTUS_STORE" jobs'
+    assert cli_hint("sqlite:///tmp/a b.sqlite3", "jobs") == (
+        "immortus --store 'sqlite:///tmp/a b.sqlite3' jobs"
+    )

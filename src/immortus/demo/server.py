@@ -23,6 +23,7 @@ from types import FrameType, TracebackType
 from typing import IO, Final
 
 import immortus
+from immortus.demo.hints import cli_hint, shown_store
 from immortus.demo.queue import DemoQueue, Pace
 from immortus.demo.samples import RETRY_DELAY
 from immortus.demo.shutdown import DemoServer, EndOnShutdown
@@ -231,8 +232,8 @@ def _greet(out: IO[str], url: str, site: DemoSite) -> None:
         "Start sample jobs on the page: they run on a Huey queue (SQLite, worker threads in this "
         "process), are tracked in immortus's store, and the page follows each one live over "
         "Server-Sent Events.",
-        f"store: {site.store}{where}",
+        f"store: {shown_store(site.store)}{where}",
         f"folder: {site.folder}",
-        f"from another terminal: immortus --store {site.store} jobs",
+        f"from another terminal: {cli_hint(site.store, 'jobs')}",
     ]
     print("\n".join(lines), file=out, flush=True)

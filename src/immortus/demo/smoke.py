@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import IO, Any, Final
 
+from immortus.demo.hints import shown_store
 from immortus.demo.queue import Pace
 from immortus.demo.samples import RETRY_DELAY, SAMPLES, Sample
 from immortus.demo.server import DemoSite, listen, make_server
@@ -133,7 +134,10 @@ def run_smoke(
                 host, port = sock.getsockname()[:2]
                 url = f"http://{host}:{port}/"
                 where = " (temporary)" if site.temporary_store else ""
-                print(f"smoke: the demo serves {url}; store: {site.store}{where}", file=out)
+                print(
+                    f"smoke: the demo serves {url}; store: {shown_store(site.store)}{where}",
+                    file=out,
+                )
                 _wait_for(lambda: server.started or not thread.is_alive(), "the server to start")
                 return _check_all(_Client(url), out)
             except _Failed as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import immortus
+from immortus.demo.hints import cli_hint, shown_store
 from immortus.demo.runner import Runner
 from immortus.demo.samples import RETRY_DELAY, SAMPLES, TICK
 from immortus.status import JobStatus
@@ -57,7 +58,7 @@ def run_terminal_demo(
             "reads its job's status from the store, as a web page would."
         )
         where = " (a temporary file, deleted when the demo ends)" if temporary else ""
-        console.print(f"store: {store}{where}", markup=False, highlight=False)
+        console.print(f"store: {shown_store(store)}{where}", markup=False, highlight=False)
         with Runner(workers=3, retry_delay=RETRY_DELAY / speed) as runner:
             for sample in SAMPLES:
                 runner.submit(
@@ -68,8 +69,8 @@ def run_terminal_demo(
             watch = runner.submitted[2]
             console.print(
                 "from another terminal, while it runs:\n"
-                f"  immortus --store {store} jobs\n"
-                f"  immortus --store {store} watch {watch.job_id}",
+                f"  {cli_hint(store, 'jobs')}\n"
+                f"  {cli_hint(store, f'watch {watch.job_id}')}",
                 markup=False,
                 highlight=False,
             )
