@@ -8,12 +8,16 @@ Seeds a private redis-server with Sidekiq 6.4's layout: ``--jobs`` queued Active
 Then it looks up, ``--repeat`` times each (median and worst, in milliseconds):
 
 - a job in a work hash (busy), a retrying one, the newest and the oldest queued job, an id that
-  is nowhere (finished: the whole walk), and a batch of 20 ids (``status_many``);
+  is nowhere (never seen: the whole walk), and a batch of 20 ids (``status_many``);
 - with **naive**: read every structure into Python and decode every payload (what
   ``Sidekiq::Queue#find_job`` does), **naive+filter**: the same with a substring test before
   decoding, and **lua**: the strategy's chunked server-side scan (``--chunks``).
 
-It prints the table, the ratio naive/lua, and the longest single script call Redis ran (from
+Then ``status()`` of a job that ended (seen queued, then gone), as a page polls it: the first
+poll that finds it gone (the whole walk, once), every later poll of the same process (its
+remembered verdict), and the first poll of another process (the verdict it shared).
+
+It prints the tables, the ratio naive/lua, and the longest single script call Redis ran (from
 ``SLOWLOG``): how long Redis was busy at most, per call, for other clients; and it adds the
 figures to ``bench/results/latest.json`` (:func:`bench.results.save`).
 
@@ -233,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "retrying": [ids.retrying],
             "queued, newest": [ids.newest],
             "queued, oldest": [ids.oldest],
-            "nowhere (finished)": [absent],
+            "nowhere (never seen)": [absent],
             f"batch of {BATCH}": ids.batch,
         }
         methods: dict[str, Callable[[list[str]], object]] = {
@@ -253,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             expected = set(wanted) - {absent}
             if set(found) != expected:
                 raise SystemExit(f"{name}: found {sorted(found)}, expected {sorted(expected)}")
-        if check.status(absent).state is not State.FINISHED:
-            raise SystemExit("an absent id is not reported finished")
+        if check.status(absent).state is not State.UNKNOWN:
+            raise SystemExit("an id never seen is not reported unknown")
         timings: dict[str, dict[str, list[float]]] = {}
         for method, find in methods.items():
             client.config_set("slowlog-log-slower-than", 0)
@@ -271,11 +275,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                 longest[method] = max(scans, default=0) / 1000
             client.config_set("slowlog-log-slower-than", 10_000)
         report(timings, longest, options.jobs, options.repeat)
+        ended = ended_polls(client, options.repeat)
     duration_s = time.perf_counter() - started
     body = figures(timings, longest, options.jobs, options.repeat)
+    body["ended_status_ms"] = {case: round(statistics.median(t), 3) for case, t in ended.items()}
     path = results.save("sidekiq_lookup", {**body, "duration_s": round(duration_s, 1)})
     log(f"whole run {duration_s:.0f} s; figures written to {path}")
     return 0
+
+
+def ended_polls(client: redis.Redis, repeat: int) -> dict[str, list[float]]:
+    """Time ``status()`` of jobs that were seen queued and then left (as when they finish)."""
+    polls: dict[str, list[float]] = {"first poll that finds it gone": [], "polled again": []}
+    polls["another process, first poll"] = []
+    for _ in range(repeat):
+        job_id, _, text = payload(0, "default")
+        client.lpush("queue:default", text)
+        seer = SidekiqStrategy(client=client, pickup_grace=0)
+        if seer.status(job_id).state is not State.CREATED:
+            raise SystemExit("a queued job is not reported created")
+        client.lrem("queue:default", 1, text)  # what a worker's fetch does; then the job runs
+        polls["first poll that finds it gone"] += timed(functools.partial(seer.status, job_id), 1)
+        polls["polled again"] += timed(functools.partial(seer.status, job_id), 1)
+        other = SidekiqStrategy(client=client)
+        polls["another process, first poll"] += timed(functools.partial(other.status, job_id), 1)
+        if (seer.status(job_id).state, other.status(job_id).state) != (State.FINISHED,) * 2:
+            raise SystemExit("a job seen and then gone is not reported ended")
+    print(f"\nstatus() of a job seen queued and then gone, median [worst] of {repeat}, ms\n")
+    for case, times in polls.items():
+        print(f"{case:<32}{statistics.median(times):9.2f} [{max(times):7.2f}]")
+    return polls
 
 
 def _command(entry: dict[str, Any]) -> bytes:

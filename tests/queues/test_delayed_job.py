@@ -20,18 +20,26 @@ from typing import ClassVar
 
 import psycopg
 import pytest
+import redis
 import sqlalchemy as sa
 from psycopg import sql
 
+import immortus
 from immortus.exceptions import ConfigurationError, InvalidJobId, StoreError, StoreUnavailable
 from immortus.finder import resolve_strategy
 from immortus.queues import delayed_job
 from immortus.queues.delayed_job import DelayedJobStrategy, lookup_index_sql, parse_handler
-from immortus.status import JobStatus, State
-from tests.services import PostgresServer
+from immortus.queues.rails.answers import conclude
+from immortus.queues.rails.journal import Journal
+from immortus.queues.rails.notes import Note, Notebook, Seen
+from immortus.status import JobError, JobStatus, State
+from tests.services import PostgresServer, RedisServer
 from tests.services.base import free_port
+from tests.support import pristine_immortus
 
 RAILS = Path(__file__).with_name("rails")
+#: The session redis-server's database these tests use for journals.
+JOURNAL_DB = 13
 #: Generous: Ruby loads Active Record in about a second, but CI machines are small and shared.
 TIMEOUT = 120.0
 #: Ids that must find nothing: LIKE wildcards, quotes, SQL, backslashes, the decoys that the
@@ -53,13 +61,13 @@ HOSTILE_IDS = (
 )
 
 
-def ruby(script: str, *args: str, database_url: str) -> str:
+def ruby(script: str, *args: str, database_url: str, journal: str = "") -> str:
     """Run a Ruby script of ``tests/queues/rails``; return its stdout, fail on an error."""
     ruby_binary = shutil.which("ruby")
     assert ruby_binary is not None, "ruby is missing: `make test` installs it"
     result = subprocess.run(
         [ruby_binary, str(RAILS / script), *args],
-        env={**os.environ, "DATABASE_URL": database_url},
+        env=rails_env(database_url, journal),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -68,6 +76,11 @@ def ruby(script: str, *args: str, database_url: str) -> str:
     if result.returncode != 0:
         pytest.fail(f"ruby {script} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return result.stdout
+
+
+def rails_env(database_url: str, journal: str = "") -> dict[str, str]:
+    """The environment of the Rails scripts: the database, and the journal's Redis if any."""
+    return {**os.environ, "DATABASE_URL": database_url, "IMMORTUS_JOURNAL_URL": journal}
 
 
 def wait_for(predicate: Callable[[], bool], what: str) -> None:
@@ -110,6 +123,16 @@ def set_up_rails(sqlalchemy_url: str, ruby_url: str, flag: Path) -> Rails:
     finally:
         strategy.close()
     return Rails(sqlalchemy_url, ruby_url, flag, ids, enqueued, worked)
+
+
+@pytest.fixture
+def journal(redis_server: RedisServer) -> str:
+    """A Redis database of its own for the readers' journal, emptied for the test."""
+    redis_server.ensure_running()
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{JOURNAL_DB}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
 
 
 class DelayedJobContract:
@@ -167,9 +190,12 @@ class DelayedJobContract:
         assert status.job_class == "PatientJob"
         assert status.meta["delayed_job_id"] != rails.enqueued["patient"].meta["delayed_job_id"]
 
-    def test_a_blocking_job_goes_started_then_finished_uncertain(self, rails: Rails) -> None:
+    def test_a_blocking_job_goes_started_then_finished_uncertain(
+        self, rails: Rails, journal: str
+    ) -> None:
+        """Gone after it was seen: ended, success unknown; shared through the journal."""
         job_id = rails.ids["blocking"]
-        strategy = rails.strategy()
+        strategy = DelayedJobStrategy(rails.sqlalchemy_url, journal=journal)
         ruby_binary = shutil.which("ruby")
         assert ruby_binary is not None
         with subprocess.Popen(  # the block's end closes the pipes and waits for the worker
@@ -200,9 +226,21 @@ class DelayedJobContract:
                 assert worker.returncode == 0, err
                 assert json.loads(out) == {"blocking": [1, 0]}
                 finished = strategy.status(job_id)
-                assert finished == JobStatus(job_id=job_id, state=State.FINISHED, certain=False)
-                assert finished.to_dict()["certain"] is False
-                assert finished.success is True
+                assert (finished.state, finished.completed, finished.certain) == (
+                    State.FINISHED,
+                    True,
+                    False,
+                )
+                assert finished.success is None  # a failed job's row is deleted too
+                body = finished.to_dict()
+                assert (body["certain"], body["success"]) == (False, None)
+                assert finished.job_class == "BlockingJob"
+                other = DelayedJobStrategy(rails.sqlalchemy_url, journal=journal)
+                assert other.status(job_id).to_dict() == body  # another web process
+                alone = rails.strategy()  # no journal, never saw it: no evidence it existed
+                assert alone.status(job_id) == JobStatus.unknown(job_id)
+                other.close()
+                alone.close()
             finally:
                 if worker.poll() is None:
                     worker.kill()
@@ -213,9 +251,7 @@ class DelayedJobContract:
         strategy = rails.strategy()
         try:
             assert strategy.find(job_id) is None
-            status = strategy.status(job_id)
-            assert status.state is State.FINISHED
-            assert not status.certain
+            assert strategy.status(job_id) == JobStatus.unknown(job_id)  # never a success
         finally:
             strategy.close()
 
@@ -237,8 +273,7 @@ class DelayedJobContract:
             assert list(answers) == [rails.ids["scheduled"], "%", rails.ids["fails"]]
             assert answers[rails.ids["scheduled"]].state is State.CREATED
             assert answers[rails.ids["fails"]].state is State.FAILED
-            assert answers["%"].state is State.FINISHED
-            assert not answers["%"].certain
+            assert answers["%"] == JobStatus.unknown("%")
             assert strategy.status_many([]) == {}
         finally:
             strategy.close()
@@ -445,3 +480,134 @@ class TestHandlerParsing:
     def test_keys_after_job_data_are_not_read(self) -> None:
         handler = self.WRAPPER + "job_data:\n  job_class: A\nother:\n  job_id: stolen\n"
         assert parse_handler(handler) is None
+
+
+class TestExactMode:
+    """Rails jobs that include the docs' Immortus::Tracked module read exactly, with progress."""
+
+    def test_a_tracked_rails_job_reads_exactly_with_progress(
+        self, tmp_path: Path, journal: str
+    ) -> None:
+        path, flag = tmp_path / "rails.sqlite3", tmp_path / "flag"
+        ruby_url = f"sqlite3:{path}"
+        ids = json.loads(
+            ruby("delayed_job_report.rb", str(flag), database_url=ruby_url, journal=journal)
+        )
+        delayed_job.configure(f"sqlite:///{path}", journal=journal)
+        ruby_binary = shutil.which("ruby")
+        assert ruby_binary is not None
+        try:
+            with pristine_immortus():
+                immortus.declare("ReportJob", queue="delayed_job")
+                immortus.declare("TrackedFailingJob", queue="delayed_job")
+                created = immortus.status(ids["report"], "ReportJob")
+                assert (created.state, created.certain) == (State.CREATED, True)
+                assert created.enqueued_at is not None
+                with subprocess.Popen(
+                    [ruby_binary, str(RAILS / "delayed_job_work.rb"), "report:1"],
+                    env=rails_env(ruby_url, journal),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ) as worker:
+                    seen: list[JobStatus] = []
+
+                    def half_way() -> bool:
+                        seen.append(immortus.status(ids["report"], "ReportJob"))
+                        progress = seen[-1].progress
+                        return progress is not None and progress.current == 2
+
+                    try:
+                        wait_for(half_way, "the report job's progress")
+                    finally:
+                        flag.touch()
+                    out, err = worker.communicate(timeout=TIMEOUT)
+                    assert json.loads(out) == {"report": [1, 0]}, err
+                running = seen[-1]
+                assert (running.state, running.certain) == (State.STARTED, True)
+                assert running.progress is not None
+                assert (running.progress.total, running.progress.message) == (4, "half way")
+                done = immortus.status(ids["report"], "ReportJob")
+                assert (done.state, done.certain, done.success) == (State.FINISHED, True, True)
+                assert done.progress is not None
+                assert done.progress.current == 4
+                assert done.job_class == "ReportJob"
+                ran = ruby(
+                    "delayed_job_work.rb", "tracked_fails:1", database_url=ruby_url, journal=journal
+                )
+                assert json.loads(ran) == {"tracked_fails": [0, 1]}
+                failed = immortus.status(ids["fails"], "TrackedFailingJob")
+                assert (failed.state, failed.certain, failed.success) == (State.FAILED, True, False)
+                assert failed.error is not None
+                assert (failed.error.type, failed.error.message) == (
+                    "ArgumentError",
+                    "tracked boom",
+                )
+        finally:
+            delayed_job.configure(None)
+
+
+class TestJournal:
+    """What the Rails readers share and read in Redis, whatever wrote it."""
+
+    def test_events_fold_by_the_stores_rules_and_malformed_ones_are_skipped(
+        self, journal: str
+    ) -> None:
+        with redis.Redis.from_url(journal, decode_responses=True) as client:
+            book = Journal(client)
+            client.rpush(
+                book.events_key("j1"),
+                json.dumps({"kind": "started", "at": 2.0, "job_class": "ReportJob"}),
+                "not json",
+                "[]",
+                json.dumps({"kind": "exploded", "at": 2.5}),
+                json.dumps({"kind": "progress", "at": 3.0, "progress": {"current": -1}}),
+                json.dumps({"kind": "enqueued", "at": 1.0}),  # late: never moves it backwards
+                json.dumps({"kind": "progress", "at": 3.0, "progress": {"current": 3, "total": 4}}),
+                json.dumps({"kind": "retrying", "at": 4.0, "error": {"type": "E", "message": "x"}}),
+            )
+            client.set(book.note_key("j2"), "{broken")
+            entries = book.read(["j1", "j2", "j3"])
+        assert set(entries) == {"j1"}  # a malformed note is no note
+        recorded = entries["j1"].recorded
+        assert recorded is not None
+        assert (recorded.state, recorded.job_class, recorded.attempts) == (
+            State.RETRYING,
+            "ReportJob",
+            1,
+        )
+        assert recorded.error == JobError(type="E", message="x")
+        assert recorded.enqueued_at is not None
+
+    def test_a_gone_job_whose_last_attempt_raised_is_failed(self) -> None:
+        raised = JobStatus(
+            job_id="j", state=State.RETRYING, error=JobError(type="E", message="boom")
+        )
+        answer, verdict = conclude("j", None, raised, lost_because=None)
+        assert (answer.state, answer.success, answer.error, verdict) == (
+            State.FAILED,
+            False,
+            raised.error,
+            Seen.GONE,
+        )
+        seen_failed = Note(Seen.FAILED, 1.0, job_class="ReportJob")
+        kept = conclude("j", seen_failed, None, lost_because=None)[0]
+        assert (kept.state, kept.certain, kept.job_class) == (State.FAILED, False, "ReportJob")
+        running = Note(Seen.RUNNING, 1.0, process="host:1")
+        lost = conclude("j", running, None, lost_because="killed")[0]
+        assert (lost.state, lost.success, lost.attempts) == (State.LOST, False, 1)
+        assert lost.error == JobError(type="WorkerLost", message="killed")
+        assert conclude("j", None, None, lost_because=None) == (JobStatus.unknown("j"), None)
+
+    def test_a_process_keeps_a_bounded_notebook_whose_verdicts_stand(self) -> None:
+        book = Notebook(capacity=2)
+        assert book.put("a", Note(Seen.WAITING, 1.0))
+        assert not book.put("a", Note(Seen.WAITING, 2.0))  # nothing new to share
+        assert book.put("a", Note(Seen.GONE, 3.0))
+        assert not book.put("a", Note(Seen.RUNNING, 4.0))  # a verdict is never replaced
+        book.put("b", Note(Seen.WAITING, 1.0))
+        book.put("c", Note(Seen.WAITING, 1.0))
+        assert book.get("a") is None  # the oldest went
+        assert Note.loads(Note(Seen.LOST, 5.0, "p", "C", "why").dumps()) == Note(
+            Seen.LOST, 5.0, "p", "C", "why"
+        )

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import redis
 
+import immortus
 from immortus import JobStatus, State
-from immortus.exceptions import InvalidJobId, StoreUnavailable
+from immortus.exceptions import InvalidInput, InvalidJobId, StoreUnavailable
 from immortus.finder import resolve_strategy
 from immortus.queues import sidekiq
 from immortus.queues.sidekiq import Location, SidekiqStrategy
@@ -31,6 +32,7 @@ from tests.services.base import free_port, tail, wait_until
 from tests.support import pristine_immortus
 
 RAILS = Path(__file__).with_name("rails")
+DOCS = Path(__file__).parents[2] / "docs" / "queues"
 JOBS_RB = RAILS / "sidekiq_jobs.rb"
 ENQUEUE_RB = RAILS / "sidekiq_enqueue.rb"
 INSTALL = "install Debian's ruby-activejob and ruby-sidekiq (`make test` does)"
@@ -188,7 +190,11 @@ def test_created_started_finished(url: str, tmp_path: Path, flag: Path) -> None:
         flag.touch()
         finished = reach(strategy, job.job_id, State.FINISHED)
         assert finished.certain is False  # gone from Redis: an inference
-        assert finished.to_dict()["certain"] is False
+        assert finished.completed
+        assert finished.success is None  # gone whether it succeeded or failed: cannot say
+        body = finished.to_dict()
+        assert (body["certain"], body["completed"], body["success"]) == (False, True, None)
+        assert finished.job_class == "SidekiqBlockingJob"
     finally:
         lifecycle.stop()
 
@@ -251,7 +257,8 @@ def test_activejob_retry_on_is_retrying(
     status = reach(strategy, job.job_id, State.RETRYING, location="schedule")
     assert status.attempts == 1
     assert status.meta["jid"] != job.jid
-    assert strategy.status(job.jid).state is State.FINISHED  # that Sidekiq job did end
+    # That Sidekiq job ended (unknown if no poll saw it run): never read as a success.
+    assert SidekiqStrategy(url, pickup_grace=0).status(job.jid).success is None
 
 
 # -- without a worker: what the Rails app wrote -------------------------------------------------
@@ -285,8 +292,7 @@ def test_many_queues_small_chunks_and_moving_jobs(url: str) -> None:
     statuses = strategy.status_many(ids)
     assert list(statuses) == ids
     assert [statuses[job.job_id].meta["queue"] for job in jobs] == [f"q{n % 3}" for n in range(30)]
-    assert statuses[absent].state is State.FINISHED
-    assert not statuses[absent].certain
+    assert statuses[absent] == JobStatus.unknown(absent)  # never seen: no evidence it existed
     enqueue(url, *specs[:9])  # newer jobs on the left: the known ones move right
     again = strategy.status_many(ids)
     assert [again[job.job_id].state for job in jobs] == [State.CREATED] * 30
@@ -316,7 +322,7 @@ def test_namespaced_sidekiq(url: str, settings: None) -> None:
         client.rename("queue:spaced", "myapp:queue:spaced")
         client.srem("queues", "spaced")
         client.sadd("myapp:queues", "spaced")
-    assert SidekiqStrategy(url).status(job.job_id).state is State.FINISHED
+    assert SidekiqStrategy(url).status(job.job_id).state is State.UNKNOWN
     assert SidekiqStrategy(url, namespace="myapp").status(job.job_id).state is State.CREATED
     sidekiq.configure(url=url, namespace="myapp")
     assert SidekiqStrategy().status(job.jid).state is State.CREATED
@@ -327,17 +333,23 @@ def test_namespaced_sidekiq(url: str, settings: None) -> None:
 
 def test_unknown_and_hostile_ids(url: str, strategy: SidekiqStrategy) -> None:
     (job,) = enqueue(url, {"job": "SidekiqQuickJob", "queue": "parked"})
-    absent = strategy.status(str(uuid.uuid4()))
-    assert (absent.state, absent.certain) == (State.FINISHED, False)  # cannot tell: says so
+    absent = str(uuid.uuid4())
+    assert strategy.status(absent) == JobStatus.unknown(absent)  # never there: not a success
     hostile = ["*", "%", "_", '"', "\\", "a", job.jid[:-1], job.jid + "%", f'{job.jid}"', "[a-f]*"]
     for job_id in hostile:  # cannot be a jid nor an ActiveJob id: unknown, Redis not asked
         assert strategy.status(job_id) == JobStatus.unknown(job_id)
     loose = SidekiqStrategy(url, id_pattern=None)
     for job_id in hostile:  # asked, and never matched by pattern or substring
-        assert loose.status(job_id).state is State.FINISHED
+        assert loose.status(job_id).state is State.UNKNOWN
     assert loose.status(job.jid).state is State.CREATED
     with pytest.raises(InvalidJobId):
         strategy.status("")
+
+
+def test_a_process_timeout_shorter_than_two_beats_is_refused(url: str) -> None:
+    """A live process would be taken for dead, and its running jobs for lost."""
+    with pytest.raises(InvalidInput, match="process_timeout"):
+        SidekiqStrategy(url, process_timeout=9)
 
 
 def test_unreachable_redis(url: str) -> None:
@@ -361,3 +373,135 @@ def test_made_without_arguments(url: str, settings: None, monkeypatch: pytest.Mo
         assert isinstance(resolved, SidekiqStrategy)
         sidekiq.configure(url=url)  # wins over the environment, also for one made before
         assert resolved.status(job.job_id).state is State.CREATED
+
+
+# -- honest endings: lost, gone, never there ----------------------------------------------------
+
+
+def test_a_killed_sidekiq_process_loses_its_job(url: str, tmp_path: Path, flag: Path) -> None:
+    """SIGKILL mid-job: Sidekiq's basic fetch drops the job; it reads lost, never a success."""
+    (job,) = enqueue(url, {"job": "SidekiqBlockingJob", "args": [str(flag)], "queue": "doomed"})
+    strategy = SidekiqStrategy(url, process_timeout=12)
+    victim = SidekiqWorker(url, tmp_path / "doomed.log", "doomed")
+    try:
+        reach(strategy, job.job_id, State.STARTED, location="busy")
+        victim.proc.kill()
+        victim.proc.wait()
+        lost = reach(strategy, job.job_id, State.LOST)
+    finally:
+        victim.stop()
+    assert (lost.completed, lost.success) == (True, False)
+    assert lost.error is not None
+    assert lost.error.type == "WorkerLost"
+    assert "stopped heart-beating" in lost.error.message
+    assert lost.job_class == "SidekiqBlockingJob"
+    assert lost.finished_at is not None
+    elsewhere = SidekiqStrategy(url).status(job.job_id)  # another web process: the shared verdict
+    assert (elsewhere.state, elsewhere.success) == (State.LOST, False)
+
+
+def test_another_process_reads_a_finished_job_as_ended_uncertain(
+    url: str, worker: SidekiqWorker, flag: Path
+) -> None:
+    """What one web process saw is shared: another reads the ended job, not "unknown"."""
+    (job,) = enqueue(url, {"job": "SidekiqBlockingJob", "args": [str(flag)]})
+    seer = SidekiqStrategy(url)
+    reach(seer, job.job_id, State.STARTED)
+    flag.touch()
+    reach(seer, job.job_id, State.FINISHED)
+    for job_id in (job.job_id, job.jid):
+        other = SidekiqStrategy(url).status(job_id)
+        assert (other.state, other.completed, other.success, other.certain) == (
+            State.FINISHED,
+            True,
+            None,
+            False,
+        )
+    alone = SidekiqStrategy(url, journal=False).status(job.job_id)  # shares nothing: no evidence
+    assert alone == JobStatus.unknown(job.job_id)
+
+
+def test_an_ended_job_is_answered_without_asking_redis_again(
+    url: str, worker: SidekiqWorker, flag: Path, settings: None
+) -> None:
+    """A verdict is remembered: polling a finished job costs no look-up at all."""
+    (job,) = enqueue(url, {"job": "SidekiqBlockingJob", "args": [str(flag)]})
+    sidekiq.configure(url=url)
+    strategy = SidekiqStrategy()
+    reach(strategy, job.job_id, State.STARTED)
+    flag.touch()
+    ended = reach(strategy, job.job_id, State.FINISHED)
+    sidekiq.configure(url=f"redis://127.0.0.1:{free_port()}/0")  # Redis is away from now on
+    assert strategy.status(job.job_id) == ended
+    assert strategy.status_many([job.job_id]) == {job.job_id: ended}
+    with pytest.raises(StoreUnavailable):
+        strategy.status(str(uuid.uuid4()))
+
+
+# -- the exact mode: the Rails jobs write their events with the Ruby module of the docs ---------
+
+
+def test_a_tracked_rails_job_reads_exactly_with_progress(
+    url: str, worker: SidekiqWorker, tmp_path: Path, flag: Path, settings: None
+) -> None:
+    """Immortus::Tracked: created, started with progress, finished (certain); failed, exactly."""
+    sidekiq.configure(url=url)
+    with pristine_immortus():
+        immortus.declare("SidekiqReportJob", queue="sidekiq")
+        immortus.declare("SidekiqTrackedDoomedJob", queue="sidekiq")
+        report, doomed = enqueue(
+            url,
+            {"job": "SidekiqReportJob", "args": [str(flag)], "queue": "reports"},
+            {"job": "SidekiqTrackedDoomedJob"},
+        )
+        created = immortus.status(report.job_id, "SidekiqReportJob")
+        assert (created.state, created.certain, created.progress) == (State.CREATED, True, None)
+        assert created.enqueued_at is not None
+        reports = SidekiqWorker(url, tmp_path / "reports.log", "reports")
+        try:
+            seen: list[JobStatus] = []
+
+            def half_way() -> bool:
+                seen.append(immortus.status(report.job_id, "SidekiqReportJob"))
+                progress = seen[-1].progress
+                return progress is not None and progress.current == 2
+
+            assert wait_until(half_way, TIMEOUT, interval=0.05), seen[-1]
+            running = seen[-1]
+            assert (running.state, running.certain, running.attempts) == (State.STARTED, True, 1)
+            assert running.progress is not None
+            assert (running.progress.total, running.progress.message) == (4, "half way")
+            assert running.started_at is not None
+            flag.touch()
+
+            def finished() -> bool:
+                seen.append(immortus.status(report.job_id, "SidekiqReportJob"))
+                return seen[-1].completed
+
+            assert wait_until(finished, TIMEOUT, interval=0.05)
+        finally:
+            reports.stop()
+        done = seen[-1]
+        assert (done.state, done.certain, done.success) == (State.FINISHED, True, True)
+        assert done.progress is not None
+        assert done.progress.current == 4
+        assert done.finished_at is not None
+        assert done.to_dict()["success"] is True
+
+        def failed() -> bool:
+            seen.append(immortus.status(doomed.job_id, "SidekiqTrackedDoomedJob"))
+            return seen[-1].completed
+
+        assert wait_until(failed, TIMEOUT, interval=0.1)
+        dead = seen[-1]
+        assert (dead.state, dead.certain, dead.success) == (State.FAILED, True, False)
+        assert dead.error is not None
+        assert (dead.error.type, dead.error.message) == ("IOError", "tracked doom")
+
+
+def test_the_ruby_module_is_the_one_the_docs_show() -> None:
+    """The module these tests run is, verbatim, the one both Rails pages tell users to copy."""
+    module = (RAILS / "immortus_tracked.rb").read_text()
+    for page in ("sidekiq.md", "delayed_job.md"):
+        text = (DOCS / page).read_text()
+        assert f"```ruby\n{module}```" in text, f"docs/queues/{page} shows another module"

@@ -1,18 +1,21 @@
-"""Rails' Delayed::Job, read from its ``delayed_jobs`` table: the seed's strategy, no callbacks.
+"""Rails' Delayed::Job, read from its ``delayed_jobs`` table, with no callbacks.
 
-A Python application that shares a database with a Rails application whose ActiveJob jobs are
+This is the Delayed::Job strategy of the Ruby gem immortus, with its false positives fixed. A
+Python application that shares a database with a Rails application whose ActiveJob jobs are
 queued with ``config.active_job.queue_adapter = :delayed_job`` tracks them with
-:class:`DelayedJobStrategy` (``@immortus.track(queue="delayed_job")`` or
+:class:`DelayedJobStrategy` (``immortus.declare("ReportJob", queue="delayed_job")`` or
 ``immortus.configure(strategy="delayed_job")``). It only reads the table; the Ruby side runs the
 jobs. Needs the ``immortus[sql]`` extra (and a driver: ``immortus[postgresql]`` for psycopg).
 
 A job is found by its ActiveJob ``job_id``, which lives only inside the row's YAML ``handler``.
-Its state is read from the row (the seed's rules, with its false positives fixed):
+Its state is read from the row:
 
 =========================================================  ====================================
 the row                                                    state
 =========================================================  ====================================
-gone (or never there)                                      ``finished``, ``certain=False``
+gone, after the strategy (or the journal) saw it           ``finished``, ``certain=False``,
+                                                           ``success`` ``null``
+gone, and never seen                                       ``unknown``
 ``failed_at`` set (``destroy_failed_jobs = false``)        ``failed``, ``last_error``'s first
                                                            line as the error message
 ``locked_at`` set                                          ``started``
@@ -23,8 +26,10 @@ otherwise                                                  ``created`` (schedule
 =========================================================  ====================================
 
 Delayed::Job deletes a row when its job succeeds, and by default also when its job has failed
-for good: "finished" is an inference from the row's absence, which cannot be told from an id
-that never existed. Such statuses carry ``certain=False``.
+for good: a gone row says the job ended, not how, and only for a job that was seen. What a
+strategy saw stays in its process unless it has a journal (a Redis:
+:mod:`immortus.queues.rails.journal`), which every web process then shares; Rails jobs that
+include the Ruby module of the docs write their events there and read exactly, with progress.
 
 Finding the row: by default a ``LIKE`` scan of ``handler`` for the id's line, every candidate
 then checked by parsing its handler (so the answer is exact whatever ``LIKE`` matched). On
@@ -44,7 +49,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from immortus.exceptions import (
     ConfigurationError,
@@ -59,13 +64,19 @@ try:
 except ImportError as exc:
     raise MissingDependency("SQLAlchemy", "sql") from exc
 
+from immortus.queues.rails.journal import DEFAULT_PREFIX, Journal, connect
+from immortus.queues.rails.notes import Seen
+from immortus.queues.rails.reader import Found, RailsReader
 from immortus.status import JobError, JobStatus, State
 from immortus.stores.sql import _create_engine, _unreachable
-from immortus.strategy import TrackingStrategy
 from immortus.validation import check_job_id
+
+if TYPE_CHECKING:
+    import redis
 
 __all__ = [
     "DEFAULT_TABLE",
+    "JOURNAL_ENV_VAR",
     "LOOKUP_PATTERN",
     "URL_ENV_VAR",
     "DelayedJobStrategy",
@@ -78,6 +89,8 @@ __all__ = [
 
 #: The environment variable a strategy made without arguments reads its database URL from.
 URL_ENV_VAR: Final = "IMMORTUS_DELAYED_JOB_URL"
+#: The environment variable naming the Redis of the journal, when not given nor configured.
+JOURNAL_ENV_VAR: Final = "IMMORTUS_DELAYED_JOB_JOURNAL_URL"
 #: The table Delayed::Job's migration creates.
 DEFAULT_TABLE: Final = "delayed_jobs"
 #: The PostgreSQL regular expression that extracts ActiveJob's ``job_id`` from a handler: the
@@ -102,15 +115,24 @@ _ESCAPES: Final = {
 _configured: dict[str, Any] = {}
 
 
-def configure(url: str | sa.URL | sa.Engine | None, *, table_name: str = DEFAULT_TABLE) -> None:
-    """Set the database a :class:`DelayedJobStrategy` made without arguments reads.
+def configure(
+    url: str | sa.URL | sa.Engine | None,
+    *,
+    table_name: str = DEFAULT_TABLE,
+    journal: str | None = None,
+) -> None:
+    """Set what a :class:`DelayedJobStrategy` made without arguments reads.
+
+    ``url`` is the Rails database, ``journal`` the Redis of the journal (optional).
 
     Call it at start-up, before the first status question (the strategy reads it when it is
-    made). ``None`` forgets it (the :data:`URL_ENV_VAR` environment variable applies again).
+    made). ``None`` forgets it (the environment variables apply again).
     """
     _configured.clear()
     if url is not None:
         _configured.update(url=url, table_name=table_name)
+    if journal is not None:
+        _configured.update(journal=journal)
 
 
 def lookup_index_sql(
@@ -233,7 +255,7 @@ def jobs_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE) -> sa.Table:
     )
 
 
-class DelayedJobStrategy(TrackingStrategy):
+class DelayedJobStrategy(RailsReader):
     """Tracks ActiveJob jobs queued with Delayed::Job by reading the ``delayed_jobs`` table.
 
     ``engine_or_url`` is a SQLAlchemy :class:`~sqlalchemy.engine.Engine` (the application keeps
@@ -245,10 +267,15 @@ class DelayedJobStrategy(TrackingStrategy):
     ``priority``, ``run_at`` and ``delayed_job_id``; ``attempts`` counts the attempts made,
     including one running now.
 
+    ``journal`` is a Redis (URL or ``redis.Redis`` made with ``decode_responses=True``) where
+    the strategy shares what it saw with every web process, and where the Rails jobs may write
+    their events (the exact mode); without it (and without :func:`configure`'s or
+    :data:`JOURNAL_ENV_VAR`), what the strategy saw stays in its process.
+
     Raises:
         ConfigurationError: no URL was given, configured or found in the environment.
-        InvalidStoreURL: the URL is malformed.
-        MissingDependency: SQLAlchemy or the URL's driver is not installed.
+        InvalidStoreURL: a URL is malformed.
+        MissingDependency: SQLAlchemy, the URL's driver, or redis-py for a journal is missing.
     """
 
     certain: ClassVar[bool] = False
@@ -259,7 +286,19 @@ class DelayedJobStrategy(TrackingStrategy):
         *,
         table_name: str | None = None,
         index_check_interval: float = 300.0,
+        journal: str | redis.Redis | None = None,
+        journal_prefix: str = DEFAULT_PREFIX,
     ) -> None:
+        super().__init__()
+        journal = journal or _configured.get("journal") or os.environ.get(JOURNAL_ENV_VAR)
+        self._journal = (
+            None
+            if journal is None
+            else Journal(
+                connect(journal, "Delayed::Job journal") if isinstance(journal, str) else journal,
+                prefix=journal_prefix,
+            )
+        )
         if engine_or_url is None:
             engine_or_url = _configured.get("url") or os.environ.get(URL_ENV_VAR) or None
             table_name = table_name or _configured.get("table_name")
@@ -324,9 +363,9 @@ class DelayedJobStrategy(TrackingStrategy):
 
         The row is a mapping of its columns, plus ``job_data``: its handler's :class:`JobData`.
 
-        The seed's ``find``: through the look-up index when PostgreSQL has it, else a ``LIKE``
-        scan for the id's line. Either way every candidate's handler is parsed and only a row
-        whose ``job_data`` holds exactly this ``job_id`` is returned.
+        The ``find`` of the Ruby gem immortus: through the look-up index when PostgreSQL has
+        it, else a ``LIKE`` scan for the id's line. Either way every candidate's handler is
+        parsed and only a row whose ``job_data`` holds exactly this ``job_id`` is returned.
 
         Raises:
             InvalidJobId: ``job_id`` is malformed.
@@ -357,34 +396,23 @@ class DelayedJobStrategy(TrackingStrategy):
                 found[data.job_id] = {**row._mapping, "job_data": data}  # the newest wins
         return found
 
-    # -- answering -------------------------------------------------------------------------
+    # -- what the Rails reader asks -------------------------------------------------------
 
-    def status(self, job_id: str) -> JobStatus:
-        """Return the job's status read from its row (see the module's table).
+    @contextmanager
+    def _reading(self) -> Iterator[Journal | None]:
+        yield self._journal
 
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the database cannot be reached.
-            StoreError: the database refused the query.
-        """
-        row = self.find(job_id)
-        return self._status(job_id, row)
+    def _find_in_queue(self, job_ids: list[str]) -> dict[str, Found]:
+        found = {}
+        for job_id, row in self._find_many(job_ids).items():
+            status = self._status(job_id, row)
+            seen = {State.FAILED: Seen.FAILED, State.STARTED: Seen.RUNNING}.get(
+                status.state, Seen.WAITING
+            )
+            found[job_id] = Found(status, seen)
+        return found
 
-    def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Return the status of every job in ``job_ids`` with one query.
-
-        Raises:
-            InvalidJobId: an id is malformed (checked before any query).
-            StoreUnavailable: the database cannot be reached.
-            StoreError: the database refused the query.
-        """
-        wanted = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
-        rows = self._find_many(wanted) if wanted else {}
-        return {job_id: self._status(job_id, rows.get(job_id)) for job_id in wanted}
-
-    def _status(self, job_id: str, row: Mapping[str, Any] | None) -> JobStatus:
-        if row is None:
-            return JobStatus(job_id=job_id, state=State.FINISHED, certain=False)
+    def _status(self, job_id: str, row: Mapping[str, Any]) -> JobStatus:
         data: JobData = row["job_data"]
         running = row["locked_at"] is not None and row["failed_at"] is None
         error = None
@@ -422,6 +450,8 @@ class DelayedJobStrategy(TrackingStrategy):
         """Dispose of the engine's connections if the strategy made the engine."""
         if self._owns_engine:
             self.engine.dispose()
+        if self._journal is not None:
+            self._journal.client.close()
 
     # -- helpers ---------------------------------------------------------------------------
 

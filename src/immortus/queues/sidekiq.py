@@ -13,18 +13,26 @@ where the payload is           state         notes
 ``schedule`` zset              ``created``   ``retrying`` when ActiveJob's ``retry_on`` put it
                                              back (``executions`` > 0)
 ``queue:<name>`` list          ``created``   ``retrying`` when it has failed before
-nowhere                        ``finished``  an inference: ``certain=False`` (see below)
+nowhere, seen running in a     ``lost``      ``WorkerLost``: the process was killed (it is
+process that stopped beating                 still registered, its last beat older than
+                                             ``process_timeout``); basic fetch drops the job
+nowhere, seen before           ``finished``  ``certain=False``, ``success`` ``null``: ended,
+                                             outcome unknown
+nowhere, never seen            ``unknown``   no evidence the id ever existed
 =============================  ============  ===================================================
 
 A job is found by its ActiveJob ``job_id`` (``args[0].job_id``) or its Sidekiq ``jid``. Both are
 compared exactly; an id that cannot be either (not a UUID, not 24 hex digits) is ``unknown``
 without asking Redis, unless ``id_pattern=None``.
 
-**"Finished" is an inference.** Sidekiq deletes a job that ends well, so a finished job looks
-like one that never existed: those statuses carry ``certain=False``. Sidekiq 6.4 also writes a
-running job to its process's work hash only at the next heartbeat (every 5 seconds), so a job
-just taken from its queue is briefly nowhere. A strategy that saw the job waiting answers
-``started`` for ``pickup_grace`` seconds after it first finds it nowhere, then ``finished``.
+**Gone is not success.** Sidekiq deletes a job that ended, well or not (a dead job is trimmed
+too), so a job that is nowhere is read as ended only when a strategy saw it before: in this
+process, or in another one through the journal (:mod:`immortus.queues.rails.journal`, in
+Sidekiq's Redis). Sidekiq 6.4 writes a running job to its process's work hash only at the
+next heartbeat (every 5 seconds), so a job just taken from its queue is briefly nowhere: a job
+seen waiting is ``started`` for ``pickup_grace`` seconds after it is first found nowhere.
+A job found ended is answered from memory from then on. Rails jobs that include the Ruby module
+of the docs write their own events to the journal: they read exactly, with progress.
 
 **Lookup cost.** A server-side Lua script walks the structures in the order above, a chunk of
 ``scan_chunk`` payloads per call: a plain substring search for the id, then an exact comparison
@@ -56,12 +64,14 @@ from typing import Any, ClassVar, Final
 
 from immortus.exceptions import (
     InvalidInput,
-    InvalidStoreURL,
     MissingDependency,
     StoreUnavailable,
 )
+from immortus.queues.rails.journal import DEFAULT_PREFIX, Journal, connect
+from immortus.queues.rails.notes import Note, Seen
+from immortus.queues.rails.reader import Found, RailsReader
+from immortus.queues.rails.sidekiq_lua import LAYOUT_SCRIPT, SCAN_SCRIPT
 from immortus.status import MAX_ERROR_MESSAGE_LENGTH, JobError, JobStatus, State, isoformat
-from immortus.strategy import TrackingStrategy
 from immortus.validation import check_job_id
 
 try:
@@ -84,102 +94,10 @@ NAMESPACE_ENV: Final = "IMMORTUS_SIDEKIQ_NAMESPACE"
 DEFAULT_URL: Final = "redis://localhost:6379/0"
 #: How many payloads the first script call of a scan examines; each next call, 4 times more.
 _FIRST_CHUNK: Final = 128
-#: How many ids the pickup grace remembers per strategy.
+#: Sidekiq beats every 5 seconds: a process is presumed dead after two missed beats at least.
+_MIN_PROCESS_TIMEOUT: Final = 10.0
+#: How many ids a strategy remembers (places, first misses, ended answers), each.
 _REMEMBERED: Final = 10_000
-
-# ARGV[1] = key prefix. Returns the work hashes of live processes (whose heartbeat key exists,
-# as Sidekiq::WorkSet checks) and the queue lists, in name order.
-_LAYOUT_SCRIPT: Final = """
-local prefix, work, queues = ARGV[1], {}, {}
-for _, identity in ipairs(redis.call('SMEMBERS', prefix .. 'processes')) do
-  if redis.call('EXISTS', prefix .. identity) == 1 then
-    table.insert(work, prefix .. identity .. ':workers')
-    table.insert(work, prefix .. identity .. ':work')
-  end
-end
-local names = redis.call('SMEMBERS', prefix .. 'queues')
-table.sort(names)
-for _, name in ipairs(names) do table.insert(queues, prefix .. 'queue:' .. name) end
-return {work, queues}
-"""
-
-# Walks KEYS from key ARGV[1] at offset ARGV[2], examining at most ARGV[3] payloads; ARGV[4] ids
-# follow, then the substrings that preselect candidates. Hashes are read whole (work hashes:
-# one entry per busy thread), lists from the left (pushes there, pops on the right), sorted
-# sets from the highest score (removals at the low end): normal traffic never makes it skip an
-# entry. Returns {next key, next offset, {{key index, id, payload, score, list index}, ...}}.
-_SCAN_SCRIPT: Final = """
-local index, offset, budget, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4])
-local wanted, needles, found, missing = {}, {}, {}, n
-for i = 5, 4 + n do wanted[ARGV[i]] = true end
-for i = 5 + n, #ARGV do table.insert(needles, ARGV[i]) end
-
-local function decode(text)
-  local ok, value = pcall(cjson.decode, text)
-  if ok and type(value) == 'table' then return value end
-  return nil
-end
-
-local function ids_of(job)
-  local ids = {}
-  if job == nil then return ids end
-  if type(job.jid) == 'string' and wanted[job.jid] then table.insert(ids, job.jid) end
-  local args = job.args
-  if type(args) == 'table' and type(args[1]) == 'table' then
-    local id = args[1].job_id
-    if type(id) == 'string' and wanted[id] and id ~= job.jid then table.insert(ids, id) end
-  end
-  return ids
-end
-
-local function check(text, score, position, wrapped)
-  local hit = false
-  for _, needle in ipairs(needles) do
-    if string.find(text, needle, 1, true) then hit = true break end
-  end
-  if not hit then return end
-  local job = decode(text)
-  if wrapped and job ~= nil then
-    job = type(job.payload) == 'string' and decode(job.payload) or job.payload
-    if type(job) ~= 'table' then job = nil end
-  end
-  for _, id in ipairs(ids_of(job)) do
-    table.insert(found, {index, id, text, score, position})
-    wanted[id], missing = nil, missing - 1
-  end
-end
-
-while index <= #KEYS and budget > 0 and missing > 0 do
-  local key = KEYS[index]
-  local kind = redis.call('TYPE', key)['ok']
-  local items, step = {}, 1
-  if kind == 'hash' then
-    items = redis.call('HVALS', key)
-    for _, text in ipairs(items) do check(text, '', 0, true) end
-  elseif kind == 'list' then
-    items = redis.call('LRANGE', key, offset, offset + budget - 1)
-    for i = 1, #items do
-      check(items[i], '', offset + i - 1, false)
-      if missing == 0 then break end
-    end
-  elseif kind == 'zset' then
-    items, step = redis.call('ZREVRANGE', key, offset, offset + budget - 1, 'WITHSCORES'), 2
-    for i = 1, #items, 2 do
-      check(items[i], items[i + 1], 0, false)
-      if missing == 0 then break end
-    end
-  end
-  local seen = #items / step
-  budget = budget - seen
-  if (kind == 'list' or kind == 'zset') and budget <= 0 then
-    offset = offset + seen
-  else
-    index, offset = index + 1, 0
-  end
-end
-return {index, offset, found}
-"""
 
 
 class Location(StrEnum):
@@ -236,16 +154,7 @@ def _default_url() -> str:
 
 
 def _connect(url: str) -> redis.Redis:
-    """Return a client for ``url`` that fails within seconds when Redis is away (no I/O yet)."""
-    try:
-        client = redis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, decode_responses=True
-        )
-        pool = client.connection_pool
-        pool.connection_class(**pool.connection_kwargs)  # refuses unknown options; no I/O
-    except (ValueError, TypeError) as exc:
-        raise InvalidStoreURL(f"malformed Sidekiq Redis URL: {exc}") from exc
-    return client
+    return connect(url, "Sidekiq Redis")
 
 
 def _needles(job_id: str) -> set[str]:
@@ -281,13 +190,12 @@ def _ids_of(payload: object) -> set[str]:
     return {job_id for job_id in ids if isinstance(job_id, str)}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Sighting:
-    """Where a strategy last saw a waiting job, and when it first found it nowhere since."""
+    """Where a strategy last saw a waiting job: a place to look first at the next poll."""
 
     key: str
     position: int | str  # the list index from the left, or the sorted set score
-    missed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +203,11 @@ class _Hit:
     job: SidekiqJob
     key: str
     position: int | str
+    process: str | None = None  # the identity of the process whose work hash holds it
 
 
-class SidekiqStrategy(TrackingStrategy):
-    """Answers from Sidekiq's Redis structures; read-only, needs no callbacks.
+class SidekiqStrategy(RailsReader):
+    """Answers from Sidekiq's Redis structures and the journal beside them; needs no callbacks.
 
     ``url`` (or a ``client``) says where Redis is; without either, :func:`configure` and the
     environment are read at each look-up (module docstring). ``namespace`` is the
@@ -306,11 +215,14 @@ class SidekiqStrategy(TrackingStrategy):
     a ``jid`` or ActiveJob ``job_id`` (answered ``unknown``); ``None`` accepts any id.
     ``scan_chunk`` is how many payloads one script call examines. ``pickup_grace`` is how long
     a job seen waiting and then found nowhere is still ``started`` (the heartbeat gap); 0 turns
-    it off. ``clock`` measures it (seconds, monotonic).
+    it off. ``process_timeout`` is how old a process's last heartbeat may be before the jobs it
+    ran are ``lost``. ``journal`` shares what the strategy saw with every process through
+    Sidekiq's Redis and reads the events the Rails jobs write (``False``: this process only);
+    ``journal_prefix`` starts its keys. ``clock`` measures the grace (seconds, monotonic).
 
     Raises:
         InvalidStoreURL: ``url`` is malformed.
-        InvalidInput: ``scan_chunk`` is below 1.
+        InvalidInput: ``scan_chunk`` is below 1, or ``process_timeout`` below 10 seconds.
     """
 
     certain: ClassVar[bool] = False
@@ -324,10 +236,19 @@ class SidekiqStrategy(TrackingStrategy):
         id_pattern: str | re.Pattern[str] | None = DEFAULT_ID_PATTERN,
         scan_chunk: int = 1000,
         pickup_grace: float = 7.0,
+        process_timeout: float = 30.0,
+        journal: bool = True,
+        journal_prefix: str = DEFAULT_PREFIX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if scan_chunk < 1:
             raise InvalidInput(f"scan_chunk must be at least 1, not {scan_chunk}")
+        if process_timeout < _MIN_PROCESS_TIMEOUT:
+            raise InvalidInput(
+                f"process_timeout must be at least {_MIN_PROCESS_TIMEOUT} seconds (two of "
+                f"Sidekiq's heartbeats), not {process_timeout}"
+            )
+        super().__init__()
         self._client = client if client is not None else None if url is None else _connect(url)
         self._explicit = self._client is not None
         self._configured: tuple[str, redis.Redis] | None = None  # (url, client) from settings
@@ -335,29 +256,13 @@ class SidekiqStrategy(TrackingStrategy):
         self.id_pattern = re.compile(id_pattern) if isinstance(id_pattern, str) else id_pattern
         self.scan_chunk = scan_chunk
         self.pickup_grace = pickup_grace
+        self.process_timeout = process_timeout
+        self.journal = journal
+        self.journal_prefix = journal_prefix
         self._clock = clock
         self._lock = threading.Lock()
         self._sightings: OrderedDict[str, _Sighting] = OrderedDict()
-
-    def status(self, job_id: str) -> JobStatus:
-        """Return the job's status, inferred from where its payload is (module table).
-
-        Raises:
-            InvalidJobId: ``job_id`` is not a usable job id.
-            StoreUnavailable: Sidekiq's Redis cannot be reached.
-        """
-        return self.status_many([job_id])[job_id]
-
-    def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Return the status of every id, looked up in one walk of Sidekiq's structures.
-
-        Raises:
-            InvalidJobId: an id is not a usable job id.
-            StoreUnavailable: Sidekiq's Redis cannot be reached.
-        """
-        unique = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
-        found = self._find(unique)
-        return {job_id: self._answer(job_id, found.get(job_id)) for job_id in unique}
+        self._missed: OrderedDict[str, float] = OrderedDict()  # first found nowhere, by clock
 
     def find(self, job_id: str) -> SidekiqJob | None:
         """Return where the job with this ActiveJob ``job_id`` or Sidekiq ``jid`` is, if anywhere.
@@ -376,24 +281,89 @@ class SidekiqStrategy(TrackingStrategy):
             StoreUnavailable: Sidekiq's Redis cannot be reached.
         """
         unique = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
-        return {job_id: hit.job for job_id, hit in self._find(unique).items()}
+        if self.id_pattern is not None:
+            unique = [job_id for job_id in unique if self.id_pattern.fullmatch(job_id)]
+        if not unique:
+            return {}
+        with self._guard() as client:
+            found = self._find(client, unique)
+        return {job_id: hit.job for job_id, hit in found.items()}
+
+    # -- what the Rails reader asks -------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[Journal | None]:
+        with self._guard() as client:
+            yield Journal(client, prefix=self.journal_prefix) if self.journal else None
+
+    def _accepts(self, job_id: str) -> bool:
+        return self.id_pattern is None or self.id_pattern.fullmatch(job_id) is not None
+
+    def _find_in_queue(self, job_ids: list[str]) -> dict[str, Found]:
+        with self._guard() as client:
+            hits = self._find(client, job_ids)
+        return {
+            job_id: Found(
+                _status(job_id, hit.job),
+                _SEEN[hit.job.location],
+                hit.process,
+                frozenset(_ids_of(hit.job.payload)),
+            )
+            for job_id, hit in hits.items()
+        }
+
+    def _in_grace(self, job_id: str, note: Note) -> bool:
+        """Whether a job seen waiting was first found nowhere under ``pickup_grace`` ago."""
+        if note.seen is not Seen.WAITING:
+            return False
+        now = self._clock()
+        with self._lock:
+            missed = self._missed.setdefault(job_id, now)
+            while len(self._missed) > _REMEMBERED:
+                self._missed.popitem(last=False)
+        return now - missed < self.pickup_grace
+
+    def _forget_places(self, job_id: str) -> None:
+        with self._lock:
+            self._sightings.pop(job_id, None)
+            self._missed.pop(job_id, None)
+
+    def _dead_processes(self, notes: Sequence[Note]) -> dict[str, str]:
+        """Of the processes that ran these jobs, those killed: why, by identity.
+
+        A process is killed when it is still registered (a process that stops cleanly leaves
+        the ``processes`` set) but its heartbeat key has expired or its last beat is older than
+        ``process_timeout``.
+        """
+        identities = sorted({n.process for n in notes if n.seen is Seen.RUNNING and n.process})
+        if not identities:
+            return {}
+        prefix = self._prefix()
+        with self._guard() as client, client.pipeline(transaction=False) as pipe:
+            for identity in identities:
+                pipe.sismember(f"{prefix}processes", identity)
+                pipe.hget(f"{prefix}{identity}", "beat")
+            replies = pipe.execute()
+        dead: dict[str, str] = {}
+        for number, identity in enumerate(identities):
+            registered, beat = replies[2 * number], _moment(replies[2 * number + 1])
+            if registered and (
+                beat is None or time.time() - beat.timestamp() > self.process_timeout
+            ):
+                dead[identity] = _lost_message(identity, None if beat is None else beat.timestamp())
+        return dead
 
     # -- finding --------------------------------------------------------------------------
 
-    def _find(self, job_ids: list[str]) -> dict[str, _Hit]:
-        if self.id_pattern is not None:
-            job_ids = [job_id for job_id in job_ids if self.id_pattern.fullmatch(job_id)]
-        if not job_ids:
-            return {}
+    def _find(self, client: redis.Redis, job_ids: list[str]) -> dict[str, _Hit]:
         with self._lock:
             hints = {
                 job_id: self._sightings[job_id] for job_id in job_ids if job_id in self._sightings
             }
-        with self._guard() as client:
-            found = self._look_where_seen(client, hints)
-            rest = [job_id for job_id in job_ids if job_id not in found]
-            if rest:
-                found.update(self._walk(client, rest))
+        found = self._look_where_seen(client, hints)
+        rest = [job_id for job_id in job_ids if job_id not in found]
+        if rest:
+            found.update(self._walk(client, rest))
         self._remember(found)
         return found
 
@@ -427,7 +397,8 @@ class SidekiqStrategy(TrackingStrategy):
     def _walk(self, client: redis.Redis, wanted: list[str]) -> dict[str, _Hit]:
         """Look everywhere, in the module table's order; stop when every job is found."""
         prefix = self._prefix()
-        work_keys, queue_keys = client.register_script(_LAYOUT_SCRIPT)(args=[prefix])
+        oldest = time.time() - self.process_timeout
+        work_keys, queue_keys = client.register_script(LAYOUT_SCRIPT)(args=[prefix, oldest])
         keys = [*work_keys, f"{prefix}retry", f"{prefix}dead", f"{prefix}schedule", *queue_keys]
         where = (
             [Location.BUSY] * len(work_keys)
@@ -445,7 +416,7 @@ class SidekiqStrategy(TrackingStrategy):
         *,
         offset: int = 0,
     ) -> dict[str, _Hit]:
-        scan = client.register_script(_SCAN_SCRIPT)
+        scan = client.register_script(SCAN_SCRIPT)
         found: dict[str, _Hit] = {}
         index, chunk = 1, min(_FIRST_CHUNK, self.scan_chunk)
         while index <= len(keys) and len(found) < len(wanted):
@@ -459,7 +430,10 @@ class SidekiqStrategy(TrackingStrategy):
                 if job_id not in found:  # the first structure in walk order wins
                     location, key = where[key_index - 1], keys[key_index - 1]
                     job = _parse(location, text, score)
-                    found[job_id] = _Hit(job, key, score if score else int(position))
+                    process = None
+                    if location is Location.BUSY:
+                        process = key.removeprefix(self._prefix()).rpartition(":")[0]
+                    found[job_id] = _Hit(job, key, score if score else int(position), process)
         return found
 
     def _location_of(self, key: str) -> Location:
@@ -494,34 +468,34 @@ class SidekiqStrategy(TrackingStrategy):
             where = f"{settings.get('host', settings.get('path'))}:{settings.get('port', '')}"
             raise StoreUnavailable(f"Sidekiq's redis at {where} is unavailable: {detail}") from exc
 
-    # -- answering ------------------------------------------------------------------------
-
     def _remember(self, found: dict[str, _Hit]) -> None:
         """Keep where waiting jobs were seen; forget the others (running, dead)."""
         with self._lock:
             for job_id, hit in found.items():
                 self._sightings.pop(job_id, None)
+                self._missed.pop(job_id, None)
                 if hit.job.location in _WAITING:
                     self._sightings[job_id] = _Sighting(hit.key, hit.position)
             while len(self._sightings) > _REMEMBERED:
                 self._sightings.popitem(last=False)
 
-    def _answer(self, job_id: str, hit: _Hit | None) -> JobStatus:
-        if hit is not None:
-            return _status(job_id, hit.job)
-        if self.id_pattern is not None and not self.id_pattern.fullmatch(job_id):
-            return JobStatus.unknown(job_id)
-        now = self._clock()
-        with self._lock:
-            sighting = self._sightings.get(job_id)
-            if sighting is not None:
-                if sighting.missed_at is None:
-                    sighting.missed_at = now
-                if now - sighting.missed_at < self.pickup_grace:
-                    # Taken from its queue a moment ago: running, not yet in a work hash.
-                    return JobStatus(job_id=job_id, state=State.STARTED, certain=False)
-                del self._sightings[job_id]
-        return JobStatus(job_id=job_id, state=State.FINISHED, certain=False)
+
+#: What a note says of a job found at each location.
+_SEEN: Final = {
+    Location.BUSY: Seen.RUNNING,
+    Location.RETRY: Seen.WAITING,
+    Location.SCHEDULE: Seen.WAITING,
+    Location.QUEUE: Seen.WAITING,
+    Location.DEAD: Seen.FAILED,
+}
+
+
+def _lost_message(identity: str | None, beat: float | None) -> str:
+    when = "" if beat is None else f" since {isoformat(datetime.fromtimestamp(beat, UTC))}"
+    return (
+        f"its Sidekiq process {identity or '(unknown)'} stopped heart-beating{when} while "
+        "running it; Sidekiq's basic fetch does not run it again"
+    )
 
 
 def _decode(text: str) -> object:

@@ -8,6 +8,7 @@ require "active_record"
 require "active_job"
 require "delayed_job"
 require "delayed_job_active_record"
+require_relative "immortus_tracked"
 
 # Like Rails' generated database.yml, wait up to 5 s for an SQLite file another connection is
 # reading (the Python strategy polls it while a worker reserves a job); PostgreSQL ignores it.
@@ -82,4 +83,27 @@ class TrickyJob < ActiveJob::Base
   queue_as :tricky
 
   def perform(*arguments); end
+end
+
+# Reports progress through Immortus::Tracked (the docs' exact mode), then waits for the flag.
+class ReportJob < ActiveJob::Base
+  include Immortus::Tracked
+  queue_as :report
+
+  def perform(flag)
+    immortus_progress(1, 4, "reading")
+    immortus_progress(2, 4, "half way")
+    BlockingJob.new.perform(flag)
+    immortus_progress(4, 4)
+  end
+end
+
+# Always raises, tracked exactly; with Delayed::Worker.max_attempts = 1 it fails for good.
+class TrackedFailingJob < ActiveJob::Base
+  include Immortus::Tracked
+  queue_as :tracked_fails
+
+  def perform
+    raise ArgumentError, "tracked boom"
+  end
 end

@@ -6,7 +6,7 @@ require_relative "sidekiq_jobs"
 # Sidekiq client middleware: what a Rails app would set with sidekiq_options on the job.
 class SidekiqNoRetryForDoomed
   def call(_worker, item, _queue, _redis_pool)
-    item["retry"] = 0 if item["wrapped"].to_s == "SidekiqDoomedJob"
+    item["retry"] = 0 if %w[SidekiqDoomedJob SidekiqTrackedDoomedJob].include?(item["wrapped"].to_s)
     yield
   end
 end

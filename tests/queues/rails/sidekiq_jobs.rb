@@ -5,6 +5,7 @@ require "json"
 require "logger"
 require "active_job"
 require "sidekiq"
+require_relative "immortus_tracked"
 
 ActiveJob::Base.queue_adapter = :sidekiq
 ActiveJob::Base.logger = Logger.new($stderr, level: Logger::WARN)
@@ -51,5 +52,26 @@ class SidekiqPatientJob < ActiveJob::Base
 
   def perform(*)
     raise "not yet"
+  end
+end
+
+# Reports progress through Immortus::Tracked (the docs' exact mode), then waits for the flag.
+class SidekiqReportJob < ActiveJob::Base
+  include Immortus::Tracked
+
+  def perform(flag)
+    immortus_progress(1, 4, "reading")
+    immortus_progress(2, 4, "half way")
+    SidekiqBlockingJob.new.perform(flag)
+    immortus_progress(4, 4)
+  end
+end
+
+# Fails with no retry left (sidekiq_enqueue.rb sets its "retry" to 0), tracked exactly.
+class SidekiqTrackedDoomedJob < ActiveJob::Base
+  include Immortus::Tracked
+
+  def perform(*)
+    raise IOError, "tracked doom"
   end
 end
