@@ -530,7 +530,7 @@ def test_a_settle_answering_too_little_is_a_failure(store: FaultyStore) -> None:
 
 def test_streams_follow_a_custom_strategy_through_the_feed(counting: Counting) -> None:
     counting.states["job-1"] = State.STARTED
-    response = Verifier().stream("job-1", "feed.counted", interval=TICK)
+    response = Verifier(open_endpoints=True).stream("job-1", "feed.counted", interval=TICK)
 
     def react(index: int, frame: bytes) -> None:
         counting.states["job-1"] = State.FINISHED
@@ -546,7 +546,7 @@ def test_a_stream_subscribes_after_its_first_frame_and_leaves_when_closed(
     store: FaultyStore, feed: ChangeFeed
 ) -> None:
     lifecycle.job_enqueued("job-1")
-    response = Verifier().stream("job-1", interval=TICK)
+    response = Verifier(open_endpoints=True).stream("job-1", interval=TICK)
     response.feed = feed
     frames = iter(response)
     assert isinstance(frames, Generator)  # closed below, as a WSGI server closes it
@@ -563,7 +563,7 @@ def test_an_async_stream_leaves_when_closed(store: FaultyStore, feed: ChangeFeed
     lifecycle.job_enqueued("job-1")
 
     async def main() -> None:
-        response = await Verifier().astream("job-1", interval=TICK)
+        response = await Verifier(open_endpoints=True).astream("job-1", interval=TICK)
         response.feed = feed
         frames = aiter(response)
         assert isinstance(frames, AsyncGenerator)
@@ -584,7 +584,7 @@ def test_a_hundred_streams_opened_and_dropped_leave_nothing(
         lifecycle.job_enqueued(f"job-{number}")
 
     async def one(number: int) -> None:
-        response = await Verifier().astream(f"job-{number}", interval=TICK)
+        response = await Verifier(open_endpoints=True).astream(f"job-{number}", interval=TICK)
         response.feed = feed
         frames = aiter(response)
         assert isinstance(frames, AsyncGenerator)
@@ -612,7 +612,7 @@ def test_streams_of_many_jobs_cost_one_store_read_per_poll(store: FaultyStore) -
         lifecycle.job_started(job_id)
 
     async def follow(job_id: str) -> list[str]:
-        response = await Verifier().astream(job_id, interval=TICK)
+        response = await Verifier(open_endpoints=True).astream(job_id, interval=TICK)
         response.feed = feed
         seen = []
         async for frame in response:

@@ -68,7 +68,7 @@ def nothing(index: int, frame: bytes) -> None:
 @pytest.fixture
 def verifier(store: FaultyStore) -> Verifier:
     lifecycle.job_enqueued("job-1")
-    return Verifier()
+    return Verifier(open_endpoints=True)
 
 
 def test_one_frame_per_change_then_the_end(store: FaultyStore, verifier: Verifier) -> None:
@@ -239,7 +239,7 @@ def test_a_strategy_breaking_mid_stream_ends_it(store: FaultyStore) -> None:
     @immortus.track(name="jobs.fragile", strategy=Fragile())
     def fragile() -> None: ...
 
-    frames = collect(Verifier().stream("j", "jobs.fragile", **FAST), nothing)
+    frames = collect(Verifier(open_endpoints=True).stream("j", "jobs.fragile", **FAST), nothing)
     assert [parse(frame)[0] for frame in frames] == ["data", "error"]
     error = parse(frames[1])[1]
     assert error is not None
