@@ -106,6 +106,11 @@ def notify() -> None:
     """Tracked by immortus's store alone: the docs' inline strategy."""
 
 
+@immortus.track(name="reports.nightly", queue="rq")
+def nightly() -> None:
+    """A job tracked under a name of its own, not its dotted path."""
+
+
 #: Ids of the jobs :func:`remember_stop` was called for (in the process that stopped them).
 STOPPED: list[str] = []
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -24,10 +25,14 @@ from celery.exceptions import WorkerLostError  # type: ignore[import-untyped]
 import immortus
 from immortus import JobStatus, State, StoreUnavailable
 from immortus.queues import celery as immortus_celery
+from immortus.queues import identify
 from immortus.queues.celery import CeleryStrategy, install, revoke, uninstall
+from immortus.queues.celery import hooks as celery_hooks
+from immortus.queues.celery import names as celery_names
 from immortus.store_strategy import StoreStrategy
 from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event
+from immortus.web.core import get_verifier
 from tests.queues import celery_app
 from tests.queues.scenarios import (
     Job,
@@ -396,17 +401,17 @@ def test_a_failing_store_never_breaks_the_enqueue(
 
 def test_hooks_never_raise_on_odd_messages(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="immortus"):
-        immortus_celery._on_published(sender=None, headers=None, body="junk")
-        immortus_celery._on_published(sender="x", headers={"task": celery_app.steps.name})
-        immortus_celery._on_prerun(task_id="j", task=object())
-        immortus_celery._on_revoked(sender=None, request=None)
+        celery_hooks._on_published(sender=None, headers=None, body="junk")
+        celery_hooks._on_published(sender="x", headers={"task": celery_app.steps.name})
+        celery_hooks._on_prerun(task_id="j", task=object())
+        celery_hooks._on_revoked(sender=None, request=None)
     assert len(caplog.records) == 3  # logged, not raised (the body "junk" is just ignored)
 
 
 def test_a_task_renamed_in_celery_only_is_reported_once(
     harness: CeleryHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(immortus_celery, "_warned", set())
+    monkeypatch.setattr(celery_names, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="immortus"):
         celery_app.renamed.apply()
         celery_app.renamed.apply()
@@ -437,3 +442,18 @@ def test_without_celery_the_error_says_what_to_install() -> None:
     error = import_error_without("immortus.queues.celery", "celery")
     assert error.startswith("MissingDependency: ")
     assert 'pip install "immortus[celery]"' in error
+
+
+def test_identify_names_the_tracked_task_of_an_async_result(
+    harness: CeleryHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_class = harness.job_class("steps")
+    result = celery_app.steps.delay()
+    assert celery_app.app.AsyncResult(result.id).name is None  # what Celery itself can tell
+    assert identify(result) == (result.id, job_class)  # remembered from the enqueue
+    monkeypatch.setattr(celery_names, "_published", OrderedDict())  # as in another process
+    assert identify(celery_app.app.AsyncResult(result.id)) == (result.id, job_class)  # the store
+    assert identify(celery_app.app.AsyncResult("nobody")) == ("nobody", None)
+    immortus.configure(open_endpoints=True)
+    answer = get_verifier().verify(result.id, job_class)  # the page follows its job class
+    assert (answer.status, answer.body["status"]) == (200, "created")

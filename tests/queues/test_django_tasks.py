@@ -37,6 +37,7 @@ from psycopg import sql
 
 import immortus
 from immortus import registry
+from immortus.config import HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV
 from immortus.registry import TrackedJob
 from immortus.status import JobStatus, State
 from immortus.stores.records import decode
@@ -57,6 +58,8 @@ from tests.support import modules_loaded_by
 
 PROJECT = "tests.queues.django_tasks_project"
 TASKS = f"{PROJECT}.tasks"
+#: A worker's heartbeat: a beat every 0.2 s, ``lost`` after 1.5 s without one.
+HEARTBEAT = {HEARTBEAT_INTERVAL_ENV: "0.2", HEARTBEAT_TIMEOUT_ENV: "1.5"}
 #: A store nobody can open: its directory does not exist.
 DEAD_STORE = "sqlite:////nonexistent-immortus-dir/immortus.sqlite3"
 #: Django's own result statuses, as the queue alone tells a job's outcome.
@@ -169,13 +172,13 @@ class DjangoTasksHarness(QueueHarness):
         return cancelled
 
     @contextmanager
-    def _worker(self, store: str) -> Iterator[None]:
+    def _worker(self, store: str, **variables: str) -> Iterator[None]:
         command = [
             sys.executable, "-m", "django", "db_worker", "--queue-name", "default",
             "--interval", "0.05", "--no-startup-delay", "--no-reload",
             "--worker-id", f"test-{uuid.uuid4().hex[:12]}",
         ]  # fmt: skip
-        env = project_env(self.database, store)
+        env = {**project_env(self.database, store), **variables}
         self.worker_process = WorkerProcess("db_worker", command, env=env, log=self.worker_log)
         try:
             yield
@@ -187,6 +190,10 @@ class DjangoTasksHarness(QueueHarness):
 
     def worker_with_store_down(self) -> AbstractContextManager[None]:
         return self._worker(DEAD_STORE)
+
+    def worker_with(self, **variables: str) -> AbstractContextManager[None]:
+        """A worker with ``variables`` added to its environment (a heartbeat's settings)."""
+        return self._worker(self.store, **variables)
 
     def stop_worker(self) -> None:
         """Stop the worker as an operator would (SIGTERM: it ends its task, then exits)."""
@@ -350,6 +357,16 @@ def test_a_view_renders_the_enqueued_task(
     assert immortus.status(answer["id"], job_class).state is State.CREATED
 
 
+def test_identify_names_the_tracked_task_of_a_result(
+    django_side: DjangoSide, harness: DjangoTasksHarness
+) -> None:
+    answer = django_side.call("identify")
+    tracked, untracked = answer["ids"]
+    assert answer["tracked"] == [tracked, harness.job_class("steps")]
+    assert answer["untracked"] == [untracked, None]
+    assert immortus.status(tracked, harness.job_class("steps")).state is State.CREATED
+
+
 def test_a_task_deleted_before_it_ran_is_cancelled(
     django_side: DjangoSide, harness: DjangoTasksHarness
 ) -> None:
@@ -435,10 +452,27 @@ def test_the_queue_answers_while_the_store_is_down(
     assert answer == {"raised": "StoreUnavailable"}  # neither side knows it: the page gets 503
 
 
-def test_a_killed_worker_leaves_its_task_started(harness: DjangoTasksHarness) -> None:
-    """Blind spot kept: no heartbeat, so a task whose worker was killed reads ``started``."""
+def test_a_killed_workers_task_reads_lost_once_its_heartbeat_stops(
+    harness: DjangoTasksHarness,
+) -> None:
+    """Django keeps the row RUNNING for ever; immortus's heartbeat (0.2 s, 1.5 s) ends it."""
     job_class = harness.job_class("slow")
-    with harness.worker():
+    with harness.worker_with(**HEARTBEAT):
+        job_id = harness.enqueue("slow")
+        wait_for_status(job_id, job_class, lambda s: s.progress is not None)
+        harness.kill_worker()
+    status = wait_for_status(job_id, job_class, lambda s: s.completed)
+    assert harness.queue_says(job_id)["status"] == "RUNNING"
+    assert (status.state, status.attempts) == (State.LOST, 1)
+    assert status.progress is not None  # how far it got is kept
+
+
+def test_without_a_heartbeat_a_killed_workers_task_stays_started(
+    harness: DjangoTasksHarness,
+) -> None:
+    """The fault is real: with heartbeats off, nothing can tell the worker died."""
+    job_class = harness.job_class("slow")
+    with harness.worker_with(**{HEARTBEAT_INTERVAL_ENV: "off"}):
         job_id = harness.enqueue("slow")
         wait_for_status(job_id, job_class, lambda s: s.progress is not None)
         harness.kill_worker()

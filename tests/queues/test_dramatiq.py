@@ -26,6 +26,7 @@ from dramatiq.results import ResultFailure, ResultMissing
 import immortus
 from immortus.finder import find_strategy
 from immortus.queues import dramatiq as tracking
+from immortus.queues import identify
 from immortus.status import State
 from immortus.store_strategy import StoreStrategy
 from immortus.web.core import get_verifier, render_job
@@ -186,6 +187,7 @@ def test_only_messages_of_tracked_actors_are_marked_and_recorded(harness: Dramat
     assert tracking.job_class(harness.app.steps) == job_class
     assert tracking.job_class(message) == job_class
     assert message.options[tracking.JOB_CLASS_OPTION] == job_class
+    immortus.configure(open_endpoints=True)  # no secret key: the page gets no token
     rendered = render_job(message, tracking.job_class(message))
     assert (rendered.status, rendered.body) == (
         200,
@@ -198,6 +200,31 @@ def test_only_messages_of_tracked_actors_are_marked_and_recorded(harness: Dramat
     assert tracking.JOB_CLASS_OPTION not in plain.options
     assert tracking.job_class(plain) is None
     assert immortus.status(plain.message_id).state is State.UNKNOWN
+
+
+def test_identify_names_the_tracked_actor_of_a_message(harness: DramatiqHarness) -> None:
+    job_class = harness.job_class("steps")
+    message = harness.app.steps.send()
+    assert identify(message) == (message.message_id, job_class)
+    unmarked = harness.enqueue_untracked("steps")  # no mark: its actor on the global broker
+    assert identify(harness.sent[unmarked]) == (unmarked, job_class)
+    plain = harness.app.untracked.send()
+    assert identify(plain) == (plain.message_id, None)
+    immortus.configure(open_endpoints=True)
+    answer = get_verifier().verify(message.message_id, job_class)  # the page follows the class
+    assert (answer.status, answer.body["status"]) == (200, "created")
+
+
+def test_uninstall_removes_the_middleware(app: ModuleType) -> None:
+    broker = app.new_broker("immortus-dramatiq-uninstall")
+    try:
+        tracking.install(broker)
+        assert tracking.installed(broker)
+        tracking.uninstall(broker)
+        assert not tracking.installed(broker)
+        assert not any(isinstance(m, tracking.ImmortusMiddleware) for m in broker.middleware)
+    finally:
+        broker.client.close()
 
 
 def test_the_inferred_strategy_is_the_store_strategy(harness: DramatiqHarness) -> None:
@@ -254,6 +281,7 @@ def test_status_by_message_id_alone_where_results_need_the_message(
     )
     with pytest.raises(ResultMissing):
         harness.app.results.get_result(id_only)
+    immortus.configure(open_endpoints=True)
     response = get_verifier().verify(job_id)  # GET /verify/{message_id}: no job class needed
     body = response.body
     assert response.status == 200

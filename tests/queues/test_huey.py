@@ -26,9 +26,11 @@ from huey.utils import Error
 import immortus
 from immortus.exceptions import NotInJob, StoreUnavailable
 from immortus.queues import huey as huey_queue
+from immortus.queues import identify
 from immortus.status import State
 from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event, EventKind
+from immortus.web.core import get_verifier
 from tests.queues.huey_storage import LOCATION_ENV, NAME_ENV, STORAGE_ENV
 from tests.queues.scenarios import Job, QueueHarness, QueueScenarios, wait_for, wait_for_status
 from tests.queues.stores import dead_store_url, tracking_into_sqlite
@@ -376,3 +378,15 @@ def test_the_job_class_is_hueys_task_name(
 
 def test_importing_immortus_does_not_import_huey() -> None:
     assert modules_loaded_by("import immortus, immortus.queues", ["huey"]) == []
+
+
+def test_identify_names_the_tracked_task_of_a_result(sqlite_harness: HueyHarness) -> None:
+    result = sqlite_harness.app.steps()
+    job_class = f"{APP}.steps"
+    assert identify(result) == (result.id, job_class)
+    assert identify(result.task) == (result.id, job_class)
+    plain = sqlite_harness.app.not_tracked()
+    assert identify(plain) == (plain.id, None)
+    immortus.configure(open_endpoints=True)
+    answer = get_verifier().verify(result.id, job_class)  # the page follows its job class
+    assert (answer.status, answer.body["status"]) == (200, "created")

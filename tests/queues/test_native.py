@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 import immortus
-from immortus import JobError, JobStatus, State, lifecycle
+from immortus import JobError, JobStatus, Progress, State, lifecycle
 from immortus.exceptions import StoreUnavailable
 from immortus.queues.native import QueueStrategy, merge
 from immortus.stores.memory import MemoryStore
@@ -167,3 +167,31 @@ def test_a_settled_record_is_answered_without_asking_the_queue() -> None:
     assert queue.reads == [["never-started", "running"]]
     assert queue.status("done").state is State.FINISHED
     assert queue.reads == [["never-started", "running"]]  # nothing more was read
+
+
+class EndsBetweenReads(DictQueue):
+    """A queue whose job ends after the store was read and before the queue is.
+
+    The worker writes its last progress and its ending in between: what the two reads of a
+    real queue's strategy race against.
+    """
+
+    def native_status_many(self, job_ids: list[str]) -> dict[str, JobStatus]:  # type: ignore[override]
+        if "j" not in self.kept:
+            lifecycle.job_progress("j", Progress(current=4, total=4), "reports.build")
+            lifecycle.job_finished("j", "reports.build")
+            self.kept["j"] = native("j", State.FINISHED, finished_at=LATER)
+        return super().native_status_many(job_ids)
+
+
+def test_a_job_that_ends_between_the_reads_is_answered_with_its_final_record() -> None:
+    queue = EndsBetweenReads()
+    lifecycle.job_started("j", "reports.build")
+    lifecycle.job_progress("j", Progress(current=1, total=4), "reports.build")
+    answer = queue.status("j")
+    assert answer.state is State.FINISHED
+    assert answer.progress is not None
+    assert answer.progress.percent == 100.0  # not the 25 % read before the job ended
+    assert answer.finished_at is not None
+    assert answer.finished_at != LATER  # the worker's own ending, from the store
+    assert queue.status_many(["j"])["j"] == answer  # settled now: the same final record

@@ -35,20 +35,24 @@ import immortus
 from immortus import State, StoreStrategy
 from immortus.exceptions import ConfigurationError, StoreUnavailable
 from immortus.jobs import job_class_of
+from immortus.queues import identify
 from immortus.queues.rq import (
     ABANDONED,
     HORSE_DIED,
     STATES,
     RQStrategy,
     TrackedJob,
-    _stop_signals_held,
     error_from_traceback,
     install,
+    installed,
     tracked_job_class,
+    uninstall,
 )
+from immortus.queues.rq.job import _stop_signals_held
 from immortus.status import JobStatus
 from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event
+from immortus.web.core import get_verifier
 from tests.queues import rq_app
 from tests.queues.scenarios import Job as ScenarioJob
 from tests.queues.scenarios import QueueHarness, QueueScenarios, wait_for, wait_for_status
@@ -228,13 +232,14 @@ def test_a_job_enqueued_and_run_before_install_is_read_from_rq(harness: RQHarnes
     assert "Traceback" not in str(failed.to_dict())  # ...never sent
 
 
-def test_progress_needs_the_tracked_job_class_on_the_worker(harness: RQHarness) -> None:
+def test_without_the_tracked_job_class_the_worker_runs_jobs_untracked(harness: RQHarness) -> None:
+    """``immortus.progress()`` records nothing there, never fails the job, and says why."""
     job_id = harness.enqueue("steps")
     with harness.worker(tracked=False):
         status = wait_for_status(job_id, harness.job_class("steps"), lambda s: s.completed)
-    assert status.state is State.FAILED
-    assert status.error is not None
-    assert status.error.type == "immortus.exceptions.NotInJob"
+    assert (status.state, status.progress) == (State.FINISHED, None)  # RQ's hash ended it
+    log = "\n".join(path.read_text() for path in harness.folder.glob("immortus-test-*.log"))
+    assert "--job-class immortus.queues.rq.TrackedJob" in log
 
 
 def test_a_job_enqueued_before_install_is_tracked_once_a_tracked_worker_runs_it(
@@ -484,7 +489,7 @@ def test_rq_down_is_store_unavailable(harness: RQHarness) -> None:
 
 
 def test_without_install_the_strategy_says_what_to_do() -> None:
-    from immortus.queues import rq as module
+    from immortus.queues.rq import hooks as module
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(module._Installed, "connection", None)
@@ -546,3 +551,27 @@ def test_without_rq_the_error_says_what_to_install() -> None:
     error = import_error_without("immortus.queues.rq", "rq")
     assert error.startswith("MissingDependency: ")
     assert 'pip install "immortus[rq]"' in error
+
+
+def test_uninstall_gives_back_the_job_class(harness: RQHarness) -> None:
+    custom = install(Queue("custom", connection=harness.connection, job_class=CustomJob))
+    assert installed(custom)
+    assert uninstall(custom).job_class is CustomJob
+    assert not installed(custom)
+    plain = uninstall(install(Queue("plain", connection=harness.connection)))
+    assert (plain.job_class, installed(plain)) == (Job, False)
+
+
+def test_identify_names_the_tracked_function_of_a_job(harness: RQHarness) -> None:
+    job_class = harness.job_class("steps")
+    job = harness.queue.enqueue(rq_app.steps)
+    assert identify(job) == (job.id, job_class)
+    fetched = Job.fetch(job.id, connection=harness.connection)  # as another process reads it
+    assert identify(fetched) == (job.id, job_class)
+    renamed = harness.queue.enqueue(rq_app.nightly)
+    assert identify(renamed) == (renamed.id, "reports.nightly")
+    plain = harness.queue.enqueue(rq_app.untracked)
+    assert identify(plain) == (plain.id, None)
+    immortus.configure(open_endpoints=True)
+    answer = get_verifier().verify(job.id, job_class)  # the page follows its job class
+    assert (answer.status, answer.body["status"]) == (200, "created")

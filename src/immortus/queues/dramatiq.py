@@ -23,6 +23,13 @@ message of a tracked actor, so that ``immortus.progress()`` works in it.
 
 Dramatiq has no revoke: :func:`cancel` records the cancellation in immortus's store, and the
 worker skips a cancelled message when it takes it. A running actor cannot be stopped.
+
+A message whose worker died before acknowledging it is delivered again (the Redis broker
+requeues it once the dead worker's heartbeat is ``heartbeat_timeout`` old; RabbitMQ when the
+connection drops). The worker that takes it finds immortus's record still running (or read
+``lost``): it reports the lost attempt, then starts the next one, attempt + 1, as on Celery and
+RQ. Its number is carried by the message (the option ``immortus_redeliveries``) into Dramatiq's
+retries.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from typing import Any, Final
 from immortus import lifecycle, query
 from immortus.exceptions import MissingDependency
 from immortus.jobs import JOB_CLASS_ATTRIBUTE, Attempt, start_attempt
-from immortus.status import State
+from immortus.queues._kit import AttemptBook
+from immortus.status import JobError, JobStatus, State
 
 try:
     import dramatiq
@@ -46,15 +54,36 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise MissingDependency("dramatiq", "dramatiq") from exc
 
-__all__ = ["JOB_CLASS_OPTION", "ImmortusMiddleware", "cancel", "install", "job_class"]
+__all__ = [
+    "JOB_CLASS_OPTION",
+    "REDELIVERIES_OPTION",
+    "ImmortusMiddleware",
+    "cancel",
+    "identify",
+    "install",
+    "installed",
+    "job_class",
+    "uninstall",
+]
 
 logger = logging.getLogger("immortus")
 
 #: The message option that marks a message of a tracked actor; its value is the job class.
 JOB_CLASS_OPTION: Final = "immortus_job_class"
 
+#: The message option counting the deliveries of the message that its worker lost: attempts
+#: Dramatiq's ``retries`` does not count.
+REDELIVERIES_OPTION: Final = "immortus_redeliveries"
+
 #: What a job can be cancelled from: it has not started, or it waits for its next attempt.
 _CANCELLABLE: Final = frozenset({State.CREATED, State.RETRYING})
+#: What a record reads when its message is delivered again: its worker never acknowledged it.
+_RUNNING: Final = frozenset({State.STARTED, State.LOST})
+#: What ended the delivery before a redelivered message's.
+_REDELIVERED: Final = JobError(
+    type="dramatiq.Redelivered",
+    message="the worker running the message stopped before acknowledging it; it runs again",
+)
 
 
 def job_class(target: Actor[..., Any] | Message[Any]) -> str | None:
@@ -70,6 +99,39 @@ def job_class(target: Actor[..., Any] | Message[Any]) -> str | None:
         if isinstance(declared, str):
             return declared
     return None
+
+
+def identify(job: object) -> tuple[str | None, str | None] | None:
+    """Return the ``(job_id, job_class)`` of a Dramatiq ``Message``; ``None`` for anything else.
+
+    The job class is the message's mark, else its actor's on the global broker (when one is
+    set); ``None`` when the actor is not tracked.
+    """
+    if not isinstance(job, Message | MessageProxy):
+        return None
+    found = _marked_class(job)
+    broker = dramatiq.broker.global_broker
+    if found is None and broker is not None:
+        found = _tracked_class(broker, job)
+    return job.message_id, found
+
+
+def installed(broker: Broker | None = None) -> bool:
+    """Tell whether ``broker`` (default: Dramatiq's global broker, if set) has the middleware."""
+    broker = broker if broker is not None else dramatiq.broker.global_broker
+    return broker is not None and any(isinstance(m, ImmortusMiddleware) for m in broker.middleware)
+
+
+def uninstall(broker: Broker | None = None) -> None:
+    """Remove :class:`ImmortusMiddleware` from ``broker`` (default: Dramatiq's global broker).
+
+    Its actors' messages are no longer tracked; the workers started before keep it.
+    """
+    broker = broker if broker is not None else dramatiq.broker.global_broker
+    if broker is not None:
+        broker.middleware[:] = [
+            m for m in broker.middleware if not isinstance(m, ImmortusMiddleware)
+        ]
 
 
 def install(broker: Broker | None = None) -> ImmortusMiddleware:
@@ -125,9 +187,28 @@ def _tracked_class(broker: Broker, message: Message[Any] | MessageProxy) -> str 
         return None
 
 
-def _attempt_number(message: MessageProxy) -> int:
-    retries = message.options.get("retries", 0)
-    return retries + 1 if isinstance(retries, int) and retries >= 0 else 1
+def _count(message: Message[Any] | MessageProxy, option: str) -> int:
+    value = message.options.get(option, 0)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _attempt_number(message: Message[Any] | MessageProxy) -> int:
+    """Return the attempt's number: Dramatiq's retries, plus the deliveries lost, plus one."""
+    return _count(message, "retries") + _count(message, REDELIVERIES_OPTION) + 1
+
+
+def _redelivered(message: MessageProxy, recorded: JobStatus | None) -> bool:
+    """Whether the message comes again after its worker died: its attempt is still running.
+
+    On a redelivery, the message's count of lost deliveries is brought up to date, so that
+    this attempt and the retries copied from the message number on from the record's.
+    """
+    if recorded is None or recorded.state not in _RUNNING:
+        return False
+    if recorded.attempts < _attempt_number(message):
+        return False  # a retry started before the previous attempt's end was recorded
+    message.options[REDELIVERIES_OPTION] = recorded.attempts - _count(message, "retries")
+    return True
 
 
 class ImmortusMiddleware(Middleware):
@@ -141,9 +222,8 @@ class ImmortusMiddleware(Middleware):
 
     def __init__(self) -> None:
         self._local = threading.local()  # the message id whose first enqueue is under way
-        self._lock = threading.Lock()
         # Messages being processed: the attempt, or None for a message this middleware skipped.
-        self._attempts: dict[str, Attempt | None] = {}
+        self._attempts: AttemptBook[str, Attempt | None] = AttemptBook()
 
     # -- enqueuing process ---------------------------------------------------------------
 
@@ -176,8 +256,10 @@ class ImmortusMiddleware(Middleware):
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         """Called in the worker thread before the actor runs: reports ``started``.
 
-        The attempt number is Dramatiq's ``retries`` option plus one. The job becomes current
-        in the thread, so ``immortus.progress()`` works in the actor.
+        The attempt number is Dramatiq's ``retries`` option plus one, plus the deliveries of
+        the message whose worker died: a message delivered again while immortus's record says
+        its attempt runs (or was ``lost``) first reports that attempt ``lost``. The job becomes
+        current in the thread, so ``immortus.progress()`` works in the actor.
 
         Raises:
             SkipMessage: the job was cancelled with :func:`cancel` before a worker took it.
@@ -185,13 +267,15 @@ class ImmortusMiddleware(Middleware):
         tracked = _tracked_class(broker, message)
         if tracked is None or message.failed:  # untracked, or rejected by earlier middleware
             return
-        if self._was_cancelled(message.message_id, tracked):
-            with self._lock:
-                self._attempts[message.message_id] = None
-            raise SkipMessage(f"immortus: message {message.message_id} was cancelled")
-        attempt = start_attempt(message.message_id, tracked, attempt=_attempt_number(message))
-        with self._lock:
-            self._attempts[message.message_id] = attempt
+        job_id = message.message_id
+        recorded = self._recorded(job_id, tracked)
+        if recorded is not None and recorded.state is State.CANCELLED:
+            self._attempts.put(job_id, None)
+            raise SkipMessage(f"immortus: message {job_id} was cancelled")
+        if _redelivered(message, recorded):
+            lifecycle.job_lost(job_id, _REDELIVERED, tracked)
+        attempt = start_attempt(job_id, tracked, attempt=_attempt_number(message))
+        self._attempts.put(job_id, attempt)
 
     def after_process_message(
         self,
@@ -208,8 +292,7 @@ class ImmortusMiddleware(Middleware):
         exhausted, an exception in the actor's ``throws``, no Retries middleware). A message
         that a middleware rejected before the actor ran is ``cancelled``. Raises nothing.
         """
-        with self._lock:
-            attempt = self._attempts.pop(message.message_id, None)
+        attempt = self._attempts.take(message.message_id)
         if attempt is None:
             if message.failed:  # tracked but never started: rejected before the actor ran
                 self._report_dropped(broker, message)
@@ -227,9 +310,8 @@ class ImmortusMiddleware(Middleware):
         A message is skipped when it was cancelled with :func:`cancel`, or by another
         middleware (``AgeLimit`` drops a message past its ``max_age``). Raises nothing.
         """
-        with self._lock:
-            skipped_by_us = message.message_id in self._attempts
-            attempt = self._attempts.pop(message.message_id, None)
+        skipped_by_us = message.message_id in self._attempts
+        attempt = self._attempts.take(message.message_id)
         if attempt is not None:
             attempt.cancel()
         elif not skipped_by_us:  # already recorded as cancelled by cancel()
@@ -243,12 +325,12 @@ class ImmortusMiddleware(Middleware):
             lifecycle.job_cancelled(message.message_id, tracked)
 
     @staticmethod
-    def _was_cancelled(message_id: str, tracked: str) -> bool:
-        """Whether the store says the job was cancelled; a store that is down says no."""
+    def _recorded(message_id: str, tracked: str) -> JobStatus | None:
+        """Return what immortus knows of the job; ``None`` when it cannot be read (logged)."""
         try:
-            return query.status(message_id, tracked).state is State.CANCELLED
+            return query.status(message_id, tracked)
         except Exception:
             logger.exception(
                 "immortus: cannot tell whether message %s was cancelled; running it", message_id
             )
-            return False
+            return None

@@ -43,13 +43,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Final
 
-from immortus import lifecycle, registry
+from immortus import lifecycle
 from immortus.exceptions import MissingDependency, NotInJob
 from immortus.jobs import Attempt, current_job, start_attempt
+from immortus.queues._kit import AttemptBook, tracked_name
 from immortus.status import JobError
 
 try:
-    from huey.api import Huey, TaskWrapper
+    from huey.api import Huey, Result, Task, TaskWrapper
     from huey.exceptions import CancelExecution
     from huey.signals import (
         SIGNAL_CANCELED,
@@ -62,7 +63,7 @@ try:
 except ImportError as exc:
     raise MissingDependency("huey", "huey") from exc
 
-__all__ = ["check_cancelled", "install", "installed", "job_class", "uninstall"]
+__all__ = ["check_cancelled", "identify", "install", "installed", "job_class", "uninstall"]
 
 logger = logging.getLogger("immortus")
 
@@ -92,7 +93,7 @@ class _Run:
 
 
 _lock = threading.Lock()
-_runs: dict[str, _Run] = {}  # task id -> its run, from ``executing`` to its end
+_runs: AttemptBook[str, _Run] = AttemptBook()  # task id -> its run, from ``executing`` to its end
 
 
 def job_class(task: Any) -> str:
@@ -109,8 +110,18 @@ def job_class(task: Any) -> str:
 
 def _tracked_class(task: Any) -> str | None:
     """Return the task's job class if it opted in with ``@immortus.track``, else ``None``."""
-    name = job_class(task)
-    return name if registry.lookup(name) is not None else None
+    return tracked_name(job_class(task))
+
+
+def identify(job: object) -> tuple[str | None, str | None] | None:
+    """Return the ``(job_id, job_class)`` of a Huey ``Result`` or task; ``None`` for anything else.
+
+    The job class is ``None`` when the task is not tracked.
+    """
+    task = job.task if isinstance(job, Result) else job
+    if not isinstance(task, Task):
+        return None
+    return task.id, _tracked_class(task)
 
 
 def _attempt_number(task: Any) -> int | None:
@@ -171,13 +182,11 @@ class _Hooks:
 
     def _begin(self, task: Any, name: str) -> None:
         attempt = start_attempt(task.id, name, attempt=_attempt_number(task))
-        with _lock:
-            _runs[task.id] = _Run(self.huey, task, attempt)
+        _runs.put(task.id, _Run(self.huey, task, attempt))
 
 
 def _pop_run(task_id: str) -> _Run | None:
-    with _lock:
-        return _runs.pop(task_id, None)
+    return _runs.take(task_id)
 
 
 def _cancelled(task: Any, name: str) -> None:

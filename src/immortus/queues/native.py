@@ -121,7 +121,9 @@ class QueueStrategy(StoreStrategy):
         """Return :meth:`status` of every job, with one store read and one backend read.
 
         The backend is not asked about the jobs whose record is :func:`settled` (none, when
-        every record is): nothing it says would change their answer.
+        every record is): nothing it says would change their answer. A job the backend says
+        ended while its record did not is read again from the store (a second read, for those
+        jobs only): it ended between the two reads, and its answer carries its final record.
 
         Raises:
             StoreUnavailable: neither side can answer for every job asked about.
@@ -140,10 +142,33 @@ class QueueStrategy(StoreStrategy):
             if set(recorded) != set(job_ids):
                 raise
             return recorded
+        recorded.update(self._final_records(recorded, native))
         return {
             job_id: merge(recorded.get(job_id), native.get(job_id), job_id)
             for job_id in dict.fromkeys(job_ids)
         }
+
+    def _final_records(
+        self, recorded: dict[str, JobStatus], native: dict[str, JobStatus]
+    ) -> dict[str, JobStatus]:
+        """Read again the records of the jobs that ended between the store's read and the queue's.
+
+        The queue says ended, the record read just before says not: the worker has most likely
+        written its ending (and its last progress) since. A completed answer is the last one a
+        page asks for, so it carries the final record, not the one read before the job ended.
+        A store that is down now keeps the first read.
+        """
+        ended = [
+            job_id
+            for job_id, status in native.items()
+            if status.completed and job_id in recorded and not recorded[job_id].completed
+        ]
+        if not ended:
+            return {}
+        try:
+            return self._recorded(ended)
+        except StoreUnavailable:
+            return {}
 
     def status_nowait(self, job_id: str) -> JobStatus:
         """Never: the queue's backend is over the network. See ``TrackingStrategy``.

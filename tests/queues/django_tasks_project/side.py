@@ -27,6 +27,7 @@ import immortus  # noqa: E402
 from immortus.exceptions import ImmortusError  # noqa: E402
 from immortus.finder import find_strategy  # noqa: E402
 from immortus.queues import django_tasks  # noqa: E402
+from immortus.queues import identify as identify_job  # noqa: E402
 from immortus.status import JobStatus  # noqa: E402
 from immortus.stores.memory import MemoryStore  # noqa: E402
 from immortus.stores.records import encode  # noqa: E402
@@ -79,9 +80,20 @@ def enqueue(
 
 def render() -> Answer:
     """What the docs' view does: enqueue, then hand the page what it needs to follow the task."""
+    immortus.configure(open_endpoints=True)  # no secret key here: the page gets no token
     result = tasks.steps.enqueue()
     response = render_job(result, tasks.steps.module_path)
     return {"id": str(result.id), "code": response.status, "body": json.loads(response.content())}
+
+
+def identify() -> Answer:
+    """What ``immortus.queues.identify`` says of the results of a tracked and an untracked task."""
+    tracked, untracked = tasks.steps.enqueue(), tasks.untracked.enqueue()
+    return {
+        "ids": [str(tracked.id), str(untracked.id)],
+        "tracked": list(identify_job(tracked)),
+        "untracked": list(identify_job(untracked)),
+    }
 
 
 def status(id: str, job_class: str | None = None) -> Answer:
@@ -162,6 +174,7 @@ def logs() -> Answer:
 COMMANDS: dict[str, Callable[..., Answer]] = {
     "enqueue": enqueue,
     "render": render,
+    "identify": identify,
     "status": status,
     "strategy_status": strategy_status,
     "native": native,

@@ -28,7 +28,16 @@ from __future__ import annotations
 
 from immortus.queues.django_tasks.database import cancel
 from immortus.queues.django_tasks.hooks import install, installed, uninstall
+from immortus.queues.django_tasks.names import identify
 from immortus.queues.django_tasks.results import STATES
 from immortus.queues.django_tasks.strategy import DjangoTaskStrategy
 
-__all__ = ["STATES", "DjangoTaskStrategy", "cancel", "install", "installed", "uninstall"]
+__all__ = [
+    "STATES",
+    "DjangoTaskStrategy",
+    "cancel",
+    "identify",
+    "install",
+    "installed",
+    "uninstall",
+]

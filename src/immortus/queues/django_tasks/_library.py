@@ -36,6 +36,8 @@ class TaskLibrary:
     backends: Any
     #: What a backend's ``get_result`` raises for an id it does not know.
     result_missing: type[Exception]
+    #: The library's ``TaskResult``: what ``enqueue()`` returns.
+    result_type: type
 
 
 def _load(package: str) -> TaskLibrary | None:
@@ -43,6 +45,7 @@ def _load(package: str) -> TaskLibrary | None:
         root = importlib.import_module(package)
         signals = importlib.import_module(f"{package}.signals")
         exceptions = importlib.import_module(f"{package}.exceptions")
+        base = importlib.import_module(f"{package}.base")
     except ImportError:
         return None
     return TaskLibrary(
@@ -52,6 +55,7 @@ def _load(package: str) -> TaskLibrary | None:
         task_finished=signals.task_finished,
         backends=root.task_backends,
         result_missing=exceptions.TaskResultDoesNotExist,
+        result_type=base.TaskResult,
     )
 
 

@@ -38,6 +38,7 @@ from django.db.models.signals import post_delete
 
 from immortus import lifecycle
 from immortus.jobs import Attempt, start_attempt
+from immortus.queues._kit import AttemptBook
 from immortus.queues.django_tasks._library import LIBRARIES
 from immortus.queues.django_tasks.names import job_class_of_path, tracked_job_class
 from immortus.queues.django_tasks.results import error_of, is_interruption
@@ -55,7 +56,7 @@ _UID: Final = "immortus.queues.django_tasks"
 _lock = threading.Lock()
 #: The attempts running in this process, by task result id: begun by ``task_started``, ended
 #: by ``task_finished`` (both are sent in the thread that runs the task).
-_attempts: dict[str, Attempt] = {}
+_attempts: AttemptBook[str, Attempt] = AttemptBook()
 _installed = False
 
 
@@ -84,8 +85,7 @@ def on_task_started(sender: object, task_result: Any = None, **kwargs: object) -
             return
         job_id = str(task_result.id)
         attempt = start_attempt(job_id, job_class, attempt=len(task_result.worker_ids) or None)
-        with _lock:
-            _attempts[job_id] = attempt
+        _attempts.put(job_id, attempt)
     except Exception:
         logger.exception("immortus: cannot track the start of Django task %r", task_result)
 
@@ -98,8 +98,7 @@ def on_task_finished(sender: object, task_result: Any = None, **kwargs: object) 
     """
     try:
         job_id = str(task_result.id)
-        with _lock:
-            attempt = _attempts.pop(job_id, None)
+        attempt = _attempts.take(job_id)
         if attempt is None:  # started elsewhere, or before install(): report without context
             job_class = tracked_job_class(task_result.task)
             if job_class is None:

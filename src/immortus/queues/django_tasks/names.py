@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.utils.module_loading import import_string
 
-from immortus import registry
-from immortus.jobs import job_class_of
+from immortus.queues._kit import tracked_callable, tracked_name
+from immortus.queues.django_tasks._library import LIBRARIES
 
-__all__ = ["job_class_of_path", "tracked_job_class"]
+__all__ = ["identify", "job_class_of_path", "tracked_job_class"]
 
 
 def tracked_job_class(task: object) -> str | None:
@@ -16,11 +16,7 @@ def tracked_job_class(task: object) -> str | None:
     The job class is the one ``@immortus.track`` gave the task's function: by default
     ``module.qualname``, which is also the task's ``module_path``.
     """
-    function = getattr(task, "func", None)
-    if function is None:
-        return None
-    job_class = job_class_of(function)
-    return job_class if registry.lookup(job_class) is not None else None
+    return tracked_callable(getattr(task, "func", None))
 
 
 def job_class_of_path(task_path: str) -> str | None:
@@ -30,10 +26,20 @@ def job_class_of_path(task_path: str) -> str | None:
     worker, this imports the task's module when it is not loaded yet (its ``@immortus.track``
     registers the job), and a path that cannot be imported is not tracked.
     """
-    if registry.lookup(task_path) is not None:
+    if tracked_name(task_path) is not None:
         return task_path
     try:
         task = import_string(task_path)
     except ImportError:
         return None
     return tracked_job_class(task)
+
+
+def identify(job: object) -> tuple[str | None, str | None] | None:
+    """Return the ``(job_id, job_class)`` of a Django ``TaskResult``; ``None`` for anything else.
+
+    The job class is that of the result's task, ``None`` when the task is not tracked.
+    """
+    if not any(isinstance(job, library.result_type) for library in LIBRARIES):
+        return None
+    return str(getattr(job, "id", "")) or None, tracked_job_class(getattr(job, "task", None))
