@@ -26,7 +26,7 @@ COMPAT_TESTS = $(shell grep -v '^\s*\(#\|$$\)' tests/compat.txt)
 
 # The directories that ruff and mypy check, less any that hold no Python file yet: mypy
 # refuses an empty directory, and git does not even create one in a fresh clone.
-PY_DIRS := $(foreach d,src tests bench,$(if $(shell find $(d) -name '*.py' -print -quit 2>/dev/null),$(d)))
+PY_DIRS := $(foreach d,src tests bench devservices,$(if $(shell find $(d) -name '*.py' -print -quit 2>/dev/null),$(d)))
 
 # Shell code printing the first Python >= 3.$(1): $$PYTHON if set, then python3.x on PATH (an
 # inactive pyenv shim fails the version check and is passed over), then pyenv's versions.

@@ -1,11 +1,13 @@
 """Run every benchmark, one after the other, and leave their figures in one results file.
 
-``make bench`` runs ``python -m bench.all``: each benchmark below runs in its own process (so one
-benchmark's servers, threads and imports cannot skew the next), in quick mode unless ``--full``
-(``BENCH_FULL=1`` in make) asks for the large sizes, and adds its section to
-``bench/results/latest.json`` (see :mod:`bench.results`). A benchmark that fails does not stop
+``make bench`` runs ``python -m bench.all``: each benchmark of :data:`BENCHMARKS` (a package of
+``bench/`` named for its question) runs in its own process (so one benchmark's servers, threads
+and imports cannot skew the next), in quick mode unless ``--full`` (``BENCH_FULL=1`` in make)
+asks for the large sizes, and adds its section to ``bench/results/latest.json`` (see
+:mod:`bench.results`). A benchmark that fails does not stop
 the others; the run exits 1 at the end if any failed, naming them. Each benchmark prints its own
-table as it finishes; the run ends with how long each took and where the figures are.
+table as it finishes; the run ends with how long each took and where the figures are. One-off
+studies (``bench/studies/``) are not part of the run.
 
     python -m bench.all                   # quick mode, every benchmark
     python -m bench.all --full            # the issue's sizes (an hour or more)
@@ -23,18 +25,20 @@ from typing import Final
 
 from bench.results import LATEST
 
-#: Every benchmark, in the order ``make bench`` runs them: the cheap, in-process ones first.
-BENCHMARKS: Final = (
-    "store_scaling",
-    "store_lookup",
-    "verify_throughput",
-    "peer_celery_progress",
-    "push_vs_polling",
-    "load",
-    "tracking_overhead",
-    "delayed_job_lookup",
-    "sidekiq_lookup",
-)
+#: Every benchmark by name, in the order ``make bench`` runs them (the cheap, in-process ones
+#: first), with the module that runs it: ``python -m <module> [--quick | --full]``. The name is
+#: what ``--only`` takes and the section of the results file.
+BENCHMARKS: Final = {
+    "store_scaling": "bench.stores.scaling",
+    "store_lookup": "bench.stores.lookup",
+    "verify_throughput": "bench.verify",
+    "peer_celery_progress": "bench.peer",
+    "push_vs_polling": "bench.push",
+    "load": "bench.load",
+    "tracking_overhead": "bench.overhead",
+    "delayed_job_lookup": "bench.rails.delayed_job_lookup",
+    "sidekiq_lookup": "bench.rails.sidekiq_lookup",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +51,10 @@ class Outcome:
 
 
 def run(name: str, *, full: bool) -> Outcome:
-    """Run ``bench.<name>`` in a child process, its output going straight to ours."""
-    command = [sys.executable, "-m", f"bench.{name}", "--full" if full else "--quick"]
-    print(f"\n=== bench.{name} ({'full' if full else 'quick'}) ===", flush=True)
+    """Run benchmark ``name`` in a child process, its output going straight to ours."""
+    module = BENCHMARKS[name]
+    command = [sys.executable, "-m", module, "--full" if full else "--quick"]
+    print(f"\n=== {name}: {module} ({'full' if full else 'quick'}) ===", flush=True)
     started = time.perf_counter()
     try:
         returncode = subprocess.run(command, check=False).returncode

@@ -2,7 +2,7 @@
 # Install the system programs that immortus's test suite and benchmarks run for real (Debian
 # packages): redis-server, the PostgreSQL server binaries, chromium (driven headless by the
 # browser tests through Playwright, which never downloads a browser of its own) and wrk (the
-# HTTP load tool of bench/verify_throughput.py), and Ruby with ActiveJob, Delayed::Job and
+# HTTP load tool of bench/verify/), and Ruby with ActiveJob, Delayed::Job and
 # Sidekiq (the Rails side of the interop tests of immortus.queues.delayed_job and .sidekiq).
 # Idempotent: does nothing when they are already there. The tests start their own private servers on free ports, so any system
 # instance that Debian's maintainer scripts would start is kept from running.

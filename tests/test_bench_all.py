@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,24 +11,51 @@ import pytest
 from bench import all as bench_all
 
 BENCH = Path(bench_all.__file__).resolve().parent
+#: One-off comparisons, kept apart from what ``make bench`` runs.
+STUDIES = BENCH / "studies"
+
+
+def _module_name(path: Path) -> str:
+    """``bench/verify/__main__.py`` is ``bench.verify``; ``bench/stores/lookup.py`` is itself."""
+    parts = path.relative_to(BENCH.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__main__" else parts)
 
 
 def _benchmarks() -> set[str]:
-    """The bench modules that run on their own and save figures (not a benchmark's helpers)."""
+    """The modules under ``bench/`` that run on their own in ``--quick`` and ``--full`` mode.
+
+    A benchmark's helpers (its servers' apps, the processes it spawns) run on their own too,
+    but take no mode.
+    """
     names = set()
-    for path in BENCH.glob("*.py"):
+    for path in BENCH.rglob("*.py"):
+        if path.is_relative_to(STUDIES):
+            continue
         source = path.read_text(encoding="utf-8")
         runnable = any(
             isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
             for node in ast.parse(source).body
         )
-        if runnable and "bench.results" in source:
-            names.add(path.stem)
+        if runnable and ("add_modes(" in source or '"--full"' in source):
+            names.add(_module_name(path))
     return names
 
 
 def test_every_runnable_benchmark_is_run_by_make_bench() -> None:
-    assert _benchmarks() - {"all"} == set(bench_all.BENCHMARKS)
+    assert _benchmarks() - {"bench.all"} == set(bench_all.BENCHMARKS.values())
+
+
+def test_benchmarks_in_packages_are_found() -> None:
+    # The search looks inside the packages, where the benchmarks live, not only at the top.
+    assert {"bench.verify", "bench.stores.lookup", "bench.load"} <= _benchmarks()
+
+
+@pytest.mark.parametrize("module", sorted(bench_all.BENCHMARKS.values()))
+def test_every_listed_benchmark_can_be_run_with_python_dash_m(module: str) -> None:
+    spec = importlib.util.find_spec(module)
+    assert spec is not None
+    if spec.submodule_search_locations is not None:  # a package runs its __main__
+        assert importlib.util.find_spec(f"{module}.__main__") is not None
 
 
 def test_an_unknown_benchmark_name_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

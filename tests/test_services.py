@@ -1,15 +1,24 @@
-"""The real-service fixtures work: servers answer, restart, crash and isolate tests."""
+"""The private servers work for tests and benchmarks: they answer, restart, crash, isolate."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+import devservices
+import tests.services
+from devservices import processes
 from tests.services import (
     ManagedServerRequiredError,
     PostgresServer,
@@ -199,3 +208,83 @@ def test_missing_redis_binary_says_how_to_install_it(monkeypatch: pytest.MonkeyP
             server.start()
     finally:
         server.close()
+
+
+# -- one package for tests and benchmarks ----------------------------------------------------
+
+
+def test_tests_and_benchmarks_share_one_implementation() -> None:
+    for name in tests.services.__all__:
+        assert getattr(tests.services, name) is getattr(devservices, name)
+
+
+def test_the_pytest_plugin_gives_fixtures_and_markers(tmp_path: Path) -> None:
+    (tmp_path / "test_uses_redis.py").write_text(
+        textwrap.dedent(
+            """
+            import redis
+
+            def test_redis(redis_url, request):
+                assert request.node.get_closest_marker("redis") is not None
+                with redis.Redis.from_url(redis_url) as client:
+                    assert client.dbsize() == 0
+
+            def test_plain():
+                pass
+            """
+        )
+    )
+    environment = {**os.environ, "PYTHONPATH": processes.python_path()}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "devservices.pytest_plugin"]
+    command += ["-p", "no:cacheprovider", "-W", "ignore::pytest.PytestUnknownMarkWarning"]
+    ran = subprocess.run(
+        [*command, "-m", "not redis"], cwd=tmp_path, env=environment, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "1 passed, 1 deselected" in ran.stdout, ran.stdout + ran.stderr
+    ran = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert "2 passed" in ran.stdout, ran.stdout + ran.stderr
+
+
+def test_end_process_kills_a_process_that_ignores_sigterm() -> None:
+    ignoring = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    ignoring += "print('ready', flush=True); time.sleep(60)"
+    process = subprocess.Popen([sys.executable, "-c", ignoring], stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n"
+    assert processes.end_process(process, timeout=0.5) == -signal.SIGKILL
+    process.stdout.close()
+    assert not processes.pid_alive(process.pid)
+
+
+def test_end_process_returns_the_exit_code_of_a_process_already_gone() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    process.wait(timeout=60)
+    assert processes.end_process(process) == 3
+
+
+def test_tree_cpu_seconds_counts_the_children() -> None:
+    # The child burns 0.3 s of CPU, says so, and waits for its stdin (the parent's) to close.
+    child = (
+        "import sys, time\nend = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\nprint('burnt', flush=True)\nsys.stdin.read()"
+    )
+    parent = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {child!r}]).wait()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", parent], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        assert process.stdout.readline() == "burnt\n"
+        own = processes.cpu_seconds(process.pid)
+        assert processes.tree_cpu_seconds(process.pid) - own >= 0.25
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)
+        process.stdout.close()
+    with pytest.raises(FileNotFoundError):
+        processes.tree_cpu_seconds(process.pid)

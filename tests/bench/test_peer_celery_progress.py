@@ -1,6 +1,6 @@
 """The peer benchmark's site works, so its figures cannot rot: a tiny run of every step.
 
-A real Celery worker runs a few of ``bench/peer_project.py``'s tasks on the session's
+A real Celery worker runs a few of ``bench/peer/project.py``'s tasks on the session's
 redis-server; gunicorn serves the project; both status routes must answer what each task did,
 and a short ``wrk`` load must measure both. Nothing here times anything.
 """
@@ -12,12 +12,21 @@ from pathlib import Path
 
 import pytest
 import redis
-from bench.common import BenchError
-from bench.peer_celery_progress import GROUPS, Load, measure, render
-from bench.peer_seed import SeededJob, seed
-from bench.peer_site import SIDES, Deployment, Site, answer_problem, check_answers, fetch, site
 
-from tests.services import RedisServer
+from bench.common import BenchError
+from bench.peer.deployment import (
+    SIDES,
+    Deployment,
+    Site,
+    answer_problem,
+    check_answers,
+    fetch,
+    site,
+)
+from bench.peer.measure import GROUPS, Load, measure
+from bench.peer.report import render
+from bench.peer.seed import SeededJob, seed
+from devservices import RedisServer
 from tests.support import pristine_immortus
 
 #: Celery 5.7's Redis result backend stores an expiring result with redis-py's ``setex``, which
@@ -90,7 +99,7 @@ def test_both_routes_answer_a_task_in_progress(
     assert status == 200
     assert {key: ours[key] for key in ("job_id", "job_class", "status", "completed")} == {
         "job_id": job.job_id,
-        "job_class": "bench.peer_project.in_progress",
+        "job_class": "bench.peer.project.in_progress",
         "status": "started",
         "completed": False,
     }

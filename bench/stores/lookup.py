@@ -1,0 +1,277 @@
+"""A store lookup next to a bare client round trip to the same server (``make bench``).
+
+Each store (SQLite, Redis, PostgreSQL) is seeded with the jobs of the store scaling benchmark
+(``bench/stores/dataset.py``, loaded by ``bench/stores/backends.py``), then three operations are
+timed on the same ids, interleaved 50 calls at a time with the order reversed every turn
+(``bench/stores/measure.py``), so a noisy neighbour slows them alike:
+
+- **store**: the store's own ``get(job_id)``: what every verify request of the job costs.
+- **bare key**: the smallest round trip the same client library makes to the same server for
+  the same key, as the issue defines it: Redis ``GET`` of a string value as long as the job's
+  hash (redis-py, with the store's ``decode_responses``); ``SELECT 1 FROM <table> WHERE job_id =
+  %s`` by primary key on one psycopg connection (the store's driver) in autocommit; the same
+  ``SELECT 1`` through ``sqlite3`` on the same file.
+- **bare row**: the same round trip fetching the record the store fetches: ``HGETALL`` of the
+  job's hash, ``SELECT`` of every column by primary key. The store's cost over it is its own
+  Python: statement building, connection checkout, decoding.
+
+The ratio ``bare key / store`` (of the median times; target at least 0.7) says how much of a
+lookup is the server's round trip, and how much is ours.
+
+Run ``python -m bench.stores.lookup [--quick | --full] [--stores sqlite,redis,postgresql]``
+from the repository root: it starts a private redis-server and PostgreSQL (:mod:`devservices`),
+keeps SQLite in a temporary directory and removes everything at the end. The figures go to
+stdout and ``bench/results/latest.json`` (section ``store_lookup``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from bench.common import BenchError, add_modes, log
+from bench.results import save
+from bench.stores.backends import (
+    Backend,
+    PostgresBackend,
+    RedisBackend,
+    SQLiteBackend,
+    start_backends,
+)
+from bench.stores.backends import verify as verify_seeded
+from bench.stores.dataset import Dataset
+from bench.stores.measure import _interleave, _Task, percentile
+from immortus.status import JobStatus
+from immortus.stores import records
+from immortus.stores.base import Store
+
+#: Target of the issue: a bare round trip takes at least this fraction of a store lookup.
+TARGET: Final = 0.7
+STORES: Final = ("sqlite", "redis", "postgresql")
+#: (jobs seeded, lookups timed per operation, warm-up calls per operation) in each mode.
+QUICK: Final = (10_000, 3_000, 300)
+FULL: Final = (100_000, 20_000, 1_000)
+SEED: Final = 20261128
+
+Call = Callable[[str], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Bare:
+    """The bare client's two round trips for one store, and what each must answer."""
+
+    key: Call
+    key_answer: Callable[[str, Any], bool]
+    row: Call
+    what: str
+    close: Callable[[], None]
+
+
+def _fresh(job_id: str) -> str:
+    """A copy of ``job_id``, as a request brings it (no cached hash, no shared object)."""
+    return "".join(job_id)
+
+
+def _sqlite_bare(store: Store) -> Bare:
+    from immortus.stores.sqlite import SQLiteStore
+
+    assert isinstance(store, SQLiteStore)
+    connection = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    key_sql = "SELECT 1 FROM immortus_jobs WHERE job_id = ?"
+    row_sql = f"SELECT {', '.join(records.COLUMNS)} FROM immortus_jobs WHERE job_id = ?"
+    return Bare(
+        key=lambda job_id: connection.execute(key_sql, (job_id,)).fetchone(),
+        key_answer=lambda _, answer: answer == (1,),
+        row=lambda job_id: connection.execute(row_sql, (job_id,)).fetchone(),
+        what="sqlite3 SELECT 1 by primary key",
+        close=connection.close,
+    )
+
+
+def _postgres_bare(backend: PostgresBackend, store: Store) -> Bare:
+    import psycopg
+    from psycopg import sql
+
+    from immortus.stores.sql import SQLStore
+
+    assert isinstance(store, SQLStore)
+    connection = psycopg.connect(backend.server.dsn, autocommit=True)
+    table = sql.Identifier(store.table.name)
+    columns = sql.SQL(", ").join(map(sql.Identifier, records.COLUMNS))
+    key_sql = sql.SQL("SELECT 1 FROM {} WHERE job_id = %s").format(table)
+    row_sql = sql.SQL("SELECT {} FROM {} WHERE job_id = %s").format(columns, table)
+    return Bare(
+        key=lambda job_id: connection.execute(key_sql, (job_id,)).fetchone(),
+        key_answer=lambda _, answer: answer == (1,),
+        row=lambda job_id: connection.execute(row_sql, (job_id,)).fetchone(),
+        what="psycopg SELECT 1 by primary key",
+        close=connection.close,
+    )
+
+
+def _redis_bare(backend: RedisBackend, store: Store, job_ids: Sequence[str]) -> Bare:
+    """GET of a string as long as each job's hash (written here), and HGETALL of the hash."""
+    import redis
+
+    from immortus.stores.redis import RedisStore
+
+    assert isinstance(store, RedisStore)
+    url = f"redis://{backend.host}:{backend.port}/{backend.databases[store]}"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    job_key = f"{store.prefix}job:"  # the key layout of the store's module docstring
+    value_key = "bench:value:"
+    sizes: dict[str, int] = {}
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in dict.fromkeys(job_ids):
+            pipe.hgetall(job_key + job_id)
+        hashes: list[dict[str, str]] = pipe.execute()
+    with client.pipeline(transaction=False) as pipe:
+        for job_id, fields in zip(dict.fromkeys(job_ids), hashes, strict=True):
+            size = sum(len(name) + len(value) for name, value in fields.items())
+            sizes[job_id] = size
+            pipe.set(value_key + job_id, "x" * size)
+        pipe.execute()
+    return Bare(
+        key=lambda job_id: client.get(value_key + job_id),
+        key_answer=lambda job_id, answer: answer is not None and len(answer) == sizes[job_id],
+        row=lambda job_id: client.hgetall(job_key + job_id),
+        what="redis-py GET of a value as long as the job's hash",
+        close=client.close,
+    )
+
+
+def _bare(backend: Backend, store: Store, job_ids: Sequence[str]) -> Bare:
+    if isinstance(backend, SQLiteBackend):
+        return _sqlite_bare(store)
+    if isinstance(backend, PostgresBackend):
+        return _postgres_bare(backend, store)
+    if isinstance(backend, RedisBackend):
+        return _redis_bare(backend, store, job_ids)
+    raise BenchError(f"no bare client for the {backend.name} store")
+
+
+def _found(job_id: str, status: JobStatus | None) -> bool:
+    return status is not None and status.job_id == job_id
+
+
+def _row_found(_: str, row: Any) -> bool:
+    return bool(row)
+
+
+def _summary(samples: Sequence[int]) -> dict[str, float]:
+    return {
+        "samples": len(samples),
+        "p50_us": percentile(samples, 50) / 1e3,
+        "p99_us": percentile(samples, 99) / 1e3,
+    }
+
+
+def measure_store(backend: Backend, data: Dataset, *, lookups: int, warmup: int) -> dict[str, Any]:
+    """Seed one store, check it, then time its lookups against the bare client's."""
+    store = backend.open(data)
+    try:
+        log(f"{backend.name}: seeding {data.size:,} jobs")
+        verify_seeded(store, data, backend.seed(store, data))
+        rng = random.Random(f"{SEED}/{backend.name}")
+        job_ids = [_fresh(job_id) for job_id in rng.choices(data.ids, k=lookups + warmup)]
+        bare = _bare(backend, store, job_ids)
+        try:
+            tasks = [
+                _Task("store", store.get, job_ids[warmup:], _found),
+                _Task("bare key", bare.key, job_ids[warmup:], bare.key_answer),
+                _Task("bare row", bare.row, job_ids[warmup:], _row_found),
+            ]
+            warm = [_Task(task.label, task.call, job_ids[:warmup], task.check) for task in tasks]
+            log(f"{backend.name}: warming up, then {lookups:,} lookups of each kind")
+            _interleave(warm, "warm-up")
+            _interleave(tasks, "lookup")
+        finally:
+            bare.close()
+    finally:
+        store.close()
+        backend.wipe()
+    figures = {task.label: _summary(task.durations) for task in tasks}
+    store_p50, store_p99 = figures["store"]["p50_us"], figures["store"]["p99_us"]
+    return {
+        "bare_key": bare.what,
+        "version": backend.version(),
+        **figures,
+        "ratio_p50": figures["bare key"]["p50_us"] / store_p50,
+        "ratio_p99": figures["bare key"]["p99_us"] / store_p99,
+        "row_ratio_p50": figures["bare row"]["p50_us"] / store_p50,
+        "ours_p50_us": store_p50 - figures["bare row"]["p50_us"],
+    }
+
+
+def render(results: dict[str, dict[str, Any]], jobs: int) -> str:
+    """The report: each operation's p50 and p99, and the ratios."""
+    lines = [
+        f"store lookup vs a bare client round trip: {jobs:,} jobs seeded, one client thread",
+        "",
+        f"{'':<11}|{'store get µs':^15}|{'bare key µs':^15}|{'bare row µs':^15}|"
+        f"{'bare key / store':^24}|{'row/store':>10}",
+        f"{'store':<11}|{'p50':>7}{'p99':>8}|{'p50':>7}{'p99':>8}|{'p50':>7}{'p99':>8}|"
+        f"{'p50':>7}{'p99':>7}{'>=0.7':>9} |{'p50':>10}",
+        "-" * 93,
+    ]
+    for name, figures in results.items():
+        verdict = "PASS" if figures["ratio_p50"] >= TARGET else "MISS"
+        cells = "".join(
+            f"{figures[label]['p50_us']:>7.1f}{figures[label]['p99_us']:>8.1f}|"
+            for label in ("store", "bare key", "bare row")
+        )
+        lines.append(
+            f"{name:<11}|{cells}{figures['ratio_p50']:>7.2f}{figures['ratio_p99']:>7.2f}"
+            f"{verdict:>9} |{figures['row_ratio_p50']:>10.2f}"
+        )
+    lines += ["", "bare key:"]
+    lines += [f"  {name}: {figures['bare_key']}" for name, figures in results.items()]
+    return "\n".join(lines)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.stores.lookup", description=__doc__)
+    add_modes(
+        parser,
+        quick=f"{QUICK[0]:,} jobs, {QUICK[1]:,} lookups of each kind",
+        full=f"{FULL[0]:,} jobs, {FULL[1]:,} lookups of each kind",
+    )
+    parser.add_argument(
+        "--stores", default=",".join(STORES), help=f"comma-separated, among {', '.join(STORES)}"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the report; return 0 (or 1 if it could not be measured)."""
+    args = _parse(argv)
+    names = [name for name in STORES if name in args.stores.split(",")]
+    if not names or len(names) != len(set(args.stores.split(","))):
+        print(f"bench: --stores takes names among {', '.join(STORES)}", file=sys.stderr)
+        return 1
+    jobs, lookups, warmup = FULL if args.full else QUICK
+    data = Dataset(jobs, SEED)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            for backend in start_backends(names, stack):
+                results[backend.name] = measure_store(backend, data, lookups=lookups, warmup=warmup)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    print(render(results, jobs))
+    save(
+        "store_lookup",
+        {"target": TARGET, "jobs": jobs, "lookups": lookups, "stores": results},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
