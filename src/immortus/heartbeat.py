@@ -22,6 +22,11 @@ job keeps beating: use the queue's own time limits for that.
   without :attr:`~immortus.stores.base.Store.supports_heartbeat` is left alone (logged once).
 - Beating never breaks a job: a failing store is logged once per outage (WARNING) and the next
   tick tries again; recovery is logged at INFO.
+- A store that is away (:class:`~immortus.exceptions.StoreUnavailable`) gets its beat held by
+  its outbox (:func:`immortus.outbox.hold_beat`): the outbox's replay thread retries within
+  seconds and, as soon as the store answers, beats first (:meth:`Heartbeat.beat_store`), before
+  it writes the events it held. A lease that ran out during the outage is renewed then, and a
+  job the store reads (or a reaper wrote) ``lost`` meanwhile comes back to ``started``.
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from immortus import config
-from immortus.exceptions import ConfigurationError, StoreError
-from immortus.finder import find_strategy
+from immortus import config, outbox
+from immortus.exceptions import ConfigurationError, StoreError, StoreUnavailable
+from immortus.finder import find_recording_strategy
 from immortus.stores.base import Store
 from immortus.transitions import utcnow
 
@@ -136,6 +141,40 @@ class Heartbeat:
         if settings.heartbeat_interval is None or not jobs:
             return 0
         alive_until = utcnow() + timedelta(seconds=settings.heartbeat_timeout)
+        groups = self._groups(jobs)
+        for group in groups.values():
+            self._beat(group, alive_until)
+        return len(groups)
+
+    def beat_store(self, store: Store) -> bool:
+        """Extend now the leases of the registered jobs that run in ``store``: one call.
+
+        Called by the outbox when ``store`` answers again after an outage, before it writes
+        the events it held. Returns False when the store is still away (nothing extended),
+        True when the jobs were beaten or there is nothing to beat. Never raises: any other
+        failure is logged.
+        """
+        settings = config.get_config()
+        jobs = self.running()
+        if settings.heartbeat_interval is None or not jobs:
+            return True
+        group = self._groups(jobs).get(id(store))
+        if group is None:
+            return True
+        alive_until = utcnow() + timedelta(seconds=settings.heartbeat_timeout)
+        try:
+            group.beat(group.job_ids, alive_until)
+        except StoreUnavailable:
+            return False
+        except Exception:
+            logger.exception("immortus: the heartbeat to %r failed", store)
+            return True
+        if self._failing.pop(id(store), None) is not None:
+            logger.info("immortus: the heartbeat to %r works again", store)
+        return True
+
+    def _groups(self, jobs: list[tuple[str, str | None]]) -> dict[int, _Group]:
+        """The ``beat`` calls ``jobs`` need, keyed by the id of their store (or strategy)."""
         groups: dict[int, _Group] = {}
         by_class: dict[str | None, _Group | None] = {}
         for job_id, job_class in jobs:
@@ -144,14 +183,12 @@ class Heartbeat:
             group = by_class[job_class]
             if group is not None:
                 group.job_ids.append(job_id)
-        for group in groups.values():
-            self._beat(group, alive_until)
-        return len(groups)
+        return groups
 
     def _group_of(self, job_class: str | None, groups: dict[int, _Group]) -> _Group | None:
         """Return the group the jobs of ``job_class`` beat in, or ``None`` if they cannot."""
         try:
-            target = find_strategy(job_class).hook_target
+            target = find_recording_strategy(job_class).hook_target
         except Exception:  # noqa: BLE001 - the job's own events already logged why
             return None
         beat = getattr(target, "beat", None)
@@ -188,12 +225,14 @@ class Heartbeat:
         try:
             group.beat(group.job_ids, alive_until)
         except Exception as exc:  # logged once per outage, tried again at the next tick
+            if isinstance(exc, StoreUnavailable) and isinstance(group.target, Store):
+                outbox.hold_beat(group.target)  # beaten again first thing when it is back
             if key not in self._failing:
                 self._failing[key] = group.target
                 logger.warning(
                     "immortus: the heartbeat of %d running job(s) to %r failed (%s: %s); "
-                    "retrying every heartbeat_interval, and they read lost once their lease "
-                    "runs out",
+                    "retrying until it works, and they read lost once their lease runs out "
+                    "(until the store takes a beat again)",
                     len(group.job_ids),
                     group.target,
                     type(exc).__name__,

@@ -17,9 +17,23 @@ the job carries on:
   oldest ``progress`` or ``meta`` event is dropped (a later one says as much), and only when
   nothing but state changes is held, the oldest event. Every drop counts in
   :attr:`OutboxStats.dropped`; one WARNING per outage says that dropping began.
+- Held events are also appended to a spool file (:mod:`immortus.stores.spool`: private to the
+  user, one ``write`` per event, no ``fsync``), deleted once they are all written. A process
+  that ends before its store is back (``os._exit``, SIGKILL, the OOM killer, an exit whose last
+  flush of up to 2 s failed) leaves the file behind. The next process on the host that uses
+  the same store takes it over at its first event for that store (a forked child, such as RQ's
+  next work horse, included; any process also looks again whenever one of its outages ends):
+  it writes the events the dead process never wrote, in order, through its own outbox, and
+  logs a WARNING saying how many and whose.
+- Heartbeats (:mod:`immortus.heartbeat`) that fail because the store is away are held too, as
+  one "beat again" flag per store: when the store is back, the replay thread first extends the
+  leases of every job of this process still running in it (which brings back to ``started`` a
+  job read or reaped ``lost`` while its lease could not be renewed), then writes the held
+  events, then beats once more (for jobs whose ``started`` event was among them).
 - Logged on the ``immortus`` logger: a WARNING when an outage begins, a WARNING at its first
   drop, an INFO when the store is back with how many events were written late and dropped,
-  and an ERROR at exit for the events still held after a last flush of up to 2 s.
+  a WARNING at exit for the events still held after a last flush of up to 2 s (left in the
+  spool for the next process), an ERROR instead when they could not be spooled (lost).
 - One outbox per store object and process. A forked child starts with none: what the parent
   held is the parent's to write. Two store objects of one database keep separate orders.
 
@@ -30,6 +44,7 @@ web layer answers 503.
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import logging
 import os
@@ -42,14 +57,17 @@ from typing import Final
 
 from immortus import config
 from immortus.exceptions import StoreUnavailable
+from immortus.stores import spool
 from immortus.stores.base import Store
 from immortus.transitions import Event, EventKind
 
 __all__ = [
     "Outbox",
     "OutboxStats",
+    "adopt",
     "discard",
     "flush",
+    "hold_beat",
     "outbox_for",
     "record",
     "stats",
@@ -94,12 +112,16 @@ class _Totals:
 
 
 class _Held:
-    """One held event; ``waiting`` turns False once it is written, being written or dropped."""
+    """One held event; ``waiting`` turns False once it is written, being written or dropped.
 
-    __slots__ = ("event", "waiting")
+    ``number`` is its number in the outage's spool file (0: not spooled).
+    """
 
-    def __init__(self, event: Event) -> None:
+    __slots__ = ("event", "number", "waiting")
+
+    def __init__(self, event: Event, number: int) -> None:
         self.event: Event | None = event
+        self.number = number
         self.waiting = True
 
 
@@ -113,6 +135,11 @@ _outboxes: weakref.WeakKeyDictionary[Store, Outbox] = weakref.WeakKeyDictionary(
 _totals = _Totals()
 _exit_handler_registered = False
 _names = itertools.count(1)
+#: The stores this process looked for spool files of ended processes (by id: one set look-up
+#: per event). A forked child looks again.
+_looked: set[int] = set()
+#: The threads retrying a failed heartbeat, by id of their store (:func:`hold_beat`).
+_beat_retries: dict[int, threading.Thread] = {}
 
 
 class Outbox:
@@ -133,6 +160,7 @@ class Outbox:
         self._drained = threading.Event()  # set while nothing is held
         self._drained.set()
         self._discarding = False  # discard() asked the replay thread to end quietly
+        self._spool: spool.Spool | None = None  # this outage's file, if it could be made
         self._outage_dropped = 0
         self._outage_replayed = 0
         #: Events of this store given up (see :attr:`OutboxStats.dropped`).
@@ -204,6 +232,8 @@ class Outbox:
         self._outage_dropped = self._outage_replayed = 0
         self._drained.clear()
         _backlog[store] = self
+        if self._spool is None:
+            self._spool = spool.Spool.create(store)
         self._start_thread(store)
 
     def _start_thread(self, store: Store) -> None:
@@ -217,7 +247,7 @@ class Outbox:
 
     def _hold(self, event: Event, limit: int) -> bool:
         """Queue ``event`` last; return whether this began the outage's dropping."""
-        held = _Held(event)
+        held = _Held(event, 0 if self._spool is None else self._spool.append(event))
         self._waiting.append(held)
         if event.kind in _SUPERSEDABLE:
             self._supersedable.append(held)
@@ -248,6 +278,7 @@ class Outbox:
 
     def _give_up(self, held: _Held) -> None:
         held.waiting, held.event = False, None
+        self._acknowledge(held)
         self._count -= 1
         self.dropped += 1
         self._outage_dropped += 1
@@ -255,15 +286,29 @@ class Outbox:
 
     # -- the replay thread --------------------------------------------------------------------
 
+    def _acknowledge(self, held: _Held) -> None:
+        """Mark ``held`` done in the spool file: written, or given up."""
+        if self._spool is not None and held.number:
+            self._spool.acknowledge(held.number)
+
     def _replay(self, store: Store) -> None:
-        """Retry with back-off until everything held is written; then end the outage."""
+        """Retry with back-off until everything held is written; then end the outage.
+
+        Each try beats the store first (the jobs of this process still running in it), then
+        writes the held events; once they are all written it beats again and takes over the
+        spool files that dead processes left for the store.
+        """
         try:
             pause = FIRST_RETRY
             while True:
                 self._wake.wait(pause)
                 self._wake.clear()
+                beaten = _rebeat(store)  # the running jobs' leases first, then their history
                 written, finished = self._write_held(store)
                 if finished:
+                    if beaten:
+                        _rebeat(store)  # the jobs whose started event was just written
+                    adopt(store)
                     return
                 pause = FIRST_RETRY if written else min(pause * 2, LONGEST_RETRY)
         except BaseException:
@@ -295,11 +340,13 @@ class Outbox:
                 )
                 with _lock:
                     self._writing = False
+                    self._count += 1  # _give_up counts it out again
                     self._give_up(held)
                 continue
             written += 1
             with _lock:
                 self._writing = False
+                self._acknowledge(held)
                 self.replayed += 1
                 self._outage_replayed += 1
                 _totals.replayed += 1
@@ -323,6 +370,9 @@ class Outbox:
             self._thread = None
             replayed, dropped = self._outage_replayed, self._outage_dropped
             discarded, self._discarding = self._discarding, False
+            finished_spool, self._spool = self._spool, None
+        if finished_spool is not None:  # everything in it was written or given up
+            finished_spool.remove()
         if not discarded:
             logger.info(
                 "immortus: the store %s is back: wrote %d held tracking events in order "
@@ -402,6 +452,8 @@ def record(store: Store, event: Event) -> None:
         StoreUnavailable: the store refused the event and ``outbox_limit`` is 0 (nothing held).
         CorruptRecord, InvalidInput: as :meth:`Store.record` (these are not outages).
     """
+    if id(store) not in _looked:  # did an ended process leave events for this store?
+        _adopt_soon(store)
     if _backlog:  # some store is away: this one's events may have to queue behind its own
         with _lock:
             box = _backlog.get(store)
@@ -442,6 +494,78 @@ def _begin_holding(store: Store, event: Event, error: StoreUnavailable) -> bool:
     return True
 
 
+def hold_beat(store: Store) -> None:
+    """Beat ``store`` again as soon as it is back: a heartbeat to it failed, it is away.
+
+    Called by the heartbeat (:mod:`immortus.heartbeat`), which logs the failure. While events
+    are held for ``store``, its replay thread already beats before it writes them. Otherwise a
+    daemon thread retries the beat with the replay's back-off (0.05 s doubling to 2 s) until
+    the store takes it, or until an outage of events takes over. With the outbox off
+    (``outbox_limit=0``) nothing is held: the heartbeat's next tick tries again. Never raises.
+    """
+    key = id(store)
+    with _lock:
+        if store in _backlog or key in _beat_retries or _limit() == 0:
+            return
+        thread = threading.Thread(
+            target=_retry_beat,
+            args=(store,),
+            name=f"immortus-outbox-beat-{next(_names)}",
+            daemon=True,
+        )
+        _beat_retries[key] = thread
+    thread.start()
+
+
+def _retry_beat(store: Store) -> None:
+    """Retry a held beat until ``store`` takes it (or its replay thread takes over)."""
+    pause = FIRST_RETRY
+    try:
+        while True:
+            time.sleep(pause)
+            with _lock:
+                replaying = store in _backlog
+            if replaying or _rebeat(store):
+                return
+            pause = min(pause * 2, LONGEST_RETRY)
+    finally:
+        with _lock:
+            _beat_retries.pop(id(store), None)
+
+
+def _rebeat(store: Store) -> bool:
+    """Beat the jobs of this process running in ``store``; False while it is still away."""
+    from immortus import heartbeat  # noqa: PLC0415 - the heartbeat imports this module
+
+    return heartbeat.process_heartbeat().beat_store(store)
+
+
+def _adopt_soon(store: Store) -> None:
+    """Look for spool files ended processes left for ``store``; adopt them in a thread."""
+    _looked.add(id(store))
+    try:
+        if next(spool.candidates(store), None) is None:
+            return
+        threading.Thread(
+            target=adopt, args=(store,), name=f"immortus-adopt-{next(_names)}", daemon=True
+        ).start()
+    except Exception:  # tracking never breaks the job: the next outage's thread looks again
+        logger.exception("immortus: cannot look for held events left by ended processes")
+
+
+def adopt(store: Store) -> int:
+    """Take over the events that ended processes held for ``store``; return how many.
+
+    Reads the spool files of the host's processes that ended before ``store`` came back, and
+    records their unwritten events in order through this process's outbox (written now, or
+    held if the store is away again). Each file is deleted once its events are taken, and a
+    WARNING names the process and the count. Runs by itself at a process's first event for
+    a store (in every process, a forked child included) and after each of its outages; call it
+    to take over at once. Never raises.
+    """
+    return spool.take_over(store, functools.partial(record, store))
+
+
 def stats() -> OutboxStats:
     """Return the counters of every outbox in this process (the numbers to monitor)."""
     with _lock:
@@ -480,24 +604,37 @@ def discard(store: Store | None = None) -> int:
 
 
 def _flush_at_exit() -> None:
-    """At interpreter exit: a last flush, then say what is lost."""
+    """At interpreter exit: a last flush, then say what is left to the next process, or lost."""
     flush(EXIT_FLUSH)
     with _lock:
-        left = [(box, box._count + box._writing) for box in _backlog.values()]
-    for box, count in left:
-        logger.error(
-            "immortus: the store %s is still unreachable at exit: %d tracking events held "
-            "in memory are lost",
-            _name(box.store),
-            count,
-        )
+        left = [(box, box._count + box._writing, box._spool) for box in _backlog.values()]
+    for box, count, kept in left:
+        if not count:
+            continue
+        if kept is not None:
+            logger.warning(
+                "immortus: the store %s is still unreachable at exit: %d tracking events are "
+                "left in %s; the next process on this host that uses the store writes them",
+                _name(box.store),
+                count,
+                kept.path,
+            )
+        else:
+            logger.error(
+                "immortus: the store %s is still unreachable at exit: %d tracking events held "
+                "in memory are lost",
+                _name(box.store),
+                count,
+            )
 
 
 def _forget_the_parent() -> None:
     """In a forked child: no outbox, no thread; what the parent held stays the parent's."""
-    global _lock, _backlog, _outboxes, _totals  # noqa: PLW0603
+    global _lock, _backlog, _outboxes, _totals, _beat_retries, _looked  # noqa: PLW0603
     _lock = threading.Lock()
     _backlog = {}
+    _beat_retries = {}
+    _looked = set()
     _outboxes = weakref.WeakKeyDictionary()
     _totals = _Totals()
 

@@ -1,8 +1,8 @@
 """The status model: what immortus says about a job, and its wire format.
 
 ``State``'s values are the wire format the JavaScript client reads. ``JobStatus.to_dict()`` is the
-body of the verify endpoint (DESIGN §3): ``meta`` keys are merged at the top level and the
-reserved keys always win.
+body of the verify endpoint: ``meta`` keys are merged at the top level and the reserved keys
+always win.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ MAX_MESSAGE_LENGTH: Final = 1000
 MAX_ERROR_MESSAGE_LENGTH: Final = 2000
 #: Longest error type name kept.
 MAX_ERROR_TYPE_LENGTH: Final = 255
+#: Longest traceback kept, in characters: its first line and its end (where the exception is)
+#: stay, the middle frames are cut.
+MAX_TRACEBACK_LENGTH: Final = 16 * 1024
 
 
 class State(StrEnum):
@@ -150,16 +153,38 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _shorten_traceback(text: str) -> str:
+    """Keep a traceback's first line and its end within :data:`MAX_TRACEBACK_LENGTH`."""
+    if len(text) <= MAX_TRACEBACK_LENGTH:
+        return text
+    head = text.partition("\n")[0][:200]
+    marker = f"\n  … ({len(text) - MAX_TRACEBACK_LENGTH} characters cut) …\n"
+    return head + marker + text[-(MAX_TRACEBACK_LENGTH - len(head) - len(marker)) :]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobError:
     """Why a job (or one of its attempts) failed.
 
-    Only ``type`` and ``message`` go over the wire; ``traceback`` stays on the server.
+    Only ``type`` and ``message`` go over the wire (:meth:`to_dict`); ``traceback`` stays on
+    the server: it is kept by the stores for operators, never put in a verify body, a stream, a
+    log line of immortus or the ``repr``. Every field is bounded when the error is made, from an
+    exception or from a queue's record: ``type`` to 255 characters, ``message`` to 2000 and
+    ``traceback`` to 16 KiB (its first line and its end, where the exception is, are kept).
     """
 
     type: str
     message: str
     traceback: str | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: the bounded values replace the given ones through object.__setattr__.
+        if len(self.type) > MAX_ERROR_TYPE_LENGTH:
+            object.__setattr__(self, "type", _shorten(self.type, MAX_ERROR_TYPE_LENGTH))
+        if len(self.message) > MAX_ERROR_MESSAGE_LENGTH:
+            object.__setattr__(self, "message", _shorten(self.message, MAX_ERROR_MESSAGE_LENGTH))
+        if isinstance(self.traceback, str) and len(self.traceback) > MAX_TRACEBACK_LENGTH:
+            object.__setattr__(self, "traceback", _shorten_traceback(self.traceback))
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> JobError:
@@ -176,9 +201,7 @@ class JobError:
         except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure itself
             message = f"<{kind.__name__}: its message could not be read>"
         return cls(
-            type=_shorten(name, MAX_ERROR_TYPE_LENGTH),
-            message=_shorten(message, MAX_ERROR_MESSAGE_LENGTH),
-            traceback="".join(traceback_module.format_exception(exc)),
+            type=name, message=message, traceback="".join(traceback_module.format_exception(exc))
         )
 
     def to_dict(self) -> dict[str, str]:
@@ -186,7 +209,7 @@ class JobError:
         return {"type": self.type, "message": self.message}
 
 
-#: The keys every verify body has, in the order of DESIGN §3.
+#: The keys every verify body has, in wire order.
 BODY_KEYS: Final = (
     "job_id",
     "job_class",
@@ -220,7 +243,7 @@ class JobStatus:
 
     ``certain`` is ``False`` when the answer is an inference the strategy cannot confirm, for
     example "finished" from a queue that deletes finished jobs and so cannot tell them from jobs
-    that never existed (the seed's Delayed::Job case).
+    that never existed (Rails' Delayed::Job, which deletes a job's row once it succeeds).
     """
 
     job_id: str
@@ -252,7 +275,7 @@ class JobStatus:
         return self.state.success
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the verify body of DESIGN §3, with ``meta`` merged under the reserved keys.
+        """Return the verify body, with ``meta`` merged under the reserved keys.
 
         The ``meta`` keys come first, then the reserved keys in the order of :data:`BODY_KEYS`.
         """

@@ -17,22 +17,38 @@ every store calls it inside its own atomic read-modify-write, so the rules hold 
   the job was ``retrying``).
 - ``progress`` implies the job is running: it moves ``created`` / ``retrying`` to ``started``
   (a new attempt) and ``lost`` back to ``started`` (the same attempt: the worker was only slow).
+- ``meta`` keys merge into the record's, and the merged meta stays within
+  :data:`MAX_MERGED_META_BYTES` as compact JSON: a ``meta`` event that would take it past the
+  bound is refused whole (nothing of it is merged, one WARNING per job and process says so),
+  and the record stays as it was. The job itself never sees an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from immortus.exceptions import InvalidInput
 from immortus.status import JobError, JobStatus, Progress, State
-from immortus.validation import check_job_class, check_job_id, check_meta
+from immortus.validation import MAX_META_BYTES, check_job_class, check_job_id, check_meta
 
-__all__ = ["Event", "EventKind", "apply", "utcnow"]
+__all__ = ["MAX_MERGED_META_BYTES", "Event", "EventKind", "apply", "merged_meta_size", "utcnow"]
+
+logger = logging.getLogger("immortus")
+
+#: Largest merged meta a record keeps, as compact JSON (ASCII, so characters are bytes): the
+#: same bound as one event's meta, so a verify body never carries more than 64 KiB of meta.
+MAX_MERGED_META_BYTES: Final = MAX_META_BYTES
+#: How many job ids the refusal warning remembers (one WARNING per job and process).
+_WARNED_KEPT: Final = 1024
 
 
 def utcnow() -> datetime:
@@ -158,7 +174,7 @@ def _changes(current: JobStatus, event: Event) -> dict[str, Any]:  # noqa: PLR09
         return {"enqueued_at": current.enqueued_at or event.at}
     if kind is EventKind.META:
         assert event.meta is not None  # noqa: S101 - checked in Event.__post_init__
-        return {"meta": {**current.meta, **event.meta}}
+        return _merge_meta(current, event.meta)
     if _superseded(current) or _is_stale(current, event):
         return {}
     if kind is EventKind.STARTED:
@@ -188,3 +204,40 @@ def _changes(current: JobStatus, event: Event) -> dict[str, Any]:  # noqa: PLR09
         "finished_at": event.at,
         "error": None if ending is State.FINISHED else event.error,
     }
+
+
+def merged_meta_size(meta: Mapping[str, Any]) -> int:
+    """Characters ``meta`` takes as compact JSON (what the stores write)."""
+    return len(json.dumps(dict(meta), separators=(",", ":")))
+
+
+def _merge_meta(current: JobStatus, update: Mapping[str, Any]) -> dict[str, Any]:
+    """The change a ``meta`` event makes: the merged meta, or nothing past the bound."""
+    merged = {**current.meta, **update}
+    size = merged_meta_size(merged)  # one C-level encoding: cheaper than counting per key
+    if size <= MAX_MERGED_META_BYTES:
+        return {"meta": merged}
+    _warn_refused(current.job_id, sorted(update), size)
+    return {}
+
+
+_warned: OrderedDict[str, None] = OrderedDict()
+_warned_lock = threading.Lock()
+
+
+def _warn_refused(job_id: str, keys: list[str], size: int) -> None:
+    with _warned_lock:
+        if job_id in _warned:
+            return
+        _warned[job_id] = None
+        if len(_warned) > _WARNED_KEPT:
+            _warned.popitem(last=False)
+    shown = ", ".join(repr(key[:40]) for key in keys[:10]) + (", ..." if len(keys) > 10 else "")
+    logger.warning(
+        "immortus: meta keys %s of job %r were not recorded: the merged meta would be %d "
+        "characters as JSON, over the limit of %d (later refusals for this job are not logged)",
+        shown,
+        job_id,
+        size,
+        MAX_MERGED_META_BYTES,
+    )

@@ -19,10 +19,10 @@ from typing import ClassVar
 import pytest
 
 import immortus
-from immortus import heartbeat, jobs
+from immortus import heartbeat, jobs, outbox
 from immortus.exceptions import InvalidInput, StoreUnavailable
 from immortus.heartbeat import Heartbeat, process_heartbeat
-from immortus.status import JobStatus, State
+from immortus.status import JobStatus, Progress, State
 from immortus.store_strategy import StoreStrategy
 from immortus.stores.memory import MemoryStore
 from immortus.strategy import TrackingStrategy
@@ -180,6 +180,15 @@ def test_a_tick_makes_one_beat_per_store_whatever_the_number_of_jobs(
     assert own.calls == [["w1"]]
     assert beating.tick() == 3
     assert (len(store.beats), len(other.beats), len(own.calls)) == (2, 2, 2)
+
+
+def test_a_job_of_a_class_nobody_declared_is_beaten_like_its_events_are_recorded(
+    store: CountingStore,
+) -> None:
+    beating = Heartbeat()  # no thread: the test ticks it
+    beating.add("u1", "never.declared")
+    assert beating.tick() == 1
+    assert store.beats == [["u1"]]
 
 
 def test_a_tick_extends_the_leases_it_beats(store: CountingStore) -> None:
@@ -356,3 +365,78 @@ def test_the_thread_is_a_daemon_named_for_what_it_does(store: CountingStore) -> 
         threads = [t for t in threading.enumerate() if t.name == "immortus-heartbeat"]
     assert len(threads) == 1
     assert threads[0].daemon
+
+
+# -- through a store outage -------------------------------------------------------------------
+
+
+class OutageStore(CountingStore):
+    """A counting store whose writes fail too while it is down; it logs every call in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def record(self, event: Event) -> JobStatus | None:
+        if self.down:
+            raise StoreUnavailable("redis://127.0.0.1:6379 refused the connection")
+        self.calls.append(f"record {event.kind.value} {event.job_id}")
+        return super().record(event)
+
+    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
+        touched = super().beat(job_ids, alive_until)
+        self.calls.append(f"beat {','.join(job_ids)}")
+        return touched
+
+
+@pytest.fixture
+def outage_store() -> Iterator[OutageStore]:
+    """The configured store; heartbeats so rare that no tick happens during a test."""
+    down = OutageStore()
+    immortus.configure(
+        store=down, heartbeat_interval=600, heartbeat_timeout=1200, progress_interval=0
+    )
+    yield down
+    down.down = False
+    assert outbox.flush(30)
+
+
+def test_a_failed_beat_is_sent_again_as_soon_as_the_store_is_back(
+    outage_store: OutageStore,
+) -> None:
+    lapsed = utcnow() - timedelta(seconds=5)
+    outage_store.record(Event(kind=EventKind.STARTED, job_id="j1", alive_until=lapsed))
+    assert (status := outage_store.get("j1")) is not None
+    assert status.state is State.LOST  # its lease ran out while the store was away
+    assert outage_store.reap_lost() == 1  # and a reaper wrote it down
+    process_heartbeat().add("j1", None)
+    outage_store.down = True
+    assert process_heartbeat().tick() == 1  # fails: held, not left to the next tick
+    outage_store.down = False
+    wait_for(
+        lambda: (found := outage_store.get("j1")) is not None and found.state is State.STARTED,
+        timeout=30,
+        what="the held beat to revive the job",
+    )  # long before the next tick, 600 s away
+
+
+def test_on_recovery_live_jobs_are_beaten_before_the_held_events_are_written(
+    outage_store: OutageStore,
+) -> None:
+    outage_store.record(Event(kind=EventKind.STARTED, job_id="j1", alive_until=utcnow()))
+    process_heartbeat().add("j1", None)
+    outage_store.down = True
+    for step in (1, 2):
+        progress = Progress(current=step, total=2)
+        outbox.record(outage_store, Event(kind=EventKind.PROGRESS, job_id="j2", progress=progress))
+    assert process_heartbeat().tick() == 1
+    outage_store.down = False
+    assert outbox.flush(30)
+    assert outage_store.calls[1:] == [  # after the first started: the beat, then the history
+        "beat j1",
+        "record progress j2",
+        "record progress j2",
+        "beat j1",  # once more, for jobs whose started event was among the held ones
+    ]
+    assert (status := outage_store.get("j1")) is not None
+    assert status.state is State.STARTED

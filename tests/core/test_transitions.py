@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from immortus.exceptions import InvalidInput, InvalidJobId
 from immortus.status import JobError, JobStatus, Progress, State
-from immortus.transitions import Event, EventKind, apply
+from immortus.stores.records import decode, encode
+from immortus.transitions import MAX_MERGED_META_BYTES, Event, EventKind, apply, merged_meta_size
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -130,3 +133,61 @@ def test_replaying_the_same_sequence_twice_changes_nothing_more(
         assert twice is not None
         assert once is not None
         assert twice.state is once.state
+
+
+# -- the merged meta's bound ------------------------------------------------------------------
+
+#: JSON values a meta key may hold, small and large (strings up to a third of the bound).
+meta_values = st.one_of(
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=20),
+    st.integers(min_value=0, max_value=MAX_MERGED_META_BYTES // 3).map(lambda size: "x" * size),
+)
+meta_updates = st.dictionaries(st.text(min_size=1, max_size=8), meta_values, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(meta_updates, max_size=30))
+def test_any_sequence_of_meta_events_stays_within_the_bound(
+    updates: list[dict[str, object]],
+) -> None:
+    status: JobStatus | None = None
+    for update in updates:
+        before = status
+        status = apply(status, Event(kind=EventKind.META, job_id="j", meta=update)) or status
+        assert status is not None
+        encoded = json.dumps(dict(status.meta), separators=(",", ":"))
+        assert len(encoded.encode()) <= MAX_MERGED_META_BYTES
+        assert merged_meta_size(status.meta) == len(encoded)
+        merged = {**(before.meta if before else {}), **update}
+        if merged_meta_size(merged) <= MAX_MERGED_META_BYTES:
+            assert dict(status.meta) == merged  # within the bound, nothing is refused
+        else:  # refused whole: the record is as it was
+            assert dict(status.meta) == dict(before.meta if before else {})
+        row = encode(status, created=0.0, expires=None)
+        assert decode(row).meta == status.meta
+
+
+def test_meta_past_the_bound_is_refused_whole_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    big = "x" * (MAX_MERGED_META_BYTES // 2)
+    status = apply(None, Event(kind=EventKind.META, job_id="bound", meta={"a": big}))
+    assert status is not None
+    with caplog.at_level(logging.WARNING, logger="immortus"):
+        for key in ("b", "c"):  # either would take the merged meta over the bound
+            assert (
+                apply(status, Event(kind=EventKind.META, job_id="bound", meta={key: big})) is None
+            )
+    assert [record.getMessage().count("'bound'") for record in caplog.records] == [1]
+    assert "over the limit" in caplog.records[0].getMessage()
+    # a key that replaces a large one with a small one still goes in
+    smaller = apply(status, Event(kind=EventKind.META, job_id="bound", meta={"a": 1, "b": 2}))
+    assert smaller is not None
+    assert dict(smaller.meta) == {"a": 1, "b": 2}
+    # progress and endings are never held back by meta
+    running = apply(status, Event(kind=EventKind.STARTED, job_id="bound"))
+    assert running is not None
+    assert running.state is State.STARTED

@@ -1,6 +1,6 @@
 """Issue 7 item 5: 1 000 pollers for 60 s and 200 SSE streams against the ASGI adapter.
 
-Each test runs ``bench/load.py`` for real against one store: a uvicorn process serving
+Each test runs ``bench/load/`` for real against one store: a uvicorn process serving
 ``immortus_routes("/jobs")``, ``wrk`` holding 1 000 keep-alive connections that poll random
 seeded jobs, 200 SSE clients following jobs that a writer thread starts, moves and ends during the
 run, and the writer moving the progress of the polled running jobs all along. See the tool's
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from bench.load import LoadPlan, LoadReport, render, run_load, save
 
+from bench.load import LoadPlan, LoadReport, render, run_load, save
 from tests.support import pristine_immortus
 
 #: The issue's sizes: 1 000 pollers for 60 s, 200 streams.

@@ -89,7 +89,7 @@ def test_jobs_run_through_a_store_outage_and_end_in_their_true_state(
             f"{JOBS}",
             f"{STEPS}",
         ],
-        env=worker_environment(backend.url),
+        env=worker_environment(backend.url, IMMORTUS_SPOOL_DIR=str(tmp_path / "spool")),
         log=tmp_path / "worker.log",
         stop_signal=signal.SIGINT,
     )
@@ -100,7 +100,7 @@ def test_jobs_run_through_a_store_outage_and_end_in_their_true_state(
         serve_asgi(app) as base,
         httpx.Client(base_url=base, timeout=TIMEOUT) as http,
     ):
-        immortus.configure(store=backend.url)
+        immortus.configure(store=backend.url, open_endpoints=True)
 
         # Half way, with the store up: every job reads "started" at 50 %.
         halfway = [tmp_path / f"{job_id}.half" for job_id in job_ids()]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from immortus import config, lifecycle, outbox
 from immortus.exceptions import ConfigurationError, CorruptRecord, StoreUnavailable
 from immortus.status import JobStatus, Progress, State
 from immortus.stores.memory import MemoryStore
+from immortus.stores.spool import SPOOL_DIR_ENV
 from immortus.transitions import Event, EventKind, utcnow
 from tests.queues.stores import dead_store_url
 from tests.queues.workers import ROOT, worker_environment
@@ -91,9 +93,10 @@ class FlakyStore(MemoryStore):
 
 
 @pytest.fixture(autouse=True)
-def fresh_outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fresh_outbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Default settings and zeroed counters; no store is left holding events after the test."""
     monkeypatch.setattr(outbox, "_totals", outbox._Totals())
+    monkeypatch.setenv(SPOOL_DIR_ENV, str(tmp_path / "spool"))
     with pristine_immortus():
         yield
         for store in list(outbox._backlog):
@@ -257,6 +260,7 @@ def test_an_event_the_store_refuses_for_good_is_logged_and_dropped(
     assert outbox.flush(TIMEOUT)
     assert store.steps() == [("good", "started", None)]
     assert outbox.stats().dropped == 1
+    assert outbox.outbox_for(store).buffered == 0  # the dropped one is not counted twice
     [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "refused a held started event of job 'bad'" in error.getMessage()
     assert error.exc_info is not None
@@ -420,19 +424,35 @@ print("job done", flush=True)
 """
 
 
-def test_at_exit_with_the_store_still_down_the_lost_events_are_logged() -> None:
-    # A real dead store: Redis on a port nothing listens at.
-    result = subprocess.run(
+def run_exit_script(spool: str) -> subprocess.CompletedProcess[str]:
+    """Run the job of ``_EXIT_SCRIPT`` against a real dead store: Redis where nothing listens."""
+    return subprocess.run(
         [sys.executable, "-c", _EXIT_SCRIPT],
         cwd=ROOT,
-        env=worker_environment(dead_store_url()),
+        env=worker_environment(dead_store_url(), IMMORTUS_SPOOL_DIR=spool),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_at_exit_with_the_store_still_down_the_held_events_are_left_in_the_spool(
+    tmp_path: Path,
+) -> None:
+    result = run_exit_script(str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "job done\n"  # the job ran to its end
+    assert [line for line in result.stderr.splitlines() if line.startswith("ERROR")] == []
+    (left,) = tmp_path.iterdir()
+    assert f"3 tracking events are left in {left}; the next process" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_at_exit_without_a_spool_the_lost_events_are_logged() -> None:
+    result = run_exit_script("off")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "job done\n"
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1, result.stderr
     assert "is still unreachable at exit: 3 tracking events held in memory are lost" in errors[0]

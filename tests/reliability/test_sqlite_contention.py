@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 import immortus
 from immortus import config, outbox
 from immortus.status import Progress, State
+from immortus.stores.spool import SPOOL_DIR_ENV
 from immortus.stores.sqlite import SQLiteStore
 from immortus.web.asgi import immortus_routes
 from tests.support import pristine_immortus
@@ -177,7 +178,8 @@ def count_listed(store: SQLiteStore) -> int:
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Iterator[Path]:
+def path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv(SPOOL_DIR_ENV, str(tmp_path / "spool"))  # the writers' held events
     with pristine_immortus():
         yield tmp_path / "immortus.sqlite3"
 
@@ -190,7 +192,7 @@ def test_heavy_concurrent_writers_lose_nothing_and_readers_never_see_a_lock(
 ) -> None:
     ids = job_ids()
     reader = SQLiteStore(path)  # creates the file, as the web app would before the workers
-    config.configure(store=f"sqlite:///{path}")
+    config.configure(store=f"sqlite:///{path}", open_endpoints=True)
     app = Starlette(routes=[immortus_routes()])
     with serve_asgi(app) as base, Traffic(reader, base, ids) as traffic:
         results = run_writers(path, lock_timeout)

@@ -7,6 +7,7 @@ that opens a store over the same backing data each time it is called, with the g
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -17,9 +18,9 @@ from typing import Protocol
 import pytest
 
 from immortus.exceptions import InvalidInput, InvalidJobId
-from immortus.status import JobError, JobStatus, Progress, State, isoformat
+from immortus.status import MAX_TRACEBACK_LENGTH, JobError, JobStatus, Progress, State, isoformat
 from immortus.stores.base import DEFAULT_TTL, Store
-from immortus.transitions import Event, EventKind
+from immortus.transitions import MAX_MERGED_META_BYTES, Event, EventKind, merged_meta_size
 
 
 class OpenStore(Protocol):
@@ -201,6 +202,35 @@ class StoreContract:
         store.record(event(EventKind.FINISHED))
         store.record(event(EventKind.META, meta={"summary": "ok"}))
         assert known(store, "job-1").meta["summary"] == "ok"
+
+    def test_error_detail_is_bounded_and_kept_off_the_wire(self, store: Store) -> None:
+        frames = "".join(f'  File "app.py", line {n}, in step\n    step()\n' for n in range(5000))
+        text = f"Traceback (most recent call last):\n{frames}ValueError: secret-detail\n"
+        error = JobError(type="E" * 1000, message="m" * 10_000, traceback=text)
+        store.record(event(EventKind.FAILED, error=error))
+        kept = known(store, "job-1").error
+        assert kept is not None
+        assert kept.traceback is not None
+        assert len(kept.traceback) <= MAX_TRACEBACK_LENGTH
+        assert kept.traceback.startswith("Traceback (most recent call last):\n")
+        assert kept.traceback.endswith("ValueError: secret-detail\n")  # the end is what matters
+        assert (len(kept.type), len(kept.message)) == (255, 2000)
+        status = known(store, "job-1")
+        assert "secret-detail" not in json.dumps(status.to_dict())
+        assert "secret-detail" not in repr(status)
+
+    def test_merged_meta_stays_within_its_bound(self, store: Store) -> None:
+        chunk = "x" * (MAX_MERGED_META_BYTES // 5)
+        for number in range(50):  # fifty events of ~13 KiB each: about four fit
+            store.record(event(EventKind.META, meta={f"part-{number}": chunk}))
+        store.record(event(EventKind.STARTED))
+        status = known(store, "job-1")
+        assert status.state is State.STARTED  # the job's own events still land
+        assert sorted(status.meta) == [f"part-{number}" for number in range(4)]
+        assert merged_meta_size(status.meta) <= MAX_MERGED_META_BYTES
+        assert len(json.dumps(status.to_dict())) < MAX_MERGED_META_BYTES + 1024
+        store.record(event(EventKind.META, meta={"part-0": 1, "rows": 2}))  # replaced: fits
+        assert known(store, "job-1").meta["rows"] == 2
 
     # -- order and duplicates -----------------------------------------------------------------
 
@@ -661,12 +691,43 @@ class StoreContract:
         assert store.reap_lost() == 2
         assert store.reap_lost() == 0
         assert known(store, "gone-1") == presumed  # what reads showed, now written down
-        assert store.beat(["gone-1", "alive"], lease(3600)) == 1  # the reaped stay lost
-        assert known(store, "gone-1").state is State.LOST
         assert ids(store, State.LOST) == ["gone-2", "gone-1"]
         store.record(event(EventKind.STARTED, "gone-1", alive_until=lease(3600)))  # redelivered
         again = known(store, "gone-1")
         assert (again.state, again.attempts, again.error) == (State.STARTED, 2, None)
+
+    def test_a_beat_revives_a_job_reaped_lost_for_its_lease(self, store: Store) -> None:
+        # A store outage longer than the lease: the reaper wrote lost, the worker lived on.
+        self._leased(store)
+        store.record(event(EventKind.STARTED, "slow", at=at(1), alive_until=lease(3600)))
+        store.record(event(EventKind.PROGRESS, "slow", at=at(2), progress=Progress(current=3)))
+        store.record(event(EventKind.META, "slow", meta={"rows": 3}))
+        assert store.beat(["slow"], lease(-2)) == 1
+        store.record(event(EventKind.STARTED, "killed", alive_until=lease(3600)))
+        store.record(event(EventKind.LOST, "killed", error=JobError(type="HorseDied", message="")))
+        store.record(event(EventKind.STARTED, "over", alive_until=lease(-2)))
+        store.record(event(EventKind.FINISHED, "over"))
+        assert store.reap_lost() == 1
+        cursor, _ = store.changes_since(None)
+        assert store.beat(["slow", "killed", "over", "missing"], lease(3600)) == 1
+        back = known(store, "slow")
+        assert (back.state, back.attempts, back.error, back.finished_at) == (
+            State.STARTED,
+            1,
+            None,
+            None,
+        )
+        assert (back.started_at, back.progress, dict(back.meta)) == (
+            at(1),
+            Progress(current=3),
+            {"rows": 3},
+        )
+        assert ids(store, State.STARTED) == ["slow"]
+        assert known(store, "killed").state is State.LOST  # a loss the queue saw stays
+        assert known(store, "over").state is State.FINISHED
+        if store.tracks_changes:  # followers see it come back
+            assert "slow" in (store.changes_since(cursor)[1] or {"slow"})
+        assert store.beat(["slow"], lease(3600)) == 1  # and it beats on as any running job
 
     def test_reap_lost_at_a_later_time_and_never_a_live_lease(self, store: Store) -> None:
         self._leased(store)

@@ -607,3 +607,25 @@ def test_close_never_pulls_a_connection_from_under_a_running_statement(path: Pat
         check=False,
     )
     assert (result.returncode, result.stdout.strip()) == (0, "survived"), result.stderr[-2000:]
+
+
+def test_files_are_private_to_their_owner(path: Path) -> None:
+    old = os.umask(0o022)  # the usual umask, which leaves new files world-readable
+    try:
+        store = SQLiteStore(path)
+        store.record(event(EventKind.STARTED, "secret"))
+        files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+        assert all(file.exists() for file in files)  # a connection is open: WAL and index
+        assert {file.name: file.stat().st_mode & 0o777 for file in files} == {
+            file.name: 0o600 for file in files
+        }
+        store.close()
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_file_keeps_its_mode(path: Path) -> None:
+    path.touch(mode=0o640)
+    path.chmod(0o640)
+    SQLiteStore(path).close()
+    assert path.stat().st_mode & 0o777 == 0o640

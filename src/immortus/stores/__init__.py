@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from immortus.exceptions import InvalidStoreURL
-from immortus.stores.base import DEFAULT_TTL, JobPage, Store
+from immortus.stores.base import DEFAULT_TTL, JobPage, Store, lower_scheme
 from immortus.stores.urls import redact_url
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ def open_store(url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Stor
     """Open the store ``url`` names (see the table above).
 
     ``sqlite:`` URLs with the ``sqlite+driver:`` form of SQLAlchemy go to the SQL store; plain
-    ``sqlite:///`` uses the built-in SQLite store, which needs no extra.
+    ``sqlite:///`` uses the built-in SQLite store, which needs no extra. Schemes ignore case
+    (``REDIS://`` is ``redis://``). Error messages never show the URL's password.
 
     Raises:
         InvalidStoreURL: the URL is malformed or names no known store.
@@ -85,11 +86,14 @@ def open_store(url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Stor
             "'sqlite:///immortus.sqlite3', "
             "'redis://localhost:6379/0' or 'postgresql://user@host/db'"
         )
-    scheme = url.partition("://")[0].lower()
+    url = lower_scheme(url)
+    scheme = url.partition("://")[0]
     base, _, driver = scheme.partition("+")
     name = "SQLStore" if base == "sqlite" and driver else _SCHEMES.get(base)
     if name is None:
         known = ", ".join(f"{known}://" for known in _SCHEMES)
-        raise InvalidStoreURL(f"no store handles {scheme}:// URLs; known schemes: {known}")
+        raise InvalidStoreURL(
+            f"no store handles {scheme}:// URLs ({redact_url(url)!r}); known schemes: {known}"
+        )
     store_class: type[Store] = __getattr__(name)
     return store_class.from_url(url, ttl=ttl)

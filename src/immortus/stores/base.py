@@ -97,6 +97,16 @@ class JobPage:
     next_cursor: str | None
 
 
+def lower_scheme(url: str) -> str:
+    """Return ``url`` with its scheme (before ``://``) in lower case: schemes ignore case.
+
+    ``REDIS://host`` and ``redis://host`` name the same store; the drivers below the stores
+    accept only the lower-case form.
+    """
+    scheme, separator, rest = url.partition("://")
+    return f"{scheme.lower()}{separator}{rest}" if separator else url
+
+
 def ttl_seconds(ttl: float | timedelta | None) -> float | None:
     """Normalise a TTL given as seconds or a ``timedelta``.
 
@@ -155,6 +165,17 @@ class Store(ABC):
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         self.ttl: float | None = ttl_seconds(ttl)
+
+    @property
+    def location(self) -> str | None:
+        """Where the records are, the same text in every process that opens this data.
+
+        Names the store's spool files (:mod:`immortus.stores.spool`), so that the events a
+        dead process held are written by the next one on the host that uses the same data.
+        Never holds a password. ``None`` (the default, and the memory store's answer): the
+        records are private to this object, and nothing is spooled.
+        """
+        return None
 
     def expires_at(self, now: float) -> float | None:
         """When a record written at ``now`` (epoch seconds) expires, or ``None`` without a TTL.
@@ -276,11 +297,14 @@ class Store(ABC):
         """Extend the lease of the running jobs among ``job_ids`` to ``alive_until``.
 
         Called by a worker's heartbeat (:mod:`immortus.heartbeat`) once per interval with every
-        job the worker runs, so a store answers in one round trip (one statement, one script).
-        Only unexpired records in state ``started`` are touched (a lapsed lease is revived: the
-        worker is alive after all); unknown, ended or expired records are left alone and never
-        re-created. A touched record's expiry is refreshed as an event would refresh it
-        (:meth:`expires_at`), so a running job outlives the TTL without reporting anything.
+        job the worker runs, so a store answers in one transaction (an update and a read, or one
+        script), whatever the number of jobs. Only unexpired records in state ``started`` are
+        touched (a lapsed lease is revived: the worker is alive after all), and those reaped
+        ``lost`` for their lapsed lease (:func:`~immortus.stores.records.revive`: back to
+        ``started``, the same attempt, as a store outage longer than the lease leaves them);
+        unknown, ended (a loss the queue reported included) or expired records are left alone
+        and never re-created. A touched record's expiry is refreshed as an event would refresh
+        it (:meth:`expires_at`), so a running job outlives the TTL without reporting anything.
         Returns how many records were touched.
 
         Optional: only stores with :attr:`supports_heartbeat` implement it.

@@ -27,7 +27,7 @@ from immortus.stores.base import (
     check_beat,
     check_page_size,
 )
-from immortus.stores.records import advance, lapse, reap
+from immortus.stores.records import advance, lapse, reap, revive
 from immortus.transitions import Event
 from immortus.validation import check_job_id
 
@@ -213,8 +213,15 @@ class MemoryStore(Store):
         with self._lock:
             for job_id in ids:
                 entry = self._live(job_id, now)
-                if entry is not None and entry.status.state is State.STARTED:
+                if entry is None:
+                    continue
+                if entry.status.state is State.STARTED:
                     entry.alive_until, entry.expires = lease, expires
+                    touched += 1
+                elif (outcome := revive(entry.status, lease, now)) is not None:
+                    entry.status, entry.alive_until = outcome.status, outcome.alive_until
+                    entry.expires = expires
+                    self._mark(job_id)
                     touched += 1
         return touched
 

@@ -13,8 +13,9 @@ Store-private fields beside the status:
 - ``created``: when the store first saw the job; orders ``list_jobs`` and never changes.
 - ``expires``: when the record expires (``None``: never).
 
-Every store applies an event with :func:`advance` and reaps with :func:`reap`, so the lease rules
-live here once, beside :func:`immortus.transitions.apply`'s rules for the status.
+Every store applies an event with :func:`advance`, reaps with :func:`reap` and revives with
+:func:`revive` (a heartbeat for a job reaped ``lost``: its worker lives), so the lease rules live
+here once, beside :func:`immortus.transitions.apply`'s rules for the status.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -44,6 +45,7 @@ __all__ = [
     "lapse",
     "lost_error",
     "reap",
+    "revive",
 ]
 
 #: The error type of a job whose worker stopped heart-beating.
@@ -241,6 +243,25 @@ def _lease(
         return given  # a new attempt, or a lost one revived: the stored lease was another's
     later = [moment for moment in (stored, given) if moment is not None]
     return max(later) if later else None
+
+
+def revive(stored: JobStatus, lease: float, now: float) -> Outcome | None:
+    """A heartbeat for a job recorded ``lost`` by its lease: its worker is alive after all.
+
+    Returns the ``started`` record to write with the new ``lease``, or ``None`` unless the
+    record is ``lost`` with the ``WorkerLost`` error that :func:`reap` writes (a loss a queue
+    reported, a crash it saw, stays). Like progress after a lapsed lease, it is the same
+    attempt: attempts, progress and meta are kept; the end and the error go.
+    """
+    error = stored.error
+    if stored.state is not State.LOST or error is None or error.type != LOST_ERROR_TYPE:
+        return None
+    moment = from_epoch(now)
+    latest = (
+        moment if stored.updated_at is None or moment is None else max(stored.updated_at, moment)
+    )
+    status = replace(stored, state=State.STARTED, finished_at=None, error=None, updated_at=latest)
+    return Outcome(status, lease)
 
 
 def reap(stored: JobStatus, alive_until: float | None, now: float) -> Outcome | None:

@@ -62,7 +62,9 @@ from immortus.stores.base import (
     Store,
     check_beat,
     check_page_size,
+    lower_scheme,
 )
+from immortus.stores.urls import redact_url
 from immortus.transitions import Event
 from immortus.validation import check_job_id
 
@@ -139,8 +141,13 @@ return {top, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'LIMIT
 
 _BEAT_SCRIPT: Final = """
 local touched = 0
+local reaped = {}
 for i = 1, #KEYS do
-  if redis.call('HGET', KEYS[i], 'state') == 'started' then
+  local state = redis.call('HGET', KEYS[i], 'state')
+  if state == 'lost' and redis.call('HGET', KEYS[i], 'error_type') == ARGV[4] then
+    reaped[#reaped + 1] = i - 1
+  end
+  if state == 'started' then
     redis.call('HSET', KEYS[i], 'alive_until', ARGV[1])
     if ARGV[3] == '' then
       redis.call('HDEL', KEYS[i], 'expires')
@@ -152,7 +159,7 @@ for i = 1, #KEYS do
     touched = touched + 1
   end
 end
-return touched
+return {touched, reaped}
 """
 
 #: The outcome of an atomic change, from the job's stored record, its lease and the time.
@@ -201,6 +208,7 @@ class RedisStore(Store):
         self._password: str | None = settings.get("password")
         host = f"{settings.get('host', 'localhost')}:{settings.get('port', 6379)}"
         self._where = f"unix:{settings['path']}" if "path" in settings else host
+        self._db = settings.get("db", 0)
         self.prefix = prefix
         self._jobs_key = f"{prefix}jobs"
         self._state_keys = [self._state_key(state) for state in State]
@@ -220,6 +228,11 @@ class RedisStore(Store):
             InvalidStoreURL: the URL is malformed.
         """
         return cls(url, ttl=ttl)
+
+    @property
+    def location(self) -> str:
+        """The server, database and key prefix (no password); see :attr:`Store.location`."""
+        return f"redis:{self._where}/{self._db} {self.prefix}"
 
     def _job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -487,11 +500,20 @@ class RedisStore(Store):
             return 0
         now = time.time()
         expires = self.expires_at(now)
-        args: list[str] = [repr(lease), "", ""]
+        args: list[str] = [repr(lease), "", "", records.LOST_ERROR_TYPE]
         if expires is not None:  # relative, as record() sets it
-            args[1:] = [repr(expires), str(max(1, math.ceil((expires - now) * 1000)))]
+            args[1:3] = [repr(expires), str(max(1, math.ceil((expires - now) * 1000)))]
+
+        def decide(
+            current: JobStatus | None, _lease: float | None, now: float
+        ) -> records.Outcome | None:
+            return None if current is None else records.revive(current, lease, now)
+
         with self._guard():
-            return int(self._beat(keys=[self._job_key(job_id) for job_id in ids], args=args))
+            touched, reaped = self._beat(keys=[self._job_key(job_id) for job_id in ids], args=args)
+            # Reaped lost by its lease (rare: after an outage): revived atomically, one by one.
+            revived = sum(self._change(ids[int(index)], decide) is not None for index in reaped)
+        return int(touched) + revived
 
     def reap_lost(self, *, now: datetime | None = None) -> int:
         """Record ``lost`` for running jobs whose lease ran out; see :meth:`Store.reap_lost`.
@@ -566,6 +588,7 @@ class RedisStore(Store):
 def _connect(url: str) -> redis.Redis:
     """Make a client for ``url`` that fails within seconds when Redis is away (no I/O yet)."""
     retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1)
+    url = lower_scheme(url)
     client = None
     try:
         client = redis.Redis.from_url(
@@ -581,7 +604,9 @@ def _connect(url: str) -> redis.Redis:
     except (ValueError, TypeError) as exc:
         if client is not None:
             client.close()
-        raise InvalidStoreURL(f"malformed {url.partition('://')[0]}:// store URL: {exc}") from exc
+        shown = redact_url(url)
+        detail = str(exc).replace(url, shown)
+        raise InvalidStoreURL(f"malformed store URL {shown!r}: {detail}") from exc
     return client
 
 

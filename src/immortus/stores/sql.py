@@ -61,6 +61,7 @@ from immortus.stores.base import (
     check_beat,
     check_page_size,
 )
+from immortus.stores.urls import redact_url
 from immortus.transitions import Event
 from immortus.validation import check_job_id
 
@@ -132,7 +133,10 @@ def _create_engine(url: str | URL) -> Engine:
     try:
         parsed = sa.make_url(url)
     except (sa_exc.ArgumentError, ValueError) as exc:
-        raise InvalidStoreURL(f"malformed SQL store URL: {exc}") from None
+        shown = redact_url(str(url))
+        detail = str(exc).replace(str(url), shown)
+        raise InvalidStoreURL(f"malformed SQL store URL {shown!r}: {detail}") from None
+    parsed = parsed.set(drivername=parsed.drivername.lower())  # schemes ignore case
     backend, _, driver = parsed.drivername.partition("+")
     if backend in ("postgres", "postgresql"):
         parsed = parsed.set(drivername=f"postgresql+{driver or 'psycopg'}")
@@ -212,9 +216,7 @@ class SQLStore(Store):
         url = self.engine.url
         secrets = (url.password, url.query.get("password"))  # libpq also takes ?password=
         self._secrets = [secret for secret in secrets if isinstance(secret, str) and secret]
-        if "password" in url.query:
-            url = url.update_query_dict({"password": "***"})
-        self._where = url.render_as_string(hide_password=True)
+        self._where = redact_url(url.render_as_string(hide_password=False))
         self._lock_by_writing = self.engine.dialect.name in _LOCK_BY_WRITING
         # FOR UPDATE must read the latest commit; SQLite's level is the one with transactions.
         self._isolation = "SERIALIZABLE" if self._lock_by_writing else "READ COMMITTED"
@@ -223,6 +225,11 @@ class SQLStore(Store):
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
         """Open the store a SQLAlchemy URL names; see :class:`SQLStore` for what it raises."""
         return cls(url, ttl=ttl)
+
+    @property
+    def location(self) -> str:
+        """The database URL (no password) and the table; see :attr:`Store.location`."""
+        return f"{self._where} {self.table.name}"
 
     def record(self, event: Event) -> JobStatus | None:
         """Apply ``event`` in one transaction that locks the job's row; see :meth:`Store.record`.
@@ -401,6 +408,22 @@ class SQLStore(Store):
                     .values(alive_until=lease, expires=self.expires_at(now))
                 )
                 touched += conn.execute(statement).rowcount
+                reaped = (
+                    sa.select(self.table)
+                    .where(
+                        columns.job_id.in_(ids[start : start + CHUNK]),
+                        columns.state == State.LOST.value,
+                        columns.error_type == records.LOST_ERROR_TYPE,
+                        self._live(now),
+                    )
+                    .with_for_update()
+                )
+                rows = cast("Sequence[Mapping[str, Any]]", conn.execute(reaped).mappings().all())
+                for row in rows:
+                    outcome = records.revive(records.decode(row), lease, now)
+                    if outcome is not None:
+                        self._write(conn, row, outcome, created=row["created"], now=now)
+                        touched += 1
             return touched
 
         return self._transact(extend)

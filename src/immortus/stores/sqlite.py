@@ -16,6 +16,9 @@
 - A thread's connection closes when the thread ends; :meth:`SQLiteStore.close` closes the rest.
 - ``synchronous=NORMAL``: a commit survives a crash of the process; a power cut may lose the
   last commits, never the file.
+- Private: a file the store creates is readable and writable by its owner only (mode 0600), and
+  SQLite gives its ``-wal``, ``-shm`` and journal files the mode of the database file. A file
+  that already exists keeps its mode.
 - Layout version 2 added the ``alive_until`` column (workers' heartbeat leases), version 3 the
   ``seq`` column (below); an older file is upgraded in place (``ALTER TABLE ... ADD COLUMN``)
   when a store first opens it.
@@ -55,6 +58,7 @@ from immortus.stores.base import (
 )
 from immortus.stores.records import (
     COLUMNS,
+    LOST_ERROR_TYPE,
     Outcome,
     advance,
     changed,
@@ -62,7 +66,9 @@ from immortus.stores.records import (
     encode,
     lease_of,
     reap,
+    revive,
 )
+from immortus.stores.urls import redact_url
 from immortus.transitions import Event
 from immortus.validation import check_job_id
 
@@ -115,6 +121,8 @@ _UPGRADES: Final = {
 # A started job whose lease ran out reads lost (records.lapse); the state filter agrees.
 _RUNNING: Final = "(state = 'started' AND (alive_until IS NULL OR alive_until > ?))"
 _LOST: Final = "(state = 'lost' OR (state = 'started' AND alive_until <= ?))"
+# A job reaped lost for its lease, which a heartbeat revives (records.revive).
+_REAPED: Final = f"state = 'lost' AND error_type = '{LOST_ERROR_TYPE}' AND {_LIVE}"
 _REAPABLE: Final = f"{_SELECT} WHERE state = 'started' AND alive_until <= ? AND {_LIVE} LIMIT ?"
 
 
@@ -246,6 +254,7 @@ class SQLiteStore(Store):
                 f"its directory {self.path.parent} does not exist"
             )
         try:
+            self._create_private_file()
             self._create_schema()
         except BaseException:
             self.close()
@@ -263,27 +272,35 @@ class SQLiteStore(Store):
             ConfigurationError: the file was written by a newer immortus.
         """
         scheme, _, rest = url.partition("://")
+        shown = redact_url(url)
         usage = "expected sqlite:///relative/path.db or sqlite:////absolute/path.db"
         if scheme.lower() != "sqlite":
-            raise InvalidStoreURL(f"{url!r} is not a SQLite URL; {usage}")
+            raise InvalidStoreURL(f"{shown!r} is not a SQLite URL; {usage}")
         if rest in {"", "/"}:
-            raise InvalidStoreURL(f"{url!r} names no file; {usage}")
+            raise InvalidStoreURL(f"{shown!r} names no file; {usage}")
         if not rest.startswith("/"):
             raise InvalidStoreURL(
-                f"{url!r} has a host part, which SQLite URLs do not take; {usage}"
+                f"{shown!r} has a host part, which SQLite URLs do not take; {usage}"
             )
         path = rest[1:]
         if "?" in path or "#" in path:
-            raise InvalidStoreURL(f"{url!r} has a query or fragment, which SQLite URLs do not take")
+            raise InvalidStoreURL(
+                f"{shown!r} has a query or fragment, which SQLite URLs do not take"
+            )
         if ":memory:" in path:
             raise InvalidStoreURL(
-                f"{url!r} names an in-memory database, which other processes (the workers, the "
+                f"{shown!r} names an in-memory database, which other processes (the workers, the "
                 "web server) could never see; use memory:// for a store private to this process"
             )
         return cls(path, ttl=ttl)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
+
+    @property
+    def location(self) -> str:
+        """``sqlite:`` and the file's absolute path; see :attr:`Store.location`."""
+        return f"sqlite:{self.path}"
 
     # -- connections --------------------------------------------------------------------------
 
@@ -342,6 +359,16 @@ class SQLiteStore(Store):
                     f"than {self.timeout:g} s ({exc})"
                 ) from exc
             raise StoreUnavailable(f"cannot use the SQLite store {self.path}: {exc}") from exc
+
+    def _create_private_file(self) -> None:
+        """Create the database file with mode 0600 unless it exists (its journals follow it)."""
+        try:
+            descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the SQLite store {self.path}: {exc}") from exc
+        os.close(descriptor)
 
     def _create_schema(self) -> None:
         with self._translate():
@@ -587,6 +614,15 @@ class SQLiteStore(Store):
                     )
                     params = (lease, self.expires_at(now), *chunk, now)
                     touched += connection.execute(sql, params).rowcount
+                    reaped = (
+                        f"{_SELECT} WHERE job_id IN ({', '.join('?' * len(chunk))}) AND {_REAPED}"
+                    )
+                    for found in connection.execute(reaped, (*chunk, now)).fetchall():
+                        stored = _row(found)
+                        outcome = revive(decode(stored), lease, now)
+                        if outcome is not None:
+                            self._write(connection, stored, outcome, now)
+                            touched += 1
         return touched
 
     def reap_lost(self, *, now: datetime | None = None) -> int:
