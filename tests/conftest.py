@@ -9,6 +9,9 @@ so ``-m "not postgresql"`` deselects them.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +19,29 @@ import pytest
 from immortus import outbox
 
 pytest_plugins = ("devservices.pytest_plugin",)
+
+_SPOOL_ENV = "IMMORTUS_SPOOL_DIR"
+_spool_key = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the run (and every worker it starts) a spool folder of its own.
+
+    Events held through a store outage are spooled to files that any later process using the
+    same store takes over; outside a folder of its own, a test whose Redis got the port of an
+    earlier run's would take over that run's events.
+    """
+    if _SPOOL_ENV not in os.environ:
+        os.environ[_SPOOL_ENV] = tempfile.mkdtemp(prefix="immortus-test-spool-")
+        config.stash[_spool_key] = os.environ[_SPOOL_ENV]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's spool folder."""
+    folder = config.stash.get(_spool_key, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(_SPOOL_ENV, None)
 
 
 @pytest.fixture(autouse=True)

@@ -271,7 +271,13 @@ class JobStatus:
 
     @property
     def success(self) -> bool | None:
-        """``True`` finished, ``False`` ended otherwise, ``None`` still going or unknown."""
+        """``True`` finished, ``False`` ended otherwise, ``None`` still going or unknown.
+
+        Also ``None`` for a ``finished`` that is an inference (``certain`` false): a reader of a
+        queue that deletes a job however it ended knows that it ended, not how.
+        """
+        if self.state is State.FINISHED and not self.certain:
+            return None
         return self.state.success
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,7 +291,7 @@ class JobStatus:
             "job_class": self.job_class,
             "status": state.value,
             "completed": state.completed,
-            "success": state.success,
+            "success": self.success,
             "progress": None if self.progress is None else self.progress.to_dict(),
             "error": None if self.error is None else self.error.to_dict(),
             "attempts": self.attempts,

@@ -171,3 +171,13 @@ def test_an_exception_whose_message_cannot_be_read_is_still_captured() -> None:
     assert error.type.endswith("Unprintable")
     assert error.message == "<Unprintable: its message could not be read>"
     assert error.traceback is not None
+
+
+def test_an_inferred_finish_claims_no_success() -> None:
+    inferred = JobStatus(job_id="j", state=State.FINISHED, certain=False)
+    assert (inferred.completed, inferred.success) == (True, None)
+    assert inferred.to_dict()["success"] is None
+    recorded = JobStatus(job_id="j", state=State.FINISHED)
+    assert (recorded.success, recorded.to_dict()["success"]) == (True, True)
+    failed = JobStatus(job_id="j", state=State.FAILED, certain=False)
+    assert failed.success is False

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Any
 
 from immortus.queues.native import merge
 from immortus.queues.rails.notes import Note, Seen
@@ -25,33 +24,14 @@ from immortus.status import JobError, JobStatus, State
 from immortus.stores.records import LOST_ERROR_TYPE
 from immortus.transitions import Event, EventKind, apply
 
-__all__ = ["UncertainEnd", "combine", "conclude"]
+__all__ = ["combine", "conclude"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class UncertainEnd(JobStatus):
-    """A job that ended, of which nobody can say whether it succeeded: ``success`` is ``None``.
-
-    Its state is ``finished`` (``completed``: the page stops waiting) with ``certain=False``.
-    """
-
-    @property
-    def success(self) -> bool | None:
-        """Always ``None``: the queue deleted the job whether it succeeded or failed."""
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The verify body, with ``success`` ``null``."""
-        body = JobStatus.to_dict(self)
-        body["success"] = None
-        return body
-
-
-def ended_unknown(job_id: str, base: JobStatus | None, job_class: str | None) -> UncertainEnd:
+def ended_unknown(job_id: str, base: JobStatus | None, job_class: str | None) -> JobStatus:
     """The answer for a job that was seen and is gone: ended, outcome unknown."""
     if base is None:
-        return UncertainEnd(job_id=job_id, job_class=job_class, state=State.FINISHED, certain=False)
-    return UncertainEnd(
+        return JobStatus(job_id=job_id, job_class=job_class, state=State.FINISHED, certain=False)
+    return JobStatus(
         job_id=job_id,
         job_class=base.job_class or job_class,
         state=State.FINISHED,
