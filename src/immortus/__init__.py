@@ -11,8 +11,17 @@ imported when first used.
             immortus.progress(number, total, f"row {number}")
 
     immortus.status(job_id).to_dict()   # {"status": "started", "progress": {...}, ...}
+    immortus.cancel(job_id).outcome      # CancelOutcome.CANCELLING, then "cancelled"
 """
 
+from immortus.cancel_requests import JobCancelled
+from immortus.cancelling import (
+    Cancellation,
+    CancelOutcome,
+    acancel,
+    cancel,
+    register_canceller,
+)
 from immortus.config import Config, configure, get_config, get_store
 from immortus.exceptions import (
     ConfigurationError,
@@ -27,6 +36,7 @@ from immortus.exceptions import (
     InvalidStoreURL,
     InvalidStrategy,
     MissingDependency,
+    NotCancellable,
     NotInJob,
     StoreError,
     StoreUnavailable,
@@ -35,7 +45,15 @@ from immortus.exceptions import (
     UntrackedJobClass,
 )
 from immortus.finder import find_strategy, register_strategy, resolve_strategy
-from immortus.jobs import JobContext, current_job, progress, running, track, update_meta
+from immortus.jobs import (
+    JobContext,
+    cancel_requested,
+    current_job,
+    progress,
+    running,
+    track,
+    update_meta,
+)
 from immortus.query import astatus, astatus_many, status, status_many
 from immortus.registry import declare
 from immortus.status import JobError, JobStatus, Progress, State
@@ -46,6 +64,8 @@ from immortus.strategy import TrackingStrategy
 __version__ = "0.1.0"
 
 __all__ = [
+    "CancelOutcome",
+    "Cancellation",
     "Config",
     "ConfigurationError",
     "CorruptRecord",
@@ -58,10 +78,12 @@ __all__ = [
     "InvalidState",
     "InvalidStoreURL",
     "InvalidStrategy",
+    "JobCancelled",
     "JobContext",
     "JobError",
     "JobStatus",
     "MissingDependency",
+    "NotCancellable",
     "NotInJob",
     "Progress",
     "State",
@@ -73,8 +95,11 @@ __all__ = [
     "TrackingStrategy",
     "UntrackedJobClass",
     "__version__",
+    "acancel",
     "astatus",
     "astatus_many",
+    "cancel",
+    "cancel_requested",
     "configure",
     "current_job",
     "declare",
@@ -83,6 +108,7 @@ __all__ = [
     "get_store",
     "open_store",
     "progress",
+    "register_canceller",
     "register_strategy",
     "resolve_strategy",
     "running",

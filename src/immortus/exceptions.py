@@ -15,7 +15,8 @@ ImmortusError
 │   ├── InvalidState
 │   └── InvalidProgress
 ├── NotInJob                    a function that needs a running tracked job was called outside one
-├── StrategyError               a strategy raised while answering a status question
+├── NotCancellable              nothing can cancel jobs of this class (also a NotImplementedError)
+├── StrategyError               a strategy or a queue's canceller raised something unexpected
 └── StoreError                  a store failed
     ├── StoreUnavailable        the store's server or file cannot be reached right now
     └── CorruptRecord           a stored record cannot be decoded
@@ -23,7 +24,13 @@ ImmortusError
 
 Driver errors (redis, SQLAlchemy, sqlite3) are translated at the store boundary with
 ``raise StoreUnavailable(...) from exc``, so callers only ever need this tree. The web layer maps
-``InvalidInput`` to 400, ``StoreUnavailable`` to 503 and ``StrategyError`` to 500.
+``InvalidInput`` to 400, ``NotCancellable`` to 405, ``StoreUnavailable`` to 503 and
+``StrategyError`` to 500.
+
+One exception stands outside the tree on purpose: :class:`immortus.JobCancelled`, which
+:func:`immortus.progress` raises inside a job whose cancellation was requested. It is not an
+error but a signal to stop, so, like :class:`asyncio.CancelledError`, it is a
+:class:`BaseException` that ``except Exception`` does not catch.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ __all__ = [
     "InvalidStoreURL",
     "InvalidStrategy",
     "MissingDependency",
+    "NotCancellable",
     "NotInJob",
     "StoreError",
     "StoreUnavailable",
@@ -136,8 +144,20 @@ class NotInJob(ImmortusError, RuntimeError):
     """A function that needs a running tracked job was called outside one."""
 
 
+class NotCancellable(ImmortusError, NotImplementedError):
+    """Nothing can cancel jobs of this class: its strategy cannot, and its queue has no canceller.
+
+    The message names the job class and why. Raised by :func:`immortus.cancel` before it reads
+    or changes anything, or by a queue's canceller that refuses a job in its present state.
+    """
+
+
 class StrategyError(ImmortusError):
-    """A tracking strategy raised while answering; the original error is ``__cause__``."""
+    """A tracking strategy or a queue's canceller raised something unexpected.
+
+    Raised while answering a status question or cancelling a job; the original error is
+    ``__cause__``.
+    """
 
 
 class StoreError(ImmortusError):

@@ -6,7 +6,9 @@ the function unchanged, so it stacks with any queue's decorator. :func:`immortus
 same for a job class that has no Python function (a Rails job).
 
 Inside a running tracked job, :func:`progress` and :func:`update_meta` report to the job's
-strategy, and :func:`current_job` tells which job is running. The running job lives in a
+strategy, :func:`current_job` tells which job is running, and :func:`cancel_requested` whether
+someone asked for it to stop (:func:`progress` then raises
+:class:`~immortus.cancel_requests.JobCancelled`). The running job lives in a
 :class:`contextvars.ContextVar`, so each thread and each asyncio task sees its own. Outside one
 (a worker whose hooks are not installed) they record nothing and say why, once, in the log: they
 never break the job.
@@ -33,14 +35,18 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, overload
 
-from immortus import config, heartbeat, lifecycle, registry
-from immortus.exceptions import ConfigurationError
+from immortus import cancel_requests, config, heartbeat, lifecycle, registry
+from immortus.cancel_requests import JobCancelled
+from immortus.exceptions import ConfigurationError, ImmortusError
+from immortus.finder import find_recording_strategy
 from immortus.status import JobError, Progress
+from immortus.store_strategy import StoreStrategy
 from immortus.validation import check_meta
 
 __all__ = [
     "Attempt",
     "JobContext",
+    "cancel_requested",
     "current_job",
     "job_class_of",
     "progress",
@@ -71,9 +77,41 @@ class JobContext:
     _flush_due: float | None = field(default=None, repr=False, compare=False)
     #: Taken around every progress write, so the job and the flusher never write out of order.
     _writing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: When the job last asked its store whether its cancellation was requested.
+    _cancel_polled: float = field(default=float("-inf"), repr=False, compare=False)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether this job's cancellation was requested (see :func:`immortus.cancel`).
+
+        A request made in this process is seen at once. One made elsewhere is seen when the
+        job's store carries requests (:class:`~immortus.cancel_requests.CancelRequestStore`):
+        the store is then asked at most once per
+        :data:`~immortus.cancel_requests.POLL_INTERVAL`. A store that cannot answer counts as
+        "not requested" (logged at DEBUG): the job runs on.
+        """
+        if cancel_requests.is_requested(self.job_id):
+            return True
+        now = time.monotonic()
+        if now - self._cancel_polled < cancel_requests.POLL_INTERVAL:
+            return False
+        self._cancel_polled = now
+        return _ask_store_about_cancel(self)
 
 
 _current: ContextVar[JobContext | None] = ContextVar("immortus_current_job", default=None)
+
+
+def _ask_store_about_cancel(job: JobContext) -> bool:
+    """Ask the job's store strategy whether its cancellation was requested; never raise."""
+    try:
+        strategy = find_recording_strategy(job.job_class)
+        return isinstance(strategy, StoreStrategy) and strategy.cancel_requested(job.job_id)
+    except ImmortusError:  # a store away, store tracking off: the event writes say so already
+        logger.debug("immortus: cannot ask whether job %r was cancelled", job.job_id, exc_info=True)
+    except Exception:  # a bug, survived: the job runs on
+        logger.exception("immortus: cannot ask whether job %r was cancelled", job.job_id)
+    return False
 
 
 def job_class_of(function: Callable[..., Any]) -> str:
@@ -100,7 +138,11 @@ def job_class_of(function: Callable[..., Any]) -> str:
 def track(function: F, /) -> F: ...
 @overload
 def track(
-    *, name: str | None = None, strategy: object | None = None, queue: str | None = None
+    *,
+    name: str | None = None,
+    strategy: object | None = None,
+    queue: str | None = None,
+    cancellable: bool = False,
 ) -> Callable[[F], F]: ...
 def track(
     function: F | None = None,
@@ -109,13 +151,16 @@ def track(
     name: str | None = None,
     strategy: object | None = None,
     queue: str | None = None,
+    cancellable: bool = False,
 ) -> F | Callable[[F], F]:
     """Opt a job in to tracking: ``@immortus.track`` or ``@immortus.track(strategy=...)``.
 
     ``name`` is the job class (default: ``module.qualname``, the name Celery and RQ use too);
     ``strategy`` is its inline strategy, in any form :func:`immortus.resolve_strategy` takes;
-    ``queue`` names the queue integration whose strategy is inferred for it. The strategy is
-    resolved at the first event, so it may be registered after the decorator runs.
+    ``queue`` names the queue integration whose strategy is inferred for it (and whose canceller
+    :func:`immortus.cancel` uses); ``cancellable=True`` lets a web page cancel its jobs through
+    the cancel route, which refuses other classes. The strategy is resolved at the first event,
+    so it may be registered after the decorator runs.
 
     A job class with no Python function here (a Rails job) is declared with
     :func:`immortus.declare` instead.
@@ -135,7 +180,7 @@ def track(
 
     def decorate(target: F) -> F:
         job_class = name or job_class_of(target)
-        registry.register(registry.TrackedJob(job_class, strategy, queue, target))
+        registry.register(registry.TrackedJob(job_class, strategy, queue, target, cancellable))
         # Builtins and slotted callables refuse attributes; job_class_of() then recomputes.
         with contextlib.suppress(AttributeError, TypeError):
             setattr(target, JOB_CLASS_ATTRIBUTE, job_class)
@@ -149,10 +194,30 @@ def current_job() -> JobContext | None:
     return _current.get()
 
 
-#: Logged once per process when progress or meta is reported outside a tracked job.
+def cancel_requested() -> bool:
+    """Tell whether the running job's cancellation was requested: time to stop.
+
+    For a job that checks between steps rather than reporting progress::
+
+        for batch in batches:
+            if immortus.cancel_requested():
+                raise immortus.JobCancelled(immortus.current_job().job_id)
+            send(batch)
+
+    Outside a running tracked job it is ``False``, and a warning naming the missing set-up is
+    logged once per process.
+    """
+    job = _current.get()
+    if job is None:
+        _outside_a_job("cancel_requested")
+        return False
+    return job.cancel_requested
+
+
+#: Logged once per process when the job API is used outside a tracked job.
 _OUTSIDE_A_JOB: Final = (
-    "immortus.%s() was called outside a tracked job, so it was not recorded (this is logged "
-    "once; later calls are dropped too): most likely the worker's hooks are not installed. "
+    "immortus.%s() was called outside a tracked job, so it had no effect (this is logged "
+    "once; later calls have none either): most likely the worker's hooks are not installed. "
     "For Celery call immortus.queues.celery.install(app); for RQ start the worker with "
     "--job-class immortus.queues.rq.TrackedJob; for Huey call immortus.queues.huey.install(huey); "
     "for Dramatiq call immortus.queues.dramatiq.install(broker); for Django tasks add "
@@ -186,12 +251,16 @@ def progress(
 
     Raises:
         InvalidProgress: the numbers or message are unusable (see :class:`Progress`).
+        JobCancelled: the job's cancellation was requested (:func:`immortus.cancel`); nothing
+            was recorded. :func:`running` turns it into ``cancelled``.
     """
     value = Progress(current=current, total=total, message=message, allow_overshoot=allow_overshoot)
     job = _current.get()
     if job is None:
         _outside_a_job("progress")
         return
+    if job.cancel_requested:
+        raise JobCancelled(job.job_id)
     interval = config.get_config().progress_interval
     reached_total = total is not None and current >= total
     with job._writing:
@@ -310,6 +379,7 @@ def update_meta(**values: Any) -> None:
 
 #: What stops a job without it failing: it ends ``cancelled``.
 _INTERRUPTIONS: tuple[type[BaseException], ...] = (
+    JobCancelled,
     asyncio.CancelledError,
     KeyboardInterrupt,
     SystemExit,
@@ -345,18 +415,18 @@ class Attempt:
 
     def finish(self) -> None:
         """Report that the attempt succeeded: the job is ``finished``."""
-        if self._end():
+        if self._end(final=True):
             lifecycle.job_finished(self.job.job_id, self.job.job_class, attempt=self.job.attempt)
 
     def fail(self, error: BaseException | JobError, *, final_attempt: bool = True) -> None:
         """Report that the attempt failed: ``failed``, or ``retrying`` if another attempt is due."""
-        if self._end():
+        if self._end(final=final_attempt):
             report = lifecycle.job_failed if final_attempt else lifecycle.job_retrying
             report(self.job.job_id, error, self.job.job_class, attempt=self.job.attempt)
 
     def cancel(self) -> None:
         """Report that the attempt was stopped before it ended: the job is ``cancelled``."""
-        if self._end():
+        if self._end(final=True):
             lifecycle.job_cancelled(self.job.job_id, self.job.job_class)
 
     def leave(self) -> None:
@@ -367,11 +437,16 @@ class Attempt:
         """
         self._end()
 
-    def _end(self) -> bool:
-        """Write pending progress and leave the job; return False if it had already ended."""
+    def _end(self, *, final: bool = False) -> bool:
+        """Write pending progress and leave the job; return False if it had already ended.
+
+        ``final``: the job ends for good, so a cancel request for it is forgotten.
+        """
         if self._ended:
             return False
         self._ended = True
+        if final:
+            cancel_requests.forget(self.job.job_id)
         heartbeat.unwatch(self._registration)
         _flusher.cancel(self.job)
         _flush_progress(self.job)
@@ -408,16 +483,22 @@ def running(
 
     Reports ``started`` on entry and, on exit, ``finished``; ``failed`` (or ``retrying`` when
     ``final_attempt`` is False) if the body raises an :class:`Exception`; ``cancelled`` if it is
-    interrupted (:class:`asyncio.CancelledError`, :class:`KeyboardInterrupt`,
-    :class:`SystemExit`, or any exception in ``cancel_on``, such as a queue's own "stop this
-    job" exception). The exception always propagates unchanged. Pending progress is written
-    before the ending. Tracking problems (a bad id, a store down) are logged, never raised::
+    interrupted (:class:`~immortus.cancel_requests.JobCancelled`,
+    :class:`asyncio.CancelledError`, :class:`KeyboardInterrupt`, :class:`SystemExit`, or any
+    exception in ``cancel_on``, such as a queue's own "stop this job" exception). The exception
+    always propagates unchanged. A job whose cancellation was requested before it started
+    raises :class:`~immortus.cancel_requests.JobCancelled` on entry, so its body never runs.
+    Pending progress is written before the ending. Tracking problems (a bad id, a store down)
+    are logged, never raised::
 
         with immortus.running(job_id, "reports.build"):
             build_report()
     """
     stops: tuple[type[BaseException], ...] = (*_INTERRUPTIONS, *cancel_on)
     run = start_attempt(job_id, job_class, attempt=attempt)
+    if run.job.cancel_requested:
+        run.cancel()
+        raise JobCancelled(job_id)
     try:
         yield run.job
     except stops:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from immortus.exceptions import ImmortusError, InvalidStrategy, StrategyError
 from immortus.finder import find_strategy
@@ -24,7 +25,15 @@ from immortus.status import JobStatus
 from immortus.strategy import TrackingStrategy
 from immortus.validation import check_job_class, check_job_id
 
-__all__ = ["astatus", "astatus_many", "settle_many", "status", "status_many"]
+__all__ = [
+    "astatus",
+    "astatus_many",
+    "settle_many",
+    "status",
+    "status_many",
+    "strategy_for",
+    "translated_errors",
+]
 
 #: One job to ask about: ``(job_id, job_class or None)``.
 JobRef = tuple[str, str | None]
@@ -42,7 +51,7 @@ def status(job_id: str, job_class: str | None = None) -> JobStatus:
         StoreUnavailable: the store behind the strategy cannot be reached.
         StrategyError: the strategy raised something else.
     """
-    strategy = _strategy_for(job_id, job_class)
+    strategy = strategy_for(job_id, job_class)
     return _ask(strategy, job_id, job_class, _status_and_meta)
 
 
@@ -53,18 +62,41 @@ async def astatus(job_id: str, job_class: str | None = None) -> JobStatus:
     store strategy over a memory or SQLite store) answers on the event loop's thread; any other
     is asked in a worker thread, so the event loop never waits on I/O.
     """
-    strategy = _strategy_for(job_id, job_class)
+    strategy = strategy_for(job_id, job_class)
     try:
         return _ask(strategy, job_id, job_class, _status_nowait)
     except BlockingIOError:
         return await asyncio.to_thread(_ask, strategy, job_id, job_class, _status_and_meta)
 
 
-def _strategy_for(job_id: str, job_class: str | None) -> TrackingStrategy:
+def strategy_for(job_id: str, job_class: str | None) -> TrackingStrategy:
+    """Check the names, then return the job's strategy by :func:`immortus.find_strategy`'s rule.
+
+    Raises:
+        InvalidJobId, InvalidJobClass: a name is malformed (nothing was resolved).
+        UntrackedJobClass, StrategyNotFound, InvalidStrategy: as :func:`find_strategy`.
+    """
     check_job_id(job_id)
     if job_class is not None:
         check_job_class(job_class)
     return find_strategy(job_class)
+
+
+@contextmanager
+def translated_errors(failure: str, *, passing: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Turn what user code (a strategy, a canceller) raises into immortus's errors.
+
+    immortus's own errors and those in ``passing`` go through unchanged; anything else becomes
+    :class:`~immortus.exceptions.StrategyError` whose message is ``failure`` and the error's
+    type (never its text, which may hold secrets), with the original as ``__cause__``.
+    """
+    kept: tuple[type[Exception], ...] = (ImmortusError, *passing)
+    try:
+        yield
+    except kept:
+        raise
+    except Exception as exc:
+        raise StrategyError(f"{failure}: {type(exc).__name__}") from exc
 
 
 def _status_and_meta(strategy: TrackingStrategy, job_id: str) -> JobStatus:
@@ -93,15 +125,11 @@ def _ask(
         StoreUnavailable, ImmortusError: raised by the strategy, passed through.
         StrategyError: the strategy raised anything else.
     """
-    try:
+    with translated_errors(
+        f"tracking strategy {type(strategy.hook_target).__qualname__} failed on job {job_id!r}",
+        passing=(BlockingIOError,),
+    ):
         answer = ask(strategy, job_id)
-    except (ImmortusError, BlockingIOError):
-        raise
-    except Exception as exc:
-        raise StrategyError(
-            f"tracking strategy {type(strategy.hook_target).__qualname__} failed on job "
-            f"{job_id!r}: {type(exc).__name__}"
-        ) from exc
     if not isinstance(answer, JobStatus):
         raise InvalidStrategy(
             f"{type(strategy.hook_target).__qualname__}.status() returned "
@@ -189,16 +217,12 @@ def _ask_many(items: Sequence[JobRef], *, stop_on_error: bool) -> list[JobStatus
 
 def _ask_strategy(strategy: TrackingStrategy, job_ids: list[str]) -> dict[str, JobStatus]:
     """Ask ``strategy`` about ``job_ids`` at once, merge each job's meta, translate errors."""
-    try:
+    with translated_errors(
+        f"tracking strategy {type(strategy.hook_target).__qualname__} failed on "
+        f"{len(job_ids)} job(s)"
+    ):
         answers = _checked(strategy, strategy.status_many(job_ids), job_ids)
         extras = {job_id: strategy.meta(job_id) for job_id in answers}
-    except ImmortusError:
-        raise
-    except Exception as exc:
-        raise StrategyError(
-            f"tracking strategy {type(strategy.hook_target).__qualname__} failed on "
-            f"{len(job_ids)} job(s): {type(exc).__name__}"
-        ) from exc
     for job_id, extra in extras.items():
         if extra:
             answer = answers[job_id]

@@ -26,13 +26,16 @@ class TrackedJob:
     ``strategy`` is its inline strategy (any form the finder resolves) or ``None``; ``queue`` names
     the queue integration that runs it, whose strategy is inferred when nothing else is declared.
     ``function`` is the Python function that runs it, ``None`` for a job declared by name alone
-    (a job of another language, such as a Rails job).
+    (a job of another language, such as a Rails job). ``cancellable`` says the app lets its
+    jobs be cancelled from a web page (the cancel route refuses other classes with 405);
+    :func:`immortus.cancel`, called by the app's own code, does not look at it.
     """
 
     job_class: str
     strategy: object | None = None
     queue: str | None = None
     function: Callable[..., Any] | None = None
+    cancellable: bool = False
 
 
 _lock = threading.Lock()
@@ -68,23 +71,29 @@ def register(job: TrackedJob) -> TrackedJob:
 
 
 def declare(
-    job_class: str, *, queue: str | None = None, strategy: object | None = None
+    job_class: str,
+    *,
+    queue: str | None = None,
+    strategy: object | None = None,
+    cancellable: bool = False,
 ) -> TrackedJob:
     """Track a job class that has no Python function here: a Rails job, another service's job.
 
     ``immortus.declare("ReportJob", queue="delayed_job")`` is what ``@immortus.track`` does for a
     function, by name alone: ``queue`` names the queue integration whose strategy reads the job
     (``"delayed_job"``, ``"sidekiq"``, or any name :func:`immortus.resolve_strategy` takes) and
-    ``strategy`` is an inline strategy. Declaring the same again is harmless. A strategy or queue
+    ``strategy`` is an inline strategy; ``cancellable=True`` lets a web page cancel its jobs (see
+    :attr:`TrackedJob.cancellable`). Declaring the same again is harmless. A strategy or queue
     *name* is resolved at first use, so it may be registered later; one that resolves to
     nothing then raises :class:`~immortus.exceptions.StrategyNotFound` naming the job class.
 
     Raises:
         InvalidJobClass: the name is malformed.
         InvalidStrategy: ``strategy`` is an object that cannot answer status questions.
-        ConfigurationError: ``queue`` is not a name, or the name is tracked otherwise already.
+        ConfigurationError: ``queue`` is not a name, ``cancellable`` not a bool, or the name
+            is tracked otherwise already.
     """
-    return register(TrackedJob(job_class, strategy, queue))
+    return register(TrackedJob(job_class, strategy, queue, cancellable=cancellable))
 
 
 def _check(job: TrackedJob) -> None:
@@ -101,15 +110,20 @@ def _check(job: TrackedJob) -> None:
         raise ConfigurationError(
             f"queue must be the name of a queue integration, such as 'rq', not {queue!r}"
         )
+    if not isinstance(job.cancellable, bool):
+        raise ConfigurationError(f"cancellable must be True or False, not {job.cancellable!r}")
     if job.strategy is not None and not isinstance(job.strategy, str | type):
         as_strategy(job.strategy)  # names and classes are resolved at first use
 
 
 def _same_declaration(old: TrackedJob, new: TrackedJob) -> bool:
     """Tell whether ``new`` adds nothing to ``old`` (equal, or the same tracking by name alone)."""
-    return old == new or (
-        new.function is None and (old.strategy, old.queue) == (new.strategy, new.queue)
-    )
+    return old == new or (new.function is None and _tracking(old) == _tracking(new))
+
+
+def _tracking(job: TrackedJob) -> tuple[object, str | None, bool]:
+    """What a declaration says about tracking, apart from the function."""
+    return job.strategy, job.queue, job.cancellable
 
 
 def _same_function(old: TrackedJob, new: TrackedJob) -> bool:
@@ -117,7 +131,7 @@ def _same_function(old: TrackedJob, new: TrackedJob) -> bool:
     if old.function is None or new.function is None:
         return False
     return (
-        (old.strategy, old.queue) == (new.strategy, new.queue)
+        _tracking(old) == _tracking(new)
         and old.function.__module__ == new.function.__module__
         and old.function.__qualname__ == new.function.__qualname__
     )

@@ -9,6 +9,9 @@ Each callback writes one event with :meth:`Store.record`. When the store cannot 
 written, in order, when the store is back (:mod:`immortus.outbox`); with the outbox off
 (``outbox_limit=0``) the error reaches :func:`immortus.lifecycle.notify`, which logs it without
 disturbing the job.
+
+It cancels cooperatively (:meth:`StoreStrategy.cancel`): it records a cancel request that the
+running job sees at its next :func:`immortus.progress`; see :mod:`immortus.cancel_requests`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from immortus import config, outbox
+from immortus import cancel_requests, config, outbox
 from immortus.exceptions import ConfigurationError
 from immortus.status import JobError, JobStatus, Progress
 from immortus.stores.base import Store
@@ -36,6 +39,7 @@ class StoreStrategy(TrackingStrategy):
 
     certain: ClassVar[bool] = True
     supports_progress: ClassVar[bool] = True
+    supports_cancel: ClassVar[bool] = True
 
     def __init__(self, store: Store | None = None) -> None:
         self._store = store
@@ -76,6 +80,41 @@ class StoreStrategy(TrackingStrategy):
         """
         found = self.store.get_many(job_ids)
         return {job_id: found.get(job_id) or JobStatus.unknown(job_id) for job_id in job_ids}
+
+    def cancel(self, job_id: str) -> None:
+        """Request the job's cancellation; it stops when it next looks (cooperative).
+
+        The request is recorded in this process, where every job sees it at once, and, when
+        the store can carry it (:class:`~immortus.cancel_requests.CancelRequestStore`), in the
+        store for a job running in another process. It does not wait for the job to stop.
+
+        Raises:
+            ConfigurationError: no store is given and store tracking is disabled.
+            StoreUnavailable: the store cannot be reached.
+        """
+        store = self.store
+        if isinstance(store, cancel_requests.CancelRequestStore):
+            store.request_cancel(job_id)
+        cancel_requests.request(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Tell whether the job's cancellation was requested, here or (if it can say) in the store.
+
+        Called in the worker by the running job (:attr:`immortus.JobContext.cancel_requested`),
+        at most once per :data:`~immortus.cancel_requests.POLL_INTERVAL`. A request found in the
+        store is remembered in this process.
+
+        Raises:
+            ConfigurationError: no store is given and store tracking is disabled.
+            StoreUnavailable: the store cannot be reached.
+        """
+        if cancel_requests.is_requested(job_id):
+            return True
+        store = self.store
+        if isinstance(store, cancel_requests.CancelRequestStore) and store.cancel_requested(job_id):
+            cancel_requests.request(job_id)
+            return True
+        return False
 
     def _record(self, kind: EventKind, job_id: str, at: datetime | None, **fields: Any) -> None:
         """Write one event; while the store is away it waits in the store's outbox."""

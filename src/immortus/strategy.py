@@ -30,7 +30,8 @@ So a strategy written as for the Ruby gem immortus, a plain class whose methods 
             return {"extra": "sent to JS"}
 
 Plain objects like this are wrapped by :func:`as_strategy`; subclassing
-:class:`TrackingStrategy` gives the same behaviour plus the capability flags.
+:class:`TrackingStrategy` gives the same behaviour plus the capability flags and the optional
+:meth:`TrackingStrategy.cancel`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from immortus.exceptions import InvalidStrategy
+from immortus.exceptions import InvalidStrategy, NotCancellable
 from immortus.status import JobError, JobStatus, Progress, State
 
 __all__ = ["CALLBACKS", "TrackingStrategy", "as_strategy"]
@@ -66,6 +67,11 @@ class TrackingStrategy:
     certain: ClassVar[bool] = True
     #: Whether progress reported with :func:`immortus.progress` shows in :meth:`status`.
     supports_progress: ClassVar[bool] = False
+    #: Whether :meth:`cancel` is implemented. :func:`immortus.cancel` checks it before any I/O.
+    supports_cancel: ClassVar[bool] = False
+    #: Why this strategy's jobs cannot be cancelled, for the message of
+    #: :class:`~immortus.exceptions.NotCancellable` (``None``: a generic sentence).
+    cancel_unsupported: ClassVar[str | None] = None
 
     @property
     def hook_target(self) -> object:
@@ -126,6 +132,24 @@ class TrackingStrategy:
     def meta(self, job_id: str) -> Mapping[str, Any]:
         """Return extra keys for the verify body of ``job_id``. The default adds none."""
         return {}
+
+    def cancel(self, job_id: str) -> None:
+        """Ask for the job to be stopped. Optional: only strategies with :attr:`supports_cancel`.
+
+        Called by :func:`immortus.cancel` in the caller's process (a web request, a script)
+        once it has read that the job exists and has not ended. It may return before the job
+        has stopped: :func:`immortus.cancel` reads the job again to tell ``cancelled`` from
+        ``cancelling``. It must be idempotent (a job may be cancelled twice) and must not wait
+        for the job to stop.
+
+        Raises:
+            NotCancellable: the strategy cannot cancel (the default), or not this job now.
+            StoreUnavailable: the store or the queue's backend cannot be reached.
+        """
+        raise NotCancellable(
+            self.cancel_unsupported
+            or f"tracking strategy {type(self.hook_target).__qualname__} cannot cancel jobs"
+        )
 
     def check(self) -> None:
         """Refuse, before first use, a strategy that cannot answer.
