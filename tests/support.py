@@ -10,13 +10,18 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from immortus import config, finder, registry
+from immortus import cancel_requests, cancelling, config, finder, registry
 
 
 @contextmanager
 def pristine_immortus() -> Iterator[None]:
-    """Run the block on default settings; restore the jobs declared at import time after it."""
+    """Run the block on default settings; restore the jobs declared at import time after it.
+
+    The queues' cancellers registered at import time are restored too; cancel requests and the
+    once-per-process warnings are forgotten.
+    """
     declared = registry.registered()
+    cancellers = dict(cancelling._cancellers)
     config.reset()
     try:
         yield
@@ -26,6 +31,10 @@ def pristine_immortus() -> Iterator[None]:
         for job in declared.values():
             registry.register(job)
         finder._registered.clear()
+        finder._warned_untracked.clear()
+        cancelling._cancellers.clear()
+        cancelling._cancellers.update(cancellers)
+        cancel_requests._requested.clear()
 
 
 def modules_loaded_by(statement: str, packages: Iterable[str]) -> list[str]:
