@@ -1,4 +1,4 @@
-"""The ``immortus`` command: ask about jobs from a shell, watch one live, show the settings.
+"""The ``immortus`` command: ask about jobs from a shell, watch one live, serve the dashboard.
 
 It asks exactly what a web page asks (:func:`immortus.status`, through the job's strategy) and
 lists and prunes through the configured store. ``--app MODULE`` (or ``$IMMORTUS_APP``) first

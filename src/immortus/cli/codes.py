@@ -33,14 +33,14 @@ EXIT_INTERRUPTED: Final = 130
 EPILOG: Final = """\
 exit codes:
   0    status: the job is known; watch: it finished; jobs, prune, config: done;
-       demo: stopped by Ctrl-C; demo --smoke/--terminal: every job ended as
-       expected
+       demo, dashboard: stopped by Ctrl-C; demo --smoke/--terminal: every job
+       ended as expected
   1    status: nobody has a record of the job; watch: it failed, was cancelled
        or was lost; demo --smoke/--terminal: a job did not end as expected
   2    bad input or set-up: a malformed job id, cursor or --limit, an unknown
        state, a bad store URL or strategy, an app (--app) that cannot be
        loaded, rich missing for a drawing command, a demo extra missing, the
-       demo's port in use
+       demo's port in use, a dashboard beyond loopback without a token
   3    the store cannot be reached (watch retries a few times, backing off)
   4    watch: --timeout passed before the job completed
   5    the tracking strategy raised, or a stored record cannot be decoded

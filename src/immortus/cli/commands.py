@@ -36,7 +36,16 @@ from immortus.watching import (
     safe_text,
 )
 
-__all__ = ["demo", "describe", "jobs", "prepare", "prune", "status", "watch"]
+__all__ = [
+    "demo",
+    "describe",
+    "jobs",
+    "prepare",
+    "prune",
+    "refuse_a_missing_store_file",
+    "status",
+    "watch",
+]
 
 
 def prepare(args: argparse.Namespace) -> Origins:
@@ -53,7 +62,7 @@ def prepare(args: argparse.Namespace) -> Origins:
     )
 
 
-def _refuse_a_missing_store_file() -> None:
+def refuse_a_missing_store_file() -> None:
     """Refuse to read an SQLite store file that does not exist.
 
     Opening it would create an empty file wherever a typo pointed, and every job would then look
@@ -79,7 +88,7 @@ def _prepare_to_ask(args: argparse.Namespace) -> None:
     _check_names(args)
     prepare(args)
     if isinstance(find_strategy(args.job_class), StoreStrategy):
-        _refuse_a_missing_store_file()
+        refuse_a_missing_store_file()
 
 
 def _store() -> Store:
@@ -155,7 +164,7 @@ def jobs(args: argparse.Namespace) -> int:
     if not args.json:
         require_rich()
     prepare(args)
-    _refuse_a_missing_store_file()
+    refuse_a_missing_store_file()
     page = _store().list_jobs(state=state, limit=args.limit, cursor=args.cursor)
     if args.json:
         listed = [job.to_dict() for job in page.jobs]
@@ -176,7 +185,7 @@ def jobs(args: argparse.Namespace) -> int:
 def prune(args: argparse.Namespace) -> int:
     """``immortus prune``: record lost jobs, then delete expired records."""
     prepare(args)
-    _refuse_a_missing_store_file()
+    refuse_a_missing_store_file()
     store = _store()
     lost = store.reap_lost()  # first: a reaped record's retention starts now
     if lost:

@@ -11,6 +11,7 @@ import immortus
 from immortus.cli import commands
 from immortus.cli.app import APP_ENV
 from immortus.cli.codes import EPILOG, EXIT_USAGE
+from immortus.cli.dashboard import TOKEN_ENV, dashboard
 from immortus.cli.settings import show_config
 from immortus.config import DEFAULT_STORE_URL, STORE_ENV
 from immortus.stores.base import MAX_PAGE_SIZE
@@ -154,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
         "not), heartbeats, retention and the tracked job classes, after loading --app.",
     )
     config.add_argument("--json", action="store_true", help="print the settings as JSON")
+
+    board = command(
+        "dashboard",
+        dashboard,
+        "Serve the operator's dashboard of the store's jobs (loopback only without a token).",
+    )
+    board.add_argument(
+        "--host", default="127.0.0.1", help="the address to serve on (default: 127.0.0.1)"
+    )
+    board.add_argument("--port", type=int, default=5555, help="the port (default: 5555)")
+    board.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=f"require this token (default: ${TOKEN_ENV}); needed to serve beyond loopback",
+    )
 
     demo = command(
         "demo",
