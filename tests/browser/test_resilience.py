@@ -13,6 +13,20 @@ FAST = {"interval": 20}
 RETRY = {"limit": 3, "base": 10, "max": 40}
 
 
+def clock(harness: Harness, polls: int) -> None:
+    """Let time pass: ``polls`` polls of a custom verify endpoint (no request to the routes)."""
+    info: dict[str, Any] = harness.page.evaluate("() => Immortus.create('/jobs', {kind: 'slow'})")
+    run = harness.watch({"verify_job_url": f"/custom/{info['job_id']}"}, polling=FAST)
+    harness.wait_reports(run, polls)
+    harness.abort(run)
+    harness.site.step(info["job_id"])
+
+
+def asked(harness: Harness) -> int:
+    """How many requests the page made to the verify and stream routes."""
+    return len(harness.requested("/immortus/verify")) + len(harness.requested("/immortus/stream"))
+
+
 def finished_job(harness: Harness) -> dict[str, Any]:
     """Create a job in the page, let it finish, and wait until the server says so.
 
@@ -37,13 +51,11 @@ def test_an_aborted_verify_rejects_and_stops_asking(harness: Harness, transport:
     assert state["error"]["name"] == "AbortError"
     assert state["result"] is None
     if transport != "polling":
-        harness.wait_ended(f"/immortus/stream/{job_id}")  # the EventSource was closed
-    asked = len(harness.requested(job_id))
-    clock = harness.start("slow", transport="polling", polling=FAST)  # time passes: 5 polls
-    harness.wait_reports(clock, 5)
-    assert len(harness.requested(job_id)) == asked
+        harness.wait_ended("/immortus/stream")  # the stream was closed: it carried no other job
+    before = asked(harness)
+    clock(harness, 5)
+    assert asked(harness) == before
     harness.site.step(job_id)
-    harness.site.step(harness.job_id(clock))
 
 
 def test_a_signal_aborted_before_verify_rejects_without_a_request(harness: Harness) -> None:
@@ -61,7 +73,7 @@ def test_a_signal_aborted_before_verify_rejects_without_a_request(harness: Harne
     )
 
     assert error["name"] == "AbortError"
-    assert harness.requested(error["id"]) == []
+    assert asked(harness) == 0
     harness.site.step(error["id"])
 
 
@@ -85,7 +97,7 @@ def failing(count: int, fault: str, calls: list[str]) -> Any:
 def test_failed_polls_are_retried_with_back_off(harness: Harness, fault: str) -> None:
     info = finished_job(harness)
     calls: list[str] = []
-    harness.page.route(f"**/immortus/verify/{info['job_id']}/**", failing(2, fault, calls))
+    harness.page.route("**/immortus/verify", failing(2, fault, calls))
     run = harness.watch(info, transport="polling", polling=FAST, retry=RETRY)
     state = harness.wait_done(run)
 
@@ -98,7 +110,7 @@ def test_failed_polls_are_retried_with_back_off(harness: Harness, fault: str) ->
 def test_polling_gives_up_after_limit_failures_in_a_row(harness: Harness, fault: str) -> None:
     info = finished_job(harness)
     calls: list[str] = []
-    harness.page.route(f"**/immortus/verify/{info['job_id']}/**", failing(1000, fault, calls))
+    harness.page.route("**/immortus/verify", failing(1000, fault, calls))
     run = harness.watch(info, transport="polling", polling=FAST, retry=RETRY)
     state = harness.wait_done(run)
 
@@ -106,21 +118,19 @@ def test_polling_gives_up_after_limit_failures_in_a_row(harness: Harness, fault:
     assert (error["name"], error["immortusError"]) == ("ImmortusError", True)
     assert error["status"] == (0 if fault == "network" else 503)
     assert len(calls) == RETRY["limit"]
-    clock = harness.start("slow", transport="polling", polling=FAST)  # time passes: 5 polls
-    harness.wait_reports(clock, 5)
+    clock(harness, 5)
     assert len(calls) == RETRY["limit"]  # nothing is asked after the rejection
-    harness.site.step(harness.job_id(clock))
 
 
 def test_auto_falls_back_to_polling_when_the_stream_fails(harness: Harness) -> None:
     info = finished_job(harness)
-    harness.page.route("**/immortus/stream/**", lambda route: route.abort("connectionreset"))
+    harness.page.route("**/immortus/stream", lambda route: route.abort("connectionreset"))
     run = harness.watch(info, polling=FAST, retry=RETRY)
     state = harness.wait_done(run)
 
     assert state["result"]["status"] == "finished"
-    assert len(harness.requested("/immortus/stream/")) == 1
-    assert len(harness.requested("/immortus/verify/")) == 1
+    assert len(harness.requested("/immortus/stream")) == 1
+    assert len(harness.requested("/immortus/verify")) == 1  # one batch poll
 
 
 def test_sse_reopens_a_failed_stream(harness: Harness) -> None:
@@ -133,7 +143,7 @@ def test_sse_reopens_a_failed_stream(harness: Harness) -> None:
         else:
             route.continue_()
 
-    harness.page.route("**/immortus/stream/**", fail_once)
+    harness.page.route("**/immortus/stream", fail_once)
     run = harness.start("slow", transport="sse", polling=FAST, retry=RETRY)
     harness.wait_reports(run, 1)  # a frame of the second stream
     harness.site.step(harness.job_id(run))
@@ -141,16 +151,16 @@ def test_sse_reopens_a_failed_stream(harness: Harness) -> None:
 
     assert state["result"]["status"] == "finished"
     assert len(streams) == 2
-    assert len(harness.requested("/immortus/verify/")) == 1  # the check after the failure
+    assert harness.requested("/immortus/verify") == []  # "sse" never polls
 
 
 def test_sse_gives_up_after_limit_failed_streams(harness: Harness) -> None:
-    harness.page.route("**/immortus/stream/**", lambda route: route.abort("connectionreset"))
+    harness.page.route("**/immortus/stream", lambda route: route.abort("connectionreset"))
     run = harness.start("slow", transport="sse", polling=FAST, retry=RETRY)
     state = harness.wait_done(run)
 
     assert (state["error"]["name"], state["error"]["status"]) == ("ImmortusError", 0)
-    assert len(harness.requested("/immortus/stream/")) == RETRY["limit"]
+    assert len(harness.requested("/immortus/stream")) == RETRY["limit"]
     harness.site.step(harness.job_id(run))
 
 
@@ -166,11 +176,10 @@ def test_polling_waits_for_each_answer_before_the_next_interval(harness: Harness
         else:
             route.continue_()
 
-    harness.page.route(f"**/immortus/verify/{info['job_id']}/**", hold_second)
+    harness.page.route("**/immortus/verify", hold_second)
     run = harness.watch(info, transport="polling", polling=FAST)
     wait_until(lambda: harness.pump() and bool(held), "the second poll")
-    clock = harness.start("slow", transport="polling", polling=FAST)  # time passes: 10 polls
-    harness.wait_reports(clock, 10)
+    clock(harness, 10)
     assert len(calls) == 2  # no poll while one is unanswered, however many intervals passed
 
     held[0].continue_()
@@ -179,4 +188,3 @@ def test_polling_waits_for_each_answer_before_the_next_interval(harness: Harness
     state = harness.wait_done(run)
     assert state["result"]["status"] == "finished"
     assert len(calls) >= 3
-    harness.site.step(harness.job_id(clock))

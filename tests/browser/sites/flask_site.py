@@ -9,6 +9,7 @@ from werkzeug.serving import make_server
 
 import immortus
 from immortus.web.flask import immortus_blueprint, render_job_response
+from immortus.web.stream_limits import StreamLimits
 from tests.browser.sites import jobs
 
 
@@ -48,6 +49,9 @@ def make_app() -> Flask:
         return answer
 
     app.register_blueprint(immortus_blueprint())
+    # Streams that end after a fraction of a second: the client opens them again.
+    short = StreamLimits.wsgi(lifetime=0.3, reconnect=0.1)
+    app.register_blueprint(immortus_blueprint("/short", name="short", streams=short))
     return app
 
 

@@ -61,7 +61,7 @@ def _slow(step: Callable[[], None]) -> None:
 
 _BODIES: Final = {"steps": _steps, "fails": _fails, "slow": _slow}
 for _kind, _body in _BODIES.items():
-    immortus.track(name=JOB_CLASSES[_kind])(_body)
+    immortus.track(name=JOB_CLASSES[_kind], cancellable=True)(_body)
 
 
 class JobBoard:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 import immortus
 from immortus.web.asgi import immortus_routes, render_job_response
+from immortus.web.stream_limits import StreamLimits
 from tests.browser.sites import jobs
 
 
@@ -62,6 +63,8 @@ def main() -> None:
             Route("/redirect", redirect, methods=["POST"]),
             Route("/cancel/{job_id}", cancel_job, methods=["POST"]),
             immortus_routes(),
+            # Streams that end after a fraction of a second: the client opens them again.
+            immortus_routes("/short", streams=StreamLimits.asgi(lifetime=0.3, reconnect=0.1)),
         ]
     )
     sock = jobs.listening_socket()

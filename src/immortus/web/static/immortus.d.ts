@@ -67,19 +67,26 @@ export interface RetryOptions {
 }
 
 export interface VerifyOptions<Body = VerifyBody> {
-  /** Where the immortus routes are mounted (default `'/immortus'`). */
+  /** Where the immortus routes are mounted (default `'/immortus'`). Every job followed under
+   *  one base URL shares that base URL's one stream (or one batched poll). */
   baseUrl?: string;
-  /** `'auto'` (default): SSE when `EventSource` exists and no `verify_job_url`, polling after
-   *  the stream fails or ends early; `'sse'`: the stream only; `'polling'`: never a stream. */
+  /** `'auto'` (default): the page's shared stream (`POST {baseUrl}/stream`), or the page's
+   *  batched poll (`POST {baseUrl}/verify`) while the server refuses the stream (503 and 429:
+   *  for a while; a missing route: for good) or when it failed before any frame;
+   *  `'sse'`: the shared stream only (a refusal rejects; a failure is retried with back-off);
+   *  `'polling'`: the batched poll only. A `verify_job_url` is always polled on its own. */
   transport?: 'auto' | 'sse' | 'polling';
-  /** `interval`: ms between an answer and the next poll (default 500). */
+  /** `interval`: ms between an answer and the next poll (default 500). Jobs polled together
+   *  are polled at the shortest interval among them. */
   polling?: {interval?: number};
-  /** Called with every body: each SSE data frame and poll answer, then the final (completed)
-   *  body once, just before the promise resolves with it. Not called when it rejects. */
+  /** Called with every body: each stream frame and poll answer (a stream reopened does not
+   *  report the same body twice; a poll may), then the final (completed) body once, just
+   *  before the promise resolves with it. Not called when it rejects. */
   onProgress?: (body: Body) => void;
-  /** Aborting stops the requests and rejects with the signal's reason (an AbortError). */
+  /** Aborting stops following this job (the other jobs of the page are still followed) and
+   *  rejects with the signal's reason (an AbortError). */
   signal?: AbortSignal;
-  /** Back-off on network errors; `false`: the first failure rejects. */
+  /** Back-off on network errors and 503s; `false`: the first failure rejects. */
   retry?: RetryOptions | false;
 }
 
@@ -96,6 +103,21 @@ export interface CreateOptions {
 export interface BatchOptions extends CreateOptions {
   /** Where the immortus routes are mounted (default `'/immortus'`). */
   baseUrl?: string;
+}
+
+export interface CancelOptions extends CreateOptions {
+  /** Where the immortus routes are mounted (default `'/immortus'`). */
+  baseUrl?: string;
+  /** POST here instead of `{baseUrl}/cancel/{job_id}[/{job_class}]` (your own cancel view). */
+  url?: string | null;
+}
+
+/** What a cancel request answered: `200` the job is cancelled; `202` it was asked to stop
+ *  and still runs (its stream or poll shows `cancelled` once it stopped); `409` it had
+ *  already ended (`body` says how). `body` is the job's verify body. */
+export interface CancelAnswer {
+  code: 200 | 202 | 409;
+  body: VerifyBody;
 }
 
 /** A request answered with an error status (`status` 400, 403, 404, 500, 503...), or could not
@@ -147,6 +169,16 @@ export declare function batch(
   options?: BatchOptions,
 ): Promise<VerifyBody[]>;
 
+/** Ask the server to cancel a job: `POST {baseUrl}/cancel/{job_id}[/{job_class}]` with
+ *  `{token}` as JSON and the page's CSRF token (as `create` sends it: same origin only, never
+ *  across a redirect). Resolves with 200, 202 and 409 answers; rejects with an ImmortusError
+ *  otherwise: 404 (unknown job or bad token), 405 (the job class does not let pages cancel
+ *  its jobs, or its queue cannot), 503, 500, or `status` 0 for a network error. */
+export declare function cancel(
+  jobInfo: {job_id: string; job_class?: string | null; token?: string | null},
+  options?: CancelOptions,
+): Promise<CancelAnswer>;
+
 /** What the widget's `immortus:progress`, `immortus:done` and `immortus:failed` events carry:
  *  the verify body; `immortus:error`: the error answer's body (a 404's says `status:
  *  'unknown'`), else `{job_id, error: {type, message}}`. Every event bubbles and is composed. */
@@ -162,8 +194,10 @@ export interface JobElementEventMap {
  *
  *  Attributes: `job-id`, `job-class`, `token`, `verify-url` (a custom verify endpoint),
  *  `base-url` (default: where immortus.js was loaded from, else `/immortus`), `label` (the
- *  card's title; default the job class), `cancel-url` (shows a Cancel button while the job
- *  runs), `transport` (`auto`, `sse`, `polling`), `interval` (ms between polls), `theme`
+ *  card's title; default the job class), `cancellable` (a boolean attribute: shows a Cancel
+ *  button while the job runs, which calls `Immortus.cancel`; also shown when the body says
+ *  `cancellable: true`), `cancel-url` (the same button, posting to this URL instead),
+ *  `transport` (`auto`, `sse`, `polling`), `interval` (ms between polls), `theme`
  *  (`light` by default, `dark`, or `auto`: the system's). Parts: card, title, id, badge, bar,
  *  fill, line, error, facts, meta, cancel. */
 export declare class JobElement extends HTMLElement {
@@ -174,7 +208,8 @@ export declare class JobElement extends HTMLElement {
   readonly body: VerifyBody | CustomVerifyBody | null;
   /** Show `body` without following anything (a body the page got elsewhere). */
   show(body: VerifyBody | CustomVerifyBody): void;
-  /** POST `{job_id, job_class, token}` with the page's CSRF token to the cancel URL. */
+  /** Cancel the job with `Immortus.cancel` (to `cancel-url` when set); the card shows the
+   *  answer, or says why it was refused. */
   cancel(): Promise<void>;
   addEventListener<K extends keyof JobElementEventMap>(
     type: K,
@@ -191,7 +226,9 @@ export declare class JobElement extends HTMLElement {
 export interface MountOptions {
   /** The card's title (default: the job class). */
   label?: string;
-  /** Where a Cancel button POSTs; no button without it (or the body's `cancel_url`). */
+  /** Show a Cancel button that calls `Immortus.cancel` (the `cancellable` attribute). */
+  cancellable?: boolean;
+  /** Where the Cancel button POSTs instead of the default cancel route. */
   cancelUrl?: string;
   /** Where the immortus routes are mounted. */
   baseUrl?: string;
@@ -216,6 +253,7 @@ export interface ImmortusStatic {
   readonly create: typeof create;
   readonly verify: typeof verify;
   readonly batch: typeof batch;
+  readonly cancel: typeof cancel;
   readonly mount: typeof mount;
   /** The `<immortus-job>` element class (null where there are no custom elements). */
   readonly JobElement: typeof JobElement | null;

@@ -13,7 +13,7 @@
  * classic script), so this file holds the code and stays a valid module body too (strict, no
  * top-level `this`); the module file is three lines. See docs/javascript.md.
  *
- * Two parts: the client (create, verify, batch), then the widget built on it: the custom
+ * Two parts: the client (create, verify, batch, cancel), then the widget built on it: the custom
  * element <immortus-job> and Immortus.mount (docs/widget.md). One file, so one request and
  * one route serve both.
  */
@@ -30,8 +30,11 @@
   const DEFAULT_INTERVAL = 500;
   const DEFAULT_RETRY = Object.freeze({limit: 5, base: 500, max: 10000});
   const TRANSPORTS = ['auto', 'sse', 'polling'];
-  // What an `event: error` frame's body says, as the HTTP status verify would have answered.
+  // The HTTP status verify answers with an error body, by its `error.type`.
   const ERROR_STATUS = {InvalidInput: 400, StoreUnavailable: 503, StrategyError: 500, ServerError: 500};
+  // The states of a verify body's `status`.
+  const STATES = ['created', 'started', 'retrying', 'finished', 'failed', 'cancelled', 'lost',
+    'unknown'];
 
   /** A request answered with an error status, or could not be made (`status` 0). */
   class ImmortusError extends Error {
@@ -134,11 +137,9 @@
     return {headers, withToken};
   }
 
-  // One HTTP exchange: {status, ok, body, redirected} (body: the JSON, else the text, else
+  // A response read whole: {status, ok, body, redirected} (body: the JSON, else the text, else
   // null; `redirected`: a redirect answered a `redirect: 'manual'` request, unread).
-  // Rejects with fetch's own error when the request cannot be made or its body read.
-  async function exchange(url, init) {
-    const response = await fetch(url, init);
+  async function readAnswer(response) {
     if (response.type === 'opaqueredirect') {
       return {status: response.status, ok: false, body: null, redirected: true};
     }
@@ -154,6 +155,36 @@
     return {status: response.status, ok: response.ok, body, redirected: false};
   }
 
+  // One HTTP exchange, read whole. Rejects with fetch's own error when the request cannot be
+  // made or its body read.
+  async function exchange(url, init) {
+    return readAnswer(await fetch(url, init));
+  }
+
+  // POST `data` as JSON with the page's CSRF token (options: headers, csrfToken, signal); the
+  // answer read whole, or with `raw`, the Response itself. A POST that carries the token never
+  // follows a redirect (the next hop could be another origin, and fetch would send it the
+  // token). Rejects with fetch's own error.
+  function sendJSON(url, data, options, raw) {
+    const {headers, withToken} = jsonHeaders(options.headers, url, options.csrfToken);
+    const init = {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(data === undefined ? {} : data),
+      credentials: 'same-origin',
+      cache: 'no-store',
+      redirect: withToken ? 'manual' : 'follow',
+      signal: options.signal,
+    };
+    return raw ? fetch(url, init) : exchange(url, init);
+  }
+
+  function redirectError(url) {
+    return new ImmortusError(
+      `immortus: POST ${url} answered a redirect, which a POST carrying the page's CSRF token ` +
+      'never follows: POST to the final URL', 0, null);
+  }
+
   function httpError(method, url, answer) {
     const error = isObject(answer.body) && isObject(answer.body.error) ? answer.body.error : null;
     const detail = error && typeof error.message === 'string' ? `: ${error.message}` : '';
@@ -166,29 +197,17 @@
   }
 
   // POST `data` as JSON with the page's CSRF token; resolve with the JSON object answered.
-  // A POST that carries the token never follows a redirect (the next hop could be another
-  // origin, and fetch would send it the token): a redirect answer rejects.
+  // A redirect answer rejects (see `sendJSON`).
   async function postJSON(url, data, options) {
     const signal = options.signal;
-    const {headers, withToken} = jsonHeaders(options.headers, url, options.csrfToken);
     let answer;
     try {
-      answer = await exchange(url, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify(data === undefined ? {} : data),
-        credentials: 'same-origin',
-        cache: 'no-store',
-        redirect: withToken ? 'manual' : 'follow',
-        signal,
-      });
+      answer = await sendJSON(url, data, options);
     } catch (error) {
       throw signal && signal.aborted ? abortReason(signal) : networkError('POST', url, error);
     }
     if (answer.redirected) {
-      throw new ImmortusError(
-        `immortus: POST ${url} answered a redirect, which a POST carrying the page's CSRF token ` +
-        'never follows: POST to the final URL', answer.status, null);
+      throw redirectError(url);
     }
     if (!answer.ok) {
       throw httpError('POST', url, answer);
@@ -243,7 +262,47 @@
     };
   }
 
-  /** One verify: polls or listens until the job is completed, the signal aborts, or it fails. */
+  // Most jobs one multi-job stream or batch poll carries (the server's batch limit): a page
+  // that follows more opens one stream per this many.
+  const MAX_JOBS = 100;
+  // ms the hub waits after a job joins before it (re)opens the stream: jobs added together (a
+  // page of widgets) share one request.
+  const GATHER_DELAY = 50;
+  // ms a page polls after the server refused its stream for now (503, 429, a failed request)
+  // before it tries a stream again.
+  const STREAM_RETRY_AFTER = 15000;
+  const CAN_STREAM = typeof root.fetch === 'function' && typeof root.ReadableStream === 'function' &&
+    typeof root.TextDecoder === 'function';
+
+  function backoff(retry, failures) {
+    return Math.min(retry.max, retry.base * 2 ** (failures - 1));
+  }
+
+  // The HTTP status a single verify would have answered with a batch item's body.
+  function codeOf(body) {
+    if (!isObject(body)) {
+      return 500;
+    }
+    if (STATES.includes(body.status)) {
+      return body.status === 'unknown' ? 404 : 200;
+    }
+    const type = isObject(body.error) ? body.error.type : null;
+    return ERROR_STATUS[type] || 500;
+  }
+
+  function jobItem(jobInfo) {
+    const item = {job_id: String(jobInfo.job_id)};
+    if (jobInfo.job_class !== undefined && jobInfo.job_class !== null) {
+      item.job_class = String(jobInfo.job_class);
+    }
+    if (jobInfo.token !== undefined && jobInfo.token !== null) {
+      item.token = String(jobInfo.token);
+    }
+    return item;
+  }
+
+  /** One verify: the job is followed by the page's hub (one shared stream, or one batched
+   *  poll), or, for a custom verify endpoint, by polling that URL. */
   class Watch {
     constructor(jobInfo, options, sink) {
       this.sink = sink; // {progress(body), resolve(body), reject(error)}
@@ -259,28 +318,26 @@
       if (!isObject(jobInfo)) {
         throw new TypeError('immortus: verify() needs {job_id, job_class?, token?} or {verify_job_url}');
       }
+      this.hub = null;
       if (typeof jobInfo.verify_job_url === 'string') {
         this.pollUrl = jobInfo.verify_job_url;
-        this.streamUrl = null;
       } else if (typeof jobInfo.job_id === 'string' || typeof jobInfo.job_id === 'number') {
-        const base = baseUrlOf(options);
-        this.pollUrl = jobPath(base, 'verify', jobInfo);
-        this.streamUrl = jobPath(base, 'stream', jobInfo);
+        this.item = jobItem(jobInfo);
+        this.key = JSON.stringify([this.item.job_id, this.item.job_class, this.item.token]);
+        this.hub = hubFor(baseUrlOf(options));
       } else {
         throw new TypeError('immortus: verify() needs a job_id or a verify_job_url');
       }
-      const canStream = this.streamUrl !== null && typeof root.EventSource === 'function';
-      if (this.transport === 'sse' && !canStream) {
-        throw new TypeError(this.streamUrl === null
+      if (this.transport === 'sse' && (this.hub === null || !CAN_STREAM)) {
+        throw new TypeError(this.hub === null
           ? 'immortus: a verify_job_url is polled; transport "sse" needs a job_id'
-          : 'immortus: transport "sse" needs EventSource, which this browser lacks');
+          : 'immortus: transport "sse" needs fetch with a streaming body, which this browser lacks');
       }
-      this.streaming = this.transport !== 'polling' && canStream;
-      this.failures = 0; // network failures in a row
+      this.failures = 0; // failed requests in a row
       this.finished = false;
       this.timer = null;
-      this.source = null;
-      this.request = null; // the AbortController of the fetch in flight
+      this.request = null; // the AbortController of the fetch in flight (custom endpoint)
+      this.lastText = null; // the last progress body reported, as JSON
       this.onAbort = () => this.fail(abortReason(this.signal));
     }
 
@@ -292,8 +349,8 @@
         }
         this.signal.addEventListener('abort', this.onAbort);
       }
-      if (this.streaming) {
-        this.openStream();
+      if (this.hub) {
+        this.hub.add(this);
       } else {
         this.poll();
       }
@@ -317,7 +374,6 @@
       this.finished = true;
       clearTimeout(this.timer);
       this.timer = null;
-      this.closeStream();
       if (this.request) {
         this.request.abort();
         this.request = null;
@@ -325,11 +381,56 @@
       if (this.signal) {
         this.signal.removeEventListener('abort', this.onAbort);
       }
+      if (this.hub) {
+        this.hub.remove(this);
+      }
     }
 
     progress(body) {
       this.sink.progress(body);
     }
+
+    // What the hub got for this job: `code` is the status a single verify would answer with
+    // `body`. A stream's repeated body (after a reopen) is reported once; a 503 counts as a
+    // failed poll, and a stream keeps following through it.
+    deliver(code, body, url, polled) {
+      if (this.finished) {
+        return;
+      }
+      if (code === 200 && isObject(body)) {
+        this.failures = 0;
+        if (body.completed === true) {
+          this.finish(body);
+          return;
+        }
+        const text = JSON.stringify(body);
+        if (polled || text !== this.lastText) {
+          this.lastText = text;
+          this.progress(body);
+        }
+      } else if (code === 503) {
+        if (polled) {
+          this.failed(httpError('POST', url, {status: code, body}));
+        }
+      } else {
+        this.fail(httpError('POST', url, {status: code, body}));
+      }
+    }
+
+    // A shared request failed (network, 503): count it; the `limit`-th in a row rejects.
+    failed(error) {
+      this.failures += 1;
+      if (this.failures >= this.retry.limit) {
+        this.fail(error);
+      }
+    }
+
+    // ms until this job wants its next poll, or its stream reopened after a failure.
+    delay() {
+      return this.failures > 0 ? backoff(this.retry, this.failures) : this.interval;
+    }
+
+    // -- a custom verify endpoint: polled on its own ---------------------------------------
 
     // Run `next` after `delay` ms, unless a callback stopped this watch meanwhile.
     later(next, delay) {
@@ -343,137 +444,468 @@
 
     // A request could not be made (or answered 503): retry with back-off, or give up.
     networkFailure(error, next) {
-      this.failures += 1;
-      if (this.failures >= this.retry.limit) {
-        this.fail(error);
-        return;
-      }
-      const delay = Math.min(this.retry.max, this.retry.base * 2 ** (this.failures - 1));
-      this.later(next, delay);
-    }
-
-    // GET the verify URL once; `answered(body)` gets a 2xx JSON body; other outcomes are
-    // handled here (a 503 or a network error retries `next`, another status rejects).
-    async fetchBody(next, answered) {
-      const request = new AbortController();
-      this.request = request;
-      let answer;
-      try {
-        answer = await exchange(this.pollUrl, {
-          headers: {Accept: 'application/json'},
-          credentials: 'same-origin',
-          cache: 'no-store',
-          signal: request.signal,
-        });
-      } catch (error) {
-        if (!this.finished) {
-          this.networkFailure(networkError('GET', this.pollUrl, error), next);
-        }
-        return;
-      } finally {
-        if (this.request === request) {
-          this.request = null;
-        }
-      }
-      if (this.finished) {
-        return;
-      }
-      if (answer.status === 503) {
-        this.networkFailure(httpError('GET', this.pollUrl, answer), next);
-      } else if (!answer.ok) {
-        this.fail(httpError('GET', this.pollUrl, answer));
-      } else if (!isObject(answer.body)) {
-        this.fail(new ImmortusError(
-          `immortus: GET ${this.pollUrl} answered no JSON object`, answer.status, answer.body));
-      } else if (answer.body.completed === true) {
-        this.finish(answer.body);
-      } else {
-        answered(answer.body);
-      }
+      this.failed(error);
+      this.later(next, backoff(this.retry, this.failures));
     }
 
     poll() {
       const next = () => this.poll();
-      this.fetchBody(next, (body) => {
-        this.failures = 0;
-        this.progress(body);
-        this.later(next, this.interval); // measured from this answer, not from the request
-      });
-    }
-
-    openStream() {
-      const source = new root.EventSource(this.streamUrl);
-      let delivered = false;
-      this.source = source;
-      source.onmessage = (event) => {
-        let body = null;
-        try {
-          body = JSON.parse(event.data);
-        } catch (error) {
-          // not a verify body: ignored below
+      const request = new AbortController();
+      this.request = request;
+      exchange(this.pollUrl, {
+        headers: {Accept: 'application/json'},
+        credentials: 'same-origin',
+        cache: 'no-store',
+        signal: request.signal,
+      }).then((answer) => {
+        if (this.request === request) {
+          this.request = null;
         }
-        if (this.source !== source || !isObject(body)) {
+        if (this.finished) {
           return;
         }
-        delivered = true;
-        this.failures = 0;
-        if (body.completed === true) {
-          this.finish(body);
+        if (answer.status === 503) {
+          this.networkFailure(httpError('GET', this.pollUrl, answer), next);
+        } else if (!answer.ok) {
+          this.fail(httpError('GET', this.pollUrl, answer));
+        } else if (!isObject(answer.body)) {
+          this.fail(new ImmortusError(
+            `immortus: GET ${this.pollUrl} answered no JSON object`, answer.status, answer.body));
+        } else if (answer.body.completed === true) {
+          this.finish(answer.body);
         } else {
-          this.progress(body);
+          this.failures = 0;
+          this.progress(answer.body);
+          this.later(next, this.interval); // measured from this answer, not from the request
         }
-      };
-      source.addEventListener('error', (event) => {
-        if (this.source !== source) {
-          return;
+      }, (error) => {
+        if (this.request === request) {
+          this.request = null;
         }
-        if (typeof event.data === 'string') {
-          this.errorFrame(event.data);
-        } else {
-          this.streamBroken(delivered);
+        if (!this.finished) {
+          this.networkFailure(networkError('GET', this.pollUrl, error), next);
         }
       });
     }
+  }
 
-    closeStream() {
-      if (this.source) {
-        this.source.close();
-        this.source = null;
+  // Each base URL's hub, so that every verify and widget of a page shares one.
+  const hubs = new Map();
+
+  function hubFor(base) {
+    const key = typeof location === 'undefined' ? base : new URL(`${base}/`, location.href).href;
+    let hub = hubs.get(key);
+    if (hub === undefined) {
+      hub = new Hub(base);
+      hubs.set(key, hub);
+    }
+    return hub;
+  }
+
+  /** Every job a page follows under one base URL. The streamed ones share one `POST
+   *  {base}/stream` (one per MAX_JOBS jobs), reopened when jobs join; the polled ones (transport
+   *  'polling', or 'auto' while the stream is refused) share one `POST {base}/verify`. */
+  class Hub {
+    constructor(base) {
+      this.base = base;
+      this.watches = new Set();
+      this.streams = new Set();
+      this.gathering = null; // the timer that syncs once jobs stopped joining
+      this.retryTimer = null; // the timer that reopens after a failure
+      this.pollTimer = null;
+      this.pollRequest = null; // the AbortController of the batch poll in flight
+      this.refusedUntil = 0; // 'auto' jobs are polled until then (Infinity: for good)
+    }
+
+    streamed(watch) {
+      return watch.transport === 'sse' ||
+        (watch.transport === 'auto' && CAN_STREAM && Date.now() >= this.refusedUntil);
+    }
+
+    add(watch) {
+      this.watches.add(watch);
+      if (this.streamed(watch)) {
+        for (const stream of this.streams) {
+          if (stream.carries(watch.key)) { // already on its way: no reopen
+            const last = stream.bodies.get(watch.key);
+            if (last) {
+              watch.deliver(200, last, stream.url, false);
+            }
+            return;
+          }
+        }
+      }
+      this.gather();
+    }
+
+    remove(watch) {
+      this.watches.delete(watch);
+      const followed = (test) => Array.from(this.watches).some(test);
+      for (const stream of Array.from(this.streams)) {
+        if (!followed((each) => this.streamed(each) && stream.carries(each.key))) {
+          this.drop(stream);
+        }
+      }
+      if (!followed((each) => !this.streamed(each))) {
+        this.stopPolling();
+      }
+      if (this.watches.size === 0) {
+        clearTimeout(this.gathering);
+        clearTimeout(this.retryTimer);
+        this.gathering = this.retryTimer = null;
       }
     }
 
-    // An `event: error` frame: the body verify answers with its error status.
-    errorFrame(data) {
-      let body = null;
-      try {
-        body = JSON.parse(data);
-      } catch (error) {
-        // kept as null
-      }
-      const type = isObject(body) && isObject(body.error) ? body.error.type : null;
-      if (type === 'StoreUnavailable') {
-        return; // the server keeps the stream open and polls its store with back-off
-      }
-      const status = ERROR_STATUS[type] || (isObject(body) && body.status === 'unknown' ? 404 : 500);
-      this.fail(httpError('GET', this.streamUrl, {status, body}));
+    drop(stream) {
+      stream.close();
+      this.streams.delete(stream);
     }
 
-    // The stream failed or ended without a completed frame.
-    streamBroken(delivered) {
-      this.closeStream();
-      if (this.transport === 'auto') {
-        this.streaming = false;
-        this.poll(); // for good: a page that cannot stream is polled
+    stopPolling() {
+      clearTimeout(this.pollTimer);
+      this.pollTimer = null;
+      if (this.pollRequest) {
+        this.pollRequest.abort();
+        this.pollRequest = null;
+      }
+    }
+
+    gather() {
+      if (this.gathering === null) {
+        this.gathering = setTimeout(() => {
+          this.gathering = null;
+          this.sync();
+        }, GATHER_DELAY);
+      }
+    }
+
+    // Sync in `delay` ms (a reopen after a failure).
+    later(delay) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.sync();
+      }, delay);
+    }
+
+    // Open the streams the streamed jobs need (replacing those that carry other jobs), and
+    // start polling the polled jobs.
+    sync() {
+      const items = new Map();
+      let polled = false;
+      for (const watch of this.watches) {
+        if (!this.streamed(watch)) {
+          polled = true;
+        } else if (!items.has(watch.key)) {
+          items.set(watch.key, watch.item);
+        }
+      }
+      const carried = new Set();
+      this.streams.forEach((stream) => stream.live().forEach((key) => carried.add(key)));
+      const keys = Array.from(items.keys());
+      if (keys.length !== carried.size || !keys.every((key) => carried.has(key))) {
+        Array.from(this.streams).forEach((stream) => this.drop(stream));
+        for (let start = 0; start < keys.length; start += MAX_JOBS) {
+          const chunk = keys.slice(start, start + MAX_JOBS);
+          const stream = new SharedStream(this, chunk, chunk.map((key) => items.get(key)));
+          this.streams.add(stream);
+          stream.run();
+        }
+      }
+      if (polled && this.pollTimer === null && this.pollRequest === null) {
+        this.poll();
+      }
+    }
+
+    // The streamed watches of the jobs `stream` carries.
+    riders(stream) {
+      return Array.from(this.watches)
+        .filter((watch) => this.streamed(watch) && stream.keys.includes(watch.key));
+    }
+
+    // An `event: job` frame: `{index, code, body}`.
+    frame(stream, frame) {
+      const key = stream.keys[frame.index];
+      if (key === undefined || stream.ended.has(key)) {
         return;
       }
-      // 'sse': one verify request tells a refused stream (404...) or a completed job from a
-      // network failure; then the stream is reopened after back-off.
-      const reopen = () => this.openStream();
-      if (delivered) {
-        this.failures = 0;
+      const {code, body} = frame;
+      stream.delivered = true;
+      if (code === 200 && isObject(body)) {
+        stream.bodies.set(key, body);
+        if (body.completed === true) {
+          stream.ended.add(key);
+        }
+      } else if (code !== 503) {
+        stream.ended.add(key);
       }
-      this.fetchBody(reopen, () => this.networkFailure(
-        new ImmortusError(`immortus: the event stream ${this.streamUrl} failed`, 0, null), reopen));
+      this.riders(stream).filter((watch) => watch.key === key)
+        .forEach((watch) => watch.deliver(code, body, stream.url, false));
+    }
+
+    // `event: end`: every job of `stream` has ended.
+    ended(stream) {
+      this.streams.delete(stream);
+      if (this.riders(stream).length > 0) {
+        this.gather(); // a job the server ended without a last frame: ask again
+      }
+    }
+
+    // `stream` ended without `event: end`, or broke. One that delivered frames (its lifetime
+    // ended, a proxy cut it) is reopened after its `retry:` delay, with the jobs still open;
+    // one that delivered nothing failed: 'auto' jobs are polled for a while, 'sse' jobs retry.
+    broken(stream, error) {
+      this.streams.delete(stream);
+      const riders = this.riders(stream);
+      if (riders.length === 0) {
+        return;
+      }
+      if (stream.delivered) {
+        riders.forEach((watch) => {
+          watch.failures = 0;
+        });
+        this.later(stream.retry !== null ? stream.retry : DEFAULT_RETRY.base);
+        return;
+      }
+      this.refuse(riders, error, true, STREAM_RETRY_AFTER);
+    }
+
+    // The server answered the stream request with `answer`, not with a stream.
+    refused(stream, answer, retryAfter) {
+      this.streams.delete(stream);
+      const riders = this.riders(stream);
+      const error = answer.redirected ? redirectError(stream.url) : httpError('POST', stream.url, answer);
+      if (answer.status === 400) { // one job is malformed (`jobs[3].job_id: ...`): it alone fails
+        const message = isObject(answer.body) && isObject(answer.body.error)
+          ? String(answer.body.error.message) : '';
+        const match = /^jobs\[(\d+)\]/.exec(message);
+        const culprit = match ? stream.keys[Number(match[1])] : undefined;
+        riders.filter((watch) => culprit === undefined || watch.key === culprit)
+          .forEach((watch) => watch.fail(error));
+        this.gather();
+      } else if (answer.status === 500 || answer.status === 415) { // as verify would: rejected
+        riders.forEach((watch) => watch.fail(error));
+      } else { // for now (503, 429), or for good (no such route)
+        const forNow = answer.status === 503 || answer.status === 429;
+        const wait = Math.max(STREAM_RETRY_AFTER, (Number(retryAfter) || 0) * 1000);
+        this.refuse(riders, error, forNow, forNow ? wait : Infinity);
+      }
+    }
+
+    // The stream cannot carry `riders` now: 'sse' ones count a failure (or fail, when the
+    // stream is refused for good) and retry after back-off; 'auto' ones are polled for `wait`.
+    refuse(riders, error, forNow, wait) {
+      let delay = null;
+      for (const watch of riders) {
+        if (watch.transport === 'sse') {
+          if (forNow) {
+            watch.failed(error);
+          } else {
+            watch.fail(error);
+          }
+          if (!watch.finished) {
+            delay = Math.min(delay === null ? Infinity : delay, watch.delay());
+          }
+        } else {
+          this.refusedUntil = Math.max(this.refusedUntil, Date.now() + wait);
+          delay = 0;
+        }
+      }
+      if (delay !== null) {
+        this.later(delay);
+      }
+    }
+
+    // One batch verify for every polled job, then the next after the shortest interval (or
+    // back-off) the polled jobs ask for.
+    async poll() {
+      this.pollTimer = null;
+      const items = new Map();
+      for (const watch of this.watches) {
+        if (!this.streamed(watch) && !items.has(watch.key)) {
+          items.set(watch.key, watch.item);
+        }
+      }
+      const keys = Array.from(items.keys());
+      if (keys.length === 0) {
+        return;
+      }
+      const url = `${this.base}/verify`;
+      const request = new AbortController();
+      this.pollRequest = request;
+      const chunks = [];
+      for (let start = 0; start < keys.length; start += MAX_JOBS) {
+        chunks.push(keys.slice(start, start + MAX_JOBS));
+      }
+      const answers = await Promise.all(chunks.map((chunk) => sendJSON(
+        url, {jobs: chunk.map((key) => items.get(key))}, {signal: request.signal},
+      ).catch((error) => ({error}))));
+      if (this.pollRequest !== request) {
+        return; // stopped meanwhile
+      }
+      this.pollRequest = null;
+      chunks.forEach((chunk, index) => this.polled(url, chunk, answers[index]));
+      if (this.refusedUntil !== Infinity && this.refusedUntil !== 0 && Date.now() >= this.refusedUntil) {
+        this.refusedUntil = 0;
+        this.gather(); // try the stream again
+      }
+      const delays = Array.from(this.watches).filter((watch) => !this.streamed(watch))
+        .map((watch) => watch.delay());
+      if (delays.length > 0 && this.pollTimer === null && this.pollRequest === null) {
+        this.pollTimer = setTimeout(() => this.poll(), Math.min(...delays));
+      }
+    }
+
+    // Hand a batch answer's bodies to the polled watches of `keys`.
+    polled(url, keys, answer) {
+      const watches = (key) => Array.from(this.watches)
+        .filter((watch) => watch.key === key && !this.streamed(watch));
+      const all = (each) => keys.forEach((key) => watches(key).forEach(each));
+      if (answer.error !== undefined) {
+        const error = networkError('POST', url, answer.error);
+        all((watch) => watch.failed(error));
+      } else if (answer.redirected) {
+        const error = redirectError(url);
+        all((watch) => watch.fail(error));
+      } else if (answer.status === 503) {
+        const error = httpError('POST', url, answer);
+        all((watch) => watch.failed(error));
+      } else if (!answer.ok || !isObject(answer.body) || !Array.isArray(answer.body.jobs)) {
+        const error = answer.ok
+          ? new ImmortusError(`immortus: POST ${url} answered no jobs array`, answer.status, answer.body)
+          : httpError('POST', url, answer);
+        all((watch) => watch.fail(error));
+      } else {
+        const bodies = answer.body.jobs;
+        keys.forEach((key, index) => watches(key).forEach(
+          (watch) => watch.deliver(codeOf(bodies[index]), bodies[index], url, true)));
+      }
+    }
+  }
+
+  /** One `POST {base}/stream` carrying the jobs `keys`, its Server-Sent Events read with a
+   *  streaming body reader (an EventSource cannot POST). */
+  class SharedStream {
+    constructor(hub, keys, items) {
+      this.hub = hub;
+      this.keys = keys;
+      this.items = items;
+      this.url = `${hub.base}/stream`;
+      this.controller = new AbortController();
+      this.ended = new Set(); // jobs that will get no further frame
+      this.bodies = new Map(); // each job's last body
+      this.delivered = false;
+      this.retry = null; // the `retry:` field, in ms
+      this.closed = false; // closed by the hub
+      this.over = false; // `event: end` came
+    }
+
+    carries(key) {
+      return !this.over && this.keys.includes(key) && !this.ended.has(key);
+    }
+
+    live() {
+      return this.keys.filter((key) => !this.ended.has(key));
+    }
+
+    close() {
+      this.closed = true;
+      this.controller.abort();
+    }
+
+    async run() {
+      let response;
+      try {
+        response = await sendJSON(this.url, {jobs: this.items},
+          {signal: this.controller.signal, headers: {Accept: 'text/event-stream'}}, true);
+      } catch (error) {
+        if (!this.closed) {
+          this.hub.broken(this, networkError('POST', this.url, error));
+        }
+        return;
+      }
+      const type = response.headers.get('Content-Type') || '';
+      if (response.status !== 200 || !/^text\/event-stream/i.test(type) || !response.body) {
+        let answer;
+        try {
+          answer = await readAnswer(response);
+        } catch (error) {
+          answer = {status: response.status, ok: false, body: null, redirected: false};
+        }
+        if (!this.closed) {
+          this.hub.refused(this, answer, response.headers.get('Retry-After'));
+        }
+        return;
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = '';
+      try {
+        for (;;) {
+          const {value, done} = await reader.read();
+          if (this.closed || done) {
+            break;
+          }
+          buffer = this.parse(buffer + decoder.decode(value, {stream: true}).replace(/\r\n?/g, '\n'));
+        }
+      } catch (error) {
+        if (!this.closed && !this.over) {
+          this.hub.broken(this, networkError('POST', this.url, error));
+        }
+        return;
+      }
+      if (!this.closed && !this.over) {
+        this.hub.broken(this, new ImmortusError(`immortus: the stream ${this.url} ended early`, 0, null));
+      }
+    }
+
+    // Dispatch each complete event of `text`; return the incomplete rest.
+    parse(text) {
+      let start = 0;
+      let end = text.indexOf('\n\n');
+      while (end !== -1) {
+        this.dispatch(text.slice(start, end));
+        start = end + 2;
+        end = text.indexOf('\n\n', start);
+      }
+      return text.slice(start);
+    }
+
+    dispatch(block) {
+      if (this.closed || this.over) {
+        return;
+      }
+      let event = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line === '' || line[0] === ':') {
+          continue; // a comment: keep-alive
+        }
+        const colon = line.indexOf(':');
+        const field = colon === -1 ? line : line.slice(0, colon);
+        const value = colon === -1 ? '' : line.slice(colon + (line[colon + 1] === ' ' ? 2 : 1));
+        if (field === 'event') {
+          event = value;
+        } else if (field === 'data') {
+          data.push(value);
+        } else if (field === 'retry' && /^\d+$/.test(value)) {
+          this.retry = Number(value);
+        }
+      }
+      if (event === 'end') {
+        this.over = true;
+        this.hub.ended(this);
+      } else if (event === 'job' && data.length > 0) {
+        let frame = null;
+        try {
+          frame = JSON.parse(data.join('\n'));
+        } catch (error) {
+          // not a frame of ours: ignored
+        }
+        if (isObject(frame)) {
+          this.hub.frame(this, frame);
+        }
+      }
     }
   }
 
@@ -495,6 +927,32 @@
       sink.reject(error);
     }
     return promise;
+  }
+
+  /** Ask the default route to cancel a job; resolve with `{code, body}` for 200 (cancelled),
+   *  202 (asked to stop, still running) and 409 (it had already ended). */
+  async function cancel(jobInfo, options) {
+    const given = options || {};
+    if (!isObject(jobInfo) || !(typeof jobInfo.job_id === 'string' || typeof jobInfo.job_id === 'number')) {
+      throw new TypeError('immortus: cancel() needs {job_id, job_class?, token?}');
+    }
+    const item = jobItem(jobInfo);
+    const url = given.url !== undefined && given.url !== null ? String(given.url)
+      : jobPath(baseUrlOf(given), 'cancel', {job_id: item.job_id, job_class: item.job_class});
+    const data = {job_id: item.job_id, job_class: item.job_class || null, token: item.token || null};
+    let answer;
+    try {
+      answer = await sendJSON(url, data, given);
+    } catch (error) {
+      throw given.signal && given.signal.aborted ? abortReason(given.signal) : networkError('POST', url, error);
+    }
+    if (answer.redirected) {
+      throw redirectError(url);
+    }
+    if (![200, 202, 409].includes(answer.status)) {
+      throw httpError('POST', url, answer);
+    }
+    return {code: answer.status, body: answer.body};
   }
 
   /** Ask for many jobs in one request: resolve with their verify bodies, in order. */
@@ -536,8 +994,6 @@
     'enqueued_at', 'started_at', 'finished_at', 'updated_at', 'certain', 'retry_at',
     'cancel_url', 'cancellable', 'history',
   ]);
-  const STATES = ['created', 'started', 'retrying', 'finished', 'failed', 'cancelled', 'lost',
-    'unknown'];
   // What the message line says in a state when the job says nothing itself.
   const STATE_MESSAGES = {
     created: 'waiting for a worker',
@@ -764,11 +1220,11 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
   }
 
   function defineWidget() {
-    /** `<immortus-job job-id job-class token [verify-url] [base-url] [cancel-url] [label]
-     *  [transport] [interval] [theme]>`: follows the job while it is in the document. */
+    /** `<immortus-job job-id job-class token [verify-url] [base-url] [cancellable] [cancel-url]
+     *  [label] [transport] [interval] [theme]>`: follows the job while it is in the document. */
     class JobElement extends root.HTMLElement {
       static get observedAttributes() {
-        return WIDGET_ATTRIBUTES.concat(['label', 'cancel-url']);
+        return WIDGET_ATTRIBUTES.concat(['label', 'cancel-url', 'cancellable']);
       }
 
       constructor() {
@@ -1022,10 +1478,10 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
             return chip;
           }));
 
-        const cancelUrl = this.getAttribute('cancel-url') ||
-          (typeof body.cancel_url === 'string' ? body.cancel_url : null);
+        const offered = this.hasAttribute('cancel-url') || this.hasAttribute('cancellable') ||
+          typeof body.cancel_url === 'string' || body.cancellable === true;
         const open = ['created', 'started', 'retrying'].includes(state);
-        nodes.actions.hidden = !(cancelUrl && open && body.cancellable !== false);
+        nodes.actions.hidden = !(offered && open && body.cancellable !== false);
         if (!open) {
           this.cancelling = false;
         }
@@ -1082,29 +1538,35 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
           : (retryAt > now ? `in ${roughly(retryAt - now)}` : 'due now'));
       }
 
-      /** POST {job_id, job_class, token} with the page's CSRF token to the cancel URL. */
+      /** Ask to cancel the job: `Immortus.cancel` (to `cancel-url` when set), with the page's
+       *  CSRF token. The card shows the answer; a refusal says why and brings the button back. */
       async cancel() {
         const body = this.lastBody || {};
-        const url = this.getAttribute('cancel-url') || body.cancel_url;
+        const url = this.getAttribute('cancel-url') || body.cancel_url || null;
         const job = this.job || {};
-        if (!url || this.cancelling) {
+        const jobId = body.job_id || job.job_id;
+        if (this.cancelling || jobId === undefined || jobId === null) {
           return;
         }
         this.cancelling = true;
         this.show(body);
+        const options = {url};
+        const base = this.getAttribute('base-url') || scriptBase;
+        if (base) {
+          options.baseUrl = base;
+        }
         try {
-          await postJSON(String(url), {
-            job_id: body.job_id || job.job_id, job_class: body.job_class || job.job_class || null,
-            token: job.token || null,
-          }, {});
-        } catch (error) {
-          if (error && error.status === 409) {
-            return; // it had already ended: its last body is on its way
+          const answer = await cancel(
+            {job_id: jobId, job_class: body.job_class || job.job_class || null, token: job.token || null},
+            options);
+          if (isObject(answer.body) && STATES.includes(answer.body.status)) {
+            this.show(answer.body); // cancelled (200), still stopping (202), or ended (409)
           }
+        } catch (error) {
           this.cancelling = false;
-          this.show(body);
+          this.show(this.lastBody || body);
           this.nodes.message.textContent = `could not cancel: ${problem(error)}`;
-          this.emit('immortus:error', errorDetail(error, body.job_id || job.job_id || null));
+          this.emit('immortus:error', errorDetail(error, jobId));
         }
       }
     }
@@ -1118,7 +1580,8 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
     ? defineWidget() : null;
 
   /** Show and follow `job` in `element`: an <immortus-job> is set up, else one replaces the
-   *  element's children. `options`: {label, cancelUrl, baseUrl, transport, interval, theme}. */
+   *  element's children. `options`: {label, cancellable, cancelUrl, baseUrl, transport,
+   *  interval, theme}. */
   function mount(element, job, options) {
     if (JobElement === null) {
       throw new TypeError('immortus: mount() needs a browser with custom elements');
@@ -1129,7 +1592,8 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
     const given = options || {};
     const widget = element.localName === WIDGET_TAG ? element : document.createElement(WIDGET_TAG);
     const attributes = {label: given.label, 'cancel-url': given.cancelUrl, 'base-url': given.baseUrl,
-      transport: given.transport, interval: given.interval, theme: given.theme};
+      transport: given.transport, interval: given.interval, theme: given.theme,
+      cancellable: given.cancellable ? '' : undefined};
     Object.keys(attributes).forEach((name) => {
       if (attributes[name] !== undefined && attributes[name] !== null) {
         widget.setAttribute(name, String(attributes[name]));
@@ -1143,5 +1607,5 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
   }
 
   root.Immortus = Object.freeze(
-    {version: VERSION, create, verify, batch, mount, JobElement, ImmortusError});
+    {version: VERSION, create, verify, batch, cancel, mount, JobElement, ImmortusError});
 })(globalThis);

@@ -4,4 +4,4 @@ import './immortus.js';
 
 const Immortus = globalThis.Immortus;
 export default Immortus;
-export const {version, create, verify, batch, mount, JobElement, ImmortusError} = Immortus;
+export const {version, create, verify, batch, cancel, mount, JobElement, ImmortusError} = Immortus;
