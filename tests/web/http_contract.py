@@ -30,6 +30,7 @@ import immortus
 from immortus import JobError, JobStatus, Progress, config, lifecycle, web
 from immortus.stores.base import Store
 from immortus.web import MAX_BATCH, MAX_BATCH_BYTES, Verifier
+from tests.web.contract_jobs import JobsContract
 
 __all__ = [
     "REPORT",
@@ -58,6 +59,7 @@ BODY_KEYS = {
     "started_at",
     "finished_at",
     "certain",
+    "retry_at",
 }
 
 
@@ -158,8 +160,11 @@ class ContractFixtures:
         return Verifier(secret_key=SECRET)
 
 
-class HTTPContract(ContractFixtures):
-    """Every route as an HTTP client sees it; mixed into one class per adapter."""
+class HTTPContract(ContractFixtures, JobsContract):
+    """Every route as an HTTP client sees it; mixed into one class per adapter.
+
+    The multi-job stream and the cancel route are in :class:`JobsContract`.
+    """
 
     # -- verify one job --------------------------------------------------------------------
 
@@ -461,6 +466,9 @@ class HTTPContract(ContractFixtures):
             ("POST", "stream/job-1", "GET"),
             ("PATCH", f"stream/job-1/{REPORT}", "GET"),
             ("POST", "immortus.js", "GET"),
+            ("GET", "stream", "POST"),
+            ("GET", "cancel/job-1", "POST"),
+            ("PUT", f"cancel/job-1/{REPORT}", "POST"),
         ],
     )
     def test_a_wrong_method_is_a_405_json(

@@ -20,7 +20,6 @@ from immortus.stores.base import Store
 from immortus.stores.memory import MemoryStore
 from immortus.stores.sqlite import SQLiteStore
 from immortus.web import Verifier, WebResponse, responses
-from immortus.web.asgi import _Encoded
 from immortus.web.batch import JSON_MEDIA_TYPE
 from immortus.web.responses import (
     MAX_KEPT_ANSWERS,
@@ -29,6 +28,7 @@ from immortus.web.responses import (
     method_not_allowed,
     not_found,
 )
+from immortus.web.starlette import _Encoded
 
 JOB_CLASS = "jobs.answered"
 
@@ -73,6 +73,7 @@ def _body_before(status: JobStatus) -> dict[str, Any]:
         started_at=_isoformat_before(status.started_at),
         finished_at=_isoformat_before(status.finished_at),
         certain=status.certain,
+        retry_at=_isoformat_before(status.retry_at),
     )
     return body
 

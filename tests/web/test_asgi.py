@@ -18,8 +18,10 @@ import immortus
 from immortus import JobStatus, State, TrackingStrategy, lifecycle
 from immortus.exceptions import EndpointsNotSecured
 from immortus.stores.base import Store
-from immortus.web import Verifier, asgi
+from immortus.web import Verifier
+from immortus.web import starlette as starlette_adapter
 from immortus.web.asgi import immortus_routes, render_job_response
+from immortus.web.stream_limits import StreamLimits
 from tests.support import import_error_without, modules_loaded_by
 from tests.web.http_contract import (
     JSON_TYPE,
@@ -99,6 +101,7 @@ APP = Starlette(
         immortus_routes("/traced/", verifier=TRACING),
         immortus_routes("/bound", subject=user_of),
         immortus_routes("/bound-async", subject=user_of_async),
+        immortus_routes("/short", streams=StreamLimits.asgi(lifetime=0.5)),
         Route("/reports/{job_id}", start_report, methods=["POST"]),
         Route("/bound-reports/{job_id}", start_bound_report, methods=["POST"]),
         Route("/reports/{job_id}/status", report_status, name="report_status"),
@@ -118,6 +121,12 @@ def server_url() -> Iterator[str]:
 def base_url(server_url: str) -> str:
     """The immortus prefix on the running server: what the contract needs."""
     return f"{server_url}/immortus"
+
+
+@pytest.fixture
+def short_lived_url(server_url: str) -> str:
+    """A prefix whose streams live half a second: what the contract needs too."""
+    return f"{server_url}/short"
 
 
 class TestStarletteContract(HTTPContract):
@@ -192,7 +201,7 @@ class TestStarlette(ContractFixtures):
     def test_the_script_is_served_from_the_static_directory(
         self, http: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(asgi, "STATIC_DIR", tmp_path)
+        monkeypatch.setattr(starlette_adapter, "STATIC_DIR", tmp_path)
         missing = http.get("immortus.js")
         assert missing.status_code == 404
         assert body_of(missing)["error"]["type"] == "NotFound"

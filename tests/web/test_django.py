@@ -35,7 +35,8 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import HttpRequest  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from immortus import JobStatus, config, lifecycle  # noqa: E402
+import immortus  # noqa: E402
+from immortus import JobStatus, cancel_requests, config, lifecycle  # noqa: E402
 from immortus.stores.base import Store  # noqa: E402
 from immortus.web import MAX_BATCH_BYTES, Verifier  # noqa: E402
 from immortus.web.django import render_job_response, subject_of, views  # noqa: E402
@@ -46,6 +47,7 @@ from immortus.web.django.settings import (  # noqa: E402
     immortus_settings,
 )
 from tests.support import import_error_without, modules_loaded_by  # noqa: E402
+from tests.web.contract_jobs import events_of  # noqa: E402
 from tests.web.django_server import serve_django  # noqa: E402
 from tests.web.http_contract import (  # noqa: E402
     JSON_TYPE,
@@ -98,8 +100,26 @@ def base_url(server_url: str) -> str:
     return f"{server_url}/immortus"
 
 
+@pytest.fixture
+def short_lived_url(base_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The prefix, its streams living half a second (``IMMORTUS["streams"]``, read per request)."""
+    monkeypatch.setattr(settings, "IMMORTUS", {**settings.IMMORTUS, "streams": {"lifetime": 0.5}})
+    return base_url
+
+
+#: A CSRF secret, sent as Django's cookie and header: what a page of the site sends.
+CSRF_SECRET = "a" * 32
+#: The headers of a ``POST`` that passes Django's CSRF middleware (over plain HTTP).
+CSRF_HEADERS = {"Cookie": f"csrftoken={CSRF_SECRET}", "X-CSRFToken": CSRF_SECRET}
+
+
 class TestDjangoContract(HTTPContract):
-    """The shared HTTP contract, against Django under WSGI."""
+    """The shared HTTP contract, against Django under WSGI (cancel sends the CSRF token)."""
+
+    @pytest.fixture
+    def post_headers(self) -> dict[str, str]:
+        """Django's CSRF cookie and header: the cancel route is CSRF-protected."""
+        return dict(CSRF_HEADERS)
 
 
 # -- the adapter's own tests -----------------------------------------------------------------
@@ -249,6 +269,30 @@ class TestDjango(ContractFixtures):
             assert body_of(verify)["status"] == "created"
             assert browser.get(f"/immortus/verify/job-7/{REPORT}").status_code == 404
 
+    def test_the_cancel_route_is_csrf_protected(self, server_url: str, jobs: Store) -> None:
+        immortus.declare("contract.cancellable", cancellable=True)
+        lifecycle.job_started("csrf-run", "contract.cancellable")
+        cancel_requests.forget("csrf-run")
+        path = "/immortus/cancel/csrf-run/contract.cancellable"
+        with httpx.Client(base_url=server_url, timeout=10) as browser:
+            refused = browser.post(path, json={})  # no cookie, no token
+            assert refused.status_code == 403
+            assert not cancel_requests.is_requested("csrf-run")
+            cross_site = {**CSRF_HEADERS, "Origin": "http://evil.example"}
+            assert browser.post(path, json={}, headers=cross_site).status_code == 403
+            assert not cancel_requests.is_requested("csrf-run")
+            token = csrf_token_of(browser.get("/page"))  # what the JS client reads
+            headers = {"X-CSRFToken": token, "Origin": server_url}
+            accepted = browser.post(path, json={}, headers=headers)
+            assert accepted.status_code == 202
+            assert cancel_requests.is_requested("csrf-run")
+            # The multi-job stream changes nothing: it needs no CSRF token.
+            asked = {"jobs": [{"job_id": "csrf-run", "job_class": "contract.cancellable"}]}
+            lifecycle.job_cancelled("csrf-run", "contract.cancellable")
+            with browser.stream("POST", "/immortus/stream", json=asked) as streamed:
+                assert streamed.status_code == 200
+                assert b"cancelled" in streamed.read()
+
     def test_tokens_bound_to_the_user_open_for_that_user_only(
         self, server_url: str, asgi_url: str, jobs: Store, secret: Verifier, subject: SubjectSetting
     ) -> None:
@@ -359,6 +403,29 @@ class TestDjango(ContractFixtures):
                 seen.append(body["status"])
                 lifecycle.job_finished("job-1", REPORT)
         assert seen == ["started", "finished"]
+
+    def test_under_asgi_a_multi_job_stream_follows_its_jobs_to_the_end(
+        self, asgi_url: str, jobs: Store
+    ) -> None:
+        lifecycle.job_enqueued("job-2", REPORT)
+        asked = {"jobs": [{"job_id": job_id, "job_class": REPORT} for job_id in ("job-1", "job-2")]}
+        seen = []
+        with (
+            httpx.Client(timeout=10) as client,
+            client.stream("POST", f"{asgi_url}/immortus/stream", json=asked) as response,
+        ):
+            assert response.status_code == 200
+            for event, data in events_of(response):
+                if event == "job":
+                    seen.append((data["index"], data["body"]["status"]))  # type: ignore[index]
+                    if len(seen) == 2:
+                        lifecycle.job_finished("job-1", REPORT)
+                        lifecycle.job_finished("job-2", REPORT)
+                elif event == "end":
+                    seen.append((-1, "end"))
+        assert seen[:2] == [(0, "started"), (1, "created")]
+        assert sorted(seen[2:4]) == [(0, "finished"), (1, "finished")]
+        assert seen[4:] == [(-1, "end")]
 
     def test_under_asgi_a_client_leaving_ends_the_stream_generator(
         self, asgi_url: str, jobs: Store, tracing: TracingVerifier

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flask import Flask, Response, jsonify, request, url_for
+from flask import Flask, Request, Response, jsonify, request, url_for
 
 import immortus
 from immortus import JobStatus, State, lifecycle
@@ -16,6 +16,7 @@ from immortus.stores.base import Store
 from immortus.web import Verifier
 from immortus.web import flask as flask_adapter
 from immortus.web.flask import immortus_blueprint, render_job_response
+from immortus.web.stream_limits import StreamLimits
 from tests.support import import_error_without, modules_loaded_by
 from tests.web.conftest import routes_declared_open
 from tests.web.http_contract import (
@@ -59,6 +60,11 @@ def user_of() -> str | None:
     return request.cookies.get("user")
 
 
+def user_of_request(request: Request) -> str | None:
+    """The same subject, read from the request it is given: the shape of every adapter."""
+    return request.cookies.get("user")
+
+
 def start_bound_report(job_id: str) -> Response:
     """An enqueue view binding the job's token to the user who enqueued it."""
     lifecycle.job_enqueued(job_id, REPORT)
@@ -75,6 +81,12 @@ with routes_declared_open():
     APP.register_blueprint(immortus_blueprint("/traced/", verifier=TRACING, name="traced"))
     APP.register_blueprint(immortus_blueprint("jobs/", name="jobs"))
     APP.register_blueprint(immortus_blueprint("/bound", name="bound", subject=user_of))
+    APP.register_blueprint(
+        immortus_blueprint("/bound-request", name="bound_request", subject=user_of_request)
+    )
+    APP.register_blueprint(
+        immortus_blueprint("/short", name="short", streams=StreamLimits.wsgi(lifetime=0.5))
+    )
 APP.add_url_rule("/reports/<job_id>", view_func=start_report, methods=["POST"])
 APP.add_url_rule("/reports/<job_id>/status", view_func=report_status)
 APP.add_url_rule("/followed/<job_id>", view_func=start_followed_report, methods=["POST"])
@@ -94,6 +106,12 @@ def server_url() -> Iterator[str]:
 def base_url(server_url: str) -> str:
     """The immortus prefix on the running server: what the contract needs."""
     return f"{server_url}/immortus"
+
+
+@pytest.fixture
+def short_lived_url(server_url: str) -> str:
+    """A prefix whose streams live half a second: what the contract needs too."""
+    return f"{server_url}/short"
 
 
 class TestFlaskContract(HTTPContract):
@@ -257,6 +275,18 @@ class TestFlask(ContractFixtures):
             with bob.stream("GET", stream, params=params) as response:
                 assert response.status_code == 404
                 assert list(frames_of(response)) == [("error", unknown)]
+
+    def test_the_subject_function_may_take_the_request(
+        self, server_url: str, jobs: Store, secret: Verifier
+    ) -> None:
+        with (
+            httpx.Client(base_url=server_url, cookies={"user": "alice"}, timeout=10) as alice,
+            httpx.Client(base_url=server_url, cookies={"user": "bob"}, timeout=10) as bob,
+        ):
+            token = body_of(alice.post("/bound-reports/job-9"))["token"]
+            verify, params = f"/bound-request/verify/job-9/{REPORT}", {"token": token}
+            assert body_of(alice.get(verify, params=params))["status"] == "created"
+            assert bob.get(verify, params=params).status_code == 404
 
     def test_routes_that_would_serve_nothing_are_refused_at_registration(self) -> None:
         immortus.configure(open_endpoints=False)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import IO, TYPE_CHECKING
 
 from immortus.web import StreamResponse, Verifier
+from immortus.web.stream_limits import StreamLimits
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -59,9 +60,8 @@ class TracingVerifier(Verifier):
 
     def __init__(self, *, interval: float, heartbeat: float | None = None) -> None:
         super().__init__(open_endpoints=True)
-        self.timing = {"interval": interval}
-        if heartbeat is not None:
-            self.timing["heartbeat"] = heartbeat
+        self.interval = interval
+        self.heartbeat = 15.0 if heartbeat is None else heartbeat
         self.started = threading.Event()
         self.ended = threading.Event()
 
@@ -72,9 +72,11 @@ class TracingVerifier(Verifier):
         token: str | None = None,
         *,
         subject: str | None = None,
+        limits: StreamLimits | None = None,
         **_: float,
     ) -> StreamResponse:
-        inner = super().stream(job_id, job_class, token, subject=subject, **self.timing)
+        timing = {"interval": self.interval, "heartbeat": self.heartbeat}
+        inner = super().stream(job_id, job_class, token, subject=subject, limits=limits, **timing)
         return TracedStream(inner, self.started, self.ended)
 
     async def astream(
@@ -84,9 +86,13 @@ class TracingVerifier(Verifier):
         token: str | None = None,
         *,
         subject: str | None = None,
+        limits: StreamLimits | None = None,
         **_: float,
     ) -> StreamResponse:
-        inner = await super().astream(job_id, job_class, token, subject=subject, **self.timing)
+        timing = {"interval": self.interval, "heartbeat": self.heartbeat}
+        inner = await super().astream(
+            job_id, job_class, token, subject=subject, limits=limits, **timing
+        )
         return TracedStream(inner, self.started, self.ended)
 
 

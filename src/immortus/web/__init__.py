@@ -11,14 +11,18 @@ adapters live in their own modules and import their framework there. See ``docs/
 
 from immortus.web.batch import MAX_BATCH, MAX_BATCH_BYTES
 from immortus.web.core import Verifier, get_verifier, render_job
+from immortus.web.multistream import MultiStreamResponse
 from immortus.web.responses import WebResponse
 from immortus.web.stream import StreamResponse
+from immortus.web.stream_limits import StreamLimits
 from immortus.web.tokens import JobTokens
 
 __all__ = [
     "MAX_BATCH",
     "MAX_BATCH_BYTES",
     "JobTokens",
+    "MultiStreamResponse",
+    "StreamLimits",
     "StreamResponse",
     "Verifier",
     "WebResponse",

@@ -1,7 +1,8 @@
-"""The framework-neutral web core: verify one job, verify a batch, stream a job, render a job.
+"""The framework-neutral web core: verify one job or a batch, stream jobs, render a job.
 
 Every framework adapter is a thin translation: request → one :class:`Verifier` call → the
-answer's ``status``, ``headers`` and ``content()`` (or frames, for a stream). The HTTP codes:
+answer's ``status``, ``headers`` and ``content()`` (or frames, for a stream); the routes are
+:data:`immortus.web.routes.ROUTES`. The HTTP codes (cancel adds its own, see :mod:`.cancel`):
 
 ====  ========================================================================================
 200   a known job: ``JobStatus.to_dict()``, the body :func:`immortus.status` gives
@@ -9,7 +10,8 @@ answer's ``status``, ``headers`` and ``content()`` (or frames, for a stream). Th
 404   an unknown job, a job class nobody tracks (and no global strategy answers for), a
       missing, forged or expired token — all the same body, the ``unknown`` status of the
       (job id, job class) asked about
-415   a batch whose ``Content-Type`` is not ``application/json``
+415   a ``POST`` (batch, multi-job stream, cancel) whose ``Content-Type`` is not
+      ``application/json``
 500   the strategy failed (or no strategy applies), or the routes are not secured (no secret
       key, and not declared open); logged, never with a traceback in the body
 503   the store or queue backend cannot be reached
@@ -37,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from immortus import config, query
 from immortus.exceptions import (
@@ -58,17 +60,27 @@ from immortus.web.batch import (
     is_json_media_type,
     parse_batch,
 )
+from immortus.web.cancel import (
+    answer_cancellation,
+    cancel_refusal,
+    not_cancellable,
+    parse_token,
+    run_cancel,
+)
+from immortus.web.multistream import MultiStreamResponse
 from immortus.web.responses import (
     WebResponse,
     bad_request,
     error_body,
     job_answer,
+    unknown_job,
     unsupported_media_type,
 )
 from immortus.web.stream import StreamResponse
+from immortus.web.stream_limits import StreamLimits, admit
 from immortus.web.tokens import JobTokens
 
-__all__ = ["Verifier", "get_verifier", "render_job"]
+__all__ = ["JobResponder", "Verifier", "get_verifier", "job_responder", "render_job"]
 
 logger = logging.getLogger("immortus.web")
 
@@ -103,7 +115,7 @@ def _log_once(level: int, message: str) -> None:
 
 
 class Verifier:
-    """Answers the verify, batch and stream requests, and renders jobs for the browser.
+    """Answers the verify, batch, stream and cancel requests, and renders jobs for the browser.
 
     ``secret_key`` signs job tokens and makes every request show one. Without it the verifier
     refuses every request (500, ``EndpointsNotSecured``, an error logged once per process)
@@ -237,8 +249,7 @@ class Verifier:
 
     @staticmethod
     def _unknown(job_id: str, job_class: str | None) -> WebResponse:
-        # The one 404 body: an unknown job, an untracked class and a bad token look alike.
-        return WebResponse(404, JobStatus.unknown(job_id, job_class).to_dict())
+        return unknown_job(job_id, job_class)
 
     @classmethod
     def _failure(cls, job_id: str, job_class: str | None, exc: BaseException) -> WebResponse:
@@ -270,25 +281,10 @@ class Verifier:
         malformed body is a 400 for the whole request. Every item's token is checked against
         the request's ``subject``.
         """
-        if not self.secured:
-            return self._not_secured(None)
-        if not is_json_media_type(content_type):
-            return unsupported_media_type()
-        items = self._parse(body)
+        items = self._batch_items(body, content_type)
         if isinstance(items, WebResponse):
             return items
-        answers = [self._refusal(*item, subject) for item in items]
-        pending = [index for index, answer in enumerate(answers) if answer is None]
-        if pending:
-            asked = [(items[index].job_id, items[index].job_class) for index in pending]
-            settled: Sequence[JobStatus | BaseException]
-            try:
-                settled = query.settle_many(asked)
-            except Exception as exc:  # noqa: BLE001  # the whole lookup failed
-                settled = [exc] * len(asked)
-            for index, outcome in zip(pending, settled, strict=True):
-                answers[index] = self._settled(items[index], outcome)
-        return self._batch(answers)
+        return self._batch(self._answer_items(items, subject))
 
     async def averify_batch(
         self,
@@ -301,11 +297,33 @@ class Verifier:
         ask = partial(self.verify_batch, body, content_type=content_type, subject=subject)
         return await asyncio.to_thread(ask)
 
-    def _parse(self, body: bytes | bytearray | str) -> list[BatchItem] | WebResponse:
+    def _batch_items(
+        self, body: bytes | bytearray | str, content_type: str | None
+    ) -> list[BatchItem] | WebResponse:
+        """The jobs a batch body asks about, or the 500, 415 or 400 refusing the whole body."""
+        if not self.secured:
+            return self._not_secured(None)
+        if not is_json_media_type(content_type):
+            return unsupported_media_type()
         try:
             return parse_batch(body, max_items=self.max_batch, max_bytes=MAX_BATCH_BYTES)
         except InvalidInput as exc:
             return bad_request(None, str(exc))
+
+    def _answer_items(self, items: list[BatchItem], subject: str | None) -> list[WebResponse]:
+        """Each job's verify answer, in order: the known ones asked in one ``settle_many``."""
+        answers = [self._refusal(*item, subject) for item in items]
+        pending = [index for index, answer in enumerate(answers) if answer is None]
+        if pending:
+            asked = [(items[index].job_id, items[index].job_class) for index in pending]
+            settled: Sequence[JobStatus | BaseException]
+            try:
+                settled = query.settle_many(asked)
+            except Exception as exc:  # noqa: BLE001  # the whole lookup failed
+                settled = [exc] * len(asked)
+            for index, outcome in zip(pending, settled, strict=True):
+                answers[index] = self._settled(items[index], outcome)
+        return [answer for answer in answers if answer is not None]
 
     def _settled(self, item: BatchItem, outcome: JobStatus | BaseException) -> WebResponse:
         if isinstance(outcome, BaseException):
@@ -316,8 +334,7 @@ class Verifier:
             return self._failure(item.job_id, item.job_class, exc)
 
     @staticmethod
-    def _batch(answers: list[WebResponse | None]) -> WebResponse:
-        done = [answer for answer in answers if answer is not None]
+    def _batch(done: list[WebResponse]) -> WebResponse:
         encoded = b'{"jobs":[' + b",".join(answer.content() for answer in done) + b"]}"
         return WebResponse(200, {"jobs": [answer.body for answer in done]}, encoded=encoded)
 
@@ -333,15 +350,18 @@ class Verifier:
         interval: float = 0.05,
         heartbeat: float = 15.0,
         give_up_after: float = 60.0,
+        limits: StreamLimits | None = None,
     ) -> StreamResponse:
         """Answer ``GET {prefix}/stream/{job_id}[/{job_class}]`` (see :mod:`.stream`).
 
         The first poll happens here, blocking: for WSGI servers. ASGI servers use
-        :meth:`astream`.
+        :meth:`astream`. With ``limits``, the stream is admitted under them
+        (:func:`~immortus.web.stream_limits.admit`: a 503 or 429 answer past them); without,
+        the caller bounds it (the adapters do).
         """
         first = self.verify(job_id, job_class, token, subject=subject)
         pace = {"interval": interval, "heartbeat": heartbeat, "give_up_after": give_up_after}
-        return self._stream(first, job_id, job_class, **pace)
+        return _bounded(self._stream(first, job_id, job_class, **pace), limits, token, subject)
 
     async def astream(
         self,
@@ -353,11 +373,12 @@ class Verifier:
         interval: float = 0.05,
         heartbeat: float = 15.0,
         give_up_after: float = 60.0,
+        limits: StreamLimits | None = None,
     ) -> StreamResponse:
         """Async twin of :meth:`stream`: the first poll is :meth:`averify`'s."""
         first = await self.averify(job_id, job_class, token, subject=subject)
         pace = {"interval": interval, "heartbeat": heartbeat, "give_up_after": give_up_after}
-        return self._stream(first, job_id, job_class, **pace)
+        return _bounded(self._stream(first, job_id, job_class, **pace), limits, token, subject)
 
     def _stream(
         self,
@@ -372,6 +393,114 @@ class Verifier:
         """
         answer = partial(self._settled, BatchItem(job_id, job_class, None))
         return StreamResponse(first, (job_id, job_class), answer, **pace)
+
+    def stream_jobs(
+        self,
+        body: bytes | bytearray | str,
+        *,
+        content_type: str | None,
+        subject: str | None = None,
+        interval: float = 0.05,
+        heartbeat: float = 15.0,
+        give_up_after: float = 60.0,
+        limits: StreamLimits | None = None,
+    ) -> StreamResponse:
+        """Answer ``POST {prefix}/stream``: one event stream for every job of a batch body.
+
+        The body, its content type and its item limit are the batch's (:meth:`verify_batch`);
+        a refusal of the whole request is a plain JSON answer (``status``, ``headers`` and the
+        body as the only "frame"). Otherwise a
+        :class:`~immortus.web.multistream.MultiStreamResponse`: every job's verify answer now,
+        then its changes (see :mod:`.multistream`). The first poll happens here, blocking;
+        ASGI servers use :meth:`astream_jobs`. ``limits`` as in :meth:`stream`; the stream
+        takes one slot, counted against the first job's token and ``subject``.
+        """
+        items = self._batch_items(body, content_type)
+        if isinstance(items, WebResponse):
+            return StreamResponse.plain(items)
+        firsts = self._answer_items(items, subject)
+
+        def answer(index: int, outcome: JobStatus | BaseException) -> WebResponse:
+            return self._settled(items[index], outcome)
+
+        jobs = [(item.job_id, item.job_class) for item in items]
+        pace = {"interval": interval, "heartbeat": heartbeat, "give_up_after": give_up_after}
+        stream = MultiStreamResponse(firsts, jobs, answer, **pace)
+        return _bounded(stream, limits, items[0].token if items else None, subject)
+
+    async def astream_jobs(
+        self,
+        body: bytes | bytearray | str,
+        *,
+        content_type: str | None,
+        subject: str | None = None,
+        interval: float = 0.05,
+        heartbeat: float = 15.0,
+        give_up_after: float = 60.0,
+        limits: StreamLimits | None = None,
+    ) -> StreamResponse:
+        """Async twin of :meth:`stream_jobs`: the first poll happens in a worker thread."""
+        ask = partial(
+            self.stream_jobs,
+            body,
+            content_type=content_type,
+            subject=subject,
+            interval=interval,
+            heartbeat=heartbeat,
+            give_up_after=give_up_after,
+            limits=limits,
+        )
+        return await asyncio.to_thread(ask)
+
+    # -- cancel ----------------------------------------------------------------------------
+
+    def cancel(
+        self,
+        job_id: str,
+        job_class: str | None = None,
+        *,
+        body: bytes | bytearray | str,
+        content_type: str | None,
+        subject: str | None = None,
+    ) -> WebResponse:
+        """Answer ``POST {prefix}/cancel/{job_id}[/{job_class}]`` (see :mod:`.cancel`).
+
+        ``body`` is the request's (``{"token": ...}``; a few KB at most, see :mod:`.cancel`),
+        ``content_type`` its ``Content-Type`` header. The job is cancelled with
+        :func:`immortus.cancel`, in this thread.
+        """
+        if not self.secured:
+            return self._not_secured(job_id)
+        token = parse_token(body, content_type)
+        if isinstance(token, WebResponse):
+            return token
+        refused = self._refusal(job_id, job_class, token, subject)
+        if refused is None:
+            refused = cancel_refusal(job_id, job_class)
+        if refused is not None:
+            return refused
+        try:
+            done = run_cancel(job_id, job_class)
+        except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
+            return self._failure(job_id, job_class, exc)
+        if isinstance(done, BaseException):
+            return not_cancellable(job_id, str(done))
+        return answer_cancellation(job_id, job_class, done)
+
+    async def acancel(
+        self,
+        job_id: str,
+        job_class: str | None = None,
+        *,
+        body: bytes | bytearray | str,
+        content_type: str | None,
+        subject: str | None = None,
+    ) -> WebResponse:
+        """Async twin of :meth:`cancel`: the job is cancelled in a worker thread."""
+        ask = partial(
+            self.cancel, job_id, job_class, body=body, content_type=content_type, subject=subject
+        )
+        return await asyncio.to_thread(ask)
 
     # -- render ----------------------------------------------------------------------------
 
@@ -424,6 +553,13 @@ class Verifier:
             InvalidInput: ``subject`` is neither text nor ``None``.
         """
         return None if self.tokens is None else self.tokens.sign(job_id, job_class, subject)
+
+
+def _bounded(
+    stream: StreamResponse, limits: StreamLimits | None, token: str | None, subject: str | None
+) -> StreamResponse:
+    """``stream`` admitted under ``limits`` (or as it is without limits)."""
+    return stream if limits is None else admit(stream, limits, token=token, subject=subject)
 
 
 def _identify(job: object) -> tuple[object, str | None]:
@@ -501,3 +637,44 @@ def render_job(
     What every adapter's ``render_job_response`` answers, in its framework's response type.
     """
     return (verifier or get_verifier()).render_job(job, job_class, subject=subject)
+
+
+Answer = TypeVar("Answer")
+Answer_co = TypeVar("Answer_co", covariant=True)
+
+
+class JobResponder(Protocol[Answer_co]):
+    """An adapter's ``render_job_response``: :func:`render_job` in the framework's response."""
+
+    def __call__(
+        self,
+        job: object,
+        job_class: str | None = None,
+        *,
+        verifier: Verifier | None = None,
+        subject: str | None = None,
+    ) -> Answer_co:
+        """Return the framework's response of :func:`render_job` for ``job``."""
+        ...
+
+
+def job_responder(convert: Callable[[WebResponse], Answer], note: str) -> JobResponder[Answer]:
+    """Return the ``render_job_response`` of an adapter whose responses ``convert`` makes.
+
+    ``note`` ends its docstring: what a view of that framework passes as ``subject``.
+    """
+
+    def render_job_response(
+        job: object,
+        job_class: str | None = None,
+        *,
+        verifier: Verifier | None = None,
+        subject: str | None = None,
+    ) -> Answer:
+        return convert(render_job(job, job_class, subject=subject, verifier=verifier))
+
+    render_job_response.__doc__ = (
+        ":func:`immortus.web.render_job` as a response, for an enqueue view: "
+        f"``{{job_id, job_class[, token]}}``, or 500 ``{{}}``.\n\n{note}"
+    )
+    return render_job_response

@@ -62,6 +62,7 @@ __all__ = [
     "JobRef",
     "Outcome",
     "Subscription",
+    "SubscriptionGroup",
     "backoff",
     "feed_for",
 ]
@@ -185,7 +186,12 @@ class Subscription:
     __slots__ = ("_event", "_feed", "_future", "_job", "_seen", "closed", "job", "loop")
 
     def __init__(
-        self, feed: ChangeFeed, job: JobRef, state: _Job, loop: asyncio.AbstractEventLoop | None
+        self,
+        feed: ChangeFeed,
+        job: JobRef,
+        state: _Job,
+        loop: asyncio.AbstractEventLoop | None,
+        event: threading.Event | None = None,
     ) -> None:
         self.job = job
         self.loop = loop
@@ -193,7 +199,7 @@ class Subscription:
         self._feed = feed
         self._job = state
         self._seen = state.latest[0]
-        self._event = threading.Event()
+        self._event = threading.Event() if event is None else event
         self._future: asyncio.Future[bool] | None = None
 
     @property
@@ -255,6 +261,86 @@ class Subscription:
         if not self.closed:
             self.closed = True
             self._feed._leave(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SubscriptionGroup:
+    """Several jobs followed on one feed and waited on together: what a multi-job stream holds.
+
+    ``jobs`` are subscribed in order (the same job twice is two members). Wait for a change of
+    any member with :meth:`next_change` (blocking) or :meth:`anext_change` (on ``loop``); then
+    :meth:`changed` says which members have news. :meth:`drop` leaves one job's feed, and
+    :meth:`close` (or leaving the ``with`` block) every one.
+    """
+
+    def __init__(
+        self,
+        feed: ChangeFeed,
+        jobs: Sequence[JobRef],
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.loop = loop
+        self._event = threading.Event()
+        self.members: list[Subscription] = []
+        try:
+            for job_id, job_class in jobs:
+                self.members.append(feed.subscribe(job_id, job_class, loop=loop, event=self._event))
+        except BaseException:
+            self.close()
+            raise
+
+    def changed(self) -> list[int]:
+        """The positions of the members (not dropped) with an outcome not taken yet."""
+        return [
+            index
+            for index, member in enumerate(self.members)
+            if not member.closed and member.changed
+        ]
+
+    def next_change(self, timeout: float) -> bool:
+        """Block until a member's outcome changes; return False if ``timeout`` seconds pass."""
+        self._event.clear()
+        if self.changed():
+            return True
+        return self._event.wait(max(0.0, timeout))
+
+    async def anext_change(self, timeout: float) -> bool:
+        """Async twin of :meth:`next_change`, on the group's loop.
+
+        Raises:
+            RuntimeError: the group was made without an event loop.
+        """
+        loop = self.loop
+        if loop is None:
+            raise RuntimeError("anext_change() needs a group made with an event loop")
+        if self.changed():
+            return True
+        future: asyncio.Future[bool] = loop.create_future()
+        waiting = [member for member in self.members if not member.closed]
+        for member in waiting:
+            member._future = future
+        timer = loop.call_later(max(0.0, timeout), _settle_future, future, False)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            for member in waiting:
+                member._future = None
+
+    def drop(self, index: int) -> None:
+        """Stop following the member at ``index`` (idempotent)."""
+        self.members[index].close()
+
+    def close(self) -> None:
+        """Leave the feed for every member (idempotent)."""
+        for member in self.members:
+            member.close()
 
     def __enter__(self) -> Self:
         return self
@@ -345,17 +431,19 @@ class ChangeFeed:
         job_class: str | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        event: threading.Event | None = None,
     ) -> Subscription:
         """Follow ``job_id`` (asked with ``job_class``'s strategy); start the thread if need be.
 
-        Pass the running ``loop`` to wait with :meth:`Subscription.anext_change`.
+        Pass the running ``loop`` to wait with :meth:`Subscription.anext_change`. ``event``
+        (for :class:`SubscriptionGroup`) is set at each change instead of one of its own.
         """
         key: JobRef = (job_id, job_class)
         with self._lock:
             state = self._jobs.get(key)
             if state is None:
                 state = self._jobs[key] = _Job()
-            subscription = Subscription(self, key, state, loop)
+            subscription = Subscription(self, key, state, loop, event)
             state.subscribers.add(subscription)
             self._joined += 1
             if self._thread is None:

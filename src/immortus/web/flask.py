@@ -9,14 +9,8 @@ Needs the ``immortus[flask]`` extra. Each view makes one call to the web core (s
 stream waits in that thread for the change feed (:mod:`immortus.web.feed`) to report its job's
 changes, until the job is completed or the client leaves.
 
-==========================================  ===============================================
-``GET  {prefix}/verify/{job_id}``           the job's verify body (200, 400, 404, 500, 503)
-``GET  {prefix}/verify/{job_id}/{class}``   the same, asked with the class's inline strategy
-``POST {prefix}/verify``                    a batch: ``{"jobs": [body, ...]}`` in order (JSON only)
-``GET  {prefix}/stream/{job_id}[/{class}]`` Server-Sent Events until the job is completed
-``GET  {prefix}/immortus.js``               the JavaScript client, or 404 if not installed
-``GET  {prefix}/immortus.mjs``              the same client as an ES module
-==========================================  ===============================================
+The routes are those of :data:`immortus.web.routes.ROUTES` (verify, batch, streams, cancel,
+the script).
 
 The token travels as the ``token`` query parameter. ``subject`` binds tokens to a user or
 session (see ``docs/flask.md``). Another method on a route (``HEAD`` and
@@ -28,26 +22,27 @@ decode ``%2F`` before routing.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import partial
-from typing import IO, Final
+from typing import Any, Final
 
 from immortus.exceptions import MissingDependency
-from immortus.web.batch import MAX_BATCH_BYTES
-from immortus.web.core import Verifier, get_verifier, render_job
+from immortus.web.core import JobResponder, Verifier, get_verifier, job_responder
 from immortus.web.responses import WebResponse, method_not_allowed, not_found
+from immortus.web.routes import ROUTES, Route, read_capped
 from immortus.web.script import (
     SCRIPT_HEADERS,
     SCRIPT_MEDIA_TYPE,
-    SCRIPTS,
     STATIC_DIR,
     script_missing,
     script_path,
 )
-from immortus.web.stream_limits import WSGI_LIMITS, StreamLimits, admit
+from immortus.web.stream import StreamResponse
+from immortus.web.stream_limits import WSGI_LIMITS, StreamLimits
 
 try:
-    from flask import Blueprint, Response, request, send_file
+    from flask import Blueprint, Request, Response, request, send_file
     from werkzeug.exceptions import ClientDisconnected
 except ImportError as exc:
     raise MissingDependency("flask", "flask") from exc
@@ -59,44 +54,44 @@ __all__ = ["STATIC_DIR", "immortus_blueprint", "render_job_response"]
 _ROUTED_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
 
 _View = Callable[..., Response]
-#: Reads the subject tokens are bound to from ``flask.request`` / ``flask.session``.
-SubjectOf = Callable[[], str | None]
+#: Reads the subject tokens are bound to from the request (``subject(request)``, the shape of
+#: every adapter), or from ``flask.request`` / ``flask.session`` (``subject()``, no argument).
+SubjectOf = Callable[[Request], str | None] | Callable[[], str | None]
 
 
 def _respond(answer: WebResponse) -> Response:
     return Response(answer.content(), answer.status, dict(answer.headers))
 
 
-def render_job_response(
-    job: object,
-    job_class: str | None = None,
-    *,
-    verifier: Verifier | None = None,
-    subject: str | None = None,
-) -> Response:
-    """:func:`immortus.web.render_job` as a Flask response, for an enqueue view.
-
-    Pass as ``subject`` what the blueprint's ``subject`` function returns in this request.
-    Needs no request context.
-    """
-    return _respond(render_job(job, job_class, subject=subject, verifier=verifier))
+#: :func:`immortus.web.render_job` as a Flask ``Response``, for an enqueue view.
+render_job_response: JobResponder[Response] = job_responder(
+    _respond,
+    "Pass as ``subject`` what the blueprint's ``subject`` function returns in this request. "
+    "Needs no request context.",
+)
 
 
-def _read_body(stream: IO[bytes], limit: int) -> bytes:
-    """Return the request body; once ``limit`` bytes are in, stop: the rest is never read.
+def _read_body(route: Route) -> bytes:
+    """The request body, at most ``route.body_limit`` bytes of it (see :func:`read_capped`)."""
+    return read_capped(request.stream.read, route.body_limit, (ClientDisconnected,))
 
-    An empty body if the client left before sending it all.
-    """
-    body = bytearray()
+
+def _takes_request(subject: Callable[..., Any]) -> bool:
+    """Whether ``subject`` takes the request as its one argument (else it takes none)."""
     try:
-        while len(body) < limit:
-            chunk = stream.read(limit - len(body))
-            if not chunk:
-                break
-            body += chunk
-    except ClientDisconnected:  # nobody is left to read the answer
-        return b""
-    return bytes(body)
+        signature = inspect.signature(subject)
+    except (TypeError, ValueError):  # a builtin without a signature: called as documented
+        return True
+    try:
+        signature.bind(None)
+    except TypeError:
+        return False
+    return True
+
+
+def _stream_answer(answer: StreamResponse) -> Response:
+    """A stream as a Flask response: Werkzeug closes its frames when the client leaves."""
+    return Response(answer.frames(), answer.status, dict(answer.headers))
 
 
 def _only(method: str, view: _View) -> _View:
@@ -130,36 +125,71 @@ class _Views:
     ) -> None:
         self.verifier = verifier
         self.subject_of = subject
+        self.with_request = subject is not None and _takes_request(subject)
         self.streams = streams or WSGI_LIMITS
 
     def _get(self) -> Verifier:
         return self.verifier or get_verifier()
 
     def _subject(self) -> str | None:
-        return None if self.subject_of is None else self.subject_of()
+        subject: Callable[..., str | None] | None = self.subject_of
+        if subject is None:
+            return None
+        return subject(request) if self.with_request else subject()
 
-    def verify(self, job_id: str, job_class: str | None = None) -> Response:
+    def view(self, route: Route) -> _View:
+        """The view of ``route``: one web-core call, its answer sent back."""
+        if route.operation == "script":
+            return self.script(route.path.lstrip("/"))
+        views: dict[str, Callable[..., Response]] = {
+            "verify": self.verify,
+            "batch": self.batch,
+            "stream": self.stream,
+            "stream_jobs": self.stream_jobs,
+            "cancel": self.cancel,
+        }
+        return partial(views[route.operation], route)
+
+    def verify(self, route: Route, job_id: str, job_class: str | None = None) -> Response:
         """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
         token = _token()
         return _respond(self._get().verify(job_id, job_class, token, subject=self._subject()))
 
-    def batch(self) -> Response:
+    def batch(self, route: Route) -> Response:
         """``POST verify``: one answer per job, in order; a body over the cap is a 400."""
-        body = _read_body(request.stream, MAX_BATCH_BYTES + 1)
+        body = _read_body(route)
         content_type = request.headers.get("Content-Type")
         answer = self._get().verify_batch(body, content_type=content_type, subject=self._subject())
         return _respond(answer)
 
-    def stream(self, job_id: str, job_class: str | None = None) -> Response:
+    def stream(self, route: Route, job_id: str, job_class: str | None = None) -> Response:
         """``GET stream/{job_id}[/{job_class}]``: SSE frames, or 503/429 past the stream limits.
 
         Werkzeug closes the response when a write fails because the client left (other WSGI
         servers do the same, as PEP 3333 asks): that ends the stream and frees its slot.
         """
         token, subject = _token(), self._subject()
-        answer = self._get().stream(job_id, job_class, token, subject=subject)
-        answer = admit(answer, self.streams, token=token, subject=subject)
-        return Response(answer.frames(), answer.status, dict(answer.headers))
+        verifier = self._get()
+        answer = verifier.stream(job_id, job_class, token, subject=subject, limits=self.streams)
+        return _stream_answer(answer)
+
+    def stream_jobs(self, route: Route) -> Response:
+        """``POST stream``: one event stream for every job of a batch body (or a JSON refusal)."""
+        body = _read_body(route)
+        content_type = request.headers.get("Content-Type")
+        answer = self._get().stream_jobs(
+            body, content_type=content_type, subject=self._subject(), limits=self.streams
+        )
+        return _stream_answer(answer)
+
+    def cancel(self, route: Route, job_id: str, job_class: str | None = None) -> Response:
+        """``POST cancel/{job_id}[/{job_class}]``: the cancel's outcome and the job's body."""
+        body = _read_body(route)
+        content_type = request.headers.get("Content-Type")
+        answer = self._get().cancel(
+            job_id, job_class, body=body, content_type=content_type, subject=self._subject()
+        )
+        return _respond(answer)
 
     def script(self, name: str) -> _View:
         """``GET immortus.js`` / ``immortus.mjs``: the file ``name``, or a JSON 404 if missing."""
@@ -189,16 +219,18 @@ def immortus_blueprint(
     (:func:`immortus.web.get_verifier`). The routes serve only with a secret key, or declared
     open: registering the blueprint raises otherwise, so call ``immortus.configure`` before
     ``app.register_blueprint`` (a key configured later is used from then on).
-    ``subject``, when given, is called (without arguments, inside the request context: it reads
-    ``flask.request`` or ``flask.session``) at each verify, batch and stream request, before
-    the token is checked, and returns the subject its tokens must be bound to: what the enqueue
+    ``subject``, when given, is called with the request (``subject(request)``, as in every
+    adapter; a function of no argument is called without one and reads ``flask.request`` or
+    ``flask.session``) at each request of a job (verify, batch, streams, cancel), before the
+    token is checked, and returns the subject its tokens must be bound to: what the enqueue
     view passed to :func:`render_job_response` (``None``: no subject). What it raises
     propagates to Flask's error handling. ``streams`` bounds the event streams
     (:class:`~immortus.web.stream_limits.StreamLimits`; default
     :data:`~immortus.web.stream_limits.WSGI_LIMITS`: 2 per process, each holding a thread).
-    The endpoints are ``{name}.verify``, ``{name}.verify_class``, ``{name}.batch``,
-    ``{name}.stream``, ``{name}.stream_class``, ``{name}.script`` (``immortus.js``) and
-    ``{name}.module`` (``immortus.mjs``) for ``url_for``: to mount
+    The endpoints are named after :data:`~immortus.web.routes.ROUTES` (``{name}.verify``,
+    ``{name}.verify_class``, ``{name}.batch``, ``{name}.stream``, ``{name}.stream_class``,
+    ``{name}.stream_jobs``, ``{name}.cancel``, ``{name}.cancel_class``, ``{name}.script``,
+    ``{name}.module``) for ``url_for``: to mount
     the routes twice, make two blueprints with two names. A path under a non-empty prefix that
     is no route answers immortus's JSON 404; with ``prefix=""`` the app keeps its own 404.
 
@@ -210,17 +242,10 @@ def immortus_blueprint(
     views = _Views(verifier, subject, streams)
     path = prefix.strip("/")
     blueprint = Blueprint(name, __name__, url_prefix=f"/{path}" if path else None)
-    routes: list[tuple[str, str, str, _View]] = [  # (endpoint, rule, method, view)
-        ("batch", "/verify", "POST", views.batch),
-        ("verify", "/verify/<job_id>", "GET", views.verify),
-        ("verify_class", "/verify/<job_id>/<job_class>", "GET", views.verify),
-        ("stream", "/stream/<job_id>", "GET", views.stream),
-        ("stream_class", "/stream/<job_id>/<job_class>", "GET", views.stream),
-    ]
-    routes += [(kind, f"/{file}", "GET", views.script(file)) for kind, file in SCRIPTS.items()]
     add = partial(blueprint.add_url_rule, methods=_ROUTED_METHODS, provide_automatic_options=False)
-    for endpoint, rule, method, view in routes:
-        add(rule, endpoint, _only(method, view))
+    for route in ROUTES:
+        rule = route.path_with(lambda name: f"<{name}>")
+        add(rule, route.name, _only(route.method, views.view(route)))
     blueprint.record(lambda _: views._get().require_secured())
     if path:  # the prefix itself, and any path below it that no route above matched
         add("/", "no_route", _no_route, strict_slashes=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from immortus.status import (
@@ -25,8 +25,10 @@ from immortus.status import (
 )
 from immortus.validation import MAX_NAME_LENGTH
 from immortus.web.batch import MAX_BATCH, MAX_BATCH_BYTES
+from immortus.web.cancel import MAX_CANCEL_BYTES
 from immortus.web.responses import ECHO_LENGTH
-from immortus.web.script import SCRIPT_MEDIA_TYPE, SCRIPTS
+from immortus.web.routes import ROUTES, Route
+from immortus.web.script import SCRIPT_MEDIA_TYPE
 
 __all__ = ["OPENAPI_VERSION", "main", "openapi_document"]
 
@@ -45,6 +47,8 @@ _ERROR_TYPES: Final = (
     "MethodNotAllowed",
     "UnsupportedMediaType",
     "EndpointsNotSecured",
+    "TooManyStreams",
+    "NotCancellable",
 )
 _EXAMPLE_ID: Final = "7f0c2a9e-5b1d-4c3e-9a8f-0d6b2e4c1a7f"
 _EXAMPLE_CLASS: Final = "reports.build"
@@ -130,6 +134,11 @@ def _schemas() -> dict[str, Any]:
                     "description": "False when the status is an inference the queue cannot "
                     "confirm.",
                 },
+                "retry_at": {
+                    **timestamp,
+                    "description": "When a `retrying` job's next attempt is due, where the "
+                    "queue said; else null.",
+                },
             },
             "additionalProperties": True,
             "examples": [
@@ -151,6 +160,7 @@ def _schemas() -> dict[str, Any]:
                     "started_at": "2026-01-02T10:00:01.000Z",
                     "finished_at": None,
                     "certain": True,
+                    "retry_at": None,
                 }
             ],
         },
@@ -238,6 +248,53 @@ def _schemas() -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        "JobFrame": {
+            "type": "object",
+            "description": (
+                "One job's answer on the multi-job stream: its position in the request's "
+                "`jobs`, the status code and body a verify of it would have answered."
+            ),
+            "required": ["index", "code", "body"],
+            "properties": {
+                "index": {"type": "integer", "minimum": 0, "maximum": MAX_BATCH - 1},
+                "code": {"type": "integer", "enum": [200, 404, 500, 503]},
+                "body": {"anyOf": [_ref("VerifyBody"), _ref("ErrorBody")]},
+            },
+            "additionalProperties": False,
+        },
+        "MultiStreamEvent": {
+            "type": "object",
+            "description": (
+                "One Server-Sent Event of the multi-job stream: a `job` event (a JobFrame) "
+                "for each job now and at each change of its body, until its body is completed "
+                "or its code is 404 or 500; one `end` event (`{}`) once every job has ended. "
+                "At the stream's lifetime the server sends `retry: 2000` and closes without "
+                "`end`: post the jobs that have not ended again."
+            ),
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["job", "end"]},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": _JSON,
+                    "contentSchema": {
+                        "anyOf": [
+                            _ref("JobFrame"),
+                            {"type": "object", "maxProperties": 0},
+                        ]
+                    },
+                },
+            },
+        },
+        "CancelRequest": {
+            "type": "object",
+            "description": (
+                f"At most {MAX_CANCEL_BYTES} bytes; unknown keys (such as `job_id`) are "
+                "ignored. Sent as `application/json`: any other Content-Type is a 415."
+            ),
+            "properties": {"token": _nullable({"type": "string"})},
+            "additionalProperties": True,
+        },
     }
 
 
@@ -248,6 +305,8 @@ def _header(value: str | None, description: str) -> dict[str, Any]:
 
 _NO_STORE: Final = _header("no-store", "Statuses change: never cached.")
 _NOSNIFF: Final = _header("nosniff", "Never sniffed as HTML.")
+_RETRY_AFTER: Final = _header(None, "Seconds to wait before asking for a stream again.")
+_RETRY_AFTER_OPTIONAL: Final = {**_RETRY_AFTER, "required": False}
 
 
 def _json_answer(description: str, schema: str) -> dict[str, Any]:
@@ -258,12 +317,16 @@ def _json_answer(description: str, schema: str) -> dict[str, Any]:
     }
 
 
+_STREAM_HEADERS: Final = {
+    "Cache-Control": _NO_STORE,
+    "X-Content-Type-Options": _NOSNIFF,
+    "X-Accel-Buffering": _header("no", "Proxies must not buffer the stream."),
+}
+#: A cancel's answer with the job's verify body (200, 202, 409).
+_CANCEL_BODY: Final = _json_answer("The job's verify body.", "VerifyBody")
+
+
 def _responses() -> dict[str, Any]:
-    stream_headers = {
-        "Cache-Control": _NO_STORE,
-        "X-Content-Type-Options": _NOSNIFF,
-        "X-Accel-Buffering": _header("no", "Proxies must not buffer the stream."),
-    }
     return {
         "Verified": _json_answer("A known job.", "VerifyBody"),
         "BadRequest": _json_answer(
@@ -287,11 +350,40 @@ def _responses() -> dict[str, Any]:
         "Stream": {
             "description": (
                 "Server-Sent Events. 200: a `data: {verify body}` frame now and at each change, "
-                "`: heartbeat` comments, the end after a completed body. Any other code: one "
-                "`event: error` frame whose data is the answer verify gives, then the end."
+                "`: heartbeat` comments, the end after a completed body; at the stream's "
+                "lifetime a `retry:` field and the end (the browser reconnects). Any other code: "
+                "one `event: error` frame whose data is the answer verify gives, then the end."
             ),
-            "headers": stream_headers,
+            "headers": _STREAM_HEADERS,
             "content": {_EVENT_STREAM: {"schema": _ref("StreamEvent")}},
+        },
+        "StreamUnavailable": {
+            "description": (
+                "The store cannot be reached (one `event: error` frame, as for the Stream "
+                "answer), or the process holds as many streams as it may (a JSON error body of "
+                "type `TooManyStreams`, with `Retry-After`): poll meanwhile."
+            ),
+            "headers": {
+                "Cache-Control": _NO_STORE,
+                "X-Content-Type-Options": _NOSNIFF,
+                "Retry-After": _RETRY_AFTER_OPTIONAL,
+            },
+            "content": {
+                _EVENT_STREAM: {"schema": _ref("StreamEvent")},
+                _JSON: {"schema": _ref("ErrorBody")},
+            },
+        },
+        "TooManyStreams": {
+            "description": (
+                "This client (its token or subject) holds as many streams as it may "
+                "(`TooManyStreams`): poll, or retry after `Retry-After` seconds."
+            ),
+            "headers": {
+                "Cache-Control": _NO_STORE,
+                "X-Content-Type-Options": _NOSNIFF,
+                "Retry-After": _RETRY_AFTER,
+            },
+            "content": {_JSON: {"schema": _ref("ErrorBody")}},
         },
         "StreamNotFound": {
             "description": (
@@ -344,105 +436,173 @@ def _parameters() -> dict[str, Any]:
     }
 
 
-def _verify(summary: str, operation_id: str, *, with_class: bool) -> dict[str, Any]:
-    params = [_ref_parameter("JobId")]
-    if with_class:
-        params.append(_ref_parameter("JobClass"))
+def _path_parameters(route: Route) -> list[dict[str, str]]:
+    names = {"job_id": "JobId", "job_class": "JobClass"}
+    return [_ref_parameter(names[name]) for name in route.parameters]
+
+
+def _verify(route: Route) -> dict[str, Any]:
     return {
-        "get": {
-            "operationId": operation_id,
-            "summary": summary,
-            "parameters": [*params, _ref_parameter("Token")],
-            "responses": {
-                "200": _ref_response("Verified"),
-                "400": _ref_response("BadRequest"),
-                "404": _ref_response("NotFound"),
-                "500": _ref_response("StrategyFailed"),
-                "503": _ref_response("Unavailable"),
-            },
-        }
+        "operationId": route.name,
+        "summary": route.summary,
+        "parameters": [*_path_parameters(route), _ref_parameter("Token")],
+        "responses": {
+            "200": _ref_response("Verified"),
+            "400": _ref_response("BadRequest"),
+            "404": _ref_response("NotFound"),
+            "500": _ref_response("StrategyFailed"),
+            "503": _ref_response("Unavailable"),
+        },
     }
 
 
-def _stream(summary: str, operation_id: str, *, with_class: bool) -> dict[str, Any]:
-    params = [_ref_parameter("JobId")]
-    if with_class:
-        params.append(_ref_parameter("JobClass"))
+def _stream(route: Route) -> dict[str, Any]:
     stream = _ref_response("Stream")
     return {
-        "get": {
-            "operationId": operation_id,
-            "summary": summary,
-            "parameters": [*params, _ref_parameter("Token")],
-            "responses": {
-                **dict.fromkeys(("200", "400", "500", "503"), stream),
-                "404": _ref_response("StreamNotFound"),
-            },
-        }
+        "operationId": route.name,
+        "summary": route.summary,
+        "parameters": [*_path_parameters(route), _ref_parameter("Token")],
+        "responses": {
+            **dict.fromkeys(("200", "400", "500"), stream),
+            "404": _ref_response("StreamNotFound"),
+            "429": _ref_response("TooManyStreams"),
+            "503": _ref_response("StreamUnavailable"),
+        },
     }
 
 
-def _batch() -> dict[str, Any]:
+def _stream_jobs(route: Route) -> dict[str, Any]:
+    refused = _batch(route)["responses"]
     return {
-        "post": {
-            "operationId": "batch",
-            "summary": "Verify many jobs in one request, answered in the order asked",
-            "requestBody": {
-                "required": True,
-                "content": {_JSON: {"schema": _ref("BatchRequest")}},
+        "operationId": route.name,
+        "summary": route.summary,
+        "description": (
+            "The request body is the batch's. A refusal of the whole request is a JSON answer; "
+            "otherwise one event stream carries every job (see MultiStreamEvent). The stream "
+            "takes one slot of the stream limits, counted against the first job's token."
+        ),
+        "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("BatchRequest")}}},
+        "responses": {
+            "200": {
+                "description": "Server-Sent Events: `job` frames, then `end` (or `retry:`).",
+                "headers": _STREAM_HEADERS,
+                "content": {_EVENT_STREAM: {"schema": _ref("MultiStreamEvent")}},
             },
-            "responses": {
-                "200": _json_answer("One answer per job, in order.", "BatchBody"),
-                "400": _json_answer(
-                    "The body is too large, not JSON, not of the documented shape, holds too "
-                    "many jobs or names a malformed job id or job class; the message names the "
-                    "place (`jobs[3].job_id: ...`).",
-                    "ErrorBody",
-                ),
-                "415": _json_answer(
-                    "The request's Content-Type is not `application/json` "
-                    "(`UnsupportedMediaType`): a page of another origin cannot send that type "
-                    "without a CORS preflight, which the routes never grant.",
-                    "ErrorBody",
-                ),
-                "500": _json_answer(
-                    "The routes are not secured: no secret key, and not declared open "
-                    "(`EndpointsNotSecured`).",
-                    "ErrorBody",
-                ),
-            },
-        }
+            "400": refused["400"],
+            "415": refused["415"],
+            "429": _ref_response("TooManyStreams"),
+            "500": refused["500"],
+            "503": _json_answer(
+                "The process holds as many streams as it may (`TooManyStreams`, with "
+                "`Retry-After`): poll meanwhile.",
+                "ErrorBody",
+            ),
+        },
     }
 
 
-def _script(name: str, operation_id: str) -> dict[str, Any]:
+def _cancel(route: Route) -> dict[str, Any]:
     return {
-        "get": {
-            "operationId": operation_id,
-            "summary": f"The JavaScript client, {name}",
-            "parameters": [
-                {
-                    "name": "If-None-Match",
-                    "in": "header",
-                    "required": False,
-                    "description": "The ETag of a cached copy: 304 if it is still current.",
-                    "schema": {"type": "string"},
-                }
-            ],
-            "responses": {
-                "200": {
-                    "description": "The file; cacheable for an hour, then revalidated.",
-                    "headers": {
-                        "Cache-Control": _header("public, max-age=3600", "Cache for an hour."),
-                        "ETag": _header(None, "The file's version."),
-                    },
-                    "content": {SCRIPT_MEDIA_TYPE: {"schema": {"type": "string"}}},
+        "operationId": route.name,
+        "summary": route.summary,
+        "description": (
+            "Only for a job class declared with `cancellable=True`. Checked in order: the "
+            "input (400), the token (404, the answer of an unknown job), the class's opt-in "
+            "(405), then the cancel itself. Django: CSRF-protected (send `X-CSRFToken`)."
+        ),
+        "parameters": _path_parameters(route),
+        "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("CancelRequest")}}},
+        "responses": {
+            "200": {**_CANCEL_BODY, "description": "The job is cancelled (its body)."},
+            "202": {**_CANCEL_BODY, "description": "The job was asked to stop and still runs."},
+            "400": _ref_response("BadRequest"),
+            "403": {
+                "description": "Django only: the CSRF middleware refused a request without "
+                "its CSRF token.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+            "404": _ref_response("NotFound"),
+            "405": _json_answer(
+                "The job class did not opt in to cancelling, or nothing can cancel the job "
+                "(`NotCancellable`).",
+                "ErrorBody",
+            ),
+            "409": {**_CANCEL_BODY, "description": "The job had already ended (its body)."},
+            "415": _batch(route)["responses"]["415"],
+            "500": _ref_response("StrategyFailed"),
+            "503": _ref_response("Unavailable"),
+        },
+    }
+
+
+def _batch(route: Route) -> dict[str, Any]:
+    return {
+        "operationId": route.name,
+        "summary": route.summary,
+        "requestBody": {
+            "required": True,
+            "content": {_JSON: {"schema": _ref("BatchRequest")}},
+        },
+        "responses": {
+            "200": _json_answer("One answer per job, in order.", "BatchBody"),
+            "400": _json_answer(
+                "The body is too large, not JSON, not of the documented shape, holds too "
+                "many jobs or names a malformed job id or job class; the message names the "
+                "place (`jobs[3].job_id: ...`).",
+                "ErrorBody",
+            ),
+            "415": _json_answer(
+                "The request's Content-Type is not `application/json` "
+                "(`UnsupportedMediaType`): a page of another origin cannot send that type "
+                "without a CORS preflight, which the routes never grant.",
+                "ErrorBody",
+            ),
+            "500": _json_answer(
+                "The routes are not secured: no secret key, and not declared open "
+                "(`EndpointsNotSecured`).",
+                "ErrorBody",
+            ),
+        },
+    }
+
+
+def _script(route: Route) -> dict[str, Any]:
+    return {
+        "operationId": route.name,
+        "summary": route.summary,
+        "parameters": [
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "The ETag of a cached copy: 304 if it is still current.",
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "The file; cacheable for an hour, then revalidated.",
+                "headers": {
+                    "Cache-Control": _header("public, max-age=3600", "Cache for an hour."),
+                    "ETag": _header(None, "The file's version."),
                 },
-                "304": {"description": "The cached copy named by `If-None-Match` is current."},
-                "404": _json_answer("The file is not installed on this server.", "ErrorBody"),
+                "content": {SCRIPT_MEDIA_TYPE: {"schema": {"type": "string"}}},
             },
-        }
+            "304": {"description": "The cached copy named by `If-None-Match` is current."},
+            "404": _json_answer("The file is not installed on this server.", "ErrorBody"),
+        },
     }
+
+
+#: The OpenAPI operation of each kind of route.
+_OPERATIONS: Final[dict[str, Callable[[Route], dict[str, Any]]]] = {
+    "verify": _verify,
+    "batch": _batch,
+    "stream": _stream,
+    "stream_jobs": _stream_jobs,
+    "cancel": _cancel,
+    "script": _script,
+}
 
 
 def _ref_parameter(name: str) -> dict[str, str]:
@@ -455,12 +615,12 @@ def _ref_response(name: str) -> dict[str, str]:
 
 _DESCRIPTION: Final = (
     "The job-status routes every immortus web adapter (Starlette/FastAPI, Flask, Django) mounts "
-    "under its prefix. Every route only reads. Any other method on a route (HEAD and OPTIONS "
-    "included) answers 405 with an `Allow` header, and a path under the prefix that is no route "
-    "answers 404; both with the JSON error body (`MethodNotAllowed`, `NotFound`). Without a "
-    "secret key, every route but the script's answers 500 (`EndpointsNotSecured`) unless the "
-    "app declared the routes open. Error bodies never carry a traceback. See docs/web.md and "
-    "docs/security.md."
+    "under its prefix. Every route but cancel only reads. Any other method on a route (HEAD "
+    "and OPTIONS included) answers 405 with an `Allow` header, and a path under the prefix "
+    "that is no route answers 404; both with the JSON error body (`MethodNotAllowed`, "
+    "`NotFound`). Without a secret key, every route but the script's answers 500 "
+    "(`EndpointsNotSecured`) unless the app declared the routes open. Error bodies never carry "
+    "a traceback. See docs/web.md and docs/security.md."
 )
 
 
@@ -471,27 +631,10 @@ def openapi_document(prefix: str = "/immortus") -> dict[str, Any]:
     """
     path = prefix.strip("/")
     root = f"/{path}" if path else ""
-    paths: dict[str, Any] = {
-        f"{root}/verify": _batch(),
-        f"{root}/verify/{{job_id}}": _verify(
-            "Verify one job with the default strategy", "verify", with_class=False
-        ),
-        f"{root}/verify/{{job_id}}/{{job_class}}": _verify(
-            "Verify one job with its class's inline strategy", "verify_class", with_class=True
-        ),
-        f"{root}/stream/{{job_id}}": _stream(
-            "Follow one job as Server-Sent Events until it is completed",
-            "stream",
-            with_class=False,
-        ),
-        f"{root}/stream/{{job_id}}/{{job_class}}": _stream(
-            "Follow one job of a class as Server-Sent Events until it is completed",
-            "stream_class",
-            with_class=True,
-        ),
-    }
-    for kind, name in SCRIPTS.items():
-        paths[f"{root}/{name}"] = _script(name, kind)
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        operation = _OPERATIONS[route.operation](route)
+        paths.setdefault(f"{root}{route.path}", {})[route.method.lower()] = operation
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

@@ -29,6 +29,7 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "sanitise",
+    "unknown_job",
     "unsupported_media_type",
 ]
 
@@ -114,9 +115,14 @@ def bad_request(job_id: object, message: str) -> WebResponse:
 
 
 def unsupported_media_type() -> WebResponse:
-    """Return the 415 of a batch request that is not sent as ``application/json``."""
-    message = "the batch request must be sent with Content-Type: application/json"
+    """Return the 415 of a ``POST`` request that is not sent as ``application/json``."""
+    message = "the request must be sent with Content-Type: application/json"
     return WebResponse(415, error_body(None, "UnsupportedMediaType", message))
+
+
+def unknown_job(job_id: str, job_class: str | None) -> WebResponse:
+    """Return the one 404 of an unknown job: an untracked class and a bad token look alike."""
+    return WebResponse(404, JobStatus.unknown(job_id, job_class).to_dict())
 
 
 def not_found(message: str = "no immortus route has this path") -> WebResponse:

@@ -265,7 +265,7 @@ def get_limiter() -> StreamLimiter:
 os.register_at_fork(after_in_child=_limiter.reset)
 
 
-def _refusal(job_id: str, refused: Refused, limits: StreamLimits) -> StreamResponse:
+def _refusal(job_id: str | None, refused: Refused, limits: StreamLimits) -> StreamResponse:
     """Return the JSON answer to a stream that was not admitted: 503 or 429, ``Retry-After``."""
     headers = MappingProxyType({**JSON_HEADERS, "Retry-After": str(limits.retry_after)})
     body = error_body(job_id, "TooManyStreams", refused.message)
@@ -293,7 +293,7 @@ def admit(
     taken = (limiter or _limiter).acquire(limits, token=token, subject=subject)
     if isinstance(taken, Refused):
         stream.close()
-        return _refusal(stream.job[0], taken, limits)
+        return _refusal(stream.job[0] or None, taken, limits)
     stream.lifetime = limits.lifetime
     stream.keepalive = limits.keepalive
     stream.reconnect = limits.reconnect

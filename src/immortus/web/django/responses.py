@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 
-from immortus.web.core import Verifier, render_job
+from immortus.web.core import JobResponder, job_responder
 from immortus.web.responses import WebResponse
 
 __all__ = ["json_response", "render_job_response"]
@@ -15,15 +15,8 @@ def json_response(answer: WebResponse) -> HttpResponse:
     return HttpResponse(answer.content(), status=answer.status, headers=dict(answer.headers))
 
 
-def render_job_response(
-    job: object,
-    job_class: str | None = None,
-    *,
-    verifier: Verifier | None = None,
-    subject: str | None = None,
-) -> HttpResponse:
-    """:func:`immortus.web.render_job` as a Django response, for an enqueue view.
-
-    With ``IMMORTUS_SUBJECT`` set, pass ``subject=subject_of(request)`` (see :mod:`.subject`).
-    """
-    return json_response(render_job(job, job_class, subject=subject, verifier=verifier))
+#: :func:`immortus.web.render_job` as a Django ``HttpResponse``, for an enqueue view.
+render_job_response: JobResponder[HttpResponse] = job_responder(
+    json_response,
+    "With ``IMMORTUS_SUBJECT`` set, pass ``subject=subject_of(request)`` (see :mod:`.subject`).",
+)

@@ -4,15 +4,23 @@
 ``GET  verify/<job_id>[/<job_class>]``      :func:`verify`: the job's verify body
 ``POST verify``                             :func:`batch`: ``{"jobs": [body, ...]}`` (JSON only)
 ``GET  stream/<job_id>[/<job_class>]``      :func:`stream`: Server-Sent Events until completed
+``POST stream``                             :func:`stream_jobs`: one event stream for many jobs
+``POST cancel/<job_id>[/<job_class>]``      :func:`cancel`: cancel the job (CSRF-protected)
 ``GET  immortus.js``                        :func:`script`: the JavaScript client, or 404
 ``GET  immortus.mjs``                       :func:`script`: the same client as an ES module
 anything else under the prefix              :func:`no_route`: a JSON 404
 ==========================================  ===============================================
 
-Every view is exempt from CSRF checks: none changes anything (the batch ``POST`` only reads, and
-its jobs are authorised by their tokens, not by the session), and a wrong method must get its
-JSON 405, not the CSRF middleware's 403. Each view asks :func:`immortus.web.get_verifier` at
-each request, so ``immortus.configure`` may run after Django starts, and checks tokens against
+No view but :func:`cancel` checks CSRF: none changes anything (the batch and the multi-job
+stream only read, and their jobs are authorised by their tokens, not by the session), and a
+wrong method must get its JSON 405, not the CSRF middleware's 403. :func:`cancel` changes a
+job, so its ``POST`` passes Django's own CSRF check (``csrf_protect``, the middleware's check,
+made even if the project removed the middleware): the JavaScript client sends the
+``X-CSRFToken`` header (from the page's CSRF cookie or meta tag); without it Django answers
+403 (its ``CSRF_FAILURE_VIEW``).
+
+Each view asks :func:`immortus.web.get_verifier` at each request, so ``immortus.configure``
+may run after Django starts, and checks tokens against
 the request's subject (:func:`~immortus.web.django.subject.subject_of`: the
 ``IMMORTUS_SUBJECT`` setting).
 """
@@ -28,20 +36,29 @@ from typing import Concatenate
 from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, HttpRequest, StreamingHttpResponse, UnreadablePostError
 from django.http.response import HttpResponseBase
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import etag
 
 from immortus.web import script as _script
-from immortus.web.batch import MAX_BATCH_BYTES
 from immortus.web.core import get_verifier
 from immortus.web.django.responses import json_response
 from immortus.web.django.settings import stream_limits
 from immortus.web.django.subject import subject_of
 from immortus.web.responses import method_not_allowed, not_found
+from immortus.web.routes import ROUTES, read_capped
 from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, script_missing, script_path
-from immortus.web.stream_limits import admit
+from immortus.web.stream import StreamResponse
 
-__all__ = ["STATIC_DIR", "batch", "no_route", "script", "stream", "verify"]
+__all__ = [
+    "STATIC_DIR",
+    "batch",
+    "cancel",
+    "no_route",
+    "script",
+    "stream",
+    "stream_jobs",
+    "verify",
+]
 
 #: Where :func:`script` looks for ``immortus.js`` (at each request).
 STATIC_DIR: Path = _script.STATIC_DIR
@@ -51,17 +68,26 @@ View = Callable[Concatenate[HttpRequest, ...], HttpResponseBase]
 #: A query string that is the token alone, in characters that need no unescaping (RFC 3986's
 #: unreserved ones, every character of a token): the JavaScript client's.
 _PLAIN_TOKEN = re.compile(r"token=([A-Za-z0-9._~-]*)", re.ASCII)
+#: Most body bytes each operation reads (see :attr:`immortus.web.routes.Route.body_limit`).
+_BODY_LIMITS = {route.operation: route.body_limit for route in ROUTES}
 
 
-def _only(method: str) -> Callable[[View], View]:
-    """Make a view answer ``method`` only: any other (``HEAD`` too) gets a JSON 405."""
+def _only(method: str, *, csrf: bool = False) -> Callable[[View], View]:
+    """Make a view answer ``method`` only: any other (``HEAD`` too) gets a JSON 405.
+
+    With ``csrf``, a request of ``method`` passes Django's CSRF check first (``csrf_protect``:
+    the project's middleware's check, made even without the middleware); a wrong method gets
+    its 405 unchecked, as it changes nothing.
+    """
 
     def decorate(view: View) -> View:
+        answer = csrf_protect(view) if csrf else view
+
         @functools.wraps(view)
         def checked(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
             if request.method != method:
                 return json_response(method_not_allowed(method))
-            return view(request, *args, **kwargs)
+            return answer(request, *args, **kwargs)
 
         return csrf_exempt(checked)
 
@@ -93,7 +119,7 @@ def _token(request: HttpRequest) -> str | None:
 @_only("POST")
 def batch(request: HttpRequest) -> HttpResponseBase:
     """``POST verify``: one answer per job, in order; a body over the cap is a 400, unread."""
-    body = _read_capped(request, MAX_BATCH_BYTES + 1)
+    body = _read_capped(request, _BODY_LIMITS["batch"])
     content_type = request.META.get("CONTENT_TYPE")
     answer = get_verifier().verify_batch(
         body, content_type=content_type, subject=subject_of(request)
@@ -106,16 +132,13 @@ def _read_capped(request: HttpRequest, limit: int) -> bytes:
 
     An empty body if the client left while sending it (nobody is left to read the answer).
     """
-    body = bytearray()
-    try:
-        while len(body) < limit:
-            chunk = request.read(limit - len(body))
-            if not chunk:
-                break
-            body += chunk
-    except UnreadablePostError:
-        return b""
-    return bytes(body)
+    return read_capped(request.read, limit, (UnreadablePostError,))
+
+
+def _event_stream(request: HttpRequest, answer: StreamResponse) -> HttpResponseBase:
+    """A stream as a Django response: frames for a WSGI thread, or for an ASGI event loop."""
+    frames = answer.aframes() if isinstance(request, ASGIRequest) else answer.frames()
+    return StreamingHttpResponse(frames, status=answer.status, headers=dict(answer.headers))
 
 
 @_only("GET")
@@ -130,11 +153,43 @@ def stream(request: HttpRequest, job_id: str, job_class: str | None = None) -> H
     ``IMMORTUS["streams"]`` (:func:`~immortus.web.django.settings.stream_limits`).
     """
     token, subject = _token(request), subject_of(request)
-    asgi = isinstance(request, ASGIRequest)
-    answer = get_verifier().stream(job_id, job_class, token, subject=subject)
-    answer = admit(answer, stream_limits(asgi=asgi), token=token, subject=subject)
-    frames = answer.aframes() if asgi else answer.frames()
-    return StreamingHttpResponse(frames, status=answer.status, headers=dict(answer.headers))
+    limits = stream_limits(asgi=isinstance(request, ASGIRequest))
+    answer = get_verifier().stream(job_id, job_class, token, subject=subject, limits=limits)
+    return _event_stream(request, answer)
+
+
+@_only("POST")
+def stream_jobs(request: HttpRequest) -> HttpResponseBase:
+    """``POST stream``: one event stream for every job of a batch body (or a JSON refusal).
+
+    Served and bounded as :func:`stream` is; the stream takes one slot.
+    """
+    body = _read_capped(request, _BODY_LIMITS["stream_jobs"])
+    limits = stream_limits(asgi=isinstance(request, ASGIRequest))
+    answer = get_verifier().stream_jobs(
+        body,
+        content_type=request.META.get("CONTENT_TYPE"),
+        subject=subject_of(request),
+        limits=limits,
+    )
+    return _event_stream(request, answer)
+
+
+@_only("POST", csrf=True)
+def cancel(request: HttpRequest, job_id: str, job_class: str | None = None) -> HttpResponseBase:
+    """``POST cancel/<job_id>[/<job_class>]``: the cancel's outcome and the job's verify body.
+
+    Guarded by Django's CSRF check (a request without the CSRF token gets its 403).
+    """
+    body = _read_capped(request, _BODY_LIMITS["cancel"])
+    answer = get_verifier().cancel(
+        job_id,
+        job_class,
+        body=body,
+        content_type=request.META.get("CONTENT_TYPE"),
+        subject=subject_of(request),
+    )
+    return json_response(answer)
 
 
 def _script_etag(request: HttpRequest, path: Path) -> str | None:
