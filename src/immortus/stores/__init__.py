@@ -11,12 +11,19 @@ URL                         store                                        extra
 ==========================  ===========================================  ===================
 
 Store classes are imported only when used, so importing this package loads no driver.
+
+A store of another package plugs in without any change here: the package names its class under
+the entry-point group ``immortus.stores``, keyed by its URL scheme (in its ``pyproject.toml``:
+``[project.entry-points."immortus.stores"] mystore = "mypkg.stores:MyStore"``), and
+``mystore://…`` URLs then open it. A store object can also be given to
+``immortus.configure(store=...)`` directly.
 """
 
 from __future__ import annotations
 
 import importlib
 from datetime import timedelta
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Final
 
 from immortus.exceptions import InvalidStoreURL
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TTL",
+    "ENTRY_POINT_GROUP",
     "JobPage",
     "MemoryStore",
     "RedisStore",
@@ -40,6 +48,9 @@ __all__ = [
     "open_store",
     "redact_url",
 ]
+
+#: The entry-point group under which other packages offer stores, keyed by URL scheme.
+ENTRY_POINT_GROUP: Final = "immortus.stores"
 
 _CLASSES: Final = {
     "MemoryStore": "immortus.stores.memory",
@@ -90,10 +101,33 @@ def open_store(url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Stor
     scheme = url.partition("://")[0]
     base, _, driver = scheme.partition("+")
     name = "SQLStore" if base == "sqlite" and driver else _SCHEMES.get(base)
-    if name is None:
-        known = ", ".join(f"{known}://" for known in _SCHEMES)
-        raise InvalidStoreURL(
-            f"no store handles {scheme}:// URLs ({redact_url(url)!r}); known schemes: {known}"
-        )
-    store_class: type[Store] = __getattr__(name)
+    store_class: type[Store] = _plugged_in(base, url) if name is None else __getattr__(name)
     return store_class.from_url(url, ttl=ttl)
+
+
+def _plugged_in(scheme: str, url: str) -> type[Store]:
+    """Return the store class another package offers for ``scheme://`` URLs.
+
+    Raises:
+        InvalidStoreURL: no installed package offers one, or what it offers cannot be loaded
+            or is not a :class:`Store`.
+    """
+    for point in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
+        try:
+            found = point.load()
+        except ImportError as exc:
+            raise InvalidStoreURL(
+                f"the store for {scheme}:// URLs ({point.value!r}, entry point of "
+                f"{ENTRY_POINT_GROUP!r}) cannot be imported: {exc}"
+            ) from exc
+        if not (isinstance(found, type) and issubclass(found, Store)):
+            raise InvalidStoreURL(
+                f"the entry point {point.value!r} of {ENTRY_POINT_GROUP!r} for {scheme}:// "
+                "URLs is not a Store subclass"
+            )
+        return found
+    known = ", ".join(f"{known}://" for known in _SCHEMES)
+    raise InvalidStoreURL(
+        f"no store handles {scheme}:// URLs ({redact_url(url)!r}); known schemes: {known}, "
+        f"and those installed packages offer under the entry-point group {ENTRY_POINT_GROUP!r}"
+    )
