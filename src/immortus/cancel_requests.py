@@ -9,8 +9,9 @@ runs on to its end.
 
 Requests are kept in this process (the last :data:`MAX_KEPT` job ids), so every job of the
 process sees them at once, without I/O. A store that can carry a request to the process running
-the job implements :class:`CancelRequestStore`: the store strategy writes the request there, and
-a running job whose store it is asks it at most once per :data:`POLL_INTERVAL`.
+the job implements :class:`CancelRequestStore` (every store immortus ships does): the store
+strategy writes the request there, and a running job whose store it is asks it at most once per
+:data:`POLL_INTERVAL`.
 """
 
 from __future__ import annotations

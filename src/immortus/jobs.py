@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, TypeVar, overload
 
 from immortus import cancel_requests, config, heartbeat, lifecycle, registry
@@ -41,6 +42,7 @@ from immortus.exceptions import ConfigurationError, ImmortusError
 from immortus.finder import find_recording_strategy
 from immortus.status import JobError, Progress
 from immortus.store_strategy import StoreStrategy
+from immortus.transitions import check_aware
 from immortus.validation import check_meta
 
 __all__ = [
@@ -418,11 +420,32 @@ class Attempt:
         if self._end(final=True):
             lifecycle.job_finished(self.job.job_id, self.job.job_class, attempt=self.job.attempt)
 
-    def fail(self, error: BaseException | JobError, *, final_attempt: bool = True) -> None:
-        """Report that the attempt failed: ``failed``, or ``retrying`` if another attempt is due."""
-        if self._end(final=final_attempt):
-            report = lifecycle.job_failed if final_attempt else lifecycle.job_retrying
-            report(self.job.job_id, error, self.job.job_class, attempt=self.job.attempt)
+    def fail(
+        self,
+        error: BaseException | JobError,
+        *,
+        final_attempt: bool = True,
+        retry_at: datetime | None = None,
+    ) -> None:
+        """Report that the attempt failed: ``failed``, or ``retrying`` if another attempt is due.
+
+        ``retry_at`` is when the queue runs the next attempt, if it knows; it is reported only
+        with ``final_attempt=False``.
+
+        Raises:
+            InvalidInput: ``retry_at`` is not a timezone-aware ``datetime`` (checked first:
+                the attempt is then not ended).
+        """
+        check_aware("retry_at", retry_at)
+        if not self._end(final=final_attempt):
+            return
+        job = self.job
+        if final_attempt:
+            lifecycle.job_failed(job.job_id, error, job.job_class, attempt=job.attempt)
+        else:
+            lifecycle.job_retrying(
+                job.job_id, error, job.job_class, attempt=job.attempt, retry_at=retry_at
+            )
 
     def cancel(self) -> None:
         """Report that the attempt was stopped before it ended: the job is ``cancelled``."""

@@ -27,7 +27,7 @@ from typing import Any
 from immortus.finder import find_recording_strategy
 from immortus.status import JobError, Progress
 from immortus.strategy import TrackingStrategy
-from immortus.transitions import utcnow
+from immortus.transitions import check_aware, utcnow
 from immortus.validation import check_job_class, check_job_id
 
 __all__ = [
@@ -169,9 +169,22 @@ def job_retrying(
     job_class: str | None = None,
     *,
     attempt: int | None = None,
+    retry_at: datetime | None = None,
 ) -> bool:
-    """Report that an attempt failed with ``error`` and the queue will try again."""
-    return _emit("job_retrying", job_id, job_class, _as_error(error), attempt=attempt)
+    """Report that an attempt failed with ``error`` and the queue will try again.
+
+    ``retry_at`` is when the queue will run the next attempt, where it knows (a countdown, an
+    eta, a backoff): the verify body carries it until that attempt starts. Only callbacks that
+    declare it get it.
+
+    Raises:
+        InvalidInput: ``retry_at`` is not a timezone-aware ``datetime`` (checked before
+            anything is reported: a queue integration's bug, not a tracking failure).
+    """
+    check_aware("retry_at", retry_at)
+    return _emit(
+        "job_retrying", job_id, job_class, _as_error(error), attempt=attempt, retry_at=retry_at
+    )
 
 
 def job_finished(job_id: str, job_class: str | None = None, *, attempt: int | None = None) -> bool:

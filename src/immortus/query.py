@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from immortus.exceptions import ImmortusError, InvalidStrategy, StrategyError
 from immortus.finder import find_strategy
 from immortus.status import JobStatus
+from immortus.store_strategy import StoreStrategy
 from immortus.strategy import TrackingStrategy
 from immortus.validation import check_job_class, check_job_id
 
@@ -39,10 +40,13 @@ __all__ = [
 JobRef = tuple[str, str | None]
 
 
-def status(job_id: str, job_class: str | None = None) -> JobStatus:
+def status(job_id: str, job_class: str | None = None, *, history: bool = False) -> JobStatus:
     """Return what is known about ``job_id`` (``unknown`` when nobody has a record of it).
 
     ``job_class`` selects the job's strategy by the one rule of :func:`immortus.find_strategy`.
+    With ``history``, the answer's :attr:`~immortus.JobStatus.history` holds the job's past
+    events, oldest first, from the store that recorded them (one more read; empty where the
+    strategy keeps no store, or its store keeps no history).
 
     Raises:
         InvalidJobId, InvalidJobClass: a name is malformed (checked before any I/O).
@@ -52,21 +56,36 @@ def status(job_id: str, job_class: str | None = None) -> JobStatus:
         StrategyError: the strategy raised something else.
     """
     strategy = strategy_for(job_id, job_class)
-    return _ask(strategy, job_id, job_class, _status_and_meta)
+    answer = _ask(strategy, job_id, job_class, _status_and_meta)
+    return _with_history(strategy, answer) if history else answer
 
 
-async def astatus(job_id: str, job_class: str | None = None) -> JobStatus:
+async def astatus(job_id: str, job_class: str | None = None, *, history: bool = False) -> JobStatus:
     """Async twin of :func:`status`.
 
     A strategy that can answer without waiting (:meth:`TrackingStrategy.status_nowait`: the
     store strategy over a memory or SQLite store) answers on the event loop's thread; any other
     is asked in a worker thread, so the event loop never waits on I/O.
     """
+    if history:
+        return await asyncio.to_thread(status, job_id, job_class, history=True)
     strategy = strategy_for(job_id, job_class)
     try:
         return _ask(strategy, job_id, job_class, _status_nowait)
     except BlockingIOError:
         return await asyncio.to_thread(_ask, strategy, job_id, job_class, _status_and_meta)
+
+
+def _with_history(strategy: TrackingStrategy, answer: JobStatus) -> JobStatus:
+    """``answer`` with the job's history from ``strategy``'s store (if it is a store strategy).
+
+    Raises:
+        StoreUnavailable, CorruptRecord: the store cannot give the history.
+    """
+    target = strategy.hook_target
+    if not isinstance(target, StoreStrategy):
+        return answer
+    return dataclasses.replace(answer, history=target.history(answer.job_id))
 
 
 def strategy_for(job_id: str, job_class: str | None) -> TrackingStrategy:

@@ -17,7 +17,18 @@ from typing import Any, Final
 
 from immortus.exceptions import InvalidProgress, InvalidState
 
-__all__ = ["BODY_KEYS", "RESERVED_KEYS", "JobError", "JobStatus", "Progress", "State", "isoformat"]
+__all__ = [
+    "BODY_KEYS",
+    "MAX_HISTORY",
+    "RESERVED_KEYS",
+    "HistoryEntry",
+    "HistoryEvent",
+    "JobError",
+    "JobStatus",
+    "Progress",
+    "State",
+    "isoformat",
+]
 
 #: Longest progress message kept; longer ones are refused, not silently cut.
 MAX_MESSAGE_LENGTH: Final = 1000
@@ -28,6 +39,8 @@ MAX_ERROR_TYPE_LENGTH: Final = 255
 #: Longest traceback kept, in characters: its first line and its end (where the exception is)
 #: stay, the middle frames are cut.
 MAX_TRACEBACK_LENGTH: Final = 16 * 1024
+#: Most entries a job's history keeps; the oldest go first.
+MAX_HISTORY: Final = 50
 
 
 class State(StrEnum):
@@ -223,9 +236,10 @@ BODY_KEYS: Final = (
     "started_at",
     "finished_at",
     "certain",
+    "retry_at",
 )
-#: Keys of the verify body that ``meta`` can never override.
-RESERVED_KEYS: Final = frozenset(BODY_KEYS)
+#: Keys of the verify body that ``meta`` can never override (``history`` is sent on request).
+RESERVED_KEYS: Final = frozenset((*BODY_KEYS, "history"))
 
 
 def isoformat(moment: datetime | None) -> str | None:
@@ -237,6 +251,45 @@ def isoformat(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
+class HistoryEvent(StrEnum):
+    """What a history entry records. The values are the wire format."""
+
+    ENQUEUED = "enqueued"
+    STARTED = "started"
+    RETRYING = "retrying"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+    CANCEL_REQUESTED = "cancel_requested"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
+    """One thing that happened to a job, as its history keeps it.
+
+    ``attempt`` is the job's attempt count after it (0 before the first start); ``error`` the
+    failed attempt's error (type and message only: the history keeps no traceback);
+    ``retry_at`` when the next attempt was due, on ``retrying`` where the queue said.
+    """
+
+    at: datetime
+    event: HistoryEvent
+    attempt: int = 0
+    error: JobError | None = None
+    retry_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire form: ``{at, event, attempt, error, retry_at}``."""
+        return {
+            "at": isoformat(self.at),
+            "event": self.event.value,
+            "attempt": self.attempt,
+            "error": None if self.error is None else self.error.to_dict(),
+            "retry_at": isoformat(self.retry_at),
+        }
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobStatus:
     """Everything immortus knows about one job at one moment.
@@ -244,6 +297,10 @@ class JobStatus:
     ``certain`` is ``False`` when the answer is an inference the strategy cannot confirm, for
     example "finished" from a queue that deletes finished jobs and so cannot tell them from jobs
     that never existed (Rails' Delayed::Job, which deletes a job's row once it succeeds).
+
+    ``retry_at`` is when a ``retrying`` job's next attempt is due, where the queue said.
+    ``history`` is the job's past events, oldest first, filled only when asked for
+    (``immortus.status(..., history=True)``).
     """
 
     job_id: str
@@ -258,6 +315,8 @@ class JobStatus:
     updated_at: datetime | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     certain: bool = True
+    retry_at: datetime | None = None
+    history: tuple[HistoryEntry, ...] = ()
 
     @classmethod
     def unknown(cls, job_id: str, job_class: str | None = None) -> JobStatus:
@@ -280,13 +339,14 @@ class JobStatus:
             return None
         return self.state.success
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, history: bool = False) -> dict[str, Any]:
         """Return the verify body, with ``meta`` merged under the reserved keys.
 
-        The ``meta`` keys come first, then the reserved keys in the order of :data:`BODY_KEYS`.
+        The ``meta`` keys come first, then the reserved keys in the order of :data:`BODY_KEYS`;
+        with ``history``, a last ``"history"`` key lists :attr:`history`'s entries.
         """
         state = self.state
-        reserved = {
+        reserved: dict[str, Any] = {
             "job_id": self.job_id,
             "job_class": self.job_class,
             "status": state.value,
@@ -299,7 +359,10 @@ class JobStatus:
             "started_at": isoformat(self.started_at),
             "finished_at": isoformat(self.finished_at),
             "certain": self.certain,
+            "retry_at": isoformat(self.retry_at),
         }
+        if history:
+            reserved["history"] = [entry.to_dict() for entry in self.history]
         if not self.meta:
             return reserved
         body = {key: value for key, value in self.meta.items() if key not in RESERVED_KEYS}

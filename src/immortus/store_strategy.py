@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from immortus import cancel_requests, config, outbox
 from immortus.exceptions import ConfigurationError
-from immortus.status import JobError, JobStatus, Progress
+from immortus.status import HistoryEntry, JobError, JobStatus, Progress
 from immortus.stores.base import Store
 from immortus.strategy import TrackingStrategy
 from immortus.transitions import Event, EventKind, utcnow
@@ -61,6 +61,17 @@ class StoreStrategy(TrackingStrategy):
     def status(self, job_id: str) -> JobStatus:
         """Return the recorded status, or ``unknown`` when the store has no record."""
         return self.store.get(job_id) or JobStatus.unknown(job_id)
+
+    def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
+        """Return the job's history from the store, oldest first; empty if it keeps none.
+
+        Raises:
+            ConfigurationError: no store is given and store tracking is disabled.
+            StoreUnavailable: the store cannot be reached.
+            CorruptRecord: the stored history cannot be decoded.
+        """
+        store = self.store
+        return store.history(job_id) if store.keeps_history else ()
 
     def status_nowait(self, job_id: str) -> JobStatus:
         """Return the recorded status if the store can read it without waiting.
@@ -185,10 +196,17 @@ class StoreStrategy(TrackingStrategy):
         job_class: str | None = None,
         attempt: int | None = None,
         at: datetime | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
-        """Record that an attempt failed and another is due."""
+        """Record that an attempt failed and another is due (at ``retry_at``, if known)."""
         self._record(
-            EventKind.RETRYING, job_id, at, job_class=job_class, attempt=attempt, error=error
+            EventKind.RETRYING,
+            job_id,
+            at,
+            job_class=job_class,
+            attempt=attempt,
+            error=error,
+            retry_at=retry_at,
         )
 
     def job_finished(

@@ -13,14 +13,19 @@ every store calls it inside its own atomic read-modify-write, so the rules hold 
 - ``enqueued`` never moves a job backwards; it only fills in what is missing.
 - An event for an older attempt than the one recorded is stale and ignored.
 - ``lost`` applies only to a ``started`` job: only a running job has a worker to lose.
-- A new attempt starts clean: no progress, no error (the failed attempt's error was shown while
-  the job was ``retrying``).
+- A new attempt starts clean: no progress, no error, no ``retry_at`` (the failed attempt's error
+  and the time of its retry were shown while the job was ``retrying``; the history keeps them).
+  An ending clears ``retry_at`` too.
 - ``progress`` implies the job is running: it moves ``created`` / ``retrying`` to ``started``
   (a new attempt) and ``lost`` back to ``started`` (the same attempt: the worker was only slow).
 - ``meta`` keys merge into the record's, and the merged meta stays within
   :data:`MAX_MERGED_META_BYTES` as compact JSON: a ``meta`` event that would take it past the
   bound is refused whole (nothing of it is merged, one WARNING per job and process says so),
   and the record stays as it was. The job itself never sees an error.
+
+The job's history is kept beside the record by the same rules: :func:`archived` says what an
+applied event writes to it (only what the record is about to forget), :func:`told` what the
+record tells by itself, and :func:`history` joins the two.
 """
 
 from __future__ import annotations
@@ -37,10 +42,29 @@ from enum import StrEnum
 from typing import Any, Final
 
 from immortus.exceptions import InvalidInput
-from immortus.status import JobError, JobStatus, Progress, State
+from immortus.status import (
+    MAX_HISTORY,
+    HistoryEntry,
+    HistoryEvent,
+    JobError,
+    JobStatus,
+    Progress,
+    State,
+)
 from immortus.validation import MAX_META_BYTES, check_job_class, check_job_id, check_meta
 
-__all__ = ["MAX_MERGED_META_BYTES", "Event", "EventKind", "apply", "merged_meta_size", "utcnow"]
+__all__ = [
+    "MAX_MERGED_META_BYTES",
+    "Event",
+    "EventKind",
+    "apply",
+    "archived",
+    "check_aware",
+    "history",
+    "merged_meta_size",
+    "told",
+    "utcnow",
+]
 
 logger = logging.getLogger("immortus")
 
@@ -54,6 +78,19 @@ _WARNED_KEPT: Final = 1024
 def utcnow() -> datetime:
     """Return the current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def check_aware(name: str, moment: object) -> datetime | None:
+    """Return ``moment`` if it is ``None`` or a timezone-aware ``datetime``.
+
+    Raises:
+        InvalidInput: it is anything else (a naive ``datetime`` names no moment).
+    """
+    if moment is None or (isinstance(moment, datetime) and moment.tzinfo is not None):
+        return moment
+    raise InvalidInput(
+        f"{name} must be timezone-aware (a datetime with a timezone), not {moment!r}"
+    )
 
 
 class EventKind(StrEnum):
@@ -89,6 +126,8 @@ class Event:
     keep it beside the status (it is not part of :class:`JobStatus`, and :func:`apply` ignores
     it); it matters only on an event that leaves the job ``started``.
 
+    ``retry_at`` is when the queue runs the next attempt, on a ``retrying`` event where it knows.
+
     Raises:
         InvalidInput: the job id or class is malformed, ``attempt`` is below 1, a time is not
             timezone-aware, or the payload the kind needs (``progress``, ``meta``) is missing.
@@ -103,15 +142,18 @@ class Event:
     error: JobError | None = None
     meta: Mapping[str, Any] | None = None
     alive_until: datetime | None = None
+    retry_at: datetime | None = None
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
         if self.job_class is not None:
             check_job_class(self.job_class)
         if self.at.tzinfo is None:
-            raise InvalidInput("event time must be timezone-aware")
-        if self.alive_until is not None and self.alive_until.tzinfo is None:
-            raise InvalidInput("alive_until must be timezone-aware")
+            check_aware("the event time", self.at)
+        if self.alive_until is not None:
+            check_aware("alive_until", self.alive_until)
+        if self.retry_at is not None:
+            check_aware("retry_at", self.retry_at)
         if self.attempt is not None and (isinstance(self.attempt, bool) or self.attempt < 1):
             raise InvalidInput(f"attempt must be a whole number from 1, not {self.attempt!r}")
         if self.kind is EventKind.PROGRESS and self.progress is None:
@@ -165,6 +207,7 @@ def _start(current: JobStatus, event: Event) -> dict[str, Any]:
         "finished_at": None,
         "progress": None,
         "error": None,
+        "retry_at": None,
     }
 
 
@@ -193,7 +236,12 @@ def _changes(current: JobStatus, event: Event) -> dict[str, Any]:  # noqa: PLR09
         running = current.state is State.STARTED
         return {**({} if running else _start(current, event)), "progress": event.progress}
     if kind is EventKind.RETRYING:
-        return {"state": State.RETRYING, "error": event.error, "finished_at": None}
+        return {
+            "state": State.RETRYING,
+            "error": event.error,
+            "finished_at": None,
+            "retry_at": event.retry_at,
+        }
     if kind is EventKind.LOST:
         if current.state is not State.STARTED:  # only a running job has a worker to lose
             return {}
@@ -203,7 +251,88 @@ def _changes(current: JobStatus, event: Event) -> dict[str, Any]:  # noqa: PLR09
         "state": ending,
         "finished_at": event.at,
         "error": None if ending is State.FINISHED else event.error,
+        "retry_at": None,
     }
+
+
+_ENDED: Final = {
+    State.FINISHED: HistoryEvent.FINISHED,
+    State.FAILED: HistoryEvent.FAILED,
+    State.CANCELLED: HistoryEvent.CANCELLED,
+    State.LOST: HistoryEvent.LOST,
+}
+
+
+def archived(
+    before: JobStatus | None, after: JobStatus, event: Event | None = None
+) -> tuple[HistoryEntry, ...]:
+    """The history entries to write when a record goes from ``before`` to ``after``.
+
+    The history is written lazily: a record tells its own enqueue, its current attempt's start
+    and its ending (:func:`told`), so only what it is about to forget is written down, in the
+    same atomic write: the start of an attempt a new one replaces, a ``lost`` that newer news
+    from a worker overrides, and every ``retrying`` (its time is kept nowhere else). A job
+    that runs once writes no history at all. ``event`` is the one :func:`apply` applied
+    (``None``: a heartbeat revived the job).
+    """
+    entries: list[HistoryEntry] = []
+    if before is not None:
+        if before.state is State.LOST and after.state is not State.LOST:
+            entries.append(_ending(before, HistoryEvent.LOST))
+        if before.started_at is not None and after.attempts != before.attempts:
+            entries.append(_entry(before.started_at, HistoryEvent.STARTED, before.attempts))
+    if event is not None and event.kind is EventKind.RETRYING and after.state is State.RETRYING:
+        attempt = after.attempts if event.attempt is None else event.attempt
+        entries.append(
+            HistoryEntry(
+                at=event.at,
+                event=HistoryEvent.RETRYING,
+                attempt=attempt,
+                error=_bare(after.error),
+                retry_at=after.retry_at,
+            )
+        )
+    return tuple(entries)
+
+
+def told(status: JobStatus) -> list[HistoryEntry]:
+    """The history entries ``status`` tells by itself: enqueue, current start, ending."""
+    entries = []
+    if status.enqueued_at is not None:
+        entries.append(_entry(status.enqueued_at, HistoryEvent.ENQUEUED, 0))
+    if status.started_at is not None:
+        entries.append(_entry(status.started_at, HistoryEvent.STARTED, status.attempts))
+    ending = _ENDED.get(status.state)
+    if ending is not None and status.finished_at is not None:
+        entries.append(_ending(status, ending))
+    return entries
+
+
+def history(written: tuple[HistoryEntry, ...], status: JobStatus) -> tuple[HistoryEntry, ...]:
+    """A job's whole history: what was ``written`` and what ``status`` tells, oldest first.
+
+    At most :data:`~immortus.status.MAX_HISTORY` entries (the latest); entries of one moment
+    keep the order they were written in.
+    """
+    merged = sorted((*written, *told(status)), key=lambda entry: entry.at)
+    return tuple(merged[-MAX_HISTORY:])
+
+
+def _entry(at: datetime, kind: HistoryEvent, attempt: int) -> HistoryEntry:
+    return HistoryEntry(at=at, event=kind, attempt=attempt)
+
+
+def _ending(status: JobStatus, kind: HistoryEvent) -> HistoryEntry:
+    at = status.finished_at or status.updated_at
+    assert at is not None  # noqa: S101 - an ended record has its end
+    return HistoryEntry(at=at, event=kind, attempt=status.attempts, error=_bare(status.error))
+
+
+def _bare(error: JobError | None) -> JobError | None:
+    """``error`` without its traceback: the history keeps type and message only."""
+    if error is None or error.traceback is None:
+        return error
+    return JobError(type=error.type, message=error.message)
 
 
 def merged_meta_size(meta: Mapping[str, Any]) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from immortus import JobStatus, Progress, State
 from immortus.exceptions import CorruptRecord
+from immortus.status import MAX_HISTORY, HistoryEntry, HistoryEvent, JobError
+from immortus.stores import history as stored_history
 from immortus.stores import records
 
 
@@ -83,3 +86,45 @@ def test_a_corrupt_row_is_refused_every_time(changes: dict[str, Any]) -> None:
 def test_an_unhashable_value_is_a_corrupt_record() -> None:
     with pytest.raises(CorruptRecord):
         records.decode(_row(meta=["not", "text"]))
+
+
+# -- the history column ---------------------------------------------------------------------
+
+
+def _entry(seconds: float, message: str = "x") -> HistoryEntry:
+    return HistoryEntry(
+        at=datetime.fromtimestamp(seconds, UTC),
+        event=HistoryEvent.RETRYING,
+        attempt=1,
+        error=JobError(type="ValueError", message=message),
+        retry_at=datetime.fromtimestamp(seconds + 0.5, UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    "message", ['quote " and \\ backslash', "new\nline, comma", "ünïcødé ✓ \x00", "[1,2]"]
+)
+def test_any_error_message_round_trips_through_the_history_text(message: str) -> None:
+    entry = _entry(1_700_000_000.25, message)
+    text = stored_history.history_after(None, (entry,))
+    assert text is not None
+    assert "\n" not in text  # one line per entry
+    assert stored_history.read_history(text) == (entry,)
+
+
+def test_the_history_text_keeps_time_order_and_its_bound() -> None:
+    text = stored_history.history_after(None, (_entry(10),))
+    text = stored_history.history_after(text, (_entry(5), _entry(20)))  # one late, one in order
+    assert [entry.at.timestamp() for entry in stored_history.read_history(text)] == [5, 10, 20]
+    for second in range(100, 100 + MAX_HISTORY):
+        text = stored_history.history_after(text, (_entry(second),))
+    kept = stored_history.read_history(text)
+    assert len(kept) == MAX_HISTORY
+    assert kept[0].at.timestamp() == 100
+    assert stored_history.history_after(text, ()) is text  # nothing to add: nothing rewritten
+
+
+@pytest.mark.parametrize("text", ["not json", "[1,2", '{"a": 1}', "[1]"])
+def test_a_corrupt_history_is_refused(text: str) -> None:
+    with pytest.raises(CorruptRecord):
+        stored_history.read_history(text)

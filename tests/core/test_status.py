@@ -7,7 +7,7 @@ import pytest
 
 from immortus import JobError, JobStatus, Progress, State
 from immortus.exceptions import InvalidProgress, InvalidState
-from immortus.status import RESERVED_KEYS, isoformat
+from immortus.status import BODY_KEYS, RESERVED_KEYS, isoformat
 
 
 def test_state_values_are_exactly_the_wire_format() -> None:
@@ -151,9 +151,11 @@ def test_to_dict_is_the_design_body_and_reserved_keys_win_over_meta() -> None:
         "started_at": "2026-11-28T12:00:00.000Z",
         "finished_at": None,
         "certain": True,
+        "retry_at": None,
         "rows": 100,
     }
-    assert set(body) >= RESERVED_KEYS
+    assert set(body) == {*BODY_KEYS, "rows"}
+    assert set(status.to_dict(history=True)) >= RESERVED_KEYS  # history: on request only
 
 
 def test_unknown_status() -> None:

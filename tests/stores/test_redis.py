@@ -25,6 +25,7 @@ from immortus.stores.redis import RedisStore
 from immortus.transitions import EventKind
 from tests.services import RedisServer, free_port
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+from tests.stores.contract_history import PersistentHistoryContract
 from tests.support import import_error_without
 
 
@@ -61,7 +62,7 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
         yield raw
 
 
-class TestRedisStore(PersistentStoreContract):
+class TestRedisStore(PersistentStoreContract, PersistentHistoryContract):
     @pytest.fixture
     def open_store(self, make: MakeStore) -> OpenStore:
         return make

@@ -38,6 +38,7 @@ from immortus.stores.sql import SQLStore, jobs_table
 from immortus.transitions import EventKind
 from tests.services import PostgresServer, free_port
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+from tests.stores.contract_history import PersistentHistoryContract
 
 
 @pytest.fixture
@@ -216,7 +217,7 @@ class SQLChecks:
         assert not sa.inspect(engine).has_table("never_made")
 
 
-class TestSQLStoreOnPostgreSQL(PersistentStoreContract, SQLChecks):
+class TestSQLStoreOnPostgreSQL(PersistentStoreContract, PersistentHistoryContract, SQLChecks):
     @pytest.fixture(params=["AUTOCOMMIT", "REPEATABLE READ", "SERIALIZABLE"])
     def isolation_level(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)
@@ -226,7 +227,7 @@ class TestSQLStoreOnPostgreSQL(PersistentStoreContract, SQLChecks):
         return _opener(postgres_url, opened)
 
 
-class TestSQLStoreOnSQLite(PersistentStoreContract, SQLChecks):
+class TestSQLStoreOnSQLite(PersistentStoreContract, PersistentHistoryContract, SQLChecks):
     @pytest.fixture(params=["AUTOCOMMIT", "READ UNCOMMITTED"])
     def isolation_level(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)

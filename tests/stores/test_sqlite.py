@@ -30,11 +30,12 @@ from immortus.stores.records import COLUMNS
 from immortus.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from immortus.transitions import Event, EventKind
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+from tests.stores.contract_history import PersistentHistoryContract
 
 SPAWN = multiprocessing.get_context("spawn")
 
 
-class TestSQLiteStore(PersistentStoreContract):
+class TestSQLiteStore(PersistentStoreContract, PersistentHistoryContract):
     @pytest.fixture
     def open_store(self, tmp_path: Path) -> Iterator[OpenStore]:
         opened: list[SQLiteStore] = []
@@ -213,11 +214,13 @@ _LAYOUT_1 = """CREATE TABLE immortus_jobs (
 
 
 def _write_old_file(path: Path, version: int) -> None:
-    """A file of layout ``version`` (1 or 2) holding one started job, ``old``."""
+    """A file of layout ``version`` (1 to 3) holding one started job, ``old``."""
     admin = raw(path)
     admin.execute(_LAYOUT_1)
     if version >= 2:
         admin.execute("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL")
+    if version >= 3:
+        admin.execute("ALTER TABLE immortus_jobs ADD COLUMN seq INTEGER")
     admin.execute(
         "INSERT INTO immortus_jobs (job_id, state, attempts, created) "
         "VALUES ('old', 'started', 1, ?)",
@@ -350,6 +353,27 @@ def test_a_version_2_file_gains_the_change_column_in_place(path: Path) -> None:
     assert version == SCHEMA_VERSION
     assert names == {*COLUMNS, "seq"}
     assert "immortus_jobs_changes" in indexes
+
+
+def test_a_version_3_file_gains_retry_at_cancel_requests_and_history_in_place(
+    path: Path,
+) -> None:
+    _write_old_file(path, 3)
+    store = SQLiteStore(path)
+    try:
+        assert known(store, "old").retry_at is None
+        assert store.request_cancel("old") is True
+        assert store.cancel_requested("old") is True
+        due = datetime.now(UTC) + timedelta(minutes=1)
+        store.record(event(EventKind.RETRYING, "old", at=due, attempt=1, retry_at=due))
+        assert known(store, "old").retry_at == due
+        assert [entry.event.value for entry in store.history("old")][-1] == "retrying"
+    finally:
+        store.close()
+    version, names, _ = _layout(path)
+    assert version == SCHEMA_VERSION == 4
+    assert names == {*COLUMNS, "seq"}
+    SQLiteStore(path).close()  # opening it again changes nothing
 
 
 def test_a_cursor_past_the_newest_change_means_assume_everything_changed(

@@ -21,9 +21,11 @@ unreachable         none or unreachable   :class:`~immortus.exceptions.StoreUnav
 ========================================  =================================================
 
 Where both answer, the times the store lacks (a job enqueued before the hooks were installed
-has no ``enqueued_at``) are taken from the queue's; an ended record that has both its times is
-:func:`settled`, and the queue's backend is not read for it. With store tracking off
-(``immortus.configure(store=None)``) the queue alone answers and the hooks write nothing.
+has no ``enqueued_at``) are taken from the queue's; a job both call ``retrying`` is due at the
+later of the two ``retry_at`` (the store's, unless the queue knows a later retry); an ended
+record that has both its times is :func:`settled`, and the queue's backend is not read for it.
+With store tracking off (``immortus.configure(store=None)``) the queue alone answers and the
+hooks write nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any, ClassVar
 
 from immortus import config
 from immortus.exceptions import StoreUnavailable
-from immortus.status import JobStatus
+from immortus.status import JobStatus, State
 from immortus.store_strategy import StoreStrategy
 from immortus.transitions import EventKind
 
@@ -55,6 +57,8 @@ def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> 
             enqueued_at=recorded.enqueued_at or native.enqueued_at,
             started_at=recorded.started_at or native.started_at,
         )
+    if _later_retry(recorded, native):
+        recorded = dataclasses.replace(recorded, retry_at=native.retry_at)
     if recorded.completed or not native.completed:
         return recorded
     return dataclasses.replace(
@@ -63,6 +67,21 @@ def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> 
         error=recorded.error or native.error,
         finished_at=native.finished_at or recorded.finished_at,
         attempts=max(recorded.attempts, native.attempts),
+    )
+
+
+def _later_retry(recorded: JobStatus, native: JobStatus) -> bool:
+    """Whether the queue knows a later retry time than the record of a retrying job.
+
+    Retry times only move forward (each retry is later than the last), so the later one is the
+    newer news: a retry the queue postponed, or scheduled for an attempt whose ``retrying``
+    the store missed.
+    """
+    return (
+        recorded.state is State.RETRYING
+        and native.state is State.RETRYING
+        and native.retry_at is not None
+        and (recorded.retry_at is None or native.retry_at > recorded.retry_at)
     )
 
 

@@ -10,6 +10,10 @@ abstract; everything else has a correct default that a store may replace with a 
 ``prune()``         delete expired records
 ==================  ============================================================================
 
+The four stores immortus ships also keep each job's history (:meth:`Store.history`) and carry
+cancel requests between processes
+(:class:`~immortus.cancel_requests.CancelRequestStore`).
+
 Retention: with a ``ttl``, a record expires ``ttl`` seconds after its last write; every event
 and every heartbeat refreshes it, so a job that keeps reporting (or whose worker keeps beating)
 stays, and a finished job goes ``ttl`` after it ended (expiry times are rounded up to 1 % of the
@@ -40,8 +44,8 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Final, Self
 
 from immortus.exceptions import InvalidInput
-from immortus.status import JobStatus, State
-from immortus.transitions import Event
+from immortus.status import HistoryEntry, JobStatus, State
+from immortus.transitions import Event, check_aware
 from immortus.validation import check_job_id
 
 __all__ = ["DEFAULT_TTL", "MAX_CHANGES", "MAX_PAGE_SIZE", "Changes", "Cursor", "JobPage", "Store"]
@@ -140,10 +144,10 @@ def check_beat(job_ids: Sequence[str], alive_until: datetime) -> tuple[list[str]
         InvalidInput: ``alive_until`` is not a timezone-aware ``datetime``.
     """
     ids = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
-    given: object = alive_until  # checked as given: untyped callers pass anything
-    if not isinstance(given, datetime) or given.tzinfo is None:
-        raise InvalidInput(f"alive_until must be a timezone-aware datetime, not {given!r}")
-    return ids, given.timestamp()
+    lease = check_aware("alive_until", alive_until)  # checked as given: untyped callers pass any
+    if lease is None:
+        raise InvalidInput("alive_until must be a timezone-aware datetime, not None")
+    return ids, lease.timestamp()
 
 
 class Store(ABC):
@@ -162,6 +166,9 @@ class Store(ABC):
     #: Whether :meth:`changes_since` names the records written since a cursor (False: it always
     #: answers ``None``, "assume every job changed", and followers re-read everything).
     tracks_changes: ClassVar[bool] = False
+    #: Whether :meth:`history` answers: the store keeps each job's last
+    #: :data:`~immortus.status.MAX_HISTORY` events (not progress or meta) beside its record.
+    keeps_history: ClassVar[bool] = False
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         self.ttl: float | None = ttl_seconds(ttl)
@@ -292,6 +299,28 @@ class Store(ABC):
             StoreUnavailable: the store cannot be reached.
         """
         return 0, None
+
+    def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
+        """Return the job's history, oldest first (empty when the store has no record of it).
+
+        A store with :attr:`keeps_history` writes what the record is about to forget
+        (:func:`immortus.transitions.archived`) in the same atomic write as the event, and
+        answers with it and what the record tells by itself
+        (:func:`immortus.transitions.history`): the last
+        :data:`~immortus.status.MAX_HISTORY` entries. It expires with the record. A status
+        read never reads it: only this call does.
+
+        Optional: only stores with :attr:`keeps_history` implement it.
+
+        Raises:
+            NotImplementedError: the store keeps no history (``keeps_history`` is False).
+            InvalidJobId: ``job_id`` is malformed (checked before any I/O).
+            StoreUnavailable: the store cannot be reached.
+            CorruptRecord: the stored history cannot be decoded.
+        """
+        raise NotImplementedError(
+            f"{type(self).__qualname__} keeps no job history (keeps_history is False)"
+        )
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
         """Extend the lease of the running jobs among ``job_ids`` to ``alive_until``.

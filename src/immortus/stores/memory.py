@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar, Self
 
-from immortus.status import JobStatus, State
+from immortus.status import MAX_HISTORY, HistoryEntry, JobStatus, State
 from immortus.stores.base import (
     DEFAULT_TTL,
     MAX_CHANGES,
@@ -27,8 +27,8 @@ from immortus.stores.base import (
     check_beat,
     check_page_size,
 )
-from immortus.stores.records import advance, lapse, reap, revive
-from immortus.transitions import Event
+from immortus.stores.records import advance, cancel_entry, lapse, reap, revive
+from immortus.transitions import Event, history
 from immortus.validation import check_job_id
 
 __all__ = ["MemoryStore"]
@@ -40,6 +40,14 @@ class _Entry:
     created: float
     expires: float | None
     alive_until: float | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    cancel_requested_at: float | None = None
+
+    def remember(self, entries: tuple[HistoryEntry, ...]) -> None:
+        """Add ``entries`` to the history, in time order, within ``MAX_HISTORY``."""
+        if entries:
+            merged = sorted((*self.history, *entries), key=lambda entry: entry.at)
+            self.history = tuple(merged[-MAX_HISTORY:])
 
     def seen(self, now: float) -> JobStatus:
         """The status a reader sees at ``now`` (``lost`` once a running job's lease ran out)."""
@@ -54,6 +62,7 @@ class MemoryStore(Store):
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
+    keeps_history: ClassVar[bool] = True
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         super().__init__(ttl=ttl)
@@ -93,12 +102,14 @@ class MemoryStore(Store):
                 key = (now, event.job_id)
                 bisect.insort(self._order, key)
                 entry = _Entry(outcome.status, now, expires, outcome.alive_until)
+                entry.remember(outcome.entries)
                 self._entries[event.job_id] = entry
                 self._mark(event.job_id)
                 return outcome.status
             changed = outcome.status is not entry.status
             entry.status, entry.expires = outcome.status, expires
             entry.alive_until = outcome.alive_until
+            entry.remember(outcome.entries)
             self._mark(event.job_id)
             return outcome.status if changed else None
 
@@ -134,6 +145,34 @@ class MemoryStore(Store):
         with self._lock:
             entry = self._live(job_id, now)
             return None if entry is None else entry.seen(now)
+
+    def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
+        """Return the job's history, oldest first; see :meth:`Store.history`."""
+        check_job_id(job_id)
+        now = time.time()
+        with self._lock:
+            entry = self._live(job_id, now)
+            return () if entry is None else history(entry.history, entry.seen(now))
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Record a cancel request on the job's live, unended record; see ``CancelRequestStore``."""
+        check_job_id(job_id)
+        now = time.time()
+        with self._lock:
+            entry = self._live(job_id, now)
+            if entry is None or entry.seen(now).completed:
+                return False
+            if entry.cancel_requested_at is None:
+                entry.cancel_requested_at = now
+                entry.remember((cancel_entry(now, entry.status.attempts),))
+            return True
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Tell whether the job's live record carries a cancel request."""
+        check_job_id(job_id)
+        with self._lock:
+            entry = self._live(job_id, time.time())
+            return entry is not None and entry.cancel_requested_at is not None
 
     def get_nowait(self, job_id: str) -> JobStatus | None:
         """Return the job's status unless a writer holds the lock; see :meth:`Store.get_nowait`.
@@ -220,6 +259,7 @@ class MemoryStore(Store):
                     touched += 1
                 elif (outcome := revive(entry.status, lease, now)) is not None:
                     entry.status, entry.alive_until = outcome.status, outcome.alive_until
+                    entry.remember(outcome.entries)
                     entry.expires = expires
                     self._mark(job_id)
                     touched += 1
@@ -237,6 +277,7 @@ class MemoryStore(Store):
                 outcome = reap(entry.status, entry.alive_until, moment)
                 if outcome is not None:
                     entry.status, entry.alive_until = outcome.status, outcome.alive_until
+                    entry.remember(outcome.entries)
                     entry.expires = expires
                     self._mark(job_id)
                     reaped += 1

@@ -12,6 +12,13 @@ Store-private fields beside the status:
   it.
 - ``created``: when the store first saw the job; orders ``list_jobs`` and never changes.
 - ``expires``: when the record expires (``None``: never).
+- ``cancel_requested_at``: when the job's cancellation was requested (:func:`request_cancel`).
+- ``history``: what the job's history keeps beyond what the record tells by itself
+  (:func:`immortus.transitions.archived`), as :mod:`immortus.stores.history` writes it, at
+  most :data:`~immortus.status.MAX_HISTORY` entries. It is written in the same atomic write as
+  the record and expires with it; reads of the status leave it alone.
+
+``retry_at`` is a field of the status (when a ``retrying`` job's next attempt is due).
 
 Every store applies an event with :func:`advance`, reaps with :func:`reap` and revives with
 :func:`revive` (a heartbeat for a job reaped ``lost``: its worker lives), so the lease rules live
@@ -28,20 +35,34 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from immortus.exceptions import CorruptRecord
-from immortus.status import JobError, JobStatus, Progress, State, isoformat
-from immortus.transitions import Event, EventKind, apply
+from immortus.status import (
+    HistoryEntry,
+    HistoryEvent,
+    JobError,
+    JobStatus,
+    Progress,
+    State,
+    isoformat,
+)
+from immortus.stores.history import history_after, read_history
+from immortus.transitions import Event, EventKind, apply, archived, history
 
 __all__ = [
     "COLUMNS",
     "DECODED_KEPT",
     "LOST_ERROR_TYPE",
+    "READ_COLUMNS",
     "Outcome",
     "advance",
+    "cancel_entry",
+    "cancel_request",
+    "cancel_requested",
     "changed",
     "decode",
     "encode",
     "epoch",
     "from_epoch",
+    "history_of",
     "lapse",
     "lost_error",
     "reap",
@@ -71,7 +92,12 @@ COLUMNS: Final = (
     "alive_until",
     "created",
     "expires",
+    "retry_at",
+    "cancel_requested_at",
+    "history",
 )
+#: The columns a status read needs: all but the history, read only when asked for.
+READ_COLUMNS: Final = tuple(column for column in COLUMNS if column != "history")
 
 
 def epoch(moment: datetime | None) -> float | None:
@@ -92,9 +118,19 @@ def _number(value: float | None) -> int | float | None:
 
 
 def encode(
-    status: JobStatus, *, created: float, expires: float | None, alive_until: float | None = None
+    status: JobStatus,
+    *,
+    created: float,
+    expires: float | None,
+    alive_until: float | None = None,
+    kept: Mapping[str, Any] | None = None,
+    entries: tuple[HistoryEntry, ...] = (),
 ) -> dict[str, Any]:
-    """Flatten ``status`` into a row of :data:`COLUMNS`."""
+    """Flatten ``status`` into a row of :data:`COLUMNS`.
+
+    ``kept`` is the stored row the new one replaces (``None``: a new record): its cancel
+    request is carried over and its history extended with ``entries``.
+    """
     progress, error = status.progress, status.error
     return {
         "job_id": status.job_id,
@@ -115,7 +151,14 @@ def encode(
         "alive_until": alive_until,
         "created": created,
         "expires": expires,
+        "retry_at": epoch(status.retry_at),
+        "cancel_requested_at": None if kept is None else kept.get("cancel_requested_at"),
+        "history": history_after(kept.get("history"), entries) if kept else _new_history(entries),
     }
+
+
+def _new_history(entries: tuple[HistoryEntry, ...]) -> str | None:
+    return history_after(None, entries) if entries else None
 
 
 def changed(stored: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,6 +245,8 @@ class Outcome:
 
     status: JobStatus
     alive_until: float | None
+    #: What the job's history gains (:func:`immortus.transitions.archived`), oldest first.
+    entries: tuple[HistoryEntry, ...] = ()
 
 
 def advance(
@@ -222,11 +267,15 @@ def advance(
     given = epoch(event.alive_until)
     if stored is None:
         created = apply(None, event)
-        return None if created is None else Outcome(created, _lease(created, None, None, given))
+        if created is None:
+            return None
+        return Outcome(created, _lease(created, None, None, given), archived(None, created, event))
     seen = lapse(stored, alive_until, now)
-    status = apply(stored if event.kind is EventKind.LOST else seen, event)
+    before = stored if event.kind is EventKind.LOST else seen
+    status = apply(before, event)
     if status is not None:
-        return Outcome(status, _lease(status, seen, alive_until, given))
+        entries = archived(before, status, event)
+        return Outcome(status, _lease(status, seen, alive_until, given), entries)
     running = seen.state is State.STARTED
     if running and given is not None and (alive_until is None or given > alive_until):
         return Outcome(stored, given)
@@ -261,7 +310,7 @@ def revive(stored: JobStatus, lease: float, now: float) -> Outcome | None:
         moment if stored.updated_at is None or moment is None else max(stored.updated_at, moment)
     )
     status = replace(stored, state=State.STARTED, finished_at=None, error=None, updated_at=latest)
-    return Outcome(status, lease)
+    return Outcome(status, lease, archived(stored, status))
 
 
 def reap(stored: JobStatus, alive_until: float | None, now: float) -> Outcome | None:
@@ -277,9 +326,9 @@ def reap(stored: JobStatus, alive_until: float | None, now: float) -> Outcome | 
     return None if status is None else Outcome(status, None)
 
 
-#: Every field :func:`_build` reads: the key of the decoding cache (:func:`_decode`). They are
-#: the status's own columns, which come before the store-private ones (``alive_until`` on).
-_DECODED: Final = COLUMNS[: COLUMNS.index("updated_at") + 1]
+#: Every field :func:`_build` reads: the key of the decoding cache (:func:`_decode`): the
+#: status's own columns, not the store-private ones (``alive_until``, ``created``, ...).
+_DECODED: Final = (*COLUMNS[: COLUMNS.index("updated_at") + 1], "retry_at")
 #: How many decoded records :func:`_decode` keeps (least recently read ones go first).
 DECODED_KEPT: Final = 1024
 
@@ -335,4 +384,52 @@ def _build(row: Mapping[str, Any]) -> JobStatus:
         finished_at=from_epoch(_float(row.get("finished_at"))),
         updated_at=from_epoch(_float(row.get("updated_at"))),
         meta=meta,
+        retry_at=from_epoch(_float(row.get("retry_at"))),
     )
+
+
+# -- the history and cancel requests ---------------------------------------------------------
+
+
+def history_of(row: Mapping[str, Any], now: float) -> tuple[HistoryEntry, ...]:
+    """A job's whole history from its row (with the ``history`` column), read at ``now``.
+
+    What was written (:func:`history_after`) and what the record tells by itself
+    (:func:`immortus.transitions.history`).
+
+    Raises:
+        CorruptRecord: the row or its history cannot be decoded.
+    """
+    return history(read_history(row.get("history")), decode(row, now=now))
+
+
+def cancel_request(
+    row: Mapping[str, Any] | None, seen: JobStatus | None, now: float
+) -> dict[str, Any] | None:
+    """The fields a cancel request made at ``now`` writes on ``row``, read as ``seen``.
+
+    ``None`` when the request is refused: no live record (a request never creates one), or
+    the job has ended. A repeated request is taken but writes nothing (empty dict): the first
+    request's time and history entry stay.
+
+    Raises:
+        CorruptRecord: the stored history cannot be decoded.
+    """
+    if row is None or seen is None or seen.completed:
+        return None
+    if cancel_requested(row):
+        return {}
+    entry = cancel_entry(now, seen.attempts)
+    return {"cancel_requested_at": now, "history": history_after(row.get("history"), (entry,))}
+
+
+def cancel_entry(now: float, attempts: int) -> HistoryEntry:
+    """The history entry of a cancel request made at ``now`` (epoch seconds)."""
+    moment = from_epoch(now)
+    assert moment is not None  # noqa: S101 - from a number
+    return HistoryEntry(at=moment, event=HistoryEvent.CANCEL_REQUESTED, attempt=attempts)
+
+
+def cancel_requested(row: Mapping[str, Any] | None) -> bool:
+    """Whether ``row`` (a live record, or ``None``) carries a cancel request."""
+    return row is not None and row.get("cancel_requested_at") not in (None, "")

@@ -6,7 +6,10 @@ Needs the ``immortus[redis]`` extra and Redis 4.0 or later. Key layout (``prefix
 =============================  ===================================================================
 ``{prefix}job:{job_id}``       hash: the fields of :data:`immortus.stores.records.COLUMNS`, absent
                                when empty; times are UTC epoch seconds. ``PEXPIRE`` = the TTL,
-                               reset by every write (no expiry when ``ttl=None``).
+                               reset by every write (no expiry when ``ttl=None``). Its
+                               ``history`` field is the job's history (JSON), read only by
+                               :meth:`RedisStore.history`; ``cancel_requested_at`` marks a
+                               cancel request.
 ``{prefix}jobs``               sorted set: every job id, scored by ``created`` (listing order).
 ``{prefix}state:{state}``      sorted set: the ids of the jobs in that state, scored the same way.
 ``{prefix}seq``                counter: how many record writes the store has made (change numbers).
@@ -42,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Final, Protocol, Self, cast
+from typing import Any, ClassVar, Final, Protocol, Self, TypeVar, cast
 
 from immortus.exceptions import (
     ConfigurationError,
@@ -51,7 +54,7 @@ from immortus.exceptions import (
     MissingDependency,
     StoreUnavailable,
 )
-from immortus.status import JobStatus, State
+from immortus.status import HistoryEntry, JobStatus, State
 from immortus.stores import records
 from immortus.stores.base import (
     DEFAULT_TTL,
@@ -77,6 +80,8 @@ except ImportError as exc:
     raise MissingDependency("redis", "redis") from exc
 
 __all__ = ["RedisStore"]
+
+_T = TypeVar("_T")
 
 #: The jitter of write retries: a generator of its own, so that the application's global
 #: ``random`` state is never drawn from by store traffic. It protects nothing secret.
@@ -188,6 +193,7 @@ class RedisStore(Store):
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
+    keeps_history: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -259,11 +265,20 @@ class RedisStore(Store):
             StoreUnavailable: Redis cannot be reached, or other clients wrote the job throughout
                 every try.
         """
+        return self._optimistic(job_id, lambda pipe: self._change_once(pipe, job_id, decide))
+
+    def _optimistic(self, job_id: str, once: Callable[[redis.client.Pipeline], _T]) -> _T:
+        """Run ``once`` (a WATCH/MULTI transaction on the job) until no other client interferes.
+
+        Raises:
+            StoreUnavailable: Redis cannot be reached, or other clients wrote the job throughout
+                every try.
+        """
         with self._guard():
             for attempt in range(_MAX_TRIES):
                 with self._client.pipeline() as pipe:
                     try:
-                        return self._change_once(pipe, job_id, decide)
+                        return once(pipe)
                     except WatchError:  # another client wrote the job meanwhile: try again
                         pass
                 # Jitter spreads out clients that collided; it protects nothing secret.
@@ -289,7 +304,12 @@ class RedisStore(Store):
         created = now if current is None else _created(row)
         expires = self.expires_at(now)
         fields = records.encode(
-            status, created=created, expires=expires, alive_until=outcome.alive_until
+            status,
+            created=created,
+            expires=expires,
+            alive_until=outcome.alive_until,
+            kept=row or None,
+            entries=outcome.entries,
         )
         emptied = [name for name, value in fields.items() if value is None and name in row]
         pipe.multi()
@@ -321,8 +341,61 @@ class RedisStore(Store):
         """
         check_job_id(job_id)
         with self._guard():
-            row = cast(dict[str, str], self._client.hgetall(self._job_key(job_id)))
+            values = self._client.hmget(self._job_key(job_id), records.READ_COLUMNS)
+        row = _row(cast(list[str | None], values))
         return records.decode(row, now=time.time()) if row else None
+
+    def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
+        """Return the job's history (one ``HGETALL``), oldest first; see :meth:`Store.history`.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: Redis cannot be reached.
+            CorruptRecord: the stored history cannot be decoded.
+        """
+        check_job_id(job_id)
+        with self._guard():
+            row = cast(dict[str, str], self._client.hgetall(self._job_key(job_id)))
+        return records.history_of(row, time.time()) if row else ()
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Record a cancel request on the job's live, unended hash (WATCH/MULTI).
+
+        See :class:`~immortus.cancel_requests.CancelRequestStore`. A request is not a change
+        of status: it does not count in :meth:`changes_since`, and it leaves the expiry alone.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: Redis cannot be reached.
+            CorruptRecord: the job's record cannot be decoded.
+        """
+        check_job_id(job_id)
+        key = self._job_key(job_id)
+
+        def once(pipe: redis.client.Pipeline) -> bool:
+            cast(_Watching, pipe).watch(key)
+            row = cast(dict[str, str], pipe.hgetall(key))
+            now = time.time()
+            seen = records.decode(row, now=now) if row else None
+            fields = records.cancel_request(row or None, seen, now)
+            if fields:
+                pipe.multi()
+                pipe.hset(key, mapping={name: value for name, value in fields.items()})  # noqa: C416 - typed by hset
+                pipe.execute()
+            return fields is not None
+
+        return self._optimistic(job_id, once)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Tell whether the job's hash carries a cancel request (one ``HEXISTS``).
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: Redis cannot be reached.
+        """
+        check_job_id(job_id)
+        with self._guard():
+            return bool(self._client.hexists(self._job_key(job_id), "cancel_requested_at"))
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the known statuses among ``job_ids`` in one round trip; see ``Store.get_many``.
@@ -344,11 +417,14 @@ class RedisStore(Store):
         }
 
     def _fetch(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
-        """HGETALL every job's hash in one pipeline (empty dicts for absent jobs)."""
+        """Read every job's status fields in one pipeline (empty dicts for absent jobs).
+
+        ``HMGET`` of :data:`~immortus.stores.records.READ_COLUMNS`: never the history.
+        """
         with self._guard(), self._client.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hgetall(self._job_key(job_id))
-            return cast(list[dict[str, str]], pipe.execute())
+                pipe.hmget(self._job_key(job_id), records.READ_COLUMNS)
+            return [_row(values) for values in cast(list[list[str | None]], pipe.execute())]
 
     def list_jobs(
         self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
@@ -613,6 +689,15 @@ def _connect(url: str) -> redis.Redis:
 def _follows(entry: Cursor, position: Cursor) -> bool:
     """Whether ``entry`` is listed after ``position`` (str order is Redis's member order)."""
     return (entry.created, entry.job_id) < (position.created, position.job_id)
+
+
+def _row(values: list[str | None]) -> dict[str, str]:
+    """The fields of an ``HMGET`` of ``READ_COLUMNS`` that the hash has (empty: no hash)."""
+    return {
+        name: value
+        for name, value in zip(records.READ_COLUMNS, values, strict=True)
+        if value is not None
+    }
 
 
 def _created(row: dict[str, str]) -> float:

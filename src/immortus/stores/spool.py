@@ -150,6 +150,7 @@ def encode_event(event: Event) -> dict[str, Any]:
         "error": None if error is None else [error.type, error.message, error.traceback],
         "meta": None if event.meta is None else dict(event.meta),
         "alive_until": None if event.alive_until is None else event.alive_until.isoformat(),
+        "retry_at": None if event.retry_at is None else event.retry_at.isoformat(),
     }
 
 
@@ -160,6 +161,7 @@ def decode_event(data: Mapping[str, Any]) -> Event:
         KeyError, TypeError, ValueError, InvalidInput: ``data`` is not an encoded event.
     """
     progress, error, until = data["progress"], data["error"], data["alive_until"]
+    due = data.get("retry_at")  # absent from files an older immortus spooled
     return Event(
         kind=EventKind(data["kind"]),
         job_id=data["job_id"],
@@ -176,6 +178,7 @@ def decode_event(data: Mapping[str, Any]) -> Event:
         else JobError(type=error[0], message=error[1], traceback=error[2]),
         meta=data["meta"],
         alive_until=None if until is None else datetime.fromisoformat(until),
+        retry_at=None if due is None else datetime.fromisoformat(due),
     )
 
 

@@ -18,7 +18,8 @@ writes the migration), or run this DDL (PostgreSQL; MySQL spells ``DOUBLE PRECIS
         error_type VARCHAR(255), error_message TEXT, error_traceback TEXT, meta TEXT,
         enqueued_at DOUBLE PRECISION, started_at DOUBLE PRECISION,
         finished_at DOUBLE PRECISION, updated_at DOUBLE PRECISION,
-        alive_until DOUBLE PRECISION, created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION
+        alive_until DOUBLE PRECISION, created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION,
+        retry_at DOUBLE PRECISION, cancel_requested_at DOUBLE PRECISION, history TEXT
     );
     CREATE INDEX ix_immortus_jobs_created ON immortus_jobs (created, job_id);
     CREATE INDEX ix_immortus_jobs_state_created ON immortus_jobs (state, created, job_id);
@@ -26,9 +27,11 @@ writes the migration), or run this DDL (PostgreSQL; MySQL spells ``DOUBLE PRECIS
 
 Times are UTC epoch seconds, taken from the clock of the process that writes.
 
-A table made before heartbeats existed lacks the ``alive_until`` column (workers' leases): the
-store adds it on first use (``ALTER TABLE ... ADD COLUMN``) unless ``create_table=False``; a
-migration then adds it as ``alive_until DOUBLE PRECISION`` (nullable).
+A table made by an older immortus lacks some of the columns added since: ``alive_until``
+(workers' leases), then ``retry_at``, ``cancel_requested_at`` and ``history`` (the job's
+history, JSON, read only by :meth:`SQLStore.history`). The store adds them on first use
+(``ALTER TABLE ... ADD COLUMN``) unless ``create_table=False``; a migration then adds them, all
+nullable, with the types above.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ try:
 except ImportError as exc:
     raise MissingDependency("SQLAlchemy", "sql") from exc
 
-from immortus.status import JobStatus, State
+from immortus.status import HistoryEntry, JobStatus, State
 from immortus.stores import records
 from immortus.stores.base import (
     DEFAULT_TTL,
@@ -76,7 +79,7 @@ CHUNK: Final = 500
 #: Rows ``reap_lost`` locks and rewrites per transaction.
 REAP_BATCH: Final = 500
 #: Columns added since the first table layout, which ``create_table`` adds to an older table.
-_ADDED_COLUMNS: Final = ("alive_until",)
+_ADDED_COLUMNS: Final = ("alive_until", "retry_at", "cancel_requested_at", "history")
 #: Seconds to wait for a new PostgreSQL connection unless the URL sets ``connect_timeout``.
 CONNECT_TIMEOUT: Final = 10
 # The ``dialect+driver`` pairs an immortus extra installs; other drivers come from the user.
@@ -122,6 +125,9 @@ def jobs_table(metadata: sa.MetaData, name: str = "immortus_jobs") -> sa.Table:
         sa.Column("alive_until", sa.Double),
         sa.Column("created", sa.Double, nullable=False),
         sa.Column("expires", sa.Double),
+        sa.Column("retry_at", sa.Double),
+        sa.Column("cancel_requested_at", sa.Double),
+        sa.Column("history", sa.Text),
         sa.Index(f"ix_{name}_created", "created", "job_id"),
         sa.Index(f"ix_{name}_state_created", "state", "created", "job_id"),
         sa.Index(f"ix_{name}_expires", "expires"),
@@ -194,6 +200,7 @@ class SQLStore(Store):
     persistent: ClassVar[bool] = True
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
+    keeps_history: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -278,7 +285,7 @@ class SQLStore(Store):
         if outcome is None:
             return None
         created = now if row is None or current is None else row["created"]
-        self._write(conn, row, outcome, created=created, now=now)
+        self._write(conn, row, outcome, created=created, now=now, renewed=current is None)
         return None if outcome.status is current else outcome.status  # else: a lease only
 
     def _write(
@@ -289,16 +296,19 @@ class SQLStore(Store):
         *,
         created: float,
         now: float,
+        renewed: bool = False,
     ) -> None:
         """Write ``outcome`` over ``row`` (``None``: insert a new one), changed columns only.
 
-        An expired row is renewed in place (with a new ``created``).
+        An expired row is ``renewed`` in place: a new ``created``, no history, no cancel request.
         """
         values = records.encode(
             outcome.status,
             created=created,
             expires=self.expires_at(now),
             alive_until=outcome.alive_until,
+            kept=None if renewed else row,
+            entries=outcome.entries,
         )
         if row is None:
             conn.execute(sa.insert(self.table).values(values))
@@ -319,6 +329,62 @@ class SQLStore(Store):
         rows = self._read(self._get_query, {"job_id": job_id, "now": now})
         return records.decode(rows[0], now=now) if rows else None
 
+    def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
+        """Return the job's history in one indexed query; see :meth:`Store.history`.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the database cannot be reached.
+            CorruptRecord: the stored history cannot be decoded.
+        """
+        check_job_id(job_id)
+        now = time.time()
+        query = sa.select(self.table).where(self.table.c.job_id == job_id, self._live(now))
+        rows = self._read(query)
+        return records.history_of(rows[0], now) if rows else ()
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Record a cancel request on the job's live, unended row, locked ``FOR UPDATE``.
+
+        See :class:`~immortus.cancel_requests.CancelRequestStore`.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the database cannot be reached.
+            CorruptRecord: the job's row cannot be decoded.
+        """
+        check_job_id(job_id)
+
+        def request(conn: Connection) -> bool:
+            table, key = self.table, self.table.c.job_id == job_id
+            if self._lock_by_writing:
+                conn.execute(sa.update(table).where(key).values(expires=table.c.expires))
+            now = time.time()
+            locked = sa.select(table).where(key, self._live(now)).with_for_update()
+            row = cast("Mapping[str, Any] | None", conn.execute(locked).mappings().first())
+            seen = None if row is None else records.decode(row, now=now)
+            fields = records.cancel_request(row, seen, now)
+            if fields:
+                conn.execute(sa.update(table).where(key).values(fields))
+            return fields is not None
+
+        return self._transact(request)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Tell whether the job's live row carries a cancel request (one indexed query).
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the database cannot be reached.
+        """
+        check_job_id(job_id)
+        columns = self.table.c
+        query = sa.select(columns.cancel_requested_at).where(
+            columns.job_id == job_id, self._live(time.time())
+        )
+        rows = self._read(query)
+        return bool(rows) and rows[0]["cancel_requested_at"] is not None
+
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the known statuses among ``job_ids`` with one ``IN`` query per 500 ids.
 
@@ -332,7 +398,7 @@ class SQLStore(Store):
         now = time.time()
         for start in range(0, len(wanted), CHUNK):
             chunk = wanted[start : start + CHUNK]
-            query = sa.select(self.table).where(self.table.c.job_id.in_(chunk), self._live(now))
+            query = self._select_status.where(self.table.c.job_id.in_(chunk), self._live(now))
             for row in self._read(query):
                 found[row["job_id"]] = records.decode(row, now=now)
         return {job_id: found[job_id] for job_id in wanted if job_id in found}
@@ -352,7 +418,7 @@ class SQLStore(Store):
         after = None if cursor is None else Cursor.decode(cursor)
         columns = self.table.c
         now = time.time()
-        query = sa.select(self.table).where(self._live(now))
+        query = self._select_status.where(self._live(now))
         if state is not None:
             query = query.where(self._in_state(State.parse(state), now))
         if after is not None:  # (created, job_id) < cursor, spelled so every index can serve it
@@ -482,6 +548,11 @@ class SQLStore(Store):
         return sa.or_(expires.is_(None), expires > now)
 
     @functools.cached_property
+    def _select_status(self) -> sa.Select[Any]:
+        """``SELECT`` of the columns a status read needs: never the history."""
+        return sa.select(*(self.table.c[name] for name in records.READ_COLUMNS))
+
+    @functools.cached_property
     def _get_query(self) -> sa.Select[Any]:
         """:meth:`get`'s query, built once: its ``job_id`` and ``now`` are bound per call.
 
@@ -490,7 +561,7 @@ class SQLStore(Store):
         columns = self.table.c
         expires = columns.expires
         now = sa.bindparam("now", type_=sa.Double)
-        return sa.select(self.table).where(
+        return self._select_status.where(
             columns.job_id == sa.bindparam("job_id", type_=columns.job_id.type),
             sa.or_(expires.is_(None), expires > now),
         )
@@ -532,12 +603,10 @@ class SQLStore(Store):
             self._table_ready = True
 
     def _add_missing_columns(self) -> None:
-        """Add the columns a table made by an older immortus lacks (``alive_until``)."""
+        """Add the columns a table made by an older immortus lacks (:data:`_ADDED_COLUMNS`)."""
+        with self.engine.connect() as conn:
+            present = {column["name"] for column in sa.inspect(conn).get_columns(self.table.name)}
         for name in _ADDED_COLUMNS:
-            with self.engine.connect() as conn:
-                present = {
-                    column["name"] for column in sa.inspect(conn).get_columns(self.table.name)
-                }
             if name in present:
                 continue
             column = self.table.c[name]

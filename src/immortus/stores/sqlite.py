@@ -20,8 +20,11 @@
   SQLite gives its ``-wal``, ``-shm`` and journal files the mode of the database file. A file
   that already exists keeps its mode.
 - Layout version 2 added the ``alive_until`` column (workers' heartbeat leases), version 3 the
-  ``seq`` column (below); an older file is upgraded in place (``ALTER TABLE ... ADD COLUMN``)
-  when a store first opens it.
+  ``seq`` column (below), version 4 the ``retry_at``, ``cancel_requested_at`` and ``history``
+  columns; an older file is upgraded in place (``ALTER TABLE ... ADD COLUMN``) when a store
+  first opens it.
+- A job's history is a column of its row, rewritten in the transaction that records the event
+  it tells, so it expires and is pruned with the row. Status reads do not select it.
 - Change tracking (:meth:`SQLiteStore.changes_since`): every write of a record sets its ``seq``
   to one more than the table's highest, inside the write's ``BEGIN IMMEDIATE`` transaction.
   Writers are serialised, so ``seq`` order is commit order and a reader that saw ``seq <= n``
@@ -45,7 +48,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, Self
 
 from immortus.exceptions import ConfigurationError, InvalidInput, InvalidStoreURL, StoreUnavailable
-from immortus.status import JobStatus, State
+from immortus.status import HistoryEntry, JobStatus, State
 from immortus.stores.base import (
     DEFAULT_TTL,
     MAX_CHANGES,
@@ -59,11 +62,14 @@ from immortus.stores.base import (
 from immortus.stores.records import (
     COLUMNS,
     LOST_ERROR_TYPE,
+    READ_COLUMNS,
     Outcome,
     advance,
+    cancel_request,
     changed,
     decode,
     encode,
+    history_of,
     lease_of,
     reap,
     revive,
@@ -75,7 +81,7 @@ from immortus.validation import check_job_id
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 #: The table layout this module reads and writes, kept in the file's ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 #: Ids per ``get_many`` query: below 999, the smallest variable limit SQLite has shipped with.
 _CHUNK: Final = 900
 #: Rows per ``prune`` (and ``reap_lost``) transaction, so a large backlog never holds the write
@@ -89,7 +95,8 @@ _SCHEMA: Final = (
         attempts INTEGER NOT NULL, progress_current REAL, progress_total REAL,
         progress_message TEXT, error_type TEXT, error_message TEXT, error_traceback TEXT,
         meta TEXT, enqueued_at REAL, started_at REAL, finished_at REAL, updated_at REAL,
-        alive_until REAL, created REAL NOT NULL, expires REAL, seq INTEGER
+        alive_until REAL, created REAL NOT NULL, expires REAL, retry_at REAL,
+        cancel_requested_at REAL, history TEXT, seq INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_listing ON immortus_jobs (created DESC, job_id DESC)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_state ON immortus_jobs (state, created, job_id)",
@@ -97,9 +104,13 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS immortus_jobs_changes ON immortus_jobs (seq)",
 )
 # Every statement is built from the constant column names above, never from user input.
-_SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM immortus_jobs"  # noqa: S608
+_SELECT: Final = f"SELECT {', '.join(READ_COLUMNS)} FROM immortus_jobs"  # noqa: S608
+#: The whole row, history included: what a write reads before it rewrites the row.
+_SELECT_ALL: Final = f"SELECT {', '.join(COLUMNS)} FROM immortus_jobs"  # noqa: S608
 _LIVE: Final = "(expires IS NULL OR expires > ?)"
 _GET: Final = f"{_SELECT} WHERE job_id = ? AND {_LIVE}"
+_GET_ALL: Final = f"{_SELECT_ALL} WHERE job_id = ? AND {_LIVE}"
+_GET_CANCEL: Final = f"SELECT cancel_requested_at FROM immortus_jobs WHERE job_id = ? AND {_LIVE}"  # noqa: S608
 #: The next change number: every write of a record sets its ``seq`` to it (module docstring).
 _NEXT_SEQ: Final = "(SELECT IFNULL(MAX(seq), 0) + 1 FROM immortus_jobs)"
 _INSERT: Final = (
@@ -117,13 +128,18 @@ _CREATED: Final = COLUMNS.index("created")
 _UPGRADES: Final = {
     1: ("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL",),
     2: ("ALTER TABLE immortus_jobs ADD COLUMN seq INTEGER",),
+    3: (
+        "ALTER TABLE immortus_jobs ADD COLUMN retry_at REAL",
+        "ALTER TABLE immortus_jobs ADD COLUMN cancel_requested_at REAL",
+        "ALTER TABLE immortus_jobs ADD COLUMN history TEXT",
+    ),
 }
 # A started job whose lease ran out reads lost (records.lapse); the state filter agrees.
 _RUNNING: Final = "(state = 'started' AND (alive_until IS NULL OR alive_until > ?))"
 _LOST: Final = "(state = 'lost' OR (state = 'started' AND alive_until <= ?))"
 # A job reaped lost for its lease, which a heartbeat revives (records.revive).
 _REAPED: Final = f"state = 'lost' AND error_type = '{LOST_ERROR_TYPE}' AND {_LIVE}"
-_REAPABLE: Final = f"{_SELECT} WHERE state = 'started' AND alive_until <= ? AND {_LIVE} LIMIT ?"
+_REAPABLE: Final = f"{_SELECT_ALL} WHERE state = 'started' AND alive_until <= ? AND {_LIVE} LIMIT ?"
 
 
 @functools.lru_cache(maxsize=128)
@@ -131,6 +147,13 @@ def _update(columns: frozenset[str]) -> str:
     """``UPDATE`` of just ``columns`` (names from :data:`COLUMNS`) and ``seq``."""
     assignments = ", ".join(f"{column} = :{column}" for column in sorted(columns))
     assignments += f", seq = {_NEXT_SEQ}"
+    return f"UPDATE immortus_jobs SET {assignments} WHERE job_id = :job_id"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=8)
+def _update_plain(columns: frozenset[str]) -> str:
+    """``UPDATE`` of just ``columns``, leaving ``seq`` (a write that changes no status)."""
+    assignments = ", ".join(f"{column} = :{column}" for column in sorted(columns))
     return f"UPDATE immortus_jobs SET {assignments} WHERE job_id = :job_id"  # noqa: S608
 
 
@@ -200,12 +223,13 @@ def _transaction(connection: sqlite3.Connection, mode: str) -> Iterator[None]:
 
 
 def _row(row: Sequence[Any]) -> dict[str, Any]:
+    """A whole row (:data:`_SELECT_ALL`) by column name."""
     return dict(zip(COLUMNS, row, strict=True))
 
 
 def _decode(row: Sequence[Any], now: float) -> JobStatus:
-    """The status a reader sees at ``now``."""
-    return decode(_row(row), now=now)
+    """The status a reader sees at ``now``, from a row of :data:`_SELECT`."""
+    return decode(dict(zip(READ_COLUMNS, row, strict=True)), now=now)
 
 
 class SQLiteStore(Store):
@@ -226,6 +250,7 @@ class SQLiteStore(Store):
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
+    keeps_history: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -411,7 +436,7 @@ class SQLiteStore(Store):
             connection = self._connection()
             with _transaction(connection, "IMMEDIATE"):
                 now = time.time()
-                found = connection.execute(_GET, (event.job_id, now)).fetchone()
+                found = connection.execute(_GET_ALL, (event.job_id, now)).fetchone()
                 stored = None if found is None else _row(found)
                 current = None if stored is None else decode(stored)
                 lease = None if stored is None else lease_of(stored)
@@ -435,6 +460,8 @@ class SQLiteStore(Store):
             created=created,
             expires=self.expires_at(now),
             alive_until=outcome.alive_until,
+            kept=stored,
+            entries=outcome.entries,
         )
         if stored is None:
             connection.execute(_INSERT, values)
@@ -454,6 +481,58 @@ class SQLiteStore(Store):
         with self._translate():
             row = self._connection().execute(_GET, (job_id, now)).fetchone()
         return None if row is None else _decode(row, now)
+
+    def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
+        """Return the job's history, oldest first; see :meth:`Store.history`.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the file cannot be read.
+            CorruptRecord: the stored history cannot be decoded.
+        """
+        check_job_id(job_id)
+        now = time.time()
+        with self._translate():
+            row = self._connection().execute(_GET_ALL, (job_id, now)).fetchone()
+        return () if row is None else history_of(_row(row), now)
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Record a cancel request on the job's live, unended record in one transaction.
+
+        See :class:`~immortus.cancel_requests.CancelRequestStore`. A request is not a change
+        of status: it does not count in :meth:`changes_since`.
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the file cannot be written, or stayed locked too long.
+            CorruptRecord: the job's record cannot be decoded.
+        """
+        check_job_id(job_id)
+        with self._translate():
+            connection = self._connection()
+            with _transaction(connection, "IMMEDIATE"):
+                now = time.time()
+                found = connection.execute(_GET_ALL, (job_id, now)).fetchone()
+                stored = None if found is None else _row(found)
+                seen = None if stored is None else decode(stored, now=now)
+                fields = cancel_request(stored, seen, now)
+                if fields:
+                    connection.execute(
+                        _update_plain(frozenset(fields)), {**fields, "job_id": job_id}
+                    )
+        return fields is not None
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Tell whether the job's live record carries a cancel request (one indexed read).
+
+        Raises:
+            InvalidJobId: ``job_id`` is malformed.
+            StoreUnavailable: the file cannot be read.
+        """
+        check_job_id(job_id)
+        with self._translate():
+            row = self._connection().execute(_GET_CANCEL, (job_id, time.time())).fetchone()
+        return row is not None and row[0] is not None
 
     def get_nowait(self, job_id: str) -> JobStatus | None:
         """Return the job's status unless reading it would wait; see :meth:`Store.get_nowait`.
@@ -614,9 +693,8 @@ class SQLiteStore(Store):
                     )
                     params = (lease, self.expires_at(now), *chunk, now)
                     touched += connection.execute(sql, params).rowcount
-                    reaped = (
-                        f"{_SELECT} WHERE job_id IN ({', '.join('?' * len(chunk))}) AND {_REAPED}"
-                    )
+                    marks = ", ".join("?" * len(chunk))
+                    reaped = f"{_SELECT_ALL} WHERE job_id IN ({marks}) AND {_REAPED}"
                     for found in connection.execute(reaped, (*chunk, now)).fetchall():
                         stored = _row(found)
                         outcome = revive(decode(stored), lease, now)
