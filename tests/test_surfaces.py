@@ -9,25 +9,43 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import immortus
 from immortus import lifecycle
 from immortus.exceptions import UntrackedJobClass
+from immortus.transitions import utcnow
 from immortus.web.core import Verifier
 from tests.support import pristine_immortus
-from tests.surfaces import STABLE_KEYS, answers, assert_one_answer
+from tests.surfaces import (
+    STABLE_KEYS,
+    Style,
+    answers,
+    assert_one_answer,
+    one_answer_in_every_style,
+    reading_as,
+)
 
 CLASS = "surfaces.report"
 KEY = "surfaces-test-key"  # a test's own signing key
 
 
-@pytest.fixture(autouse=True)
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+@pytest.fixture(
+    autouse=True,
+    params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)],
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """The store every surface reads: an SQLite file (answers without waiting), or Redis."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    else:
+        url = request.getfixturevalue("redis_url")
     with pristine_immortus():
-        path = tmp_path_factory.mktemp("surfaces") / "jobs.sqlite3"
-        immortus.configure(store=f"sqlite:///{path}", progress_interval=0)
+        immortus.configure(store=url, progress_interval=0)
         immortus.declare(CLASS)
         yield
 
@@ -57,15 +75,32 @@ def _failed() -> str:
     return "job-failed"
 
 
+def _lost() -> str:
+    """A worker started it, beat once, and was never heard of again: its lease lapsed."""
+    lifecycle.job_enqueued("job-lost", CLASS)
+    lifecycle.job_started("job-lost", CLASS, alive_until=utcnow() - timedelta(seconds=5))
+    return "job-lost"
+
+
 @pytest.mark.parametrize(
-    "make", [_created, _finished, _failed], ids=["created", "finished", "failed"]
+    "make",
+    [_created, _finished, _failed, _lost],
+    ids=["created", "finished", "failed", "lost"],
 )
 def test_a_settled_job_reads_alike_everywhere(make: object) -> None:
     assert callable(make)
     job_id = make()
     found = answers(job_id, CLASS)
     assert found["immortus.status"]["job_class"] == CLASS
+    assert found["immortus.status"]["status"] == job_id.removeprefix("job-")
     assert_one_answer(found)
+    one_answer_in_every_style(job_id, CLASS, in_store_style)
+
+
+def in_store_style(job_id: str, job_class: str, style: Style) -> dict[str, dict[str, Any]]:
+    """Every surface, the store strategy chosen the way of ``style``."""
+    with reading_as(style, "store", job_class) as asked:
+        return answers(job_id, asked)
 
 
 def test_a_running_job_reads_alike_everywhere() -> None:
@@ -86,6 +121,8 @@ def test_a_running_job_reads_alike_everywhere() -> None:
         found = answers("job-running", CLASS)
         assert found["verify"]["status"] == "started"
         assert_one_answer(found, (*STABLE_KEYS, "progress", "started_at"))
+        keys = (*STABLE_KEYS, "progress", "started_at")
+        one_answer_in_every_style("job-running", CLASS, in_store_style, keys)
     finally:
         release.set()
         worker.join()
@@ -95,6 +132,7 @@ def test_an_unknown_job_reads_unknown_everywhere() -> None:
     found = answers("never-enqueued", CLASS)
     assert found["verify"]["status"] == "unknown"
     assert_one_answer(found)
+    one_answer_in_every_style("never-enqueued", CLASS, in_store_style)
 
 
 class GlobalStrategy:

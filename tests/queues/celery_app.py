@@ -69,6 +69,25 @@ def slow() -> None:
         time.sleep(0.05)
 
 
+@app.task(bind=True, max_retries=1, default_retry_delay=0)  # type: ignore[untyped-decorator]
+@immortus.track(queue="celery")
+def stops_itself(self: Task) -> None:
+    """Report progress 1 of 2, then stop as a cancelled job does (Celery may retry it once)."""
+    immortus.progress(1, 2)
+    raise immortus.JobCancelled(self.request.id)
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    bind=True, autoretry_for=(RuntimeError,), max_retries=1, retry_kwargs={"countdown": 3}
+)
+@immortus.track(queue="celery")
+def retried_later(self: Task) -> str:
+    """Fail the first attempt; Celery retries it 3 s later (a countdown), and it returns."""
+    if self.request.retries == 0:
+        raise RuntimeError("first attempt fails")
+    return "second attempt"
+
+
 def _wait_for(release: str) -> None:
     """Report progress 0 of 1, wait until the file ``release`` exists, report 1 of 1.
 

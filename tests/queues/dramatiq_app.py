@@ -91,3 +91,24 @@ def slow(seconds: float = 30.0) -> None:
 @dramatiq.actor
 def untracked() -> None:
     """An actor that is not opted in: the middleware leaves its messages alone."""
+
+
+# -- the cancel scenarios' jobs (tests/queues/cancelling.py) ---------------------------------
+
+
+@dramatiq.actor
+@immortus.track(queue="dramatiq")
+def stops_itself() -> None:
+    """Report progress 1 of 2, then stop as a cancelled job does (Retries would retry it)."""
+    immortus.progress(1, 2)
+    job = immortus.current_job()
+    raise immortus.JobCancelled(job.job_id if job is not None else "?")
+
+
+@dramatiq.actor
+@immortus.track(queue="dramatiq")
+def retried_later() -> None:
+    """Ask Retries to run the message again 3 s later, once; the second attempt returns."""
+    job = immortus.current_job()
+    if job is None or job.attempt == 1:
+        raise dramatiq.Retry("first attempt fails", delay=3000)

@@ -87,3 +87,25 @@ def cancels_then_retries() -> str:
     if job is not None and job.attempt == 1:
         raise CancelExecution(retry=True)
     return "second attempt"
+
+
+# -- the cancel scenarios' jobs (tests/queues/cancelling.py) ---------------------------------
+
+
+@huey.task(retries=1)
+@immortus.track(queue="huey")
+def stops_itself() -> None:
+    """Report progress 1 of 2, then stop as a cancelled job does; Huey would retry a failure."""
+    immortus.progress(1, 2)
+    job = immortus.current_job()
+    raise immortus.JobCancelled(job.job_id if job is not None else "?")
+
+
+@huey.task(retries=1, retry_delay=3)
+@immortus.track(queue="huey")
+def retried_later() -> str:
+    """Fail the first attempt; Huey runs the second 3 s later, and it returns."""
+    job = immortus.current_job()
+    if job is not None and job.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return "second attempt"

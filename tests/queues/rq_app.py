@@ -122,3 +122,23 @@ def remember_stop(job: Job, connection: Redis) -> None:
 
 def untracked() -> None:
     """A job nobody opted in: the hooks leave it alone."""
+
+
+# -- the cancel scenarios' jobs (tests/queues/cancelling.py) ---------------------------------
+
+
+@immortus.track(queue="rq")
+def stops_itself() -> None:
+    """Report progress 1 of 2, then stop as a cancelled job does (enqueued with a retry)."""
+    immortus.progress(1, 2)
+    job = immortus.current_job()
+    raise immortus.JobCancelled(job.job_id if job is not None else "?")
+
+
+@immortus.track(queue="rq")
+def retried_later() -> str:
+    """Fail the first attempt; enqueued with ``Retry(max=1, interval=3)``, the second returns."""
+    job = get_current_job()
+    if job is not None and job.retries_left:
+        raise RuntimeError("first attempt fails")
+    return "second attempt"

@@ -28,12 +28,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 
 import immortus
 from immortus.status import JobStatus, State
+from tests.surfaces import STABLE_KEYS, Style, answers, one_answer_in_every_style, reading_as
 
 __all__ = ["JOBS", "Job", "QueueHarness", "QueueScenarios", "wait_for", "wait_for_status"]
 
@@ -127,6 +128,23 @@ class QueueHarness(ABC):
     def outcome_from_the_queue(self, job_id: str) -> State | None:
         """Return how the job ended according to the queue alone (not immortus), or ``None``
         while it has not ended: proof that a job ran on while immortus's store was down."""
+
+    def surfaces(self, job_id: str, job_class: str, style: Style) -> dict[str, dict[str, Any]]:
+        """Return every surface's answer about the job, read the way of ``style``.
+
+        They are asked where a web app would ask: in this process, unless the queue's jobs
+        can only be read from a process of its own (a Django project, say).
+        """
+        with reading_as(style, self.name, job_class) as asked:
+            return answers(job_id, asked)
+
+    def enqueue_slow(self) -> str:
+        """Enqueue ``slow`` for a scenario that ends it with :meth:`stop_slow` once it runs."""
+        return self.enqueue("slow")
+
+    def stop_slow(self, job_id: str) -> None:
+        """End the running ``slow`` job (of :meth:`enqueue_slow`), so that its worker can stop."""
+        self.cancel(job_id)
 
 
 class QueueScenarios:
@@ -222,6 +240,42 @@ class QueueScenarios:
             wait_for(lambda: harness.outcome_from_the_queue(job_id) is not None, what="the job")
         assert harness.outcome_from_the_queue(job_id) is State.FINISHED
         assert immortus.status(job_id, job_class).state is harness.untracked_outcome
+
+    def test_every_surface_gives_one_answer(self, harness: QueueHarness) -> None:
+        """Python, verify, batch, stream and CLI agree, whichever way the strategy is chosen."""
+        steps_class, fails_class = harness.job_class("steps"), harness.job_class("fails")
+        slow_class = harness.job_class("slow")
+        unknown = one_answer_in_every_style("no-such-job-7f0c", steps_class, harness.surfaces)
+        assert unknown["status"] == "unknown"
+        steps = harness.enqueue("steps")
+        created = one_answer_in_every_style(steps, steps_class, harness.surfaces)
+        assert created["status"] == "created"
+        fails = harness.enqueue("fails")
+        dropped = harness.enqueue("steps")
+        harness.cancel(dropped)  # before any worker: it never runs
+        slow = harness.enqueue_slow()  # last: a worker that runs one job at a time ends the others
+        with harness.worker():
+            wait_for_status(slow, slow_class, lambda s: s.progress is not None)
+            running = one_answer_in_every_style(
+                slow, slow_class, harness.surfaces, (*STABLE_KEYS, "started_at")
+            )
+            assert running["status"] == "started"
+            harness.stop_slow(slow)
+            for job_id, job_class in (
+                (steps, steps_class),
+                (fails, fails_class),
+                (dropped, steps_class),
+                (slow, slow_class),
+            ):
+                wait_for_status(job_id, job_class, completed)
+        for job_id in (steps, fails, dropped):  # and the store, which a worker may write later
+            wait_for_status(job_id, None, completed)
+        finished = one_answer_in_every_style(steps, steps_class, harness.surfaces)
+        assert (finished["status"], finished["progress"]["current"]) == ("finished", 3)
+        failed = one_answer_in_every_style(fails, fails_class, harness.surfaces)
+        assert (failed["status"], failed["error"]["message"]) == ("failed", "boom at 60%")
+        cancelled = one_answer_in_every_style(dropped, steps_class, harness.surfaces)
+        assert (cancelled["status"], cancelled["started_at"]) == ("cancelled", None)
 
     def test_a_job_runs_on_while_the_store_is_down(self, harness: QueueHarness) -> None:
         job_id = harness.enqueue("steps")

@@ -34,6 +34,7 @@ from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event
 from immortus.web.core import get_verifier
 from tests.queues import celery_app
+from tests.queues.cancelling import CancelHarness, CancelScenarios, Extra
 from tests.queues.scenarios import (
     Job,
     QueueHarness,
@@ -63,9 +64,10 @@ TASKS: dict[Job, Any] = {
 ENDINGS = {"SUCCESS": State.FINISHED, "FAILURE": State.FAILED, "REVOKED": State.CANCELLED}
 
 
-class CeleryHarness(QueueHarness):
+class CeleryHarness(QueueHarness, CancelHarness):
     name = "celery"
     can_cancel_running = True
+    queue_stops_running = True  # revoke with terminate, in the prefork pool
     untracked_outcome: ClassVar[State] = State.FINISHED
 
     def __init__(self, url: str, store_url: str, directory: Path) -> None:
@@ -83,6 +85,14 @@ class CeleryHarness(QueueHarness):
 
     def enqueue(self, job: Job) -> str:
         job_id: str = TASKS[job].delay().id
+        return job_id
+
+    def extra_class(self, job: Extra) -> str:
+        name: str = getattr(celery_app, job).name
+        return name
+
+    def enqueue_extra(self, job: Extra) -> str:
+        job_id: str = getattr(celery_app, job).delay().id
         return job_id
 
     def enqueue_untracked(self, job: Job) -> str:
@@ -159,7 +169,7 @@ def harness(celery_url: str, tmp_path: Path) -> Iterator[CeleryHarness]:
         yield CeleryHarness(celery_url, store_url, tmp_path)
 
 
-class TestCeleryScenarios(QueueScenarios):
+class TestCeleryScenarios(QueueScenarios, CancelScenarios):
     def test_a_running_job_can_be_cancelled(self, harness: QueueHarness) -> None:
         # Celery terminates a running task by killing the process that runs it: the prefork
         # pool's child. The threads pool cannot (see docs/queues/celery.md).
@@ -167,6 +177,12 @@ class TestCeleryScenarios(QueueScenarios):
         harness.pool = "prefork"
         with harness.worker():
             super().test_a_running_job_can_be_cancelled(harness)
+
+    def test_every_surface_gives_one_answer(self, harness: QueueHarness) -> None:
+        # Its slow job is stopped by revoke with terminate: the prefork pool's, as above.
+        assert isinstance(harness, CeleryHarness)
+        harness.pool = "prefork"
+        super().test_every_surface_gives_one_answer(harness)
 
 
 # -- blind spots -----------------------------------------------------------------------------
@@ -353,6 +369,32 @@ def test_revoke_of_a_waiting_job_holds_without_a_worker(harness: CeleryHarness) 
         wait_for(lambda: harness.outcome_from_the_queue(follower) is not None, what="follower")
     assert celery_app.app.AsyncResult(job_id).state == "REVOKED"  # it never ran: no SUCCESS
     assert immortus.status(job_id, harness.job_class("steps")).state is State.CANCELLED
+
+
+def test_immortus_cancel_terminates_a_running_task_in_the_prefork_pool(
+    harness: CeleryHarness, tmp_path: Path
+) -> None:
+    """A task that never reports progress is stopped all the same: its pool child is killed."""
+    harness.pool = "prefork"
+    job_class = celery_app.blocks.name
+    with harness.worker():
+        job_id = celery_app.blocks.delay(str(tmp_path / "never")).id
+        wait_for_status(job_id, job_class, lambda s: s.progress is not None)
+        immortus.cancel(job_id, job_class)
+        status = wait_for_status(job_id, job_class, completed)
+        follower = harness.enqueue("steps")
+        wait_for_status(follower, harness.job_class("steps"), completed)
+    assert status.state is State.CANCELLED
+    assert harness.outcome_from_the_queue(job_id) is State.CANCELLED
+
+
+def test_job_cancelled_in_an_eagerly_applied_task_is_revoked(harness: CeleryHarness) -> None:
+    celery_app.app.finalize()  # as a worker does: the tracked tasks are wrapped then
+    result = celery_app.stops_itself.apply()
+    assert result.state == "IGNORED"  # Celery's Ignore: stored nothing more, retried nothing
+    status = wait_for_status(result.id, celery_app.stops_itself.name, completed)
+    assert (status.state, status.attempts) == (State.CANCELLED, 1)
+    assert harness.outcome_from_the_queue(result.id) is State.CANCELLED
 
 
 # -- hooks: opting in, installing, never breaking --------------------------------------------

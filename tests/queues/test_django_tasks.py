@@ -36,12 +36,13 @@ import pytest
 from psycopg import sql
 
 import immortus
-from immortus import registry
+from immortus import CancelOutcome, registry
 from immortus.config import HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV
 from immortus.registry import TrackedJob
 from immortus.status import JobStatus, State
 from immortus.stores.records import decode
 from immortus.strategy import TrackingStrategy
+from tests.queues.cancelling import CancelHarness, CancelScenarios, Extra
 from tests.queues.scenarios import (
     TIMEOUT,
     Job,
@@ -55,6 +56,7 @@ from tests.queues.stores import tracking_into_sqlite
 from tests.queues.workers import ROOT, WorkerProcess, worker_environment
 from tests.services import PostgresServer
 from tests.support import modules_loaded_by
+from tests.surfaces import Style
 
 PROJECT = "tests.queues.django_tasks_project"
 TASKS = f"{PROJECT}.tasks"
@@ -132,11 +134,12 @@ class RelayStrategy(TrackingStrategy):
         return self.side.status(job_id, self.job_class)
 
 
-class DjangoTasksHarness(QueueHarness):
+class DjangoTasksHarness(QueueHarness, CancelHarness):
     """The scenario jobs on ``django-tasks-db``, run by ``db_worker`` subprocesses."""
 
     name = "django_tasks"
     can_cancel_running = False  # no cancel API: see the overridden scenario
+    queue_stops_running = False  # the store's cancel request stops it
     untracked_outcome = State.FINISHED  # DjangoTaskStrategy reads the backend's results
 
     def __init__(self, side: DjangoSide, database: str, store: str, directory: Path) -> None:
@@ -165,6 +168,30 @@ class DjangoTasksHarness(QueueHarness):
 
     def cancel(self, job_id: str) -> None:
         self.cancel_queued(job_id)
+
+    def extra_class(self, job: Extra) -> str:
+        return f"{TASKS}.{job}"
+
+    def enqueue_extra(self, job: Extra) -> str:
+        job_id: str = self.side.call("enqueue", job=job)["id"]
+        return job_id
+
+    def cancel_with_immortus(self, job_id: str, job_class: str) -> CancelOutcome:
+        """In the Django side: the project's process, where its canceller is registered."""
+        return CancelOutcome(
+            self.side.call("immortus_cancel", id=job_id, job_class=job_class)["outcome"]
+        )
+
+    def surfaces(self, job_id: str, job_class: str, style: Style) -> dict[str, dict[str, Any]]:
+        """Asked in the Django side, where the tasks' own strategy reads them."""
+        found: dict[str, dict[str, Any]] = self.side.call(
+            "surfaces", id=job_id, job_class=job_class, style=style
+        )["surfaces"]
+        return found
+
+    def stop_slow(self, job_id: str) -> None:
+        """No cancel API: stopping the worker mid-task ends it (it reads cancelled)."""
+        self.interrupt_worker()
 
     def cancel_queued(self, job_id: str) -> bool:
         """``immortus.queues.django_tasks.cancel``: delete the row while still READY."""
@@ -277,8 +304,8 @@ def harness(
     with tracking_into_sqlite(tmp_path) as store:
         django_side.call("reset", store=store)
         made = DjangoTasksHarness(django_side, tasks_database, store, tmp_path)
-        for job in ("steps", "fails", "flaky", "slow"):
-            job_class = made.job_class(job)
+        for job in ("steps", "fails", "flaky", "slow", "stops_itself"):
+            job_class = f"{TASKS}.{job}"
             registry.register(TrackedJob(job_class, RelayStrategy(django_side, job_class)))
         try:
             yield made
@@ -289,8 +316,16 @@ def harness(
 # -- the shared scenarios ------------------------------------------------------------------
 
 
-class TestDjangoTasksScenarios(QueueScenarios):
+class TestDjangoTasksScenarios(QueueScenarios, CancelScenarios):
     """The shared scenarios; Django tasks cannot retry nor stop a running task (overridden)."""
+
+    def test_a_retry_says_when_it_runs(self, harness: QueueHarness) -> None:
+        """Django never retries: a failure is final, and says no next attempt."""
+        job_class = harness.job_class("fails")
+        with harness.worker():
+            job_id = harness.enqueue("fails")
+            status = wait_for_status(job_id, job_class, completed)
+        assert (status.state, status.retry_at) == (State.FAILED, None)
 
     def test_a_job_retried_once_then_succeeds(self, running_worker: QueueHarness) -> None:
         """Django never retries a task: the failure is final; enqueueing again is a new job."""

@@ -30,6 +30,7 @@ from immortus.queues import identify
 from immortus.status import State
 from immortus.store_strategy import StoreStrategy
 from immortus.web.core import get_verifier, render_job
+from tests.queues.cancelling import CancelHarness, CancelScenarios, Extra
 from tests.queues.dramatiq_faults import ExplodingStore
 from tests.queues.scenarios import (
     Job,
@@ -47,11 +48,12 @@ APP = "tests.queues.dramatiq_app"
 FAULTY_APP = "tests.queues.dramatiq_faulty_app"
 
 
-class DramatiqHarness(QueueHarness):
+class DramatiqHarness(QueueHarness, CancelHarness):
     """The scenario jobs on Dramatiq: actors of ``dramatiq_app``, a ``dramatiq`` subprocess."""
 
     name: ClassVar[str] = "dramatiq"
     can_cancel_running: ClassVar[bool] = False
+    queue_stops_running: ClassVar[bool] = False  # the store's cancel request stops it
     # Not the suite's "unknown": the worker's middleware tracks every message of a tracked actor,
     # marked at enqueue or not, or immortus.progress() would raise NotInJob in the actor.
     untracked_outcome: ClassVar[State] = State.FINISHED
@@ -73,6 +75,16 @@ class DramatiqHarness(QueueHarness):
         self.sent[message.message_id] = message
         return message.message_id
 
+    def extra_class(self, job: Extra) -> str:
+        found = tracking.job_class(getattr(self.app, job))
+        assert found is not None
+        return found
+
+    def enqueue_extra(self, job: Extra) -> str:
+        message: Message[Any] = getattr(self.app, job).send()
+        self.sent[message.message_id] = message
+        return message.message_id
+
     def enqueue_untracked(self, job: Job) -> str:
         plain = self.app.new_broker(self.app.NAMESPACE, middleware=[])
         try:
@@ -84,6 +96,13 @@ class DramatiqHarness(QueueHarness):
 
     def cancel(self, job_id: str) -> None:
         tracking.cancel(job_id)
+
+    def enqueue_slow(self) -> str:
+        """Dramatiq cannot stop a running actor: this ``slow`` ends by itself after 5 s."""
+        return self.enqueue("slow", seconds=5.0)
+
+    def stop_slow(self, job_id: str) -> None:
+        """Nothing to do: the job of :meth:`enqueue_slow` ends by itself."""
 
     def worker(self) -> AbstractContextManager[None]:
         return self.run_worker(APP, self.store_url)
@@ -134,9 +153,13 @@ def harness(app: ModuleType, tmp_path: Path) -> Iterator[DramatiqHarness]:
         yield DramatiqHarness(app, store_url, tmp_path)
 
 
-class TestDramatiqScenarios(QueueScenarios):
+class TestDramatiqScenarios(QueueScenarios, CancelScenarios):
     def test_a_running_job_can_be_cancelled(self, running_worker: QueueHarness) -> None:
-        """Dramatiq cannot stop a running actor: cancel() refuses, and says so, not lies."""
+        """Dramatiq cannot stop a running actor: its cancel() refuses, and says so, not lies.
+
+        (``immortus.cancel`` stops it through the store's cancel request: see
+        ``test_immortus_cancel_stops_a_running_job``.)
+        """
         assert isinstance(running_worker, DramatiqHarness)
         job_class = running_worker.job_class("slow")
         job_id = running_worker.enqueue("slow", seconds=2.0)

@@ -24,13 +24,14 @@ import pytest
 from huey.utils import Error
 
 import immortus
-from immortus.exceptions import NotInJob, StoreUnavailable
+from immortus.exceptions import NotCancellable, NotInJob, StoreUnavailable
 from immortus.queues import huey as huey_queue
 from immortus.queues import identify
 from immortus.status import State
 from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event, EventKind
 from immortus.web.core import get_verifier
+from tests.queues.cancelling import CancelHarness, CancelScenarios, Extra
 from tests.queues.huey_storage import LOCATION_ENV, NAME_ENV, STORAGE_ENV
 from tests.queues.scenarios import Job, QueueHarness, QueueScenarios, wait_for, wait_for_status
 from tests.queues.stores import dead_store_url, tracking_into_sqlite
@@ -49,12 +50,13 @@ def load(module: str) -> ModuleType:
     return importlib.import_module(module)
 
 
-class HueyHarness(QueueHarness):
+class HueyHarness(QueueHarness, CancelHarness):
     """A Huey queue (Redis or SQLite storage), its consumer in a subprocess, immortus's store."""
 
     name: ClassVar[str] = "huey"
     #: Between steps only: Huey cannot stop a task, the job stops itself in check_cancelled().
     can_cancel_running: ClassVar[bool] = True
+    queue_stops_running: ClassVar[bool] = True  # the revoke, seen by check_cancelled()
     #: The consumer's hooks report the run of a task whose enqueue nobody reported.
     untracked_outcome: ClassVar[State] = State.FINISHED
 
@@ -90,6 +92,12 @@ class HueyHarness(QueueHarness):
         result = getattr(self.app, task)(*args)
         job_id: str = result.id
         return job_id
+
+    def extra_class(self, job: Extra) -> str:
+        return huey_queue.job_class(getattr(self.app, job))
+
+    def enqueue_extra(self, job: Extra) -> str:
+        return self.run(job)
 
     def enqueue_untracked(self, job: Job) -> str:
         huey_queue.uninstall(self.huey)
@@ -173,7 +181,7 @@ def sqlite_harness(tmp_path: Path) -> Iterator[HueyHarness]:
         yield made
 
 
-class TestHueyScenarios(QueueScenarios):
+class TestHueyScenarios(QueueScenarios, CancelScenarios):
     """The shared scenarios, on both storages."""
 
 
@@ -357,6 +365,15 @@ def test_a_hook_that_raises_is_logged_and_the_task_runs_on(
     assert any("'enqueued' hook failed" in message for message in messages)
     assert any("'executing' hook failed" in message for message in messages)
     assert store.events == []
+
+
+def test_cancel_where_no_huey_is_installed_is_refused_with_the_fix(
+    sqlite_harness: HueyHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = sqlite_harness.enqueue("steps")
+    monkeypatch.setattr(huey_queue, "_hueys", [])  # a process that never ran install(huey)
+    with pytest.raises(NotCancellable, match=r"immortus\.queues\.huey\.install\(huey\)"):
+        immortus.cancel(job_id, sqlite_harness.job_class("steps"))
 
 
 def test_check_cancelled_outside_a_tracked_task_raises_not_in_job() -> None:

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
@@ -33,7 +34,7 @@ from rq.worker import BaseWorker
 
 import immortus
 from immortus import State, StoreStrategy
-from immortus.exceptions import ConfigurationError, StoreUnavailable
+from immortus.exceptions import ConfigurationError, NotCancellable, StoreUnavailable
 from immortus.jobs import job_class_of
 from immortus.queues import identify
 from immortus.queues.rq import (
@@ -48,12 +49,14 @@ from immortus.queues.rq import (
     tracked_job_class,
     uninstall,
 )
+from immortus.queues.rq.hooks import _Installed
 from immortus.queues.rq.job import _stop_signals_held
 from immortus.status import JobStatus
 from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event
 from immortus.web.core import get_verifier
 from tests.queues import rq_app
+from tests.queues.cancelling import CancelHarness, CancelScenarios, Extra
 from tests.queues.scenarios import Job as ScenarioJob
 from tests.queues.scenarios import QueueHarness, QueueScenarios, wait_for, wait_for_status
 from tests.queues.stores import dead_store_url, tracking_into_sqlite
@@ -72,11 +75,12 @@ SCENARIO_JOBS: dict[ScenarioJob, Callable[[], Any]] = {
 }
 
 
-class RQHarness(QueueHarness):
+class RQHarness(QueueHarness, CancelHarness):
     """The session's redis-server, an SQLite store in ``folder``, and ``rq worker`` processes."""
 
     name: ClassVar[str] = "rq"
     can_cancel_running: ClassVar[bool] = True
+    queue_stops_running: ClassVar[bool] = True  # RQ's stop command
     untracked_outcome: ClassVar[State] = State.FINISHED
 
     def __init__(self, url: str, store_url: str, folder: Path) -> None:
@@ -87,6 +91,8 @@ class RQHarness(QueueHarness):
         self.queue = rq_app.make_queue(self.connection)
         self.worker_pids: list[int] = []
         self._workers = 0
+        #: Whether the workers run RQ's scheduler (a process of their own, beside the horse).
+        self.with_scheduler = False
 
     def close(self) -> None:
         self.connection.close()
@@ -97,6 +103,15 @@ class RQHarness(QueueHarness):
     def enqueue(self, job: ScenarioJob) -> str:
         retry = Retry(max=1) if job == "flaky" else None
         enqueued: str = self.queue.enqueue(SCENARIO_JOBS[job], retry=retry).id
+        return enqueued
+
+    def extra_class(self, job: Extra) -> str:
+        return job_class_of(getattr(rq_app, job))
+
+    def enqueue_extra(self, job: Extra) -> str:
+        interval = round(self.retry_delay) if job == "retried_later" else 0
+        retry = Retry(max=1, interval=interval)
+        enqueued: str = self.queue.enqueue(getattr(rq_app, job), retry=retry).id
         return enqueued
 
     def enqueue_untracked(self, job: ScenarioJob) -> str:
@@ -130,6 +145,8 @@ class RQHarness(QueueHarness):
         self._workers += 1
         name = f"immortus-test-{os.getpid()}-{self._workers}"
         command = [sys.executable, "-m", "rq.cli", "worker", "--url", self.url, "--name", name]
+        if self.with_scheduler:  # runs the retries RQ schedules (an interval)
+            command.append("--with-scheduler")
         if tracked:
             command += ["--job-class", TRACKED_JOB_CLASS]
         command.append(rq_app.QUEUE_NAME)
@@ -188,8 +205,12 @@ def harness(rq_url: str, tmp_path: Path) -> Iterator[RQHarness]:
             rq_harness.close()
 
 
-class TestRQScenarios(QueueScenarios):
-    pass
+class TestRQScenarios(QueueScenarios, CancelScenarios):
+    def test_a_retry_says_when_it_runs(self, harness: QueueHarness) -> None:
+        # A retry with an interval is scheduled: only a worker with RQ's scheduler runs it.
+        assert isinstance(harness, RQHarness)
+        harness.with_scheduler = True
+        super().test_a_retry_says_when_it_runs(harness)
 
 
 # -- RQ's blind spots ----------------------------------------------------------------------
@@ -458,6 +479,37 @@ def test_a_waiting_job_that_ran_before_is_retrying(harness: RQHarness) -> None:
         native = RQStrategy(harness.connection).native_status(job.id)
         assert native is not None
         assert (native.state, native.attempts) == (State.RETRYING, 1)
+
+
+def test_a_scheduled_retry_says_when_from_rqs_registry(harness: RQHarness) -> None:
+    """A retry RQ scheduled, read from the hash alone: ``retry_at`` is its scheduled time."""
+    queue = Queue("table", connection=harness.connection)
+    job = queue.enqueue(rq_app.untracked)
+    job.started_at = job.enqueued_at
+    job.save()
+    when = datetime(2031, 5, 17, 8, 30, 15, tzinfo=UTC)
+    queue.schedule_job(job, when)
+    native = RQStrategy(harness.connection).native_status(job.id)
+    assert native is not None
+    assert (native.state, native.retry_at) == (State.RETRYING, when)
+    job.set_status(RQState.QUEUED)  # back in its queue: due as soon as a worker is free
+    queued = RQStrategy(harness.connection).native_status(job.id)
+    assert queued is not None
+    assert (queued.state, queued.retry_at) == (State.RETRYING, None)
+
+
+def test_cancel_where_rq_is_not_installed_is_refused_with_the_fix(
+    harness: RQHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_class = job_class_of(rq_app.notify)  # read from the store: no connection needed
+    job_id = harness.queue.enqueue(rq_app.notify).id
+    monkeypatch.setattr(_Installed, "connection", None)  # a process that never ran install()
+    with pytest.raises(NotCancellable, match=r"immortus\.queues\.rq\.install\(queue\)"):
+        immortus.cancel(job_id, job_class)
+    monkeypatch.undo()
+    immortus.cancel(job_id, job_class)  # installed: Job.cancel, at once
+    assert immortus.status(job_id, job_class).state is State.CANCELLED
+    assert harness.outcome_from_the_queue(job_id) is State.CANCELLED
 
 
 def test_many_jobs_are_read_with_one_fetch(harness: RQHarness) -> None:

@@ -23,7 +23,7 @@ import redis
 
 import immortus
 from immortus import JobStatus, State
-from immortus.exceptions import InvalidInput, InvalidJobId, StoreUnavailable
+from immortus.exceptions import InvalidInput, InvalidJobId, NotCancellable, StoreUnavailable
 from immortus.finder import resolve_strategy
 from immortus.queues import sidekiq
 from immortus.queues.sidekiq import Location, SidekiqStrategy
@@ -373,6 +373,19 @@ def test_made_without_arguments(url: str, settings: None, monkeypatch: pytest.Mo
         assert isinstance(resolved, SidekiqStrategy)
         sidekiq.configure(url=url)  # wins over the environment, also for one made before
         assert resolved.status(job.job_id).state is State.CREATED
+
+
+def test_rails_jobs_cannot_be_cancelled_from_python() -> None:
+    """Refused with the reason, before anything is read: the Redis here is not even there."""
+    with pristine_immortus():
+        sidekiq.configure(url=f"redis://127.0.0.1:{free_port()}/0")
+        immortus.declare("ReportJob", queue="sidekiq")
+        with pytest.raises(NotCancellable) as refused:
+            immortus.cancel("b5c3a9e2d1f04a6b8c7d9e0f", "ReportJob")
+    assert "Rails jobs are read from the Rails database or Sidekiq's Redis and cannot be " in (
+        str(refused.value)
+    )
+    assert "cancelled from Python" in str(refused.value)
 
 
 # -- honest endings: lost, gone, never there ----------------------------------------------------

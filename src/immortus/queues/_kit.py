@@ -8,7 +8,8 @@ Every Python queue's integration (the packages ``immortus.queues.celery``, ``rq`
   ended by another (a thread-safe dict, keyed by what the queue's hooks both see);
 - :func:`tracked_name`, :func:`tracked_path` and :func:`tracked_callable`: whether a job is
   tracked, and under which job class, asked of the registry of tracked jobs (never by
-  importing what a name says).
+  importing what a name says);
+- :func:`retry_time`: when a retry the queue scheduled runs, as every retry hook reports it.
 
 This module imports no queue library.
 """
@@ -17,13 +18,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from immortus import registry
 from immortus.exceptions import ConfigurationError
 from immortus.jobs import job_class_of
 
-__all__ = ["AttemptBook", "QueueIntegration", "tracked_callable", "tracked_name", "tracked_path"]
+__all__ = [
+    "AttemptBook",
+    "QueueIntegration",
+    "retry_time",
+    "tracked_callable",
+    "tracked_name",
+    "tracked_path",
+]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -39,7 +48,10 @@ class QueueIntegration(Protocol):
     ``(job_id, job_class)`` of the queue's own job object, or ``None`` when ``job`` is not one
     (see :func:`immortus.queues.identify`). Queues that can cancel a job also have ``cancel``
     (Dramatiq, Django tasks) or their own verb (Celery's ``revoke``, RQ's ``Job.cancel``, Huey's
-    ``revoke_by_id`` with :func:`immortus.queues.huey.check_cancelled`).
+    ``revoke_by_id`` with :func:`immortus.queues.huey.check_cancelled`). Each registers its
+    canceller for :func:`immortus.cancel` when it is imported
+    (:func:`immortus.register_canceller`, under the queue's name), and turns
+    :class:`immortus.JobCancelled` raised in a job into the queue's own "stop this job".
     """
 
     install: Callable[..., Any]
@@ -123,3 +135,15 @@ def _path(function: Callable[..., Any]) -> str | None:
     module = getattr(function, "__module__", None)
     qualname = getattr(function, "__qualname__", None)
     return f"{module}.{qualname}" if isinstance(module, str) and isinstance(qualname, str) else None
+
+
+def retry_time(delay: float | timedelta | None = 0, eta: datetime | None = None) -> datetime:
+    """Return when a retry the queue scheduled runs: ``eta``, else now plus ``delay`` seconds.
+
+    A naive ``eta`` is taken as UTC (what the queues here write); ``None`` or a negative delay is
+    now: the queue runs the retry as soon as a worker is free.
+    """
+    if eta is not None:
+        return eta if eta.tzinfo is not None else eta.replace(tzinfo=UTC)
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay or 0)
+    return datetime.now(UTC) + timedelta(seconds=max(seconds, 0.0))

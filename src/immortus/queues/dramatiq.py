@@ -21,8 +21,14 @@ middleware was installed carries no mark and immortus has no record of it (``unk
 :func:`cancel` refuses it) until a worker with the middleware takes it: the worker tracks every
 message of a tracked actor, so that ``immortus.progress()`` works in it.
 
-Dramatiq has no revoke: :func:`cancel` records the cancellation in immortus's store, and the
-worker skips a cancelled message when it takes it. A running actor cannot be stopped.
+Dramatiq has no revoke. :func:`immortus.cancel` (through :func:`cancel`, registered for the
+queue ``"dramatiq"`` when this module is imported) records a waiting message's cancellation in
+immortus's store, and the worker skips the message when it takes it; a running actor stops at
+its next ``immortus.progress()`` (the store's cancel request), raising
+``immortus.JobCancelled``. The middleware ends that attempt ``cancelled`` and makes the
+``Retries`` middleware abort the message, as for an exception in the actor's ``throws``: it is
+not retried (Dramatiq dead-letters it) and the worker goes on. A retry's ``retry_at`` is the
+delay the ``Retries`` middleware enqueued it with (its backoff, or ``Retry(delay=...)``).
 
 A message whose worker died before acknowledging it is delivered again (the Redis broker
 requeues it once the dead worker's heartbeat is ``heartbeat_timeout`` old; RabbitMQ when the
@@ -39,9 +45,11 @@ import threading
 from typing import Any, Final
 
 from immortus import lifecycle, query
+from immortus.cancel_requests import JobCancelled
+from immortus.cancelling import register_canceller
 from immortus.exceptions import MissingDependency
 from immortus.jobs import JOB_CLASS_ATTRIBUTE, Attempt, start_attempt
-from immortus.queues._kit import AttemptBook
+from immortus.queues._kit import AttemptBook, retry_time
 from immortus.status import JobError, JobStatus, State
 
 try:
@@ -56,6 +64,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 __all__ = [
     "JOB_CLASS_OPTION",
+    "QUEUE",
     "REDELIVERIES_OPTION",
     "ImmortusMiddleware",
     "cancel",
@@ -68,6 +77,8 @@ __all__ = [
 
 logger = logging.getLogger("immortus")
 
+#: The queue name Dramatiq's jobs declare (``@immortus.track(queue="dramatiq")``).
+QUEUE: Final = "dramatiq"
 #: The message option that marks a message of a tracked actor; its value is the job class.
 JOB_CLASS_OPTION: Final = "immortus_job_class"
 
@@ -130,7 +141,7 @@ def uninstall(broker: Broker | None = None) -> None:
     broker = broker if broker is not None else dramatiq.broker.global_broker
     if broker is not None:
         broker.middleware[:] = [
-            m for m in broker.middleware if not isinstance(m, ImmortusMiddleware)
+            m for m in broker.middleware if not isinstance(m, ImmortusMiddleware | _StopsRetries)
         ]
 
 
@@ -139,7 +150,8 @@ def install(broker: Broker | None = None) -> ImmortusMiddleware:
 
     Idempotent: a broker that has one keeps it, and it is returned. It goes just before the
     ``Retries`` middleware, so that it sees Retries' decision (Dramatiq calls the ``after_``
-    hooks in reverse order).
+    hooks in reverse order); a small one goes just after it, so that Retries never retries a
+    message whose actor raised ``immortus.JobCancelled``.
     """
     broker = broker if broker is not None else dramatiq.get_broker()
     for existing in broker.middleware:
@@ -148,6 +160,8 @@ def install(broker: Broker | None = None) -> ImmortusMiddleware:
     middleware = ImmortusMiddleware()
     has_retries = any(isinstance(m, Retries) for m in broker.middleware)
     broker.add_middleware(middleware, before=Retries if has_retries else None)
+    if has_retries:
+        broker.add_middleware(_StopsRetries(), after=Retries)
     return middleware
 
 
@@ -224,6 +238,8 @@ class ImmortusMiddleware(Middleware):
         self._local = threading.local()  # the message id whose first enqueue is under way
         # Messages being processed: the attempt, or None for a message this middleware skipped.
         self._attempts: AttemptBook[str, Attempt | None] = AttemptBook()
+        # Messages being processed that Retries enqueued again, with its delay (milliseconds).
+        self._retry_delays: AttemptBook[str, int] = AttemptBook()
 
     # -- enqueuing process ---------------------------------------------------------------
 
@@ -231,10 +247,12 @@ class ImmortusMiddleware(Middleware):
         """Called before a message is enqueued: marks a tracked actor's message with its class.
 
         A message already marked is being enqueued again (a retry, a delay that ran out): it is
-        left alone. Raises nothing.
+        left alone, and a retry's ``delay`` is kept for its ``retry_at``. Raises nothing.
         """
         self._local.first_enqueue = None
         if JOB_CLASS_OPTION in message.options:
+            if message.message_id in self._attempts:  # a retry, enqueued by Retries
+                self._retry_delays.put(message.message_id, delay or 0)
             return
         found = _tracked_class(broker, message)
         if found is not None:
@@ -290,15 +308,23 @@ class ImmortusMiddleware(Middleware):
         ``finished`` if it returned; if it raised, ``retrying`` when the Retries middleware
         (which ran just before) enqueued another attempt, ``failed`` otherwise (retries
         exhausted, an exception in the actor's ``throws``, no Retries middleware). A message
-        that a middleware rejected before the actor ran is ``cancelled``. Raises nothing.
+        that a middleware rejected before the actor ran is ``cancelled``, and so is one whose
+        actor raised ``immortus.JobCancelled`` (never retried: see :class:`_StopsRetries`). A
+        retry's ``retry_at`` is the delay Retries enqueued it with. Raises nothing.
         """
         attempt = self._attempts.take(message.message_id)
+        delay = self._retry_delays.take(message.message_id)
+        if message.options.pop(_STOPS_OPTION, None):
+            message.options.pop("throws", None)  # set for Retries alone
         if attempt is None:
             if message.failed:  # tracked but never started: rejected before the actor ran
                 self._report_dropped(broker, message)
+        elif isinstance(exception, JobCancelled):
+            attempt.cancel()
         elif exception is not None:
             retried = not message.failed and _attempt_number(message) > (attempt.job.attempt or 1)
-            attempt.fail(exception, final_attempt=not retried)
+            retry_at = retry_time(delay / 1000) if retried and delay is not None else None
+            attempt.fail(exception, final_attempt=not retried, retry_at=retry_at)
         elif message.failed:
             attempt.cancel()
         else:
@@ -334,3 +360,43 @@ class ImmortusMiddleware(Middleware):
                 "immortus: cannot tell whether message %s was cancelled; running it", message_id
             )
             return None
+
+
+#: What :class:`_StopsRetries` sets as the message's ``throws``: Retries then aborts it.
+_STOPS: Final = (JobCancelled,)
+#: Marks a message whose ``throws`` :class:`_StopsRetries` set (removed again after Retries).
+_STOPS_OPTION: Final = "immortus_stops"
+
+
+class _StopsRetries(Middleware):
+    """Placed just after ``Retries``, whose ``after_process_message`` runs just after its own.
+
+    For an actor that raised ``immortus.JobCancelled``, it sets the message's ``throws`` to
+    that exception, so that Retries aborts the message instead of retrying it (the message's
+    own ``throws`` is restored by :class:`ImmortusMiddleware`, whose hook runs after Retries).
+    Raises nothing.
+    """
+
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if isinstance(exception, JobCancelled) and "throws" not in message.options:
+            message.options["throws"] = _STOPS
+            message.options[_STOPS_OPTION] = True
+
+
+def _cancel(job_id: str, job_class: str) -> None:
+    """The canceller of :func:`immortus.cancel`: :func:`cancel` for a message not yet running.
+
+    A running actor is stopped by the store's cancel request instead (at its next
+    ``immortus.progress()``). Raises what :func:`cancel` raises.
+    """
+    cancel(job_id, job_class)
+
+
+register_canceller(QUEUE, _cancel)

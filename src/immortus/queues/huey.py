@@ -24,34 +24,47 @@ signal ``enqueued``             enqueuing  ``created`` (before the task reaches 
 signal ``executing``            worker     ``started``, attempt = declared retries - retries
                                            left + 1; the job is current (``progress()``)
 post-execute, no exception      worker     ``finished``
-post-execute, an exception      worker     ``retrying`` while retries are left, else
-                                           ``failed`` (its type and message)
-signal ``canceled``             worker     ``cancelled`` (``retrying`` if Huey retries it)
+post-execute, an exception      worker     ``retrying`` while retries are left, with
+                                           ``retry_at`` (Huey's ``retry_delay``, or the
+                                           ``RetryTask``'s eta or delay), else ``failed``
+                                           (its type and message)
+signal ``canceled``             worker     ``cancelled`` (``retrying`` if Huey retries it);
+                                           a tracked task's ``immortus.JobCancelled`` becomes
+                                           ``CancelExecution(retry=False)``
 signal ``interrupted``          worker     ``cancelled`` (Huey does not run it again)
 ``revoked``, ``expired``        worker     ``cancelled``, never started
 ==============================  =========  ===================================================
 
 A hook never breaks the task or the enqueue: whatever goes wrong is logged on the ``immortus``
-logger (and :mod:`immortus.lifecycle` already logs a store that fails). Huey cannot stop a
-running task from outside: a task stops itself between two steps with :func:`check_cancelled`.
+logger (and :mod:`immortus.lifecycle` already logs a store that fails).
+
+:func:`immortus.cancel` revokes the task on every Huey installed in the process
+(``revoke_by_id``): a consumer skips a waiting task, and a running one stops at its next
+:func:`check_cancelled` or, where the store carries cancel requests, its next
+``immortus.progress()``. Huey cannot stop a running task from outside.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from immortus import lifecycle
-from immortus.exceptions import MissingDependency, NotInJob
+from immortus.cancel_requests import JobCancelled
+from immortus.cancelling import register_canceller
+from immortus.exceptions import MissingDependency, NotCancellable, NotInJob
 from immortus.jobs import Attempt, current_job, start_attempt
-from immortus.queues._kit import AttemptBook, tracked_name
+from immortus.queues._kit import AttemptBook, retry_time, tracked_name
 from immortus.status import JobError
 
 try:
     from huey.api import Huey, Result, Task, TaskWrapper
-    from huey.exceptions import CancelExecution
+    from huey.exceptions import CancelExecution, RateLimitExceeded, RetryTask
     from huey.signals import (
         SIGNAL_CANCELED,
         SIGNAL_ENQUEUED,
@@ -63,9 +76,20 @@ try:
 except ImportError as exc:
     raise MissingDependency("huey", "huey") from exc
 
-__all__ = ["check_cancelled", "identify", "install", "installed", "job_class", "uninstall"]
+__all__ = [
+    "QUEUE",
+    "check_cancelled",
+    "identify",
+    "install",
+    "installed",
+    "job_class",
+    "uninstall",
+]
 
 logger = logging.getLogger("immortus")
+
+#: The queue name Huey's jobs declare (``@immortus.track(queue="huey")``).
+QUEUE: Final = "huey"
 
 #: The Huey signals the hooks receive; the ends of a task's run come from a post-execute hook,
 #: which alone sees every exception (a timeout, ``RetryTask``) with its traceback.
@@ -94,6 +118,7 @@ class _Run:
 
 _lock = threading.Lock()
 _runs: AttemptBook[str, _Run] = AttemptBook()  # task id -> its run, from ``executing`` to its end
+_hueys: list[Any] = []  # the installed Huey instances, which the canceller revokes on
 
 
 def job_class(task: Any) -> str:
@@ -175,14 +200,51 @@ class _Hooks:
                 return
             if exception is None:
                 run.attempt.finish()
+            elif task.retries:
+                retry_at = _retry_at(self.huey, task, exception)
+                run.attempt.fail(exception, final_attempt=False, retry_at=retry_at)
             else:
-                run.attempt.fail(exception, final_attempt=not task.retries)
+                run.attempt.fail(exception)
         except Exception:
             logger.exception("immortus: the post-execute hook failed for Huey task %r", task)
 
     def _begin(self, task: Any, name: str) -> None:
         attempt = start_attempt(task.id, name, attempt=_attempt_number(task))
         _runs.put(task.id, _Run(self.huey, task, attempt))
+        task.execute = _stopping(task.execute)  # this run only: Huey builds a task per message
+
+
+def _stopping(execute: Callable[[], Any]) -> Callable[[], Any]:
+    """Make ``immortus.JobCancelled`` stop a task's run the way Huey stops one.
+
+    It becomes ``CancelExecution(retry=False)``: not retried, and the ``canceled`` signal
+    ends the attempt ``cancelled``.
+    """
+
+    @functools.wraps(execute)
+    def execute_tracked() -> Any:
+        try:
+            return execute()
+        except JobCancelled as exc:
+            raise CancelExecution(retry=False) from exc
+
+    return execute_tracked
+
+
+def _retry_at(huey: Any, task: Any, exception: BaseException) -> datetime:
+    """Return when Huey runs the task again, as its ``_execute`` and ``_requeue_task`` decide."""
+    if isinstance(exception, RetryTask) and (exception.eta or exception.delay is not None):
+        return retry_time(exception.delay, _aware(huey, exception.eta))
+    if isinstance(exception, RateLimitExceeded):
+        return retry_time(task.retry_delay or exception.delay)
+    return retry_time(task.retry_delay)
+
+
+def _aware(huey: Any, eta: datetime | None) -> datetime | None:
+    """Return Huey's ``eta`` as an aware time: naive ones are UTC, or local with ``utc=False``."""
+    if eta is None or eta.tzinfo is not None:
+        return eta
+    return eta.astimezone() if not huey.utc else retry_time(eta=eta)
 
 
 def _pop_run(task_id: str) -> _Run | None:
@@ -231,6 +293,7 @@ def install(huey: Any) -> None:
             return
         hooks = _Hooks(huey)
         setattr(huey, _HOOKS_ATTRIBUTE, hooks)
+        _hueys.append(huey)
     hooks.connect()
 
 
@@ -241,6 +304,7 @@ def uninstall(huey: Any) -> None:
         if hooks is None:
             return
         setattr(huey, _HOOKS_ATTRIBUTE, None)
+        _hueys.remove(huey)
     hooks.disconnect()
 
 
@@ -276,3 +340,26 @@ def check_cancelled(task: Any = None) -> None:
         return
     if revoked:
         raise CancelExecution(retry=False)
+
+
+def _cancel(job_id: str, job_class: str) -> None:
+    """The canceller of :func:`immortus.cancel`: revoke the task on every installed Huey.
+
+    ``revoke_once``: a consumer that skips the waiting task consumes the mark; a running task
+    sees it at its next :func:`check_cancelled` (Huey clears it when the run ends).
+
+    Raises:
+        NotCancellable: no Huey is installed in this process to revoke it on.
+    """
+    with _lock:
+        hueys = list(_hueys)
+    if not hueys:
+        raise NotCancellable(
+            f"job {job_id!r} ({job_class}) cannot be revoked: no Huey is installed in this "
+            "process; call immortus.queues.huey.install(huey) where the Huey is created"
+        )
+    for huey in hueys:
+        huey.revoke_by_id(job_id, revoke_once=True)
+
+
+register_canceller(QUEUE, _cancel)

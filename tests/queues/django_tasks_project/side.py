@@ -34,6 +34,7 @@ from immortus.stores.records import encode  # noqa: E402
 from immortus.transitions import Event  # noqa: E402
 from immortus.web.core import render_job  # noqa: E402
 from tests.queues.django_tasks_project import tasks  # noqa: E402
+from tests.surfaces import answers, reading_as  # noqa: E402
 
 Answer = dict[str, Any]
 
@@ -103,6 +104,12 @@ def status(id: str, job_class: str | None = None) -> Answer:
         return {"raised": type(exc).__name__}
 
 
+def surfaces(id: str, job_class: str, style: str) -> Answer:
+    """What every surface answers here about the task, read the way of ``style``."""
+    with reading_as(style, "django_tasks", job_class) as asked:  # type: ignore[arg-type]
+        return {"surfaces": answers(id, asked)}
+
+
 def strategy_status(id: str, backend: str | None = None) -> Answer:
     strategy = django_tasks.DjangoTaskStrategy(backend=backend)
     return {
@@ -123,6 +130,11 @@ def native(id: str) -> Answer:
 
 def cancel(id: str) -> Answer:
     return {"cancelled": django_tasks.cancel(id)}
+
+
+def immortus_cancel(id: str, job_class: str) -> Answer:
+    """``immortus.cancel`` here, where the queue's canceller is registered."""
+    return {"outcome": str(immortus.cancel(id, job_class).outcome)}
 
 
 def delete(id: str) -> Answer:
@@ -176,9 +188,11 @@ COMMANDS: dict[str, Callable[..., Answer]] = {
     "render": render,
     "identify": identify,
     "status": status,
+    "surfaces": surfaces,
     "strategy_status": strategy_status,
     "native": native,
     "cancel": cancel,
+    "immortus_cancel": immortus_cancel,
     "delete": delete,
     "reset": reset,
     "configure": configure,

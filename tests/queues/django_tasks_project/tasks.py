@@ -48,6 +48,15 @@ def slow() -> None:
 
 
 @task
+@immortus.track(queue="django_tasks")
+def stops_itself() -> None:
+    """Report progress 1 of 2, then stop as a cancelled job does."""
+    immortus.progress(1, 2)
+    job = immortus.current_job()
+    raise immortus.JobCancelled(job.job_id if job is not None else "?")
+
+
+@task
 def untracked() -> str:
     """A task that did not opt in: the hooks leave it alone."""
     return "quiet"

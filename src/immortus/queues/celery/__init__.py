@@ -20,12 +20,15 @@ Celery signal               process           immortus event
 ``task_prerun``             worker            ``job_started``, attempt ``retries + 1``; for a
                                               redelivered message, ``job_lost`` (the delivery
                                               before it was lost) and a new attempt
-``task_retry``              worker            ``job_retrying`` with the error
+``task_retry``              worker            ``job_retrying`` with the error and
+                                              ``retry_at`` (the retry's eta or countdown)
 ``task_success``            worker            ``job_finished``
 ``task_failure``            worker            ``job_failed`` with the error; ``job_lost`` for
                                               a ``WorkerLostError`` (a pool child died)
 ``task_revoked``            worker (main)     ``job_cancelled``
 ``task_postrun``            worker            ends an attempt no other signal ended
+``immortus.JobCancelled``   worker            ``job_cancelled``; REVOKED in the result
+raised by a tracked task                      backend, and Celery's ``Ignore`` (no retry)
 ==========================  ================  ===========================================
 
 Every hook logs what goes wrong on the ``immortus`` logger and never raises: tracking never
@@ -34,8 +37,9 @@ backend (``docs/queues/celery.md`` has the state mapping table).
 
 One concern per module: :mod:`.hooks` (the signals, ``install``), :mod:`.names` (which tasks
 are tracked, and :func:`identify`), :mod:`.strategy` (:class:`CeleryStrategy` and the state
-mapping), :mod:`.cancel` (:func:`revoke`), :mod:`.errors` (Celery's stored exceptions read as
-immortus's errors). Needs the ``immortus[celery]`` extra.
+mapping), :mod:`.cancel` (:func:`revoke`, the canceller of :func:`immortus.cancel`),
+:mod:`.errors` (Celery's stored exceptions read as immortus's errors). Needs the
+``immortus[celery]`` extra.
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ try:
 except ImportError as exc:
     raise MissingDependency("celery", "celery") from exc
 
-from immortus.queues.celery.cancel import revoke
+from immortus.queues.celery.cancel import QUEUE, revoke
 from immortus.queues.celery.hooks import install, installed, uninstall
 from immortus.queues.celery.names import PUBLISHED_KEPT, identify
 from immortus.queues.celery.strategy import STATES, CeleryStrategy
 
 __all__ = [
     "PUBLISHED_KEPT",
+    "QUEUE",
     "STATES",
     "CeleryStrategy",
     "identify",

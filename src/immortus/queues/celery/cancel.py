@@ -1,4 +1,10 @@
-"""Cancelling a Celery task: Celery's ``revoke``, made to hold for a task no worker runs yet."""
+"""Cancelling a Celery task: Celery's ``revoke``, made to hold for a task no worker runs yet.
+
+:func:`immortus.cancel` revokes Celery's tracked tasks through :func:`revoke`, registered as
+the canceller of the queue ``"celery"`` when this package is imported: a waiting task is
+dropped, and a running one is terminated where the pool can (see :func:`install`'s
+``terminate``), else stopped at its next ``immortus.progress()``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,19 @@ from typing import Final
 
 from celery import Celery, states  # type: ignore[import-untyped]
 from celery.backends.base import DisabledBackend  # type: ignore[import-untyped]
+from kombu.exceptions import OperationalError
 
 from immortus import lifecycle
-from immortus.queues.celery.hooks import the_app
+from immortus.cancelling import register_canceller
+from immortus.exceptions import StoreUnavailable
+from immortus.queues.celery.hooks import terminates, the_app
 from immortus.queues.celery.names import recorded
 from immortus.status import State
 
-__all__ = ["revoke"]
+__all__ = ["QUEUE", "revoke"]
+
+#: The queue name Celery's jobs declare (``@immortus.track(queue="celery")``).
+QUEUE: Final = "celery"
 
 #: Backend states of a job no worker runs at the moment: :func:`revoke` can make them stick.
 _WAITING: Final = frozenset({states.PENDING, states.RECEIVED, states.RETRY})
@@ -46,3 +58,21 @@ def revoke(
         return  # started (the backend shows STARTED only with task_track_started=True)
     app.backend.mark_as_revoked(job_id, reason="revoked")
     lifecycle.job_cancelled(job_id, None if found is None else found.job_class)
+
+
+def _cancel(job_id: str, job_class: str) -> None:
+    """The canceller of :func:`immortus.cancel`: :func:`revoke`, terminating as installed.
+
+    Raises:
+        StoreUnavailable: the broker or the result backend cannot be reached.
+    """
+    app = the_app(None)
+    try:
+        revoke(job_id, app, terminate=terminates(app))
+    except (OSError, OperationalError) as exc:
+        raise StoreUnavailable(
+            f"Celery's broker or result backend cannot be reached: {type(exc).__name__}"
+        ) from exc
+
+
+register_canceller(QUEUE, _cancel)

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Final
 
 from celery import Celery, current_app, signals, states  # type: ignore[import-untyped]
 from celery.backends.base import DisabledBackend  # type: ignore[import-untyped]
-from celery.exceptions import WorkerLostError  # type: ignore[import-untyped]
+from celery.exceptions import Ignore, WorkerLostError  # type: ignore[import-untyped]
 from celery.worker import state as worker_state  # type: ignore[import-untyped]
 
 from immortus import lifecycle
+from immortus.cancel_requests import JobCancelled
 from immortus.jobs import Attempt, start_attempt
-from immortus.queues._kit import AttemptBook
+from immortus.queues._kit import AttemptBook, retry_time
 from immortus.queues.celery.errors import failure
 from immortus.queues.celery.names import job_class as class_of
 from immortus.queues.celery.names import remember
 from immortus.status import JobError
 
-__all__ = ["install", "installed", "the_app", "uninstall"]
+__all__ = ["install", "installed", "terminates", "the_app", "uninstall"]
 
 logger = logging.getLogger("immortus")
 
@@ -30,24 +33,90 @@ _REDELIVERED: Final = JobError(
     message="the worker running the task stopped before acknowledging it; it runs again",
 )
 
+#: The attribute marking a task class whose ``__call__`` :func:`install` wrapped.
+_STOPS_MARK: Final = "__immortus_stops__"
+
 _lock = threading.Lock()
 _apps: list[Any] = []  # installed apps, the latest last: the one CeleryStrategy reads by default
+_terminating: dict[int, bool] = {}  # id of an installed app -> whether cancel terminates
 _attempts: AttemptBook[tuple[str, int | None], Attempt] = AttemptBook()  # running attempts
 
 
-def install(app: Celery) -> None:
+def install(app: Celery, *, terminate: bool = True) -> None:
     """Connect immortus's hooks to Celery's signals, for ``app``: one line, in every process.
 
     Call it where the app is created, so that the web process (the enqueuer) and the worker
     both run it. Installing again is harmless. Celery's signals are process-wide: once
     installed, the hooks see the tasks of every app, and report those whose name is tracked.
     ``app`` becomes the app :class:`CeleryStrategy` reads when given none.
+
+    ``terminate``: whether :func:`immortus.cancel` terminates a running task (Celery's revoke
+    with ``terminate=True``, which the prefork, gevent and eventlet pools honour). Pass
+    ``False`` for the threads and solo pools, which cannot: their running tasks stop at their
+    next ``immortus.progress()``. Either way, each tracked task's ``immortus.JobCancelled``
+    ends it ``cancelled`` (REVOKED in the result backend) instead of failing it.
     """
     with _lock:
         if app not in _apps:
             _apps.append(app)
+        _terminating[id(app)] = terminate
     for signal, receiver in _RECEIVERS:
         signal.connect(receiver, weak=False, dispatch_uid=f"immortus.{signal.name}")
+    app.on_after_finalize.connect(_wrap_tracked_tasks, weak=False)
+    if app.finalized:
+        _wrap_tracked_tasks(app)
+
+
+def terminates(app: Celery) -> bool:
+    """Tell whether :func:`immortus.cancel` terminates ``app``'s running tasks (see install)."""
+    return _terminating.get(id(app), True)
+
+
+def _wrap_tracked_tasks(sender: Any = None, **_: Any) -> None:
+    """Once the app has its tasks: each tracked one stops on ``JobCancelled`` (:func:`_stopping`).
+
+    Celery's own way to wrap a task's method (``Task.add_around``, what task annotations use),
+    done before a worker builds its tracers, so that they call the wrapped ``__call__``.
+    """
+    try:
+        for name, task in list(sender.tasks.items()):
+            kind = type(task)
+            if class_of(name, task) is not None and not kind.__dict__.get(_STOPS_MARK):
+                kind.add_around("__call__", _stopping)
+                setattr(kind, _STOPS_MARK, True)
+    except Exception:
+        logger.exception("immortus: cannot make Celery's tracked tasks stop on a cancel request")
+
+
+def _stopping(call: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a task's ``__call__``: ``immortus.JobCancelled`` stops it the way Celery stops one.
+
+    The attempt ends ``cancelled``, the result backend says REVOKED, and Celery's ``Ignore``
+    ends the run: the message is acknowledged, nothing retries it, the worker goes on.
+    """
+
+    @functools.wraps(call)
+    def call_tracked(task: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(task, *args, **kwargs)
+        except JobCancelled as exc:
+            _stopped(task)
+            raise Ignore() from exc
+
+    return call_tracked
+
+
+def _stopped(task: Any) -> None:
+    """Report a task stopped by ``JobCancelled`` ``cancelled``, here and in the result backend."""
+    try:
+        request = task.request
+        attempt = _take(request.id, request)
+        if attempt is not None:
+            attempt.cancel()
+        if not task.ignore_result and not isinstance(task.backend, DisabledBackend):
+            task.backend.mark_as_revoked(request.id, reason="cancelled", request=request)
+    except Exception:
+        logger.exception("immortus: cannot record the cancelled Celery task %r", task)
 
 
 def uninstall(app: Celery) -> None:
@@ -154,6 +223,15 @@ def _take(task_id: object, request: Any) -> Attempt | None:
     return _attempts.take((str(task_id), _attempt_number(request)))
 
 
+def _retry_at(when: object) -> datetime | None:
+    """Return when a retry runs, from Celery's ``Retry.when``: an eta, a countdown, or neither."""
+    if isinstance(when, datetime):
+        return retry_time(eta=when)
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return retry_time(when)
+    return None
+
+
 def _on_success(sender: Any = None, **_: Any) -> None:
     """After a tracked task returned (and its result was stored): ``job_finished``."""
     try:
@@ -165,14 +243,18 @@ def _on_success(sender: Any = None, **_: Any) -> None:
 
 
 def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
-    """After a tracked task asked for a retry: ``job_retrying`` with the error that caused it."""
+    """After a tracked task asked for a retry: ``job_retrying`` with the error that caused it.
+
+    ``retry_at`` is the retry's eta, or now plus its countdown (Celery's ``Retry.when``).
+    """
     try:
         error = failure(getattr(reason, "exc", None) or reason)
+        retry_at = _retry_at(getattr(reason, "when", None))
         attempt = _take(request.id, request)
         if attempt is not None:
-            attempt.fail(error, final_attempt=False)
+            attempt.fail(error, final_attempt=False, retry_at=retry_at)
         elif class_of(sender.name) is not None:
-            lifecycle.job_retrying(request.id, error, sender.name)
+            lifecycle.job_retrying(request.id, error, sender.name, retry_at=retry_at)
     except Exception:
         logger.exception("immortus: the Celery retry hook failed")
 

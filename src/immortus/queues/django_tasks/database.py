@@ -2,20 +2,29 @@
 
 Its rows are read directly (one query for a batch of ids, and without importing each task's
 code, which ``get_result`` does), and a task no worker has taken yet can be cancelled by
-deleting its row, which :func:`cancel` does safely. ``django_tasks_db`` is imported only when
-one of these is used.
+deleting its row, which :func:`cancel` does safely; :func:`immortus.cancel` does it through
+the canceller registered for the queue ``"django_tasks"`` when the package is imported.
+``django_tasks_db`` is imported only when one of these is used.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
+from django.apps import apps
+from django.db import DatabaseError
+
+from immortus.cancelling import register_canceller
+from immortus.exceptions import StoreUnavailable
 from immortus.queues.django_tasks.results import status_from
 from immortus.status import JobStatus
 
-__all__ = ["cancel", "is_database_backend", "statuses"]
+__all__ = ["QUEUE", "cancel", "is_database_backend", "statuses"]
+
+#: The queue name Django's tasks declare (``@immortus.track(queue="django_tasks")``).
+QUEUE: Final = "django_tasks"
 
 
 def is_database_backend(backend: object) -> bool:
@@ -94,3 +103,25 @@ def cancel(job_id: str) -> bool:
             return False
         row.delete()
         return True
+
+
+def _cancel(job_id: str, job_class: str) -> None:
+    """The canceller of :func:`immortus.cancel`: :func:`cancel`, where ``django-tasks-db`` is.
+
+    A running task (and any task of another backend) is stopped by the store's cancel request
+    instead, at its next ``immortus.progress()``.
+
+    Raises:
+        StoreUnavailable: the database cannot be reached.
+    """
+    if not (apps.ready and apps.is_installed("django_tasks_db")):
+        return
+    try:
+        cancel(job_id)
+    except DatabaseError as exc:
+        raise StoreUnavailable(
+            f"the tasks' database cannot be reached: {type(exc).__name__}"
+        ) from exc
+
+
+register_canceller(QUEUE, _cancel)

@@ -11,6 +11,8 @@ Django's ``TaskResultStatus``      immortus state   notes
                                                     traceback; no retry ever follows
 ``FAILED`` by ``SystemExit`` or    ``cancelled``    the worker was stopped in the middle of it
 ``KeyboardInterrupt``
+``FAILED`` by                      ``cancelled``    it stopped on a cancel request (its
+``immortus.JobCancelled``                           ``progress()`` raised it)
 =================================  ===============  =============================================
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from immortus.cancel_requests import JobCancelled
 from immortus.status import JobError, JobStatus, State
 
 __all__ = ["STATES", "error_of", "is_interruption", "status_from", "status_of"]
@@ -35,15 +38,22 @@ STATES: Final = {
     "FAILED": State.FAILED,
 }
 
-#: What stops a task without it failing: the worker was told to stop (a second Ctrl+C).
-INTERRUPTIONS: Final = frozenset({"builtins.SystemExit", "builtins.KeyboardInterrupt"})
+#: What stops a task without it failing: the worker was told to stop (a second Ctrl+C), or
+#: the task stopped on a cancel request.
+INTERRUPTIONS: Final = frozenset(
+    {
+        "builtins.SystemExit",
+        "builtins.KeyboardInterrupt",
+        f"{JobCancelled.__module__}.{JobCancelled.__qualname__}",
+    }
+)
 
 
 def is_interruption(exception: type[BaseException] | str) -> bool:
-    """Tell whether an exception (a class or its dotted path) means the worker was stopped."""
+    """Tell whether an exception (a class or its dotted path) stopped the task: ``cancelled``."""
     if isinstance(exception, str):
         return exception in INTERRUPTIONS
-    return issubclass(exception, SystemExit | KeyboardInterrupt)
+    return issubclass(exception, SystemExit | KeyboardInterrupt | JobCancelled)
 
 
 def error_of(task_error: Any) -> JobError | None:

@@ -50,6 +50,11 @@ class RailsReader(TrackingStrategy):
     """Base of the strategies that read a Rails queue; subclasses say how to read the queue."""
 
     certain: ClassVar[bool] = False
+    #: Rails jobs stop only from Ruby: :func:`immortus.cancel` refuses them before any I/O.
+    cancel_unsupported: ClassVar[str | None] = (
+        "Rails jobs are read from the Rails database or Sidekiq's Redis and cannot be "
+        "cancelled from Python"
+    )
 
     def __init__(self) -> None:
         self._notes = Notebook()

@@ -9,7 +9,7 @@ from typing import Final
 
 from immortus.status import JobError
 
-__all__ = ["ABANDONED", "HORSE_DIED", "LOST_ERRORS", "error_from_traceback"]
+__all__ = ["ABANDONED", "CANCELLED_ERROR", "HORSE_DIED", "LOST_ERRORS", "error_from_traceback"]
 
 #: The error type of a job whose work horse died (killed, out of memory, exited): RQ's text
 #: "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9)", which has no class.
@@ -18,6 +18,9 @@ HORSE_DIED: Final = "rq.WorkHorseTerminated"
 ABANDONED: Final = "rq.exceptions.AbandonedJobError"
 #: Error types of a failed RQ job that mean the process running it died: the job is ``lost``.
 LOST_ERRORS: Final = frozenset({HORSE_DIED, ABANDONED})
+#: The error type of a job that stopped because its cancellation was requested: RQ records it
+#: failed with ``immortus.JobCancelled``, and it is ``cancelled``.
+CANCELLED_ERROR: Final = "immortus.cancel_requests.JobCancelled"
 
 _HORSE_TERMINATED = re.compile(
     r"Work-horse terminated unexpectedly; waitpid returned (-?\d+)(?: \(signal (\d+)\))?"

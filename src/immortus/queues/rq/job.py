@@ -16,8 +16,9 @@ from rq.job import Job
 from rq.job import JobStatus as RQState
 
 from immortus import lifecycle, outbox
+from immortus.cancel_requests import JobCancelled
 from immortus.jobs import start_attempt
-from immortus.queues._kit import tracked_callable, tracked_name
+from immortus.queues._kit import retry_time, tracked_callable, tracked_name
 from immortus.queues.rq.errors import HORSE_DIED, LOST_ERRORS, error_from_traceback
 from immortus.status import JobError
 
@@ -66,8 +67,10 @@ class TrackedJob(Job):
         Called by the worker in the work horse. ``started`` comes first, and the job is
         current while it runs, so :func:`immortus.progress` works from its code. Then
         ``finished``; or, if it raises (a timeout included) or returns ``rq.Retry``,
-        ``retrying`` while RQ has a retry left, ``failed`` otherwise. Raises what the job
-        raises, unchanged; tracking problems are logged.
+        ``retrying`` (with when RQ runs it again) while RQ has a retry left, ``failed``
+        otherwise. ``immortus.JobCancelled`` ends it ``cancelled`` and is never retried: RQ
+        records the job failed with it, which :class:`RQStrategy` reads ``cancelled``. Raises
+        what the job raises, unchanged; tracking problems are logged.
         """
         self._ran_here = True
         job_class = self._job_class()
@@ -76,14 +79,27 @@ class TrackedJob(Job):
         attempt = start_attempt(self.id, job_class)
         try:
             result = super().perform()
+        except JobCancelled:
+            attempt.cancel()
+            self.retries_left = 0  # a stop, not a failure: RQ must not run it again
+            raise
         except BaseException as exc:  # RQ fails the job on anything it raises
-            attempt.fail(exc, final_attempt=not self.should_retry)
+            if self.should_retry:
+                retry_at = retry_time(self.get_retry_interval())
+                attempt.fail(exc, final_attempt=False, retry_at=retry_at)
+            else:
+                attempt.fail(exc)
             raise
         else:
             if isinstance(result, Retry):
                 exhausted = (self.number_of_retries or 0) >= result.max
                 message = f"the job returned Retry(max={result.max})"
-                attempt.fail(JobError(type="rq.Retry", message=message), final_attempt=exhausted)
+                error = JobError(type="rq.Retry", message=message)
+                if exhausted:
+                    attempt.fail(error)
+                else:
+                    delay = Retry.get_interval(self.number_of_retries or 0, result.intervals)
+                    attempt.fail(error, final_attempt=False, retry_at=retry_time(delay))
             else:
                 attempt.finish()
             return result

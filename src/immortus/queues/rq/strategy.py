@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 from redis import Redis
 from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.job import JobStatus as RQState
+from rq.registry import ScheduledJobRegistry
 from rq.results import Result
 from rq.serializers import resolve_serializer
 
 from immortus.exceptions import ConfigurationError, StoreUnavailable
 from immortus.queues.native import QueueStrategy
-from immortus.queues.rq.errors import LOST_ERRORS, error_from_traceback
+from immortus.queues.rq.errors import CANCELLED_ERROR, LOST_ERRORS, error_from_traceback
 from immortus.queues.rq.hooks import _Installed
 from immortus.status import JobError, JobStatus, Progress, State
 from immortus.stores.base import Store
@@ -23,7 +26,10 @@ from immortus.stores.base import Store
 __all__ = ["PROGRESS_META_KEY", "STATES", "RQStrategy"]
 
 #: How each state of RQ's job hash reads in immortus. A waiting job (``queued``,
-#: ``scheduled``) that has run before is ``retrying`` instead: another attempt is due.
+#: ``scheduled``) that has run before is ``retrying`` instead: another attempt is due. A
+#: ``failed`` job whose process died is ``lost``; one that raised ``immortus.JobCancelled``
+#: is ``cancelled``. A ``scheduled`` retry's ``retry_at`` is its time in RQ's scheduled
+#: registry.
 STATES: Final[Mapping[RQState, State]] = {
     RQState.CREATED: State.CREATED,
     RQState.QUEUED: State.CREATED,
@@ -114,9 +120,12 @@ def _read(job: Job) -> JobStatus:
     error = _error(job) if rq_state is RQState.FAILED else None
     if error is not None and error.type in LOST_ERRORS:
         state = State.LOST  # RQ failed it because the process running it died
+    elif error is not None and error.type == CANCELLED_ERROR:
+        state, error = State.CANCELLED, None  # it stopped on a cancel request
     return JobStatus(
         job_id=job.id,
         state=state,
+        retry_at=_scheduled_at(job) if state is State.RETRYING else None,
         progress=_progress(job.meta),
         error=error,
         attempts=1 + (job.number_of_retries or 0) if ran_before else 0,
@@ -124,6 +133,20 @@ def _read(job: Job) -> JobStatus:
         started_at=job.started_at,
         finished_at=job.ended_at if state.completed else None,
     )
+
+
+def _scheduled_at(job: Job) -> datetime | None:
+    """Return when RQ runs a scheduled retry (its score in the scheduled registry), else None.
+
+    A retry back in its queue (no interval) runs as soon as a worker is free: no time to tell.
+    """
+    if job.get_status(refresh=False) is not RQState.SCHEDULED:
+        return None
+    registry = ScheduledJobRegistry(job.origin, connection=job.connection)  # type: ignore[no-untyped-call]
+    try:
+        return registry.get_scheduled_time(job)
+    except NoSuchJobError:  # enqueued by the scheduler meanwhile
+        return None
 
 
 def _progress(meta: Mapping[str, Any]) -> Progress | None:
