@@ -56,7 +56,7 @@ from immortus.jobs import (
 )
 from immortus.query import astatus, astatus_many, status, status_many
 from immortus.registry import declare
-from immortus.status import JobError, JobStatus, Progress, State
+from immortus.status import HistoryEntry, HistoryEvent, JobError, JobStatus, Progress, State
 from immortus.store_strategy import StoreStrategy
 from immortus.stores import open_store
 from immortus.strategy import TrackingStrategy
@@ -70,6 +70,8 @@ __all__ = [
     "ConfigurationError",
     "CorruptRecord",
     "EndpointsNotSecured",
+    "HistoryEntry",
+    "HistoryEvent",
     "ImmortusError",
     "InvalidInput",
     "InvalidJobClass",

@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+from immortus import registry
 from immortus.exceptions import ImmortusError, InvalidStrategy, StrategyError
 from immortus.finder import find_strategy
 from immortus.status import JobStatus
@@ -57,6 +58,9 @@ def status(job_id: str, job_class: str | None = None, *, history: bool = False) 
     """
     strategy = strategy_for(job_id, job_class)
     answer = _ask(strategy, job_id, job_class, _status_and_meta)
+    owner = _owner(job_class, answer, strategy)
+    if owner is not None:
+        strategy, answer = owner, _ask(owner, job_id, answer.job_class, _status_and_meta)
     return _with_history(strategy, answer) if history else answer
 
 
@@ -71,9 +75,34 @@ async def astatus(job_id: str, job_class: str | None = None, *, history: bool = 
         return await asyncio.to_thread(status, job_id, job_class, history=True)
     strategy = strategy_for(job_id, job_class)
     try:
-        return _ask(strategy, job_id, job_class, _status_nowait)
+        answer = _ask(strategy, job_id, job_class, _status_nowait)
     except BlockingIOError:
-        return await asyncio.to_thread(_ask, strategy, job_id, job_class, _status_and_meta)
+        answer = await asyncio.to_thread(_ask, strategy, job_id, job_class, _status_and_meta)
+    owner = _owner(job_class, answer, strategy)
+    if owner is None:
+        return answer
+    return await asyncio.to_thread(_ask, owner, job_id, answer.job_class, _status_and_meta)
+
+
+def _owner(
+    job_class: str | None, answer: JobStatus, asked: TrackingStrategy
+) -> TrackingStrategy | None:
+    """Return the strategy of the class a class-less answer names, if it is another one.
+
+    Asked without a class, a job is answered by the class-less strategy (the store); when the
+    record names a tracked class whose strategy differs (a queue's, which corrects the store
+    with the queue's own record), that strategy gives the answer, so a page that lost the class
+    learns what a page that kept it learns. ``None``: the first answer stands.
+    """
+    if job_class is not None or answer.job_class is None:
+        return None
+    if registry.lookup(answer.job_class) is None:
+        return None
+    try:
+        owner = find_strategy(answer.job_class)
+    except ImmortusError:
+        return None
+    return None if owner is asked else owner
 
 
 def _with_history(strategy: TrackingStrategy, answer: JobStatus) -> JobStatus:
@@ -231,7 +260,49 @@ def _ask_many(items: Sequence[JobRef], *, stop_on_error: bool) -> list[JobStatus
             if answer.job_class is None and job_class is not None:
                 answer = dataclasses.replace(answer, job_class=job_class)
             answers[index] = answer
+    _ask_owners(items, answers, groups, stop_on_error=stop_on_error)
     return [answer for answer in answers if answer is not None]
+
+
+def _ask_owners(
+    items: Sequence[JobRef],
+    answers: list[JobStatus | ImmortusError | None],
+    groups: dict[int, tuple[TrackingStrategy, list[int]]],
+    *,
+    stop_on_error: bool,
+) -> None:
+    """Re-ask the class-less jobs whose records name a class of another strategy.
+
+    See :func:`_owner`; one ``status_many`` per such strategy, written in place in ``answers``.
+
+    Raises:
+        ImmortusError: with ``stop_on_error``, what a strategy raised.
+    """
+    owners: dict[int, tuple[TrackingStrategy, list[int]]] = {}
+    for asked, indexes in groups.values():
+        for index in indexes:
+            answer = answers[index]
+            if not isinstance(answer, JobStatus):
+                continue
+            owner = _owner(items[index][1], answer, asked)
+            if owner is not None:
+                owners.setdefault(id(owner), (owner, []))[1].append(index)
+    for owner, indexes in owners.values():
+        job_ids = list(dict.fromkeys(items[index][0] for index in indexes))
+        try:
+            found = _ask_strategy(owner, job_ids)
+        except ImmortusError as exc:
+            if stop_on_error:
+                raise
+            for index in indexes:
+                answers[index] = exc
+            continue
+        for index in indexes:
+            first = answers[index]
+            answer = found[items[index][0]]
+            if answer.job_class is None and isinstance(first, JobStatus):
+                answer = dataclasses.replace(answer, job_class=first.job_class)
+            answers[index] = answer
 
 
 def _ask_strategy(strategy: TrackingStrategy, job_ids: list[str]) -> dict[str, JobStatus]:
