@@ -191,9 +191,8 @@ class RedisBackend(Backend):
         jobs_key = prefix + b"jobs"
         rows, expected = data.rows()
         heads = [_bulk_string(column.encode()) for column in records.COLUMNS]
-        assert records.COLUMNS[0] == "job_id"
-        assert records.COLUMNS[2] == "state"
-        assert records.COLUMNS[-2] == "created"
+        job_at, state_at = records.COLUMNS.index("job_id"), records.COLUMNS.index("state")
+        created_at, expires_at = records.COLUMNS.index("created"), records.COLUMNS.index("expires")
         used = self._used_memory()
         with socket.create_connection((self.host, self.port), timeout=60) as connection:
             self._call(connection, [_resp(b"SELECT", b"%d" % self.databases[store])], b"+OK")
@@ -204,7 +203,7 @@ class RedisBackend(Backend):
                 index: list[bytes] = [b"ZADD", jobs_key]
                 by_state: dict[str, list[bytes]] = {}
                 for row in rows[start : start + REDIS_BATCH]:
-                    job_id, created = row[0].encode(), _bulk(row[-2])
+                    job_id, created = row[job_at].encode(), _bulk(row[created_at])
                     key = prefix + b"job:" + job_id
                     fields = [
                         head + _bulk_string(_bulk(value))
@@ -213,10 +212,10 @@ class RedisBackend(Backend):
                     ]
                     hset = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * len(fields))
                     commands.append(hset + _bulk_string(key) + b"".join(fields))
-                    ttl_ms = max(1, round((row[-1] - now) * 1000))
+                    ttl_ms = max(1, round((row[expires_at] - now) * 1000))
                     commands.append(_resp(b"PEXPIRE", key, b"%d" % ttl_ms))
                     index += (created, job_id)
-                    by_state.setdefault(row[2], []).extend((created, job_id))
+                    by_state.setdefault(row[state_at], []).extend((created, job_id))
                 commands.append(_resp(*index))
                 for state, members in by_state.items():
                     commands.append(_resp(b"ZADD", prefix + f"state:{state}".encode(), *members))
