@@ -1,14 +1,18 @@
 """The watchers of ``bench/push/``: one real HTTP client per job, in one process.
 
-    python -m bench.push.watchers {sse|polling} BASE_URL JOB_CLASS IDS_FILE OUT_FILE
+    python -m bench.push.watchers {sse|multi|polling} BASE_URL JOB_CLASS IDS_FILE OUT_FILE
 
-Each watcher follows one job over its own TCP connection with a minimal HTTP/1.1 client
-(asyncio streams, no library between the socket and the count of bytes):
+``IDS_FILE`` is a JSON object: each job id to follow, and its token. Each watcher follows one
+job over its own TCP connection with a minimal HTTP/1.1 client (asyncio streams, no library
+between the socket and the count of bytes), always with the job's token:
 
-- ``sse``: ``GET {BASE_URL}/immortus/stream/{id}/{class}``, reading the chunked answer frame by
-  frame until a frame's body is ``completed``;
-- ``polling``: ``GET {BASE_URL}/immortus/verify/{id}/{class}`` on a kept-alive connection,
-  ``--interval`` seconds after each answer (as the JavaScript client polls), until ``completed``.
+- ``sse``: ``GET {BASE_URL}/immortus/stream/{id}/{class}?token=...``, reading the chunked
+  answer frame by frame until a frame's body is ``completed``;
+- ``multi``: ``POST {BASE_URL}/immortus/stream`` with the job (the multi-job stream, what the
+  JavaScript client opens for a page), reading its ``event: job`` frames until ``event: end``;
+- ``polling``: ``GET {BASE_URL}/immortus/verify/{id}/{class}?token=...`` on a kept-alive
+  connection, ``--interval`` seconds after each answer (as the JavaScript client polls), until
+  ``completed``.
 
 Each watcher notes, on the system-wide monotonic clock, when it first saw each progress value
 of its job. Once every watcher has its first answer the process prints ``ready`` on stdout; when
@@ -75,6 +79,17 @@ class Connection:
     async def get(self, host: str, path: str) -> tuple[int, dict[str, str]]:
         """Send ``GET path``; return the answer's status and headers (lower-case names)."""
         request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n".encode()
+        return await self._send(request)
+
+    async def post(self, host: str, path: str, body: bytes) -> tuple[int, dict[str, str]]:
+        """Send ``POST path`` with a JSON ``body``; return the answer's status and headers."""
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return await self._send(head.encode() + body)
+
+    async def _send(self, request: bytes) -> tuple[int, dict[str, str]]:
         self.writer.write(request)
         self.meter.requests += 1
         self.meter.bytes_out += len(request)
@@ -119,13 +134,15 @@ class Server:
     job_class: str
     interval: float
     meter: Meter
+    tokens: dict[str, str]
 
     async def connect(self) -> Connection:
         parts = urlsplit(self.url)
         return await Connection.open(parts.hostname or "", parts.port or 80, self.meter)
 
     def path(self, route: str, job_id: str) -> str:
-        return f"{urlsplit(self.url).path}/immortus/{route}/{job_id}/{self.job_class}"
+        base = f"{urlsplit(self.url).path}/immortus/{route}/{job_id}/{self.job_class}"
+        return f"{base}?token={self.tokens[job_id]}"
 
     @property
     def host(self) -> str:
@@ -137,24 +154,47 @@ async def follow_stream(server: Server, sight: Sight, first: asyncio.Event) -> N
     connection = await server.connect()
     try:
         status, _ = await connection.get(server.host, server.path("stream", sight.job_id))
-        if status != 200:
-            raise WatchError(f"stream {sight.job_id} answered {status}")
-        buffer = b""
-        async for chunk in connection.chunks():
-            buffer += chunk
-            while b"\n\n" in buffer:
-                frame, buffer = buffer.split(b"\n\n", 1)
-                now = time.monotonic()
-                if frame.startswith(b"data: "):
-                    sight.note(json.loads(frame[len(b"data: ") :]), now)
-                    first.set()
-                elif frame.startswith(b"event: error"):
-                    server.meter.errors.append(f"{sight.job_id}: {frame[:200]!r}")
-                if sight.completed:
-                    return
-        raise WatchError(f"stream {sight.job_id} ended before its job completed")
+        await _read_frames(server, connection, status, sight, first)
     finally:
         connection.close()
+
+
+async def follow_multi(server: Server, sight: Sight, first: asyncio.Event) -> None:
+    """Follow one job over the multi-job stream (as a page does) until ``event: end``."""
+    connection = await server.connect()
+    item = {"job_id": sight.job_id, "job_class": server.job_class}
+    body = json.dumps({"jobs": [{**item, "token": server.tokens[sight.job_id]}]}).encode()
+    try:
+        path = f"{urlsplit(server.url).path}/immortus/stream"
+        status, _ = await connection.post(server.host, path, body)
+        await _read_frames(server, connection, status, sight, first)
+    finally:
+        connection.close()
+
+
+async def _read_frames(
+    server: Server, connection: Connection, status: int, sight: Sight, first: asyncio.Event
+) -> None:
+    """Read a stream's frames (one job's, or a multi-job stream's) until its job completed."""
+    if status != 200:
+        raise WatchError(f"stream {sight.job_id} answered {status}")
+    buffer = b""
+    async for chunk in connection.chunks():
+        buffer += chunk
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            now = time.monotonic()
+            if frame.startswith(b"data: "):
+                sight.note(json.loads(frame[len(b"data: ") :]), now)
+                first.set()
+            elif frame.startswith(b"event: job\ndata: "):
+                sight.note(json.loads(frame[len(b"event: job\ndata: ") :])["body"], now)
+                first.set()
+            elif frame.startswith(b"event: error"):
+                server.meter.errors.append(f"{sight.job_id}: {frame[:200]!r}")
+            if sight.completed:
+                return
+    raise WatchError(f"stream {sight.job_id} ended before its job completed")
 
 
 async def follow_polling(server: Server, sight: Sight, first: asyncio.Event) -> None:
@@ -182,10 +222,11 @@ async def follow_polling(server: Server, sight: Sight, first: asyncio.Event) -> 
         connection.close()
 
 
-async def watch(args: argparse.Namespace, job_ids: Sequence[str]) -> dict[str, Any]:
+async def watch(args: argparse.Namespace, tokens: dict[str, str]) -> dict[str, Any]:
     meter = Meter()
-    server = Server(args.url, args.job_class, args.interval, meter)
-    follow = follow_stream if args.mode == "sse" else follow_polling
+    server = Server(args.url, args.job_class, args.interval, meter, tokens)
+    follow = {"sse": follow_stream, "multi": follow_multi, "polling": follow_polling}[args.mode]
+    job_ids = list(tokens)
     sights = [Sight(job_id) for job_id in job_ids]
     firsts = [asyncio.Event() for _ in job_ids]
     runs = [follow(server, sight, first) for sight, first in zip(sights, firsts, strict=True)]
@@ -223,18 +264,18 @@ async def watch(args: argparse.Namespace, job_ids: Sequence[str]) -> dict[str, A
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.push.watchers", description=__doc__)
-    parser.add_argument("mode", choices=("sse", "polling"))
+    parser.add_argument("mode", choices=("sse", "multi", "polling"))
     parser.add_argument("url", help="the server's base URL, http://127.0.0.1:PORT")
     parser.add_argument("job_class")
-    parser.add_argument("ids_file", help="a JSON list of the job ids to follow")
+    parser.add_argument("ids_file", help="a JSON object: each job id to follow, and its token")
     parser.add_argument("out_file")
     parser.add_argument("--interval", type=float, default=0.5, help="polling interval (0.5 s)")
     parser.add_argument("--deadline", type=float, default=120.0, help="give up after (120 s)")
     args = parser.parse_args(argv)
     with open(args.ids_file, encoding="utf-8") as file:
-        job_ids = json.load(file)
+        tokens = json.load(file)
     try:
-        report = asyncio.run(watch(args, job_ids))
+        report = asyncio.run(watch(args, tokens))
     except WatchError as exc:
         print(f"push_watchers: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,11 @@ The apps (``bench/verify/starlette_app.py`` for Starlette, ``bench/verify/flask_
 ``bench/verify/django_app.py``) run in server processes of their own: they read the store URL and
 the size of the bare body from the environment (:func:`app_settings`), and each serves
 immortus's routes beside a bare route ``GET /bare/{job_id}/{job_class}`` answering
-:func:`bare_body` with immortus's JSON headers.
+:func:`bare_body` with immortus's JSON headers. The routes are secured with :data:`SECRET_KEY`,
+as an app deploys them: every verify request carries its job's token (``?token=...``), and the
+bare route is asked with the same query string. The Starlette and Flask apps also mount the
+routes under :data:`KEPT_PREFIX` with a verifier keeping the statuses it read lately
+(``Verifier(answer_staleness=...)``; Django's routes take their verifier from the settings).
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from typing import Final, NamedTuple
 import immortus
 
 __all__ = [
+    "ANSWER_STALENESS",
     "BODY_SIZE_VARIABLE",
     "JOB_CLASS",
+    "KEPT_PREFIX",
+    "SECRET_KEY",
     "STORE_VARIABLE",
     "AppSettings",
     "app_settings",
@@ -26,6 +33,13 @@ __all__ = [
 
 #: The tracked job class every seeded job belongs to.
 JOB_CLASS: Final = "bench.report"
+#: The key the apps sign and check job tokens with (a benchmark's, never deployed).
+SECRET_KEY: Final = "immortus-bench-verify-key"  # noqa: S105  # a benchmark's, never deployed
+#: Where the Starlette and Flask apps mount immortus's routes a second time, with a verifier
+#: that answers unchanged jobs from the statuses it read lately (``answer_staleness``).
+KEPT_PREFIX: Final = "/kept"
+#: The staleness bound of those routes: the streams' change feed's tick.
+ANSWER_STALENESS: Final = 0.05
 #: The environment variables the command hands its apps.
 STORE_VARIABLE: Final = "IMMORTUS_BENCH_STORE"
 BODY_SIZE_VARIABLE: Final = "IMMORTUS_BENCH_BODY_SIZE"

@@ -8,7 +8,8 @@ body, with the same headers, and does nothing else.
 
 No middleware, no database: everything both routes share is the server and Django's request
 handling, so nothing common to both dilutes the cost of immortus's own work. The endpoints are
-open (``"secret_key": None``), as in the Starlette and Flask apps.
+secured with the benchmark's key, as in the Starlette and Flask apps: verify checks each
+request's token.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path
 
+from bench.verify.common import SECRET_KEY as BENCH_KEY
 from bench.verify.common import app_settings, track_job_class
 from immortus.web.responses import JSON_HEADERS
 
@@ -30,7 +32,7 @@ ROOT_URLCONF = __name__
 INSTALLED_APPS = ["immortus.web.django"]
 MIDDLEWARE: list[str] = []
 DATABASES: dict[str, object] = {}
-IMMORTUS = {"store": SETTINGS.store_url, "secret_key": None, "open_endpoints": True}
+IMMORTUS = {"store": SETTINGS.store_url, "secret_key": BENCH_KEY}
 
 track_job_class()
 application = get_wsgi_application()  # django.setup(): reads the settings above

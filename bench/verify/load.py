@@ -1,6 +1,7 @@
 """The loads of the verify benchmark: wrk Lua scripts, and one wrk run's rate.
 
-Every load rotates over the seeded job ids, so no answer is served twice in a row: ``GET``
+Every load rotates over the seeded job ids, so no answer is served twice in a row, and every
+request carries its job's token (``?token=...``, or ``token`` in a batch item): ``GET``
 loads ask for one job a request (the bare route and verify), batch loads ``POST`` batches of
 1, 10 or 100 jobs to ``/immortus/verify``. ``verify`` rotates over jobs few enough for immortus
 to keep each one's decoded status and encoded answer (a job polled while nothing happens to
@@ -13,16 +14,16 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from bench.common import BenchError
-from bench.verify.common import JOB_CLASS
+from bench.verify.common import JOB_CLASS, KEPT_PREFIX
 from bench.verify.servers import Server
 
-__all__ = ["BATCH_SIZES", "Load", "Measured", "loads", "run_wrk"]
+__all__ = ["BATCH_SIZES", "Load", "Measured", "batch_body", "job_path", "loads", "run_wrk"]
 
 #: The batch sizes measured: jobs per ``POST /immortus/verify``.
 BATCH_SIZES: Final = (1, 10, 100)
@@ -49,24 +50,39 @@ def _lua_list(values: Sequence[str]) -> str:
     return "{" + ",".join(json.dumps(value) for value in values) + "}"
 
 
-def rotating_get(prefix: str, job_ids: Sequence[str], suffix: str) -> str:
-    """Return a wrk script sending ``GET {prefix}{id}{suffix}`` over ``job_ids`` in turn."""
+def job_path(prefix: str, job_id: str, tokens: Mapping[str, str]) -> str:
+    """``{prefix}{job_id}/{JOB_CLASS}?token=...``: a job's path, with its token."""
+    return f"{prefix}{job_id}/{JOB_CLASS}?token={tokens[job_id]}"
+
+
+def rotating_get(prefix: str, job_ids: Sequence[str], tokens: Mapping[str, str]) -> str:
+    """Return a wrk script sending ``GET`` of each job's :func:`job_path` in turn."""
+    paths = [job_path(prefix, job_id, tokens) for job_id in job_ids]
     return (
-        f"local ids = {_lua_list(job_ids)}\nlocal i = 0\n"
-        "request = function()\n  i = i % #ids + 1\n"
-        f"  return wrk.format('GET', {json.dumps(prefix)} .. ids[i] .. {json.dumps(suffix)})\n"
+        f"local paths = {_lua_list(paths)}\nlocal i = 0\n"
+        "request = function()\n  i = i % #paths + 1\n"
+        "  return wrk.format('GET', paths[i])\n"
         "end\n"
     )
 
 
-def batch_body(job_ids: Sequence[str]) -> str:
-    """The batch verify body asking about ``job_ids`` (with their job class)."""
-    return json.dumps({"jobs": [{"job_id": job_id, "job_class": JOB_CLASS} for job_id in job_ids]})
+def batch_body(job_ids: Sequence[str], tokens: Mapping[str, str]) -> str:
+    """The batch verify body asking about ``job_ids`` (with their job class and token)."""
+    return json.dumps(
+        {
+            "jobs": [
+                {"job_id": job_id, "job_class": JOB_CLASS, "token": tokens[job_id]}
+                for job_id in job_ids
+            ]
+        }
+    )
 
 
-def rotating_batches(job_ids: Sequence[str], size: int) -> str:
+def rotating_batches(job_ids: Sequence[str], tokens: Mapping[str, str], size: int) -> str:
     """Return a wrk script POSTing batches of ``size`` jobs, rotating over ``job_ids``."""
-    bodies = [batch_body(job_ids[start : start + size]) for start in range(0, len(job_ids), size)]
+    bodies = [
+        batch_body(job_ids[start : start + size], tokens) for start in range(0, len(job_ids), size)
+    ]
     return (
         f"local bodies = {_lua_list(bodies)}\nlocal i = 0\n"
         "local headers = {['Content-Type'] = 'application/json'}\n"
@@ -76,16 +92,24 @@ def rotating_batches(job_ids: Sequence[str], size: int) -> str:
     )
 
 
-def loads(job_ids: Sequence[str], cold_ids: Sequence[str]) -> list[Load]:
-    """The loads, in the order each round runs them: bare, verify, verify_cold, the batches."""
-    suffix = f"/{JOB_CLASS}"
+def loads(
+    job_ids: Sequence[str], cold_ids: Sequence[str], tokens: Mapping[str, str], *, kept: bool
+) -> list[Load]:
+    """The loads, in the order each round runs them: bare, verify, verify_cold, the batches.
+
+    Every request carries its job's token; the bare route is asked with the same query string.
+    With ``kept`` (an app that mounts them), ``verify_kept`` too: verify under
+    :data:`~bench.verify.common.KEPT_PREFIX`, answered from the statuses read lately.
+    """
     found = [
-        Load("bare", rotating_get("/bare/", job_ids, suffix)),
-        Load("verify", rotating_get("/immortus/verify/", job_ids, suffix)),
-        Load("verify_cold", rotating_get("/immortus/verify/", cold_ids, suffix)),
+        Load("bare", rotating_get("/bare/", job_ids, tokens)),
+        Load("verify", rotating_get("/immortus/verify/", job_ids, tokens)),
+        Load("verify_cold", rotating_get("/immortus/verify/", cold_ids, tokens)),
     ]
+    if kept:
+        found.append(Load("verify_kept", rotating_get(f"{KEPT_PREFIX}/verify/", job_ids, tokens)))
     found += [
-        Load(f"batch{size}", rotating_batches(job_ids, size), jobs_per_request=size)
+        Load(f"batch{size}", rotating_batches(job_ids, tokens, size), jobs_per_request=size)
         for size in BATCH_SIZES
     ]
     return found

@@ -216,7 +216,8 @@ def test_recovery_resends_the_body_even_unchanged(store: FaultyStore, verifier: 
 
 
 def test_a_long_outage_ends_the_stream(store: FaultyStore, verifier: Verifier) -> None:
-    response = verifier.stream("job-1", interval=0.001, heartbeat=10, give_up_after=0.05)
+    # Backing off from 1 ms, the feed tries about 9 times in 0.5 s: room for a loaded machine.
+    response = verifier.stream("job-1", interval=0.001, heartbeat=10, give_up_after=0.5)
 
     def react(index: int, frame: bytes) -> None:
         store.down = True

@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import immortus
 from immortus.exceptions import ConfigurationError, InvalidInput, InvalidJobClass, InvalidJobId
-from immortus.web.tokens import CLOCK_SKEW, MAX_TOKEN_LENGTH, JobTokens
+from immortus.web.tokens import (
+    CLOCK_SKEW,
+    MAX_ACCEPTED,
+    MAX_TOKEN_LENGTH,
+    JobTokens,
+    plain_token,
+)
 
 
 class Clock:
@@ -272,3 +280,86 @@ def test_every_refusal_computes_the_mac(
     monkeypatch.setattr(JobTokens, "_mac", counted)
     assert tokens.check(token, "job") is False
     assert computed == ["mac"]
+
+
+def _counting_macs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count every HMAC any ``JobTokens`` computes from now on."""
+    computed: list[str] = []
+    mac = JobTokens._mac
+
+    def counted(self: JobTokens, *args: object) -> str:
+        computed.append("mac")
+        return mac(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(JobTokens, "_mac", counted)
+    return computed
+
+
+def test_an_accepted_token_is_checked_again_without_the_mac(
+    tokens: JobTokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tokens.sign("job", "reports.build", "alice")
+    computed = _counting_macs(monkeypatch)
+    assert tokens.check(token, "job", "reports.build", "alice")
+    assert tokens.check(token, "job", "reports.build", "alice")
+    assert computed == ["mac"]
+
+
+def test_a_remembered_token_expires_on_time(tokens: JobTokens, clock: Clock) -> None:
+    token = tokens.sign("job")
+    assert tokens.check(token, "job")  # remembered from here on
+    clock.now += 60
+    assert tokens.check(token, "job")
+    clock.now += 1
+    assert not tokens.check(token, "job")
+    clock.now -= 1_000  # a clock set back: the expiry lies too far ahead to be signed now
+    assert not tokens.check(token, "job")
+
+
+def test_a_remembered_token_opens_nothing_else(
+    tokens: JobTokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tokens.sign("job", "reports.build", "alice")
+    assert tokens.check(token, "job", "reports.build", "alice")
+    computed = _counting_macs(monkeypatch)
+    assert not tokens.check(token, "job", "reports.build", "bob")
+    assert not tokens.check(token, "job", "reports.build", None)
+    assert not tokens.check(token, "job", None, "alice")
+    assert not tokens.check(token, "job", "reports.other", "alice")
+    assert not tokens.check(token, "other", "reports.build", "alice")
+    assert computed == ["mac"] * 5  # every refusal still computes the MAC
+
+
+def test_another_key_does_not_share_what_one_remembers(clock: Clock) -> None:
+    ours = JobTokens("s3cret", max_age=60, clock=clock)
+    token = ours.sign("job")
+    assert ours.check(token, "job")
+    assert not JobTokens("other", max_age=60, clock=clock).check(token, "job")
+
+
+def test_the_remembered_tokens_are_bounded(
+    tokens: JobTokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = tokens.sign("job-first")
+    assert tokens.check(first, "job-first")
+    for number in range(MAX_ACCEPTED):
+        job_id = f"job-{number}"
+        assert tokens.check(tokens.sign(job_id), job_id)
+    computed = _counting_macs(monkeypatch)
+    assert tokens.check(first, "job-first")  # forgotten: checked with the MAC again
+    assert computed == ["mac"]
+
+
+def test_a_plain_token_query_is_read_as_it_is(tokens: JobTokens) -> None:
+    token = tokens.sign("job")
+    assert plain_token(f"token={token}") == token
+    for other in (f"x=1&token={token}", f"token={token}&x=1", "token=a%2Eb", "token=a+b", ""):
+        assert plain_token(other) is None  # the framework parses these
+
+
+@given(st.text(alphabet="token=%+&;._~-abAB09 \u00e9", max_size=30))
+def test_a_plain_token_is_what_parsing_the_query_gives(query: str) -> None:
+    found = plain_token(query)
+    if found is not None:
+        parsed = parse_qs(query, keep_blank_values=True).get("token", [""])
+        assert [found] == parsed

@@ -67,6 +67,7 @@ from immortus.web.cancel import (
     parse_token,
     run_cancel,
 )
+from immortus.web.feed import RecentStatuses
 from immortus.web.multistream import MultiStreamResponse
 from immortus.web.responses import (
     WebResponse,
@@ -126,9 +127,17 @@ class Verifier:
     secret key the subject is ignored. ``token_max_age`` is a token's life in seconds;
     ``max_batch`` the most jobs one batch may ask about; ``clock`` the Unix time (for tests).
 
+    ``answer_staleness`` (seconds, ``None``: off) lets a single-job verify answer a job from
+    the statuses it read lately (:class:`~immortus.web.feed.RecentStatuses`), so that polling
+    an unchanged job costs no store read: an answer then lags the job's latest write by at
+    most that long (and what changes without a write, a lapsed lease, by at most
+    :data:`~immortus.web.feed.MAX_KEPT_AGE`). Only jobs of a plain store strategy over a store
+    that names its changes are kept; batches and streams always read.
+
     Raises:
         ConfigurationError: the secret key or token age is unusable.
-        ValueError: ``max_batch`` is not a positive whole number.
+        ValueError: ``max_batch`` is not a positive whole number, or ``answer_staleness`` not
+            a positive number of seconds.
     """
 
     def __init__(
@@ -138,11 +147,14 @@ class Verifier:
         open_endpoints: bool = False,
         token_max_age: float = 86400,
         max_batch: int = MAX_BATCH,
+        answer_staleness: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if type(max_batch) is not int or max_batch < 1:
             raise ValueError(f"max_batch must be a positive whole number, not {max_batch!r}")
         self.max_batch = max_batch
+        #: The statuses read lately, when verify may answer from them (``answer_staleness``).
+        self.recent = None if answer_staleness is None else RecentStatuses(answer_staleness)
         self.tokens = (
             None
             if secret_key is None
@@ -212,8 +224,17 @@ class Verifier:
         if refused is not None:
             return refused
         try:
-            found = await query.astatus(job_id, job_class)
-            return self._answer(job_id, job_class, found)
+            recent = self.recent
+            if recent is None:
+                return self._answer(job_id, job_class, await query.astatus(job_id, job_class))
+            try:
+                kept, ticket = recent.lookup(job_id, job_class, wait=False)
+            except BlockingIOError:  # the store's changes are asked off the event loop
+                kept, ticket = await asyncio.to_thread(recent.lookup, job_id, job_class)
+            if kept is None:
+                kept = await query.astatus(job_id, job_class)
+                recent.keep(ticket, job_id, job_class, kept)
+            return self._answer(job_id, job_class, kept)
         except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
             return self._failure(job_id, job_class, exc)
 
@@ -238,7 +259,14 @@ class Verifier:
 
     def _fetch(self, job_id: str, job_class: str | None) -> WebResponse:
         try:
-            return self._answer(job_id, job_class, query.status(job_id, job_class))
+            recent = self.recent
+            if recent is None:
+                return self._answer(job_id, job_class, query.status(job_id, job_class))
+            kept, ticket = recent.lookup(job_id, job_class)
+            if kept is None:
+                kept = query.status(job_id, job_class)
+                recent.keep(ticket, job_id, job_class, kept)
+            return self._answer(job_id, job_class, kept)
         except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
             return self._failure(job_id, job_class, exc)
 

@@ -40,6 +40,7 @@ from immortus.web.script import (
 )
 from immortus.web.stream import StreamResponse
 from immortus.web.stream_limits import WSGI_LIMITS, StreamLimits
+from immortus.web.tokens import plain_token
 
 try:
     from flask import Blueprint, Request, Response, request, send_file
@@ -110,8 +111,16 @@ def _no_route(**_: str) -> Response:
 
 
 def _token() -> str | None:
-    """The ``token`` query parameter (the query string is parsed only when there is one)."""
-    return request.args.get("token") if request.environ.get("QUERY_STRING") else None
+    """The ``token`` query parameter.
+
+    The JavaScript client's query string is read as it is (:func:`plain_token`); any other
+    is parsed, and only when there is one.
+    """
+    query: str = request.environ.get("QUERY_STRING", "")
+    if not query:
+        return None
+    plain = plain_token(query)
+    return plain if plain is not None else request.args.get("token")
 
 
 class _Views:

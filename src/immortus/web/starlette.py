@@ -36,6 +36,7 @@ from immortus.web.routes import ROUTES, Route, aread_capped
 from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, STATIC_DIR, script_missing
 from immortus.web.stream import StreamResponse
 from immortus.web.stream_limits import ASGI_LIMITS, StreamLimits
+from immortus.web.tokens import plain_token
 
 try:
     import anyio
@@ -89,8 +90,16 @@ def _json(answer: WebResponse) -> JSONResponse:
 
 
 def _token(request: Request) -> str | None:
-    """The ``token`` query parameter (the query string is parsed only when there is one)."""
-    return request.query_params.get("token") if request.scope.get("query_string") else None
+    """The ``token`` query parameter.
+
+    The JavaScript client's query string is read as it is (:func:`plain_token`); any other
+    is parsed, and only when there is one.
+    """
+    query: bytes = request.scope.get("query_string", b"")
+    if not query:
+        return None
+    plain = plain_token(query.decode("latin-1"))
+    return plain if plain is not None else request.query_params.get("token")
 
 
 #: :func:`immortus.web.render_job` as a Starlette ``JSONResponse``, for an enqueue view.

@@ -20,6 +20,13 @@ A token has one spelling: only the exact text :meth:`JobTokens.sign` returned is
 expiry with a leading zero, a sign or a space, or padded base64, is another text, refused). A
 check always computes the HMAC and compares in constant time, whether the token is missing,
 malformed, expired or forged, so no refusal answers sooner than another.
+
+A page polls one job with one token again and again, so each :class:`JobTokens` remembers the
+last :data:`MAX_ACCEPTED` tokens it accepted, keyed by everything the MAC signs (token, job id,
+job class, subject): checking one of those again costs a dictionary lookup and the expiry
+test, which is made anew at every check, so a remembered token is refused the moment it
+expires, exactly as a fresh one. Only acceptances are remembered; every refusal computes the
+HMAC.
 """
 
 from __future__ import annotations
@@ -36,10 +43,12 @@ from typing import Final
 from immortus.exceptions import ConfigurationError, InvalidInput
 from immortus.validation import check_job_class, check_job_id
 
-__all__ = ["MAX_TOKEN_LENGTH", "JobTokens"]
+__all__ = ["MAX_ACCEPTED", "MAX_TOKEN_LENGTH", "JobTokens", "plain_token"]
 
 #: Longest text :meth:`JobTokens.check` looks at; longer is refused before any work.
 MAX_TOKEN_LENGTH: Final = 200
+#: Most accepted tokens a :class:`JobTokens` remembers; past it, it forgets them all at once.
+MAX_ACCEPTED: Final = 4096
 #: Seconds a token's expiry may lie beyond ``now + max_age`` (clocks of two servers differ).
 #: A later expiry is refused, so lowering ``token_max_age`` shortens tokens already out.
 CLOCK_SKEW: Final = 60
@@ -53,6 +62,9 @@ _CANONICAL: Final = re.compile(
     rf"{_VERSION}\.([1-9][0-9]{{0,{_MAX_EXPIRY_DIGITS - 1}}})\.[A-Za-z0-9_-]{{{_MAC_LENGTH}}}",
     re.ASCII,
 )
+#: A query string that is the token alone, in characters that need no unescaping (RFC 3986's
+#: unreserved ones, every character of a token): the JavaScript client's.
+_PLAIN_TOKEN: Final = re.compile(r"token=([A-Za-z0-9._~-]*)", re.ASCII)
 #: Marks the subject's field, after the expiry's; no subject adds nothing.
 _SUBJECT: Final = b"\1"
 
@@ -72,6 +84,30 @@ def _expiry_of(token: object) -> int | None:
         return None
     found = _CANONICAL.fullmatch(token)
     return None if found is None else int(found.group(1))
+
+
+def plain_token(query: str) -> str | None:
+    """Return the token of a query string that is ``token=...`` alone, needing no unescaping.
+
+    That is the JavaScript client's query string: the adapters read it with this one match,
+    and parse any other query string (``None`` here) with their framework, which costs more
+    than checking the token.
+    """
+    found = _PLAIN_TOKEN.fullmatch(query)
+    return None if found is None else found.group(1)
+
+
+def _memo_key(
+    token: object, job_id: object, job_class: object, subject: object
+) -> tuple[str, str, str | None, str | None] | None:
+    """The key a check is remembered under: every part exactly text (or ``None``), else none."""
+    if type(token) is not str or type(job_id) is not str:
+        return None
+    if job_class is not None and type(job_class) is not str:
+        return None
+    if subject is not None and type(subject) is not str:
+        return None
+    return (token, job_id, job_class, subject)
 
 
 def _encode_mac(digest: bytes) -> str:
@@ -107,6 +143,8 @@ class JobTokens:
         self._key = hmac.new(raw, _PURPOSE, hashlib.sha256).digest()
         self.max_age = float(max_age)
         self._clock = clock
+        #: ``(token, job_id, job_class, subject)`` -> expiry, of tokens accepted so far.
+        self._accepted: dict[tuple[str, str, str | None, str | None], int] = {}
 
     def __repr__(self) -> str:
         return f"JobTokens(max_age={self.max_age!r})"  # never the key
@@ -144,8 +182,30 @@ class JobTokens:
         Only the exact text :meth:`sign` returned is accepted: no leading zero, sign or space in
         the expiry, no other spelling of the MAC. ``False`` for a subject other than the one
         signed (``None`` included). The HMAC is computed whatever the token (missing, malformed
-        or expired), so a refusal takes as long as any other. Never raises.
+        or expired), so a refusal takes as long as any other. A token accepted before is found
+        among the remembered ones, and only its expiry is tested again. Never raises.
         """
+        key = _memo_key(token, job_id, job_class, subject)
+        if key is not None:
+            remembered = self._accepted.get(key)
+            if remembered is not None and self._fresh(remembered):
+                return True
+        accepted = self._check(token, job_id, job_class, subject)
+        if accepted and key is not None:
+            if len(self._accepted) >= MAX_ACCEPTED:
+                self._accepted.clear()
+            self._accepted[key] = int(key[0].split(".", 2)[1])
+        return accepted
+
+    def _fresh(self, expiry: int) -> bool:
+        """Whether a token with this expiry may be accepted now (not expired, not too far)."""
+        now = self._clock()
+        return now <= expiry <= now + self.max_age + CLOCK_SKEW
+
+    def _check(
+        self, token: object, job_id: str, job_class: str | None, subject: str | None
+    ) -> bool:
+        """:meth:`check` without the remembered tokens: the HMAC, always."""
         expiry = _expiry_of(token)
         subject_value: object = subject  # callers without type checks pass anything
         text_subject = subject_value is None or isinstance(subject_value, str)
@@ -155,13 +215,8 @@ class JobTokens:
             return False
         offered = token if expiry is not None and isinstance(token, str) else ""
         matches = hmac.compare_digest(f"{_VERSION}.{expiry}.{mac}".encode(), offered.encode())
-        now = self._clock()
-        return (
-            matches
-            and text_subject
-            and expiry is not None
-            and now <= expiry <= now + self.max_age + CLOCK_SKEW
-        )
+        fresh = self._fresh(expiry or 0)
+        return matches and text_subject and expiry is not None and fresh
 
     def _mac(self, job_id: str, job_class: str | None, expiry: int, subject: str | None) -> str:
         kind = b"\0" if job_class is None else b"\1" + _field(job_class)

@@ -28,7 +28,6 @@ the request's subject (:func:`~immortus.web.django.subject.subject_of`: the
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Concatenate
@@ -48,6 +47,7 @@ from immortus.web.responses import method_not_allowed, not_found
 from immortus.web.routes import ROUTES, read_capped
 from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, script_missing, script_path
 from immortus.web.stream import StreamResponse
+from immortus.web.tokens import plain_token
 
 __all__ = [
     "STATIC_DIR",
@@ -65,9 +65,6 @@ STATIC_DIR: Path = _script.STATIC_DIR
 
 View = Callable[Concatenate[HttpRequest, ...], HttpResponseBase]
 
-#: A query string that is the token alone, in characters that need no unescaping (RFC 3986's
-#: unreserved ones, every character of a token): the JavaScript client's.
-_PLAIN_TOKEN = re.compile(r"token=([A-Za-z0-9._~-]*)", re.ASCII)
 #: Most body bytes each operation reads (see :attr:`immortus.web.routes.Route.body_limit`).
 _BODY_LIMITS = {route.operation: route.body_limit for route in ROUTES}
 
@@ -105,14 +102,13 @@ def verify(request: HttpRequest, job_id: str, job_class: str | None = None) -> H
 def _token(request: HttpRequest) -> str | None:
     """Return the ``token`` query parameter: what ``request.GET.get("token")`` says.
 
-    The JavaScript client's query string, ``token=...`` alone with nothing to unescape, is read
-    as it is: parsing it into ``request.GET`` costs more than checking the token. Any other
+    The JavaScript client's query string is read as it is (:func:`plain_token`); any other
     query string goes through ``request.GET``.
     """
     query = request.META.get("QUERY_STRING", "")
-    plain = _PLAIN_TOKEN.fullmatch(query)
+    plain = plain_token(query)
     if plain is not None:
-        return plain.group(1)
+        return plain
     return request.GET.get("token") if query else None
 
 
