@@ -121,6 +121,10 @@ class Config:
     #: its status. Without a key and without this, the routes refuse to serve
     #: (:class:`~immortus.exceptions.EndpointsNotSecured`).
     open_endpoints: bool = False
+    #: Seconds a single-job verify may answer from the statuses it read lately, before it asks
+    #: the store again (:class:`~immortus.web.recent.RecentStatuses` states the bounds).
+    #: ``None``: every verify reads the store.
+    answer_staleness: float | None = None
     #: How long a job token stays valid after it is signed, in seconds.
     token_max_age: float = 86400
     #: How many tracking events a process holds in memory, per store, while the store is
@@ -179,6 +183,8 @@ class Config:
             raise ConfigurationError("token_max_age must be a number of seconds")
         if not (math.isfinite(max_age) and max_age > 0):
             raise ConfigurationError(f"token_max_age must be > 0, not {max_age!r}")
+        if self.answer_staleness is not None:
+            _check_seconds("answer_staleness", self.answer_staleness)
         if not isinstance(self.open_endpoints, bool):
             raise ConfigurationError(
                 f"open_endpoints must be True or False, not {self.open_endpoints!r}"

@@ -13,7 +13,7 @@ import immortus
 from immortus import Progress, config, lifecycle
 from immortus.stores.base import Changes
 from immortus.web.core import Verifier
-from immortus.web.feed import RecentStatuses
+from immortus.web.recent import RecentStatuses
 from tests.web.conftest import FaultyStore
 
 JOB_CLASS = "reports.recent"
@@ -200,3 +200,18 @@ def test_averify_follows_the_same_bound(store: FaultyStore, clock: Clock) -> Non
 def test_an_unusable_staleness_is_refused(staleness: float) -> None:
     with pytest.raises(ValueError, match="staleness"):
         Verifier(secret_key=SECRET, answer_staleness=staleness)
+
+
+def test_the_setting_reaches_the_default_verifier() -> None:
+    immortus.configure(secret_key=SECRET, answer_staleness=0.5)
+    verifier = Verifier.from_config()
+    assert verifier.recent is not None
+    assert verifier.recent.staleness == 0.5
+    immortus.configure(answer_staleness=None)
+    assert Verifier.from_config().recent is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), "1", True])
+def test_the_setting_is_a_positive_number_of_seconds(bad: object) -> None:
+    with pytest.raises(immortus.ConfigurationError, match="answer_staleness"):
+        immortus.configure(answer_staleness=bad)

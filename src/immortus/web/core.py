@@ -67,8 +67,8 @@ from immortus.web.cancel import (
     parse_token,
     run_cancel,
 )
-from immortus.web.feed import RecentStatuses
 from immortus.web.multistream import MultiStreamResponse
+from immortus.web.recent import RecentStatuses
 from immortus.web.responses import (
     WebResponse,
     bad_request,
@@ -128,10 +128,10 @@ class Verifier:
     ``max_batch`` the most jobs one batch may ask about; ``clock`` the Unix time (for tests).
 
     ``answer_staleness`` (seconds, ``None``: off) lets a single-job verify answer a job from
-    the statuses it read lately (:class:`~immortus.web.feed.RecentStatuses`), so that polling
+    the statuses it read lately (:class:`~immortus.web.recent.RecentStatuses`), so that polling
     an unchanged job costs no store read: an answer then lags the job's latest write by at
     most that long (and what changes without a write, a lapsed lease, by at most
-    :data:`~immortus.web.feed.MAX_KEPT_AGE`). Only jobs of a plain store strategy over a store
+    :data:`~immortus.web.recent.MAX_KEPT_AGE`). Only jobs of a plain store strategy over a store
     that names its changes are kept; batches and streams always read.
 
     Raises:
@@ -169,12 +169,13 @@ class Verifier:
     def from_config(
         cls, *, max_batch: int = MAX_BATCH, clock: Callable[[], float] = time.time
     ) -> Verifier:
-        """Return a verifier of the configured ``secret_key``, ``open_endpoints``, token age."""
+        """Return a verifier of the configured key, open endpoints, token age and staleness."""
         settings = config.get_config()
         return cls(
             secret_key=settings.secret_key,
             open_endpoints=settings.open_endpoints,
             token_max_age=settings.token_max_age,
+            answer_staleness=settings.answer_staleness,
             max_batch=max_batch,
             clock=clock,
         )
