@@ -23,7 +23,7 @@ from typing import IO, Any, Final, Protocol
 
 from immortus.exceptions import StoreUnavailable
 from immortus.query import status as job_status
-from immortus.status import JobStatus, Progress, State
+from immortus.status import JobError, JobStatus, Progress, State, isoformat
 
 __all__ = [
     "Board",
@@ -36,6 +36,7 @@ __all__ = [
     "elapsed",
     "error_text",
     "follow",
+    "history_lines",
     "one_line",
     "percent_text",
     "safe_text",
@@ -139,11 +140,29 @@ def error_text(status: JobStatus, *, short: bool = False) -> str:
 
     ``short`` drops the module part of the type (``ValueError`` for ``builtins.ValueError``).
     """
-    error = status.error
-    if error is None:
-        return ""
+    return "" if status.error is None else _error_line(status.error, short=short)
+
+
+def _error_line(error: JobError, *, short: bool = False) -> str:
     kind = error.type.rpartition(".")[2] if short else error.type
     return safe_text(f"{kind}: {one_line(error.message)}")
+
+
+def history_lines(status: JobStatus) -> list[str]:
+    """The job's history as a timeline, one line per entry, oldest first, safe to print.
+
+    Each line holds the time, the event, the attempt, and where present the error (``type:
+    message``) and when the next attempt was due (``retry at ...``).
+    """
+    lines = []
+    for entry in status.history:
+        parts = [isoformat(entry.at) or "", f"{entry.event.value:<16}", f"attempt {entry.attempt}"]
+        if entry.error is not None:
+            parts.append(_error_line(entry.error))
+        if entry.retry_at is not None:
+            parts.append(f"retry at {isoformat(entry.retry_at)}")
+        lines.append(safe_text("  ".join(parts)))
+    return lines
 
 
 def detail(status: JobStatus) -> str:

@@ -97,6 +97,66 @@ def test_status_of_an_unknown_job(url: str, capsys: pytest.CaptureFixture[str]) 
     assert json.loads(out)["status"] == "unknown"
 
 
+DUE = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _retried_then_failed(job_id: str, message: str = "slow") -> None:
+    lifecycle.job_enqueued(job_id, JOB_CLASS)
+    lifecycle.job_started(job_id, JOB_CLASS, attempt=1)
+    lifecycle.job_retrying(job_id, TimeoutError(message), JOB_CLASS, attempt=1, retry_at=DUE)
+    lifecycle.job_started(job_id, JOB_CLASS, attempt=2)
+    lifecycle.job_failed(job_id, ValueError("bad row"), JOB_CLASS, attempt=2)
+
+
+def test_status_history_prints_the_timeline(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _retried_then_failed("job-h")
+    code, out, _ = run(capsys, "--store", url, "status", "job-h", "--history")
+    assert code == 0
+    first, *timeline = out.splitlines()
+    assert "failed" in first
+    assert "error ValueError: bad row" in first
+    assert [line.split()[1:4] for line in timeline] == [
+        ["enqueued", "attempt", "0"],
+        ["started", "attempt", "1"],
+        ["retrying", "attempt", "1"],
+        ["started", "attempt", "2"],
+        ["failed", "attempt", "2"],
+    ]
+    assert "TimeoutError: slow  retry at 2030-01-01T00:00:00.000Z" in timeline[2]
+    assert timeline[4].endswith("ValueError: bad row")
+    code, out, _ = run(capsys, "--store", url, "status", "job-h")
+    assert out.count("\n") == 1  # no history unless asked
+
+
+def test_status_history_is_inert(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _retried_then_failed("job-h", "\x1b[2J\u202eevil\nline")
+    code, out, _ = run(capsys, "--store", url, "status", "job-h", "--history")
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\u202e" not in out
+    assert "TimeoutError: \\x1b[2J\\u202eevil line" in out
+    assert len(out.splitlines()) == 6
+
+
+def test_status_json_history(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _retried_then_failed("job-h")
+    code, out, _ = run(capsys, "--store", url, "status", "job-h", "--json", "--history")
+    assert code == 0
+    body = json.loads(out)
+    assert body == immortus.status("job-h", history=True).to_dict(history=True)
+    assert [entry["event"] for entry in body["history"]] == [
+        "enqueued",
+        "started",
+        "retrying",
+        "started",
+        "failed",
+    ]
+    assert body["history"][2]["error"] == {"type": "TimeoutError", "message": "slow"}
+    assert body["history"][2]["retry_at"] == "2030-01-01T00:00:00.000Z"
+    code, out, _ = run(capsys, "--store", url, "status", "job-h", "--json")
+    assert "history" not in json.loads(out)
+
+
 @pytest.mark.parametrize(
     ("job_id", "message"),
     [("x" * 300, "limit is 255"), ("bad\x07id", "non-printable"), (" padded", "spaces")],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
@@ -13,10 +12,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from immortus.exceptions import ConfigurationError
-from immortus.status import State
 from immortus.stores.memory import MemoryStore
 from immortus.transitions import Event, EventKind
-from immortus.web.dashboard import pages
 from immortus.web.dashboard.csrf import COOKIE
 from immortus.web.dashboard.starlette import dashboard_routes
 from tests.dashboard.conftest import HOSTILE_ID
@@ -162,16 +159,3 @@ def test_a_percent_in_an_id_is_decoded_once(client: httpx.Client, store: MemoryS
     page = client.get(f"/ops/jobs/jobs/{quote('a%41', safe='')}")
     assert page.status_code == 200
     assert "a%41" in page.text
-
-
-def test_the_timeline_renders_a_history_when_the_record_has_one() -> None:
-    class WithHistory:  # the shape a record with an attempt history will have
-        job_id = "j"
-        state = State.FINISHED
-        history = (
-            {"attempt": 1, "state": "retrying", "at": datetime(2026, 1, 1, tzinfo=UTC)},
-            {"attempt": 2, "state": "finished", "at": datetime(2026, 1, 1, 0, 5, tzinfo=UTC)},
-        )
-
-    html = pages._timeline(WithHistory())  # type: ignore[arg-type]
-    assert html.index("attempt 1") < html.index("state-retrying") < html.index("attempt 2")

@@ -31,6 +31,7 @@ from immortus.watching import (
     elapsed,
     error_text,
     follow,
+    history_lines,
     one_line,
     percent_text,
     safe_text,
@@ -124,14 +125,19 @@ def describe(status: JobStatus) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
-    """``immortus status JOB_ID``: one line, or the verify body with ``--json``."""
+    """``immortus status JOB_ID``: one line, or the verify body with ``--json``.
+
+    With ``--history``, the job's past events follow as a timeline (or a ``"history"`` key).
+    """
     _prepare_to_ask(args)
-    answer = immortus.status(args.job_id, args.job_class)
+    answer = immortus.status(args.job_id, args.job_class, history=args.history)
     known = answer.state is not State.UNKNOWN
     if args.json:
-        print(json.dumps(answer.to_dict()))
+        print(json.dumps(answer.to_dict(history=args.history)))
     elif known:
         print(describe(answer))
+        for line in history_lines(answer):
+            print(f"  {line}")
     else:
         print(safe_text(f"{answer.job_id}  unknown: nobody has a record of this job"))
     return EXIT_OK if known else EXIT_NOT_OK

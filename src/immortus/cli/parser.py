@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--job-class", metavar="NAME", help="the job's class (selects its strategy)"
     )
     status.add_argument("--json", action="store_true", help="print the verify body as JSON")
+    status.add_argument(
+        "--history",
+        action="store_true",
+        help="also print the job's past events (attempts, errors, retries) as a timeline",
+    )
 
     watch = command(
         "watch", commands.watch, "Follow one job with a live progress bar until it completes."

@@ -25,7 +25,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Final
@@ -39,6 +39,7 @@ from immortus.exceptions import (
     StrategyError,
     StrategyNotFound,
 )
+from immortus.store_strategy import StoreStrategy
 from immortus.stores.base import Store
 from immortus.validation import check_job_id
 from immortus.web.dashboard import pages
@@ -236,6 +237,8 @@ class Dashboard:
         if job is None:
             message = "No record of this job: it never existed here, or its record expired."
             return self._page(404, "Unknown job", pages.error_main("Unknown job", message))
+        # What immortus.status(job_id, history=True) adds, read from the store shown here.
+        job = replace(job, history=StoreStrategy(self.store).history(job_id))
         field_, cookies = self._csrf(request)
         main = pages.job_main(self.prefix, job, field_)
         live = {"live": "job", "job": job_id}

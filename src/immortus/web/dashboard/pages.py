@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
-from typing import Any
 from urllib.parse import quote
 
 from immortus import outbox
-from immortus.status import JobStatus, State, isoformat
+from immortus.status import HistoryEntry, JobStatus, State, isoformat
 from immortus.web.dashboard.chart import throughput_svg
 from immortus.web.dashboard.counts import Counts, queue_of
 from immortus.web.dashboard.filters import PERIODS, JobFilter
@@ -22,6 +21,7 @@ from immortus.web.dashboard.listing import ListPage
 __all__ = ["error_main", "job_main", "layout", "list_main", "overview_main", "row", "rows"]
 
 _STATES = tuple(state for state in State if state is not State.UNKNOWN)
+_STATE_VALUES = frozenset(state.value for state in State)
 
 
 def _e(value: object) -> str:
@@ -188,27 +188,24 @@ def list_main(prefix: str, flt: JobFilter, page: ListPage) -> str:
     return f'<h1>Jobs</h1><section class="card wide">{form}{table}{more}</section>'
 
 
-def _field(entry: object, name: str) -> Any:
-    """A history entry's field, whether the entry is a record object or a mapping."""
-    return entry.get(name) if isinstance(entry, Mapping) else getattr(entry, name, None)
+def _event(entry: HistoryEntry) -> str:
+    """One history entry as a timeline item: the event, when, the attempt, its error and retry."""
+    event = entry.event.value
+    label = (
+        _badge(State(event))
+        if event in _STATE_VALUES
+        else f'<span class="event">{_e(event.replace("_", " "))}</span>'
+    )
+    error = entry.error
+    text = f': <span class="error">{_e(error.type)}: {_e(error.message)}</span>' if error else ""
+    retry = f" — next attempt due {_when(entry.retry_at)}" if entry.retry_at is not None else ""
+    attempt = f" · attempt {_e(entry.attempt)}" if entry.attempt else ""
+    return f"<li>{label} {_when(entry.at)}{attempt}{text}{retry}</li>"
 
 
 def _timeline(job: JobStatus) -> str:
-    """The attempts as a timeline: the record's ``history`` entries when it has them.
-
-    An entry (an object or a mapping) has ``attempt``, ``state``, ``at`` and maybe ``error``.
-    """
-    history: Sequence[object] = getattr(job, "history", None) or ()
-    items: list[str] = []
-    for entry in history:
-        state = State.parse(_field(entry, "state") or State.UNKNOWN)
-        error = _field(entry, "error")
-        text = f": {_e(error.type)}: {_e(error.message)}" if error is not None else ""
-        attempt = _field(entry, "attempt")
-        items.append(
-            f"<li>{_when(_field(entry, 'at'))} attempt {_e('?' if attempt is None else attempt)}"
-            f" {_badge(state)}{text}</li>"
-        )
+    """The job's history (oldest first) as a timeline; its record's times when it has none."""
+    items = [_event(entry) for entry in job.history]
     if not items:
         for label, moment in (
             ("enqueued", job.enqueued_at),
