@@ -7,7 +7,8 @@ class nobody tracks, :class:`~immortus.exceptions.UntrackedJobClass`) lists ever
 
 Every strategy given by name goes through :func:`resolve_strategy`, which accepts an instance, a
 class, a name registered with :func:`register_strategy`, a name from the ``immortus.strategies``
-entry-point group, or an import path ``"package.module:Class"``. Only code (settings, decorators)
+entry-point group (where immortus's own strategies are too, each queue's under its name), or an
+import path ``"package.module:Class"``. Only code (settings, decorators)
 names strategies: never a request.
 """
 
@@ -35,20 +36,6 @@ logger = logging.getLogger("immortus")
 
 #: Installed packages can offer strategies under this entry-point group.
 ENTRY_POINT_GROUP: Final = "immortus.strategies"
-
-#: Strategies that ship with immortus, imported only when named. A queue's name is the
-#: strategy inferred for its jobs (``@immortus.track(queue=...)``): its backend-native strategy
-#: where the queue keeps state, the store strategy where it keeps none.
-BUILTIN_STRATEGIES: Final = {
-    "store": "immortus.store_strategy:StoreStrategy",
-    "celery": "immortus.queues.celery:CeleryStrategy",
-    "rq": "immortus.queues.rq:RQStrategy",
-    "huey": "immortus.store_strategy:StoreStrategy",
-    "dramatiq": "immortus.store_strategy:StoreStrategy",
-    "django_tasks": "immortus.queues.django_tasks:DjangoTaskStrategy",
-    "delayed_job": "immortus.queues.delayed_job:DelayedJobStrategy",
-    "sidekiq": "immortus.queues.sidekiq:SidekiqStrategy",
-}
 
 _lock = threading.Lock()
 _registered: dict[str, object] = {}
@@ -114,17 +101,22 @@ def _load(name: str) -> object:
         return _load(target) if isinstance(target, str) else target
     known = ", ".join(sorted(_registered)) or "none"
     tried.append(f"registered strategies: no {name!r} (registered: {known})")
-    if name in BUILTIN_STRATEGIES:
-        return _import(BUILTIN_STRATEGIES[name], tried)
-    tried.append(f"built-in strategies: no {name!r} (built in: {', '.join(BUILTIN_STRATEGIES)})")
-    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    # immortus's own strategies are entry points too; its own come first on a name clash.
+    found = sorted(
+        entry_points(group=ENTRY_POINT_GROUP, name=name),
+        key=lambda point: getattr(point.dist, "name", "") != "immortus",
+    )
     for point in found:
         try:
             return point.load()
         except ImportError as exc:
             tried.append(f"entry point {point.value!r} in {ENTRY_POINT_GROUP!r}: {exc}")
             raise StrategyNotFound(f"strategy {name!r}", tried) from exc
-    tried.append(f"entry points in group {ENTRY_POINT_GROUP!r}: no {name!r} installed")
+    installed = ", ".join(sorted({point.name for point in entry_points(group=ENTRY_POINT_GROUP)}))
+    tried.append(
+        f"entry points in group {ENTRY_POINT_GROUP!r}: no {name!r} (installed, immortus's own "
+        f"among them: {installed or 'none'})"
+    )
     if ":" in name or "." in name:
         return _import(name, tried)
     tried.append(f"import path: {name!r} is not of the form 'package.module:Class'")

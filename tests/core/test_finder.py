@@ -91,12 +91,19 @@ def test_names_resolve_through_registry_builtins_and_import_paths() -> None:
     assert immortus.resolve_strategy("mine") is immortus.resolve_strategy("mine")  # cached
 
 
+def test_immortus_s_own_strategies_are_entry_points_like_anyone_s() -> None:
+    from importlib.metadata import entry_points
+
+    own = {point.name for point in entry_points(group="immortus.strategies")}
+    assert own >= {"store", "celery", "rq", "huey", "dramatiq", "django_tasks", "sidekiq"}
+    assert type(immortus.resolve_strategy("huey").hook_target).__name__ == "StoreStrategy"
+
+
 def test_unresolvable_names_say_what_was_tried() -> None:
     with pytest.raises(StrategyNotFound) as caught:
         immortus.resolve_strategy("nosuch")
     assert [place.split(":")[0] for place in caught.value.tried] == [
         "registered strategies",
-        "built-in strategies",
         "entry points in group 'immortus.strategies'",
         "import path",
     ]
@@ -261,7 +268,8 @@ def test_a_declared_name_that_resolves_to_nothing_says_so_at_first_use() -> None
         immortus.status("r1", "ReportJob")
     assert caught.value.subject == "job class 'ReportJob'"
     assert "'ReportJob' declares queue 'delayed_jobs', which names no strategy" in str(caught.value)
-    assert "built-in strategies: no 'delayed_jobs'" in str(caught.value)
+    assert "no 'delayed_jobs' (installed, immortus's own among them:" in str(caught.value)
+    assert "delayed_job, django_tasks, dramatiq, huey" in str(caught.value)  # the typo shows
 
 
 def test_track_given_a_name_points_to_declare() -> None:
