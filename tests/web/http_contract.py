@@ -330,6 +330,54 @@ class HTTPContract(ContractFixtures, JobsContract):
         }
         assert "127.0.0.1" not in response.text
 
+    # -- the history option ------------------------------------------------------------
+
+    def test_history_is_in_the_body_only_when_asked(self, http: httpx.Client, jobs: Store) -> None:
+        lifecycle.job_retrying("job-1", ValueError("row 38 is not a number"), REPORT)
+        lifecycle.job_started("job-1", REPORT)
+        plain = http.get(f"verify/job-1/{REPORT}")
+        assert set(body_of(plain)) == BODY_KEYS
+        assert http.get(f"verify/job-1/{REPORT}", params={"history": "0"}).content == plain.content
+        asked = http.get(f"verify/job-1/{REPORT}", params={"history": "1"})
+        assert asked.status_code == 200
+        body = body_of(asked)
+        assert set(body) == BODY_KEYS | {"history"}
+        assert {key: body[key] for key in BODY_KEYS} == body_of(plain)
+        events = [(entry["event"], entry["attempt"]) for entry in body["history"]]
+        assert events == [("enqueued", 0), ("started", 1), ("retrying", 1), ("started", 2)]
+        retried = body["history"][2]
+        assert retried["error"] == {"type": "ValueError", "message": "row 38 is not a number"}
+        assert set(retried) == {"at", "event", "attempt", "error", "retry_at"}
+        assert http.get(f"verify/job-1/{REPORT}").content == plain.content
+
+    def test_a_bad_history_value_is_a_400_naming_it(self, http: httpx.Client, jobs: Store) -> None:
+        for value in ("yes", "", "2", "TRUE "):
+            response = http.get(f"verify/job-1/{REPORT}", params={"history": value})
+            assert response.status_code == 400, value
+            assert "history" in body_of(response)["error"]["message"]
+
+    def test_an_unknown_job_with_history_is_the_same_404(
+        self, http: httpx.Client, jobs: Store
+    ) -> None:
+        plain = http.get(f"verify/nobody/{REPORT}")
+        asked = http.get(f"verify/nobody/{REPORT}", params={"history": "1"})
+        assert (asked.status_code, asked.content) == (404, plain.content)
+
+    def test_a_bad_token_with_history_is_the_same_404(
+        self, http: httpx.Client, secret: Verifier
+    ) -> None:
+        forged = "v1.9999999999.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        plain = http.get(f"verify/job-1/{REPORT}", params={"token": forged})
+        asked = http.get(f"verify/job-1/{REPORT}", params={"token": forged, "history": "1"})
+        bare = http.get(f"verify/job-1/{REPORT}", params={"history": "1"})
+        assert {plain.content, asked.content, bare.content} == {plain.content}
+        assert (plain.status_code, asked.status_code, bare.status_code) == (404, 404, 404)
+        token = secret.token_for("job-1", REPORT)
+        assert token is not None
+        opened = http.get(f"verify/job-1/{REPORT}", params={"token": token, "history": "true"})
+        assert opened.status_code == 200
+        assert [entry["event"] for entry in body_of(opened)["history"]] == ["enqueued", "started"]
+
     # -- tokens ----------------------------------------------------------------------------
 
     def test_without_a_valid_token_every_refusal_looks_alike(

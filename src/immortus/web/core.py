@@ -5,8 +5,10 @@ answer's ``status``, ``headers`` and ``content()`` (or frames, for a stream); th
 :data:`immortus.web.routes.ROUTES`. The HTTP codes (cancel adds its own, see :mod:`.cancel`):
 
 ====  ========================================================================================
-200   a known job: ``JobStatus.to_dict()``, the body :func:`immortus.status` gives
-400   malformed input (a job id or job class no job can have, a bad batch body); says what
+200   a known job: ``JobStatus.to_dict()``, the body :func:`immortus.status` gives (with
+      ``"history"`` when verify is asked with the ``history`` option, see :mod:`.options`)
+400   malformed input (a job id or job class no job can have, a bad ``history`` option, a bad
+      batch body); says what
 404   an unknown job, a job class nobody tracks (and no global strategy answers for), a
       missing, forged or expired token — all the same body, the ``unknown`` status of the
       (job id, job class) asked about
@@ -68,6 +70,7 @@ from immortus.web.cancel import (
     run_cancel,
 )
 from immortus.web.multistream import MultiStreamResponse
+from immortus.web.options import wants_history
 from immortus.web.recent import RecentStatuses
 from immortus.web.responses import (
     WebResponse,
@@ -203,10 +206,20 @@ class Verifier:
         token: str | None = None,
         *,
         subject: str | None = None,
+        history: bool | str | None = False,
     ) -> WebResponse:
-        """Answer ``GET {prefix}/verify/{job_id}[/{job_class}]`` (one strategy call at most)."""
-        refused = self._refusal(job_id, job_class, token, subject)
-        return refused or self._fetch(job_id, job_class)
+        """Answer ``GET {prefix}/verify/{job_id}[/{job_class}]`` (one strategy call at most).
+
+        ``history`` (a flag, or the ``history`` query parameter's text, see
+        :mod:`.options`) adds the job's attempt history to a 200 body, read afresh (never from
+        the recent statuses); an unknown job's 404 is the same with or without it.
+        """
+        refused = self._verify_refusal(job_id, job_class, token, subject, history)
+        if refused is not None:
+            return refused
+        if wants_history(history):
+            return self._fetch_history(job_id, job_class)
+        return self._fetch(job_id, job_class)
 
     async def averify(
         self,
@@ -215,15 +228,18 @@ class Verifier:
         token: str | None = None,
         *,
         subject: str | None = None,
+        history: bool | str | None = False,
     ) -> WebResponse:
         """Async twin of :meth:`verify`; the strategy is asked in a worker thread.
 
         Unless it can answer without waiting (:meth:`TrackingStrategy.status_nowait`; see
         :func:`immortus.query.astatus`).
         """
-        refused = self._refusal(job_id, job_class, token, subject)
+        refused = self._verify_refusal(job_id, job_class, token, subject, history)
         if refused is not None:
             return refused
+        if wants_history(history):
+            return await asyncio.to_thread(self._fetch_history, job_id, job_class)
         try:
             recent = self.recent
             if recent is None:
@@ -238,6 +254,22 @@ class Verifier:
             return self._answer(job_id, job_class, kept)
         except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
             return self._failure(job_id, job_class, exc)
+
+    def _verify_refusal(
+        self,
+        job_id: object,
+        job_class: object,
+        token: object,
+        subject: str | None,
+        history: bool | str | None,
+    ) -> WebResponse | None:
+        """:meth:`_refusal`, after a malformed ``history`` option's 400 (which comes first)."""
+        if self.secured and history not in (None, False):
+            try:
+                wants_history(history)
+            except InvalidInput as exc:
+                return bad_request(job_id, str(exc))
+        return self._refusal(job_id, job_class, token, subject)
 
     def _refusal(
         self, job_id: object, job_class: object, token: object, subject: str | None
@@ -268,6 +300,16 @@ class Verifier:
                 kept = query.status(job_id, job_class)
                 recent.keep(ticket, job_id, job_class, kept)
             return self._answer(job_id, job_class, kept)
+        except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
+            return self._failure(job_id, job_class, exc)
+
+    def _fetch_history(self, job_id: str, job_class: str | None) -> WebResponse:
+        """The answer with the job's history: read and encoded for this request alone."""
+        try:
+            found = query.status(job_id, job_class, history=True)
+            if found.state is State.UNKNOWN:
+                return self._unknown(job_id, job_class)
+            return WebResponse(200, found.to_dict(history=True))
         except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
             return self._failure(job_id, job_class, exc)
 

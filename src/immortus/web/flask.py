@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from immortus.exceptions import MissingDependency
 from immortus.web.core import JobResponder, Verifier, get_verifier, job_responder
+from immortus.web.options import read_query
 from immortus.web.responses import WebResponse, method_not_allowed, not_found
 from immortus.web.routes import ROUTES, Route, read_capped
 from immortus.web.script import (
@@ -40,7 +41,6 @@ from immortus.web.script import (
 )
 from immortus.web.stream import StreamResponse
 from immortus.web.stream_limits import WSGI_LIMITS, StreamLimits
-from immortus.web.tokens import plain_token
 
 try:
     from flask import Blueprint, Request, Response, request, send_file
@@ -110,17 +110,14 @@ def _no_route(**_: str) -> Response:
     return _respond(not_found())
 
 
-def _token() -> str | None:
-    """The ``token`` query parameter.
+def _query() -> tuple[str | None, str | None]:
+    """The ``token`` and ``history`` query parameters (:func:`read_query`)."""
+    return read_query(request.environ.get("QUERY_STRING", ""), request.args.get)
 
-    The JavaScript client's query string is read as it is (:func:`plain_token`); any other
-    is parsed, and only when there is one.
-    """
-    query: str = request.environ.get("QUERY_STRING", "")
-    if not query:
-        return None
-    plain = plain_token(query)
-    return plain if plain is not None else request.args.get("token")
+
+def _token() -> str | None:
+    """The ``token`` query parameter."""
+    return _query()[0]
 
 
 class _Views:
@@ -161,8 +158,11 @@ class _Views:
 
     def verify(self, route: Route, job_id: str, job_class: str | None = None) -> Response:
         """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
-        token = _token()
-        return _respond(self._get().verify(job_id, job_class, token, subject=self._subject()))
+        token, history = _query()
+        answer = self._get().verify(
+            job_id, job_class, token, subject=self._subject(), history=history
+        )
+        return _respond(answer)
 
     def batch(self, route: Route) -> Response:
         """``POST verify``: one answer per job, in order; a body over the cap is a 400."""

@@ -20,12 +20,15 @@ from immortus.status import (
     BODY_KEYS,
     MAX_ERROR_MESSAGE_LENGTH,
     MAX_ERROR_TYPE_LENGTH,
+    MAX_HISTORY,
     MAX_MESSAGE_LENGTH,
+    HistoryEvent,
     State,
 )
 from immortus.validation import MAX_NAME_LENGTH
 from immortus.web.batch import MAX_BATCH, MAX_BATCH_BYTES
 from immortus.web.cancel import MAX_CANCEL_BYTES
+from immortus.web.options import HISTORY_VALUES
 from immortus.web.responses import ECHO_LENGTH
 from immortus.web.routes import ROUTES, Route
 from immortus.web.script import SCRIPT_MEDIA_TYPE
@@ -110,6 +113,23 @@ def _schemas() -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        "HistoryEntry": {
+            "type": "object",
+            "description": (
+                "One thing that happened to the job. `attempt` is its attempt count after it; "
+                "`error` a failed attempt's error; `retry_at` when the next attempt was due, on "
+                "`retrying` where the queue said."
+            ),
+            "required": ["at", "event", "attempt", "error", "retry_at"],
+            "properties": {
+                "at": {"type": "string", "format": "date-time"},
+                "event": {"type": "string", "enum": [event.value for event in HistoryEvent]},
+                "attempt": {"type": "integer", "minimum": 0},
+                "error": _nullable(_ref("JobError")),
+                "retry_at": timestamp,
+            },
+            "additionalProperties": False,
+        },
         "VerifyBody": {
             "type": "object",
             "description": (
@@ -138,6 +158,16 @@ def _schemas() -> dict[str, Any]:
                     **timestamp,
                     "description": "When a `retrying` job's next attempt is due, where the "
                     "queue said; else null.",
+                },
+                "history": {
+                    "type": "array",
+                    "description": (
+                        "The job's past events, oldest first (the latest "
+                        f"{MAX_HISTORY} at most): only when asked with `history=1`; empty when "
+                        "its strategy keeps no history."
+                    ),
+                    "maxItems": MAX_HISTORY,
+                    "items": _ref("HistoryEntry"),
                 },
             },
             "additionalProperties": True,
@@ -433,6 +463,16 @@ def _parameters() -> dict[str, Any]:
             ),
             "schema": {"type": "string"},
         },
+        "History": {
+            "name": "history",
+            "in": "query",
+            "required": False,
+            "description": (
+                "`1` or `true` adds the job's attempt history (`history`) to a 200 body; `0`, "
+                "`false` or no parameter leaves it out. Any other value is a 400."
+            ),
+            "schema": {"type": "string", "enum": list(HISTORY_VALUES)},
+        },
     }
 
 
@@ -445,7 +485,11 @@ def _verify(route: Route) -> dict[str, Any]:
     return {
         "operationId": route.name,
         "summary": route.summary,
-        "parameters": [*_path_parameters(route), _ref_parameter("Token")],
+        "parameters": [
+            *_path_parameters(route),
+            _ref_parameter("Token"),
+            _ref_parameter("History"),
+        ],
         "responses": {
             "200": _ref_response("Verified"),
             "400": _ref_response("BadRequest"),

@@ -31,12 +31,12 @@ from typing import Any, Final, TypeAlias
 
 from immortus.exceptions import MissingDependency
 from immortus.web.core import JobResponder, Verifier, get_verifier, job_responder
+from immortus.web.options import read_query
 from immortus.web.responses import JSON_HEADERS, WebResponse, method_not_allowed, not_found
 from immortus.web.routes import ROUTES, Route, aread_capped
 from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, STATIC_DIR, script_missing
 from immortus.web.stream import StreamResponse
 from immortus.web.stream_limits import ASGI_LIMITS, StreamLimits
-from immortus.web.tokens import plain_token
 
 try:
     import anyio
@@ -89,17 +89,15 @@ def _json(answer: WebResponse) -> JSONResponse:
     return _Encoded(answer)
 
 
-def _token(request: Request) -> str | None:
-    """The ``token`` query parameter.
-
-    The JavaScript client's query string is read as it is (:func:`plain_token`); any other
-    is parsed, and only when there is one.
-    """
+def _query(request: Request) -> tuple[str | None, str | None]:
+    """The ``token`` and ``history`` query parameters (:func:`read_query`)."""
     query: bytes = request.scope.get("query_string", b"")
-    if not query:
-        return None
-    plain = plain_token(query.decode("latin-1"))
-    return plain if plain is not None else request.query_params.get("token")
+    return read_query(query.decode("latin-1"), request.query_params.get)
+
+
+def _token(request: Request) -> str | None:
+    """The ``token`` query parameter."""
+    return _query(request)[0]
 
 
 #: :func:`immortus.web.render_job` as a Starlette ``JSONResponse``, for an enqueue view.
@@ -214,10 +212,10 @@ class _Routes:
     async def verify(self, request: Request, route: Route) -> Response:
         """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
         params = request.path_params
-        token = _token(request)
+        token, history = _query(request)
         subject = await self._subject(request)
         answer = await self._get().averify(
-            params["job_id"], params.get("job_class"), token, subject=subject
+            params["job_id"], params.get("job_class"), token, subject=subject, history=history
         )
         return _json(answer)
 

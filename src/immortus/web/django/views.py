@@ -43,11 +43,11 @@ from immortus.web.core import get_verifier
 from immortus.web.django.responses import json_response
 from immortus.web.django.settings import stream_limits
 from immortus.web.django.subject import subject_of
+from immortus.web.options import read_query
 from immortus.web.responses import method_not_allowed, not_found
 from immortus.web.routes import ROUTES, read_capped
 from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, script_missing, script_path
 from immortus.web.stream import StreamResponse
-from immortus.web.tokens import plain_token
 
 __all__ = [
     "STATIC_DIR",
@@ -95,21 +95,19 @@ def _only(method: str, *, csrf: bool = False) -> Callable[[View], View]:
 def verify(request: HttpRequest, job_id: str, job_class: str | None = None) -> HttpResponseBase:
     """``GET verify/<job_id>[/<job_class>]``: verify's answer for one job."""
     subject = subject_of(request)
-    answer = get_verifier().verify(job_id, job_class, _token(request), subject=subject)
+    token, history = _query(request)
+    answer = get_verifier().verify(job_id, job_class, token, subject=subject, history=history)
     return json_response(answer)
 
 
-def _token(request: HttpRequest) -> str | None:
-    """Return the ``token`` query parameter: what ``request.GET.get("token")`` says.
+def _query(request: HttpRequest) -> tuple[str | None, str | None]:
+    """The ``token`` and ``history`` query parameters (:func:`read_query`)."""
+    return read_query(request.META.get("QUERY_STRING", ""), request.GET.get)
 
-    The JavaScript client's query string is read as it is (:func:`plain_token`); any other
-    query string goes through ``request.GET``.
-    """
-    query = request.META.get("QUERY_STRING", "")
-    plain = plain_token(query)
-    if plain is not None:
-        return plain
-    return request.GET.get("token") if query else None
+
+def _token(request: HttpRequest) -> str | None:
+    """The ``token`` query parameter."""
+    return _query(request)[0]
 
 
 @_only("POST")
