@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+import immortus
 from immortus import State
 from immortus.config import HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV
 from immortus.jobs import job_class_of
@@ -56,7 +57,14 @@ def kill(pid: int) -> None:
 def assert_lost_everywhere(harness: QueueHarness, job_id: str, job_class: str) -> None:
     """Once the queue and immortus's store both know the job ended, every surface says lost."""
     wait_for_status(job_id, job_class, completed)
-    wait_for_status(job_id, None, completed)  # the store: the worker records it a moment later
+    store = immortus.get_store()
+    assert store is not None
+
+    def recorded_ended() -> bool:  # the worker's hook records it a moment after the queue
+        record = store.get(job_id)
+        return record is not None and record.completed
+
+    wait_for(recorded_ended, what="immortus's store to record the ending")
     lost = one_answer_in_every_style(job_id, job_class, harness.surfaces)
     assert (lost["status"], lost["success"], lost["attempts"]) == ("lost", False, 1)
     assert lost["progress"] is not None
