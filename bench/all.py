@@ -31,6 +31,7 @@ from bench.results import LATEST
 BENCHMARKS: Final = {
     "store_scaling": "bench.stores.scaling",
     "store_lookup": "bench.stores.lookup",
+    "dashboard_scale": "bench.stores.dashboard",
     "postgres_writers": "bench.stores.writers",
     "verify_throughput": "bench.verify",
     "peer_celery_progress": "bench.peer",

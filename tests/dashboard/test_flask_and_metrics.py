@@ -74,7 +74,10 @@ def test_metrics_come_from_the_overview_counts(store: MemoryStore) -> None:
 
 
 def test_counts_without_store_counters_scan_a_bounded_number_and_say_so() -> None:
-    store = MemoryStore()
+    class Uncounted(MemoryStore):
+        supports_counts: ClassVar[bool] = False
+
+    store = Uncounted()
     for number in range(30):
         store.record(Event(kind=EventKind.ENQUEUED, job_id=f"job-{number}"))
     counts = read_counts(store, now=datetime.now(UTC), limit=10)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 import types
@@ -25,6 +26,7 @@ from immortus.stores.redis import RedisStore
 from immortus.transitions import EventKind
 from tests.services import RedisServer, free_port
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+from tests.stores.contract_counts import CountsContract, recount
 from tests.stores.contract_history import PersistentHistoryContract
 from tests.support import import_error_without
 
@@ -62,7 +64,7 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
         yield raw
 
 
-class TestRedisStore(PersistentStoreContract, PersistentHistoryContract):
+class TestRedisStore(PersistentStoreContract, PersistentHistoryContract, CountsContract):
     @pytest.fixture
     def open_store(self, make: MakeStore) -> OpenStore:
         return make
@@ -402,3 +404,46 @@ def test_missing_driver_names_the_extra() -> None:
     error = import_error_without("immortus.stores.redis", "redis")
     assert error.startswith("MissingDependency: ")
     assert 'pip install "immortus[redis]"' in error
+
+
+def test_jobs_written_before_the_counters_are_counted_once(
+    make: MakeStore, client: redis.Redis
+) -> None:
+    old = make(prefix="old:")
+    for job_id in ("a", "b"):
+        old.record(event(EventKind.STARTED, job_id, job_class="c"))
+    old.record(event(EventKind.FINISHED, "b"))
+    client.delete("old:counted", "old:counts", "old:ended", "old:durations")  # as before them
+    since = datetime.now(UTC) - timedelta(hours=1)
+    store = make(prefix="old:")
+    expected = {("c", State.STARTED): 1, ("c", State.FINISHED): 1}
+    assert store.tally(since=since).jobs == expected
+    store.record(event(EventKind.FINISHED, "a"))
+    assert make(prefix="old:").tally(since=since).jobs == {("c", State.FINISHED): 2}
+
+
+def _write_jobs(url: str, worker: int) -> None:
+    """Run in a spawned process: walk 20 jobs of its own and one shared job through their lives."""
+    store = RedisStore(url)
+    try:
+        for number in range(20):
+            for kind in (EventKind.ENQUEUED, EventKind.STARTED, EventKind.FINISHED):
+                store.record(event(kind, f"p{worker}-{number}", job_class="c"))
+                store.record(event(kind, "shared", job_class="c", attempt=1))
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_writers_in_several_processes_never_double_count(make: MakeStore, redis_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_jobs, args=(redis_url, n)) for n in range(3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=60)
+    assert [process.exitcode for process in workers] == [0, 0, 0]
+    store = make()
+    assert (
+        store.tally(since=datetime.now(UTC)).jobs == recount(store) == {("c", State.FINISHED): 61}
+    )

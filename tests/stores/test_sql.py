@@ -38,6 +38,7 @@ from immortus.stores.sql import SQLStore, jobs_table
 from immortus.transitions import EventKind
 from tests.services import PostgresServer, free_port
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+from tests.stores.contract_counts import CountsContract, recount
 from tests.stores.contract_history import PersistentHistoryContract
 
 
@@ -217,7 +218,9 @@ class SQLChecks:
         assert not sa.inspect(engine).has_table("never_made")
 
 
-class TestSQLStoreOnPostgreSQL(PersistentStoreContract, PersistentHistoryContract, SQLChecks):
+class TestSQLStoreOnPostgreSQL(
+    PersistentStoreContract, PersistentHistoryContract, CountsContract, SQLChecks
+):
     @pytest.fixture(params=["AUTOCOMMIT", "REPEATABLE READ", "SERIALIZABLE"])
     def isolation_level(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)
@@ -227,7 +230,9 @@ class TestSQLStoreOnPostgreSQL(PersistentStoreContract, PersistentHistoryContrac
         return _opener(postgres_url, opened)
 
 
-class TestSQLStoreOnSQLite(PersistentStoreContract, PersistentHistoryContract, SQLChecks):
+class TestSQLStoreOnSQLite(
+    PersistentStoreContract, PersistentHistoryContract, CountsContract, SQLChecks
+):
     @pytest.fixture(params=["AUTOCOMMIT", "READ UNCOMMITTED"])
     def isolation_level(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)
@@ -448,6 +453,8 @@ def test_writers_in_several_processes_lose_nothing(postgres_url: str) -> None:
         own = store.get_many([f"p{worker}-{job}" for worker in range(3) for job in range(17)])
         assert len(own) == 51
         assert {status.state for status in own.values()} == {State.FINISHED}
+        assert store.tally(since=datetime.now(UTC)).jobs == recount(store)  # none counted twice
+        assert recount(store) == {(None, State.FINISHED): 52, (None, State.STARTED): 1}
     finally:
         results.close()
         results.join_thread()
@@ -460,7 +467,7 @@ def test_writers_in_several_processes_lose_nothing(postgres_url: str) -> None:
 def test_the_documented_ddl_makes_a_table_the_store_can_use(postgres_url: str) -> None:
     assert sql.__doc__ is not None
     statements = re.findall(r"^ {4}(CREATE [^;]+);", sql.__doc__, flags=re.MULTILINE)
-    assert len(statements) == 4
+    assert len(statements) == 7
     engine = sa.create_engine(postgres_url)
     try:
         with engine.begin() as conn:
@@ -509,7 +516,12 @@ def test_reads_use_indexes_not_sequential_scans(postgres_url: str) -> None:
         store.list_jobs(state=State.LOST, limit=50)
         store.beat(["job-00001", "job-04999"], datetime.now(UTC) + timedelta(minutes=1))
         store.reap_lost()
-        explained = [(s, p) for s, p in statements if s.startswith(("SELECT", "UPDATE", "DELETE"))]
+        explained = [
+            (s, p)
+            for s, p in statements
+            if s.startswith(("SELECT", "UPDATE", "DELETE"))
+            and not re.search(r"immortus_jobs_(counts|ended|durations)", s)  # a few rows each
+        ]
         assert len(explained) == 14  # beat: the update, and the read of reaped jobs
         with store.engine.connect() as conn:
             for statement, parameters in explained:
@@ -519,3 +531,51 @@ def test_reads_use_indexes_not_sequential_scans(postgres_url: str) -> None:
                 assert "Index" in plan, plan
     finally:
         store.close()
+
+
+def test_a_table_from_before_the_counters_is_counted_once_in_place(postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url)
+    try:
+        table = jobs_table(sa.MetaData(), "before_counters")
+        table.create(engine)
+        end = time.time() - 30
+        rows = [
+            _row("a", end, job_class="c", state="finished", started_at=end - 2, finished_at=end),
+            _row("b", end, job_class="c", state="failed", started_at=end - 20, finished_at=end),
+            _row("c", end),
+        ]
+        with engine.begin() as conn:
+            conn.execute(sa.insert(table), rows)
+        store = SQLStore(engine, table_name="before_counters")
+        counted = store.tally(since=datetime.now(UTC) - timedelta(hours=1))
+        assert counted.jobs == {
+            ("c", State.FINISHED): 1,
+            ("c", State.FAILED): 1,
+            (None, State.CREATED): 1,
+        }
+        assert sum(sum(states.values()) for states in counted.ended.values()) == 2
+        assert counted.durations[3] == counted.durations[5] == 1
+        store.record(event(EventKind.STARTED, "c"))
+        again = SQLStore(engine, table_name="before_counters")  # finds the counters: no recount
+        assert again.tally(since=datetime.now(UTC)).jobs[None, State.STARTED] == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_migrated_table_without_counter_tables_still_records_and_counts(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = sa.create_engine(postgres_url)
+    try:
+        jobs_table(sa.MetaData(), "no_counters").create(engine)
+        store = SQLStore(engine, table_name="no_counters", create_table=False)
+        store.record(event(EventKind.STARTED, "a", job_class="c"))
+        store.record(event(EventKind.FINISHED, "a", at=datetime.now(UTC)))
+        store.record(event(EventKind.ENQUEUED, "b"))
+        assert "no counter table no_counters_counts" in caplog.text
+        counted = store.tally(since=datetime.now(UTC) - timedelta(hours=1))
+        assert counted.jobs == {("c", State.FINISHED): 1, (None, State.CREATED): 1}
+        assert sum(sum(states.values()) for states in counted.ended.values()) == 1
+        assert not sa.inspect(engine).has_table("no_counters_counts")
+    finally:
+        engine.dispose()

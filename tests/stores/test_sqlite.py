@@ -30,12 +30,13 @@ from immortus.stores.records import COLUMNS
 from immortus.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from immortus.transitions import Event, EventKind
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+from tests.stores.contract_counts import CountsContract
 from tests.stores.contract_history import PersistentHistoryContract
 
 SPAWN = multiprocessing.get_context("spawn")
 
 
-class TestSQLiteStore(PersistentStoreContract, PersistentHistoryContract):
+class TestSQLiteStore(PersistentStoreContract, PersistentHistoryContract, CountsContract):
     @pytest.fixture
     def open_store(self, tmp_path: Path) -> Iterator[OpenStore]:
         opened: list[SQLiteStore] = []
@@ -110,6 +111,11 @@ def test_many_processes_write_one_file_concurrently(path: Path) -> None:
         shared = known(store, "shared")
         assert shared.state is State.FINISHED
         assert shared.attempts == 1
+        # the counters were written by every process in the same transactions: none double counts
+        assert isinstance(store, SQLiteStore)
+        counted = store.tally(since=datetime.now(UTC) - timedelta(hours=1))
+        assert counted.jobs == {(None, State.FINISHED): 101}
+        assert sum(sum(states.values()) for states in counted.ended.values()) == 101
 
 
 # -- fork ---------------------------------------------------------------------------------------
@@ -214,13 +220,16 @@ _LAYOUT_1 = """CREATE TABLE immortus_jobs (
 
 
 def _write_old_file(path: Path, version: int) -> None:
-    """A file of layout ``version`` (1 to 3) holding one started job, ``old``."""
+    """A file of layout ``version`` (1 to 4) holding one started job, ``old``."""
     admin = raw(path)
     admin.execute(_LAYOUT_1)
     if version >= 2:
         admin.execute("ALTER TABLE immortus_jobs ADD COLUMN alive_until REAL")
     if version >= 3:
         admin.execute("ALTER TABLE immortus_jobs ADD COLUMN seq INTEGER")
+    if version >= 4:
+        for column in ("retry_at REAL", "cancel_requested_at REAL", "history TEXT"):
+            admin.execute(f"ALTER TABLE immortus_jobs ADD COLUMN {column}")
     admin.execute(
         "INSERT INTO immortus_jobs (job_id, state, attempts, created) "
         "VALUES ('old', 'started', 1, ?)",
@@ -371,9 +380,45 @@ def test_a_version_3_file_gains_retry_at_cancel_requests_and_history_in_place(
     finally:
         store.close()
     version, names, _ = _layout(path)
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION
     assert names == {*COLUMNS, "seq"}
     SQLiteStore(path).close()  # opening it again changes nothing
+
+
+def test_a_version_4_file_gains_counters_rebuilt_from_its_rows(path: Path) -> None:
+    _write_old_file(path, 4)
+    admin = raw(path)
+    end = time.time() - 30
+    admin.executemany(
+        "INSERT INTO immortus_jobs (job_id, job_class, state, attempts, started_at, finished_at, "
+        "created) VALUES (?, 'c', ?, 1, ?, ?, ?)",
+        [
+            ("f1", "finished", end - 2, end, end),
+            ("f2", "finished", end - 20, end, end),
+            ("x", "failed", end - 0.05, end, end),
+        ],
+    )
+    admin.close()
+    store = SQLiteStore(path)
+    try:
+        counted = store.tally(since=datetime.now(UTC) - timedelta(hours=1))
+        assert counted.jobs == {
+            (None, State.STARTED): 1,
+            ("c", State.FINISHED): 2,
+            ("c", State.FAILED): 1,
+        }
+        assert sum(counted.ended[datetime.fromtimestamp(end // 60 * 60, UTC)].values()) == 3
+        assert counted.durations[0] == counted.durations[3] == counted.durations[5] == 1
+        assert counted.duration_sum == pytest.approx(22.05)
+        store.record(event(EventKind.FINISHED, "old", at=datetime.now(UTC)))
+        assert store.tally(since=datetime.now(UTC)).jobs == {
+            (None, State.FINISHED): 1,
+            ("c", State.FINISHED): 2,
+            ("c", State.FAILED): 1,
+        }
+    finally:
+        store.close()
+    assert _layout(path)[0] == SCHEMA_VERSION == 5
 
 
 def test_a_cursor_past_the_newest_change_means_assume_everything_changed(
@@ -491,6 +536,8 @@ def test_reads_use_indexes(store: SQLiteStore, path: Path) -> None:
     ]
     for call in calls:
         for plan in _plans(store, path, call):
+            if "immortus_jobs" not in plan:  # the counters' tables: a few rows per class, minute
+                continue
             assert "INDEX" in plan, plan
             assert "SCAN immortus_jobs /" not in f"{plan} /", plan
             assert "TEMP B-TREE" not in plan, plan

@@ -45,6 +45,7 @@ from typing import ClassVar, Final, Self
 
 from immortus.exceptions import InvalidInput
 from immortus.status import HistoryEntry, JobStatus, State
+from immortus.stores.counting import Tally
 from immortus.transitions import Event, check_aware
 from immortus.validation import check_job_id
 
@@ -169,6 +170,9 @@ class Store(ABC):
     #: Whether :meth:`history` answers: the store keeps each job's last
     #: :data:`~immortus.status.MAX_HISTORY` events (not progress or meta) beside its record.
     keeps_history: ClassVar[bool] = False
+    #: Whether :meth:`tally` answers: the store keeps the dashboard's counters as jobs change,
+    #: in the same atomic write as the record (:mod:`immortus.stores.counting`).
+    supports_counts: ClassVar[bool] = False
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         self.ttl: float | None = ttl_seconds(ttl)
@@ -320,6 +324,24 @@ class Store(ABC):
         """
         raise NotImplementedError(
             f"{type(self).__qualname__} keeps no job history (keeps_history is False)"
+        )
+
+    def tally(self, *, since: datetime) -> Tally:
+        """Return the dashboard's counters now, with the ``ended`` minutes from ``since`` on.
+
+        A store with :attr:`supports_counts` changes them in every write of :meth:`record`,
+        :meth:`reap_lost`, :meth:`beat` (a revived job) and :meth:`prune`, so this costs the same
+        at any size. Records are counted as stored until pruned (see
+        :mod:`immortus.stores.counting`).
+
+        Optional: only stores with :attr:`supports_counts` implement it.
+
+        Raises:
+            NotImplementedError: the store keeps no counters (``supports_counts`` is False).
+            StoreUnavailable: the store cannot be reached.
+        """
+        raise NotImplementedError(
+            f"{type(self).__qualname__} keeps no counters (supports_counts is False)"
         )
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:

@@ -27,6 +27,7 @@ from immortus.stores.base import (
     check_beat,
     check_page_size,
 )
+from immortus.stores.counting import Counters, Tally, change, gone
 from immortus.stores.records import advance, cancel_entry, lapse, reap, revive
 from immortus.transitions import Event, history
 from immortus.validation import check_job_id
@@ -63,6 +64,8 @@ class MemoryStore(Store):
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
+    #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
+    supports_counts: ClassVar[bool] = True
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         super().__init__(ttl=ttl)
@@ -73,6 +76,7 @@ class MemoryStore(Store):
         # The change counter, and each job's count at its last write, oldest write first.
         self._seq = 0
         self._written: OrderedDict[str, int] = OrderedDict()
+        self._counters = Counters()
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
@@ -98,6 +102,7 @@ class MemoryStore(Store):
             if outcome is None:
                 return None
             if entry is None:
+                self._counters.add(change(None, outcome.status))
                 self._forget(event.job_id)
                 key = (now, event.job_id)
                 bisect.insort(self._order, key)
@@ -107,6 +112,8 @@ class MemoryStore(Store):
                 self._mark(event.job_id)
                 return outcome.status
             changed = outcome.status is not entry.status
+            if changed:
+                self._counters.add(change(entry.status, outcome.status))
             entry.status, entry.expires = outcome.status, expires
             entry.alive_until = outcome.alive_until
             entry.remember(outcome.entries)
@@ -258,6 +265,7 @@ class MemoryStore(Store):
                     entry.alive_until, entry.expires = lease, expires
                     touched += 1
                 elif (outcome := revive(entry.status, lease, now)) is not None:
+                    self._counters.add(change(entry.status, outcome.status))
                     entry.status, entry.alive_until = outcome.status, outcome.alive_until
                     entry.remember(outcome.entries)
                     entry.expires = expires
@@ -276,6 +284,7 @@ class MemoryStore(Store):
                     continue
                 outcome = reap(entry.status, entry.alive_until, moment)
                 if outcome is not None:
+                    self._counters.add(change(entry.status, outcome.status))
                     entry.status, entry.alive_until = outcome.status, outcome.alive_until
                     entry.remember(outcome.entries)
                     entry.expires = expires
@@ -283,10 +292,16 @@ class MemoryStore(Store):
                     reaped += 1
         return reaped
 
+    def tally(self, *, since: datetime) -> Tally:
+        """Return the counters, ``ended`` from ``since`` on (:mod:`immortus.stores.counting`)."""
+        with self._lock:
+            return self._counters.tally(since=since)
+
     def _forget(self, job_id: str) -> None:
         """Drop ``job_id``'s entry and its index key; the caller holds the lock."""
         entry = self._entries.pop(job_id, None)
         self._written.pop(job_id, None)
         if entry is not None:
+            self._counters.add(gone(entry.status.job_class, entry.status.state))
             index = bisect.bisect_left(self._order, (entry.created, job_id))
             del self._order[index]

@@ -15,6 +15,9 @@ Needs the ``immortus[redis]`` extra and Redis 4.0 or later. Key layout (``prefix
 ``{prefix}seq``                counter: how many record writes the store has made (change numbers).
 ``{prefix}changes``            sorted set: every job id, scored by the change number of its last
                                write (:meth:`RedisStore.changes_since`).
+``{prefix}counted`` and        hashes: the dashboard's counters, changed in every write's
+``counts``, ``ended``,         ``MULTI`` (:mod:`immortus.stores.redis_counts`).
+``durations``
 =============================  ===================================================================
 
 Inspect a job with ``HGETALL immortus:job:<id>`` and its expiry with ``PTTL``; list the newest
@@ -55,7 +58,7 @@ from immortus.exceptions import (
     StoreUnavailable,
 )
 from immortus.status import HistoryEntry, JobStatus, State
-from immortus.stores import records
+from immortus.stores import records, redis_counts
 from immortus.stores.base import (
     DEFAULT_TTL,
     MAX_CHANGES,
@@ -67,6 +70,7 @@ from immortus.stores.base import (
     check_page_size,
     lower_scheme,
 )
+from immortus.stores.counting import Tally, change
 from immortus.stores.urls import redact_url
 from immortus.transitions import Event
 from immortus.validation import check_job_id
@@ -107,20 +111,25 @@ return redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES',
                   'LIMIT', offset, ARGV[3])
 """
 
-# KEYS: the jobs index, the ARGV[1] other indexes (states, changes), then the hash of each job id
-# in ARGV[3..].
-# Drops a job from every index when its hash is gone; with ARGV[2] (now) it first deletes a hash
-# whose expires field is at or before now. Checked here, atomically, so a job re-created since the
-# caller looked is left alone. Returns how many records were removed.
+# KEYS: the jobs index, the counters' counted and counts hashes, the ARGV[1] other indexes
+# (states, changes), then the hash of each job id in ARGV[3..].
+# Drops a job from every index and the counters when its hash is gone; with ARGV[2] (now) it
+# first deletes a hash whose expires field is at or before now. Checked here, atomically, so a
+# job re-created since the caller looked is left alone. Returns how many records were removed.
 _REMOVE_SCRIPT: Final = """
 local states, now, removed = tonumber(ARGV[1]), tonumber(ARGV[2]), 0
 for i = 3, #ARGV do
-  local key, id = KEYS[states + i - 1], ARGV[i]
+  local key, id = KEYS[states + i + 1], ARGV[i]
   local expires = tonumber(redis.pcall('HGET', key, 'expires'))  -- nil unless a hash has it
   local deleted = now and expires and expires <= now and redis.call('DEL', key) == 1
   if deleted or redis.call('EXISTS', key) == 0 then
     local indexed = redis.call('ZREM', KEYS[1], id)
-    for k = 2, states + 1 do redis.call('ZREM', KEYS[k], id) end
+    for k = 4, states + 3 do redis.call('ZREM', KEYS[k], id) end
+    local counted = redis.call('HGET', KEYS[2], id)
+    if counted then
+      redis.call('HINCRBY', KEYS[3], counted, -1)
+      redis.call('HDEL', KEYS[2], id)
+    end
     if deleted or indexed == 1 then removed = removed + 1 end
   end
 end
@@ -194,6 +203,8 @@ class RedisStore(Store):
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
+    #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.redis_counts`).
+    supports_counts: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -219,6 +230,9 @@ class RedisStore(Store):
         self._jobs_key = f"{prefix}jobs"
         self._state_keys = [self._state_key(state) for state in State]
         self._change_keys = [f"{prefix}seq", f"{prefix}changes"]
+        self._counter_keys = redis_counts.CounterKeys.of(prefix)
+        self._counted_ready = False
+        self._rebuild = self._client.register_script(redis_counts.REBUILD_SCRIPT)
         self._page = self._client.register_script(_PAGE_SCRIPT)
         self._remove = self._client.register_script(_REMOVE_SCRIPT)
         self._beat = self._client.register_script(_BEAT_SCRIPT)
@@ -328,6 +342,8 @@ class RedisStore(Store):
             if state is not status.state:
                 pipe.zrem(self._state_key(state), job_id)
         pipe.eval(_MARK_SCRIPT, 2, *self._change_keys, job_id)
+        if status is not current:
+            redis_counts.queue(pipe, self._counter_keys, status, change(current, status))
         pipe.execute()
         return None if status is current else status  # else: a lease only
 
@@ -562,7 +578,51 @@ class RedisStore(Store):
                     batch = []
             if batch:
                 removed += self._drop(batch, now=moment)
+            ended = self._counter_keys.ended
+            fields = cast(list[str], self._client.hkeys(ended))
+            old = redis_counts.old_minutes(fields, time.time())
+            if old:
+                self._client.hdel(ended, *old)
         return removed
+
+    def tally(self, *, since: datetime) -> Tally:
+        """Return the counters, ``ended`` from ``since`` on; see :mod:`immortus.stores.counting`.
+
+        Three hash reads in one ``MULTI``. The first call on a store written before the
+        counters existed counts its jobs once (their endings and durations start empty).
+
+        Raises:
+            StoreUnavailable: Redis cannot be reached.
+        """
+        keys = self._counter_keys
+        with self._guard():
+            if not self._counted_ready:
+                self._rebuild_counters()
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(keys.counts)
+                pipe.hgetall(keys.ended)
+                pipe.hgetall(keys.durations)
+                counts, ended, durations = pipe.execute()
+        return redis_counts.read(counts, ended, durations, since)
+
+    def _rebuild_counters(self) -> None:
+        """Count the jobs no write has counted yet (a store from before the counters), once."""
+        keys = self._counter_keys
+        if not self._client.exists(keys.ready):
+            batch: list[str] = []
+            for member, _ in self._client.zscan_iter(self._jobs_key, count=_PRUNE_BATCH):
+                batch.append(member)
+                if len(batch) == _PRUNE_BATCH:
+                    self._count_batch(batch)
+                    batch = []
+            if batch:
+                self._count_batch(batch)
+            self._client.set(keys.ready, "1")
+        self._counted_ready = True
+
+    def _count_batch(self, job_ids: list[str]) -> None:
+        keys = [self._counter_keys.counted, self._counter_keys.counts]
+        self._rebuild(keys=[*keys, *map(self._job_key, job_ids)], args=job_ids)
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
         """Extend the running jobs' leases with one script call; see :meth:`Store.beat`.
@@ -634,7 +694,8 @@ class RedisStore(Store):
     def _drop(self, job_ids: Sequence[str], *, now: float | None) -> int:
         """Run the removal script over ``job_ids``; return how many records it removed."""
         indexes = [*self._state_keys, self._change_keys[1]]  # the changes set goes with them
-        keys = [self._jobs_key, *indexes, *map(self._job_key, job_ids)]
+        counters = [self._counter_keys.counted, self._counter_keys.counts]
+        keys = [self._jobs_key, *counters, *indexes, *map(self._job_key, job_ids)]
         args: list[str | int] = [len(indexes), "" if now is None else repr(now)]
         args.extend(job_ids)
         with self._guard():

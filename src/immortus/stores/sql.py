@@ -24,6 +24,24 @@ writes the migration), or run this DDL (PostgreSQL; MySQL spells ``DOUBLE PRECIS
     CREATE INDEX ix_immortus_jobs_created ON immortus_jobs (created, job_id);
     CREATE INDEX ix_immortus_jobs_state_created ON immortus_jobs (state, created, job_id);
     CREATE INDEX ix_immortus_jobs_expires ON immortus_jobs (expires);
+    CREATE TABLE immortus_jobs_counts (
+        job_class VARCHAR(255) NOT NULL, state VARCHAR(32) NOT NULL, n BIGINT NOT NULL,
+        PRIMARY KEY (job_class, state)
+    );
+    CREATE TABLE immortus_jobs_ended (
+        minute BIGINT NOT NULL, state VARCHAR(32) NOT NULL, n BIGINT NOT NULL,
+        PRIMARY KEY (minute, state)
+    );
+    CREATE TABLE immortus_jobs_durations (
+        bucket INTEGER NOT NULL PRIMARY KEY, n BIGINT NOT NULL, total DOUBLE PRECISION NOT NULL
+    );
+
+The last three tables hold the dashboard's counters (:mod:`immortus.stores.counting`), changed
+in the transaction of every write; :func:`~immortus.stores.sql_counts.counter_tables` defines
+them for Alembic. A store that creates its tables and finds no counters (a table from an older
+immortus) creates them and counts the rows once; with ``create_table=False`` the migration
+creates them, and fills them with ``INSERT INTO immortus_jobs_counts SELECT
+COALESCE(job_class, ''), state, COUNT(*) FROM immortus_jobs GROUP BY 1, 2``.
 
 Times are UTC epoch seconds, taken from the clock of the process that writes.
 
@@ -37,6 +55,7 @@ nullable, with the types above.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -55,7 +74,7 @@ except ImportError as exc:
     raise MissingDependency("SQLAlchemy", "sql") from exc
 
 from immortus.status import HistoryEntry, JobStatus, State
-from immortus.stores import records
+from immortus.stores import records, sql_counts
 from immortus.stores.base import (
     DEFAULT_TTL,
     Cursor,
@@ -64,11 +83,14 @@ from immortus.stores.base import (
     check_beat,
     check_page_size,
 )
+from immortus.stores.counting import Tally, change, gone
 from immortus.stores.urls import redact_url
 from immortus.transitions import Event
 from immortus.validation import check_job_id
 
 __all__ = ["SQLStore", "jobs_table"]
+
+logger = logging.getLogger("immortus")
 
 _T = TypeVar("_T")
 
@@ -78,6 +100,8 @@ RECORD_ATTEMPTS: Final = 5
 CHUNK: Final = 500
 #: Rows ``reap_lost`` locks and rewrites per transaction.
 REAP_BATCH: Final = 500
+#: Rows ``prune`` locks and deletes per transaction.
+PRUNE_BATCH: Final = 1000
 #: Columns added since the first table layout, which ``create_table`` adds to an older table.
 _ADDED_COLUMNS: Final = ("alive_until", "retry_at", "cancel_requested_at", "history")
 #: Seconds to wait for a new PostgreSQL connection unless the URL sets ``connect_timeout``.
@@ -201,6 +225,8 @@ class SQLStore(Store):
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
+    #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
+    supports_counts: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -218,7 +244,12 @@ class SQLStore(Store):
         )
         #: The table of records (see :func:`jobs_table`).
         self.table: sa.Table = jobs_table(sa.MetaData(), table_name)
+        #: The dashboard's counters (see :func:`~immortus.stores.sql_counts.counter_tables`).
+        self.counters = sql_counts.counter_tables(self.table.metadata, table_name)
         self._table_ready = not create_table
+        # Whether the counter tables exist: known once the store made its tables, else looked
+        # up on first use (a migration may not have created them yet).
+        self._counting: bool | None = True if create_table else None
         self._ddl_lock = threading.Lock()
         url = self.engine.url
         secrets = (url.password, url.query.get("password"))  # libpq also takes ?password=
@@ -259,6 +290,7 @@ class SQLStore(Store):
         """
         with self._errors():
             self._ensure_table()
+            self._ensure_counting()
             attempt = 1
             while True:
                 try:
@@ -285,7 +317,11 @@ class SQLStore(Store):
         if outcome is None:
             return None
         created = now if row is None or current is None else row["created"]
-        self._write(conn, row, outcome, created=created, now=now, renewed=current is None)
+        pending = sql_counts.Pending()
+        self._write(
+            conn, row, outcome, created=created, now=now, renewed=current is None, pending=pending
+        )
+        self._flush(conn, pending)
         return None if outcome.status is current else outcome.status  # else: a lease only
 
     def _write(
@@ -296,12 +332,20 @@ class SQLStore(Store):
         *,
         created: float,
         now: float,
+        pending: sql_counts.Pending,
         renewed: bool = False,
     ) -> None:
         """Write ``outcome`` over ``row`` (``None``: insert a new one), changed columns only.
 
         An expired row is ``renewed`` in place: a new ``created``, no history, no cancel request.
+        What the write does to the counters is added to ``pending``, which the caller flushes
+        in the same transaction.
         """
+        before = None if row is None or renewed else records.decode(row)
+        if row is not None and renewed:
+            pending.add(gone(row["job_class"], State(row["state"])))
+        if outcome.status is not before:
+            pending.add(change(before, outcome.status))
         values = records.encode(
             outcome.status,
             created=created,
@@ -434,17 +478,61 @@ class SQLStore(Store):
         return JobPage(jobs, next_cursor)
 
     def prune(self, *, now: datetime | None = None) -> int:
-        """Delete expired records with one ``DELETE``; see :meth:`Store.prune`.
+        """Delete expired records, a locked batch per transaction; see :meth:`Store.prune`.
+
+        Each batch takes its records off the counters in the same transaction.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached (batches deleted before that stay
+                deleted).
+        """
+        moment = time.time() if now is None else now.timestamp()
+        columns = self.table.c
+
+        def prune_batch(conn: Connection) -> int:
+            expired = (
+                sa.select(columns.job_id, columns.job_class, columns.state)
+                .where(columns.expires <= moment)
+                .limit(PRUNE_BATCH)
+                .with_for_update()
+            )
+            rows = conn.execute(expired).all()
+            pending = sql_counts.Pending()
+            for _, job_class, state in rows:
+                pending.add(gone(job_class, State(state)))
+            ids = [row[0] for row in rows]
+            if ids:
+                deleted = sa.delete(self.table).where(columns.job_id.in_(ids))
+                conn.execute(deleted.where(columns.expires <= moment))
+            self._flush(conn, pending)
+            if len(rows) < PRUNE_BATCH:
+                sql_counts.prune_ended(conn, self.counters, time.time())
+            return len(rows)
+
+        total = 0
+        while True:
+            pruned = self._transact(prune_batch)
+            total += pruned
+            if pruned < PRUNE_BATCH:
+                return total
+
+    def tally(self, *, since: datetime) -> Tally:
+        """Return the counters, ``ended`` from ``since`` on; see :mod:`immortus.stores.counting`.
+
+        Three small reads in one transaction, whatever the number of jobs; without the counter
+        tables (``create_table=False`` and a migration that did not create them), a count of
+        every row instead.
 
         Raises:
             StoreUnavailable: the database cannot be reached.
         """
-        moment = time.time() if now is None else now.timestamp()
-        with self._errors():
-            self._ensure_table()
-            with self.engine.begin() as conn:
-                expired = sa.delete(self.table).where(self.table.c.expires <= moment)
-                return conn.execute(expired).rowcount
+
+        def read(conn: Connection) -> Tally:
+            if self._counting:
+                return sql_counts.read(conn, self.counters, since)
+            return sql_counts.count_rows(conn, self.table, since)
+
+        return self._transact(read)
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
         """Extend the running jobs' leases with one ``UPDATE`` per 500 ids, in one transaction.
@@ -463,6 +551,7 @@ class SQLStore(Store):
         def extend(conn: Connection) -> int:
             now = time.time()
             touched = 0
+            pending = sql_counts.Pending()
             for start in range(0, len(ids), CHUNK):
                 statement = (
                     sa.update(self.table)
@@ -488,8 +577,10 @@ class SQLStore(Store):
                 for row in rows:
                     outcome = records.revive(records.decode(row), lease, now)
                     if outcome is not None:
-                        self._write(conn, row, outcome, created=row["created"], now=now)
+                        created = row["created"]
+                        self._write(conn, row, outcome, created=created, now=now, pending=pending)
                         touched += 1
+            self._flush(conn, pending)
             return touched
 
         return self._transact(extend)
@@ -522,11 +613,14 @@ class SQLStore(Store):
             query = sa.select(self.table).where(due).limit(REAP_BATCH).with_for_update()
             rows = cast("Sequence[Mapping[str, Any]]", conn.execute(query).mappings().all())
             reaped = 0
+            pending = sql_counts.Pending()
             for row in rows:
                 outcome = records.reap(records.decode(row), records.lease_of(row), moment)
                 if outcome is not None:
-                    self._write(conn, row, outcome, created=row["created"], now=clock)
+                    created = row["created"]
+                    self._write(conn, row, outcome, created=created, now=clock, pending=pending)
                     reaped += 1
+            self._flush(conn, pending)
             return len(rows), reaped
 
         while True:
@@ -592,6 +686,8 @@ class SQLStore(Store):
         if self._table_ready:
             return
         with self._ddl_lock:
+            with self.engine.connect() as conn:
+                counted = sa.inspect(conn).has_table(self.counters.counts.name)
             try:
                 self.table.metadata.create_all(self.engine, checkfirst=True)
             except sa_exc.DBAPIError:
@@ -600,7 +696,47 @@ class SQLStore(Store):
                     if not sa.inspect(conn).has_table(self.table.name):
                         raise
             self._add_missing_columns()
+            if not counted:
+                self._rebuild_counters()
             self._table_ready = True
+
+    def _ensure_counting(self) -> None:
+        """Look up once whether a table the application made has its counter tables."""
+        if self._counting is not None:
+            return
+        with self.engine.connect() as conn:
+            self._counting = sa.inspect(conn).has_table(self.counters.counts.name)
+        if not self._counting:
+            logger.warning(
+                "immortus: the SQL store's table %s has no counter table %s: writes keep no "
+                "counters and the dashboard counts the rows at each read; create the counter "
+                "tables in a migration (see immortus.stores.sql)",
+                self.table.name,
+                self.counters.counts.name,
+            )
+
+    def _flush(self, conn: Connection, pending: sql_counts.Pending) -> None:
+        """Write a transaction's counter changes, when the counter tables exist."""
+        if self._counting:
+            pending.flush(conn, self.counters)
+
+    def _rebuild_counters(self) -> None:
+        """Fill the counters from the rows once (a table from before them): a write lock held.
+
+        On PostgreSQL the counts table is locked first, so writers' changes wait for the
+        rebuild (and land on top of it) and a second rebuild starts from the first's result.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(
+                isolation_level="READ COMMITTED" if not self._lock_by_writing else "SERIALIZABLE"
+            )
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    name = self.engine.dialect.identifier_preparer.format_table(
+                        self.counters.counts
+                    )
+                    conn.exec_driver_sql(f"LOCK TABLE {name} IN EXCLUSIVE MODE")
+                sql_counts.rebuild(conn, self.table, self.counters, time.time())
 
     def _add_missing_columns(self) -> None:
         """Add the columns a table made by an older immortus lacks (:data:`_ADDED_COLUMNS`)."""

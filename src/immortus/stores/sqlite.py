@@ -21,8 +21,9 @@
   that already exists keeps its mode.
 - Layout version 2 added the ``alive_until`` column (workers' heartbeat leases), version 3 the
   ``seq`` column (below), version 4 the ``retry_at``, ``cancel_requested_at`` and ``history``
-  columns; an older file is upgraded in place (``ALTER TABLE ... ADD COLUMN``) when a store
-  first opens it.
+  columns, version 5 the dashboard's counter tables (:mod:`immortus.stores.sqlite_counts`),
+  changed in the transaction of every write and counted once from the rows on upgrade; an
+  older file is upgraded in place (``ALTER TABLE ... ADD COLUMN``) when a store first opens it.
 - A job's history is a column of its row, rewritten in the transaction that records the event
   it tells, so it expires and is pruned with the row. Status reads do not select it.
 - Change tracking (:meth:`SQLiteStore.changes_since`): every write of a record sets its ``seq``
@@ -49,6 +50,7 @@ from typing import Any, ClassVar, Final, Self
 
 from immortus.exceptions import ConfigurationError, InvalidInput, InvalidStoreURL, StoreUnavailable
 from immortus.status import HistoryEntry, JobStatus, State
+from immortus.stores import sqlite_counts
 from immortus.stores.base import (
     DEFAULT_TTL,
     MAX_CHANGES,
@@ -59,6 +61,7 @@ from immortus.stores.base import (
     check_beat,
     check_page_size,
 )
+from immortus.stores.counting import Change, Tally, change, gone
 from immortus.stores.records import (
     COLUMNS,
     LOST_ERROR_TYPE,
@@ -81,7 +84,7 @@ from immortus.validation import check_job_id
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 #: The table layout this module reads and writes, kept in the file's ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 #: Ids per ``get_many`` query: below 999, the smallest variable limit SQLite has shipped with.
 _CHUNK: Final = 900
 #: Rows per ``prune`` (and ``reap_lost``) transaction, so a large backlog never holds the write
@@ -102,6 +105,7 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS immortus_jobs_state ON immortus_jobs (state, created, job_id)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_expiry ON immortus_jobs (expires)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_changes ON immortus_jobs (seq)",
+    *sqlite_counts.SCHEMA,
 )
 # Every statement is built from the constant column names above, never from user input.
 _SELECT: Final = f"SELECT {', '.join(READ_COLUMNS)} FROM immortus_jobs"  # noqa: S608
@@ -121,8 +125,11 @@ _TOP_SEQ: Final = "SELECT IFNULL(MAX(seq), 0) FROM immortus_jobs"
 _CHANGED: Final = "SELECT job_id, seq FROM immortus_jobs WHERE seq > ? ORDER BY seq LIMIT ?"
 _PRUNE: Final = (
     "DELETE FROM immortus_jobs WHERE rowid IN "
-    "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?)"
+    "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?) RETURNING job_class, state"
 )
+#: The class and state of a job's row, expired or not (a new record replaces an expired one).
+#: A job's row, expired or not: a write takes an expired one off the counters as it replaces it.
+_GET_ANY: Final = f"{_SELECT_ALL} WHERE job_id = ?"
 _CREATED: Final = COLUMNS.index("created")
 #: What each older layout version needs to become the current one.
 _UPGRADES: Final = {
@@ -133,6 +140,7 @@ _UPGRADES: Final = {
         "ALTER TABLE immortus_jobs ADD COLUMN cancel_requested_at REAL",
         "ALTER TABLE immortus_jobs ADD COLUMN history TEXT",
     ),
+    4: (),  # the counters' tables: created with the schema, then filled from the rows once
 }
 # A started job whose lease ran out reads lost (records.lapse); the state filter agrees.
 _RUNNING: Final = "(state = 'started' AND (alive_until IS NULL OR alive_until > ?))"
@@ -251,6 +259,8 @@ class SQLiteStore(Store):
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
+    #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
+    supports_counts: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -418,6 +428,7 @@ class SQLiteStore(Store):
                 for statement in _SCHEMA:
                     connection.execute(statement)
                 if version < SCHEMA_VERSION:
+                    sqlite_counts.rebuild(connection, time.time())
                     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- the contract -------------------------------------------------------------------------
@@ -436,14 +447,25 @@ class SQLiteStore(Store):
             connection = self._connection()
             with _transaction(connection, "IMMEDIATE"):
                 now = time.time()
-                found = connection.execute(_GET_ALL, (event.job_id, now)).fetchone()
+                found = connection.execute(_GET_ANY, (event.job_id,)).fetchone()
                 stored = None if found is None else _row(found)
+                expired = None
+                if (
+                    stored is not None
+                    and stored["expires"] is not None
+                    and stored["expires"] <= now
+                ):
+                    expired, stored = stored, None
                 current = None if stored is None else decode(stored)
                 lease = None if stored is None else lease_of(stored)
                 outcome = advance(current, lease, event, now)
                 if outcome is None:
                     return None
-                self._write(connection, stored, outcome, now)
+                if expired is not None:
+                    sqlite_counts.add(
+                        connection, gone(expired["job_class"], State(expired["state"]))
+                    )
+                self._write(connection, stored, outcome, now, before=current)
             return None if outcome.status is current else outcome.status  # else: a lease only
 
     def _write(
@@ -452,8 +474,16 @@ class SQLiteStore(Store):
         stored: dict[str, Any] | None,
         outcome: Outcome,
         now: float,
+        *,
+        before: JobStatus | None,
     ) -> None:
-        """Write ``outcome`` over the ``stored`` row (``None``: a new one), changed columns only."""
+        """Write ``outcome`` over the ``stored`` row (``None``: a new one), changed columns only.
+
+        ``before`` is the stored row decoded; the counters change from it to the outcome in
+        the same transaction (:mod:`immortus.stores.counting`).
+        """
+        if outcome.status is not before:
+            sqlite_counts.add(connection, change(before, outcome.status))
         created = now if stored is None else stored["created"]
         values = encode(
             outcome.status,
@@ -661,10 +691,31 @@ class SQLiteStore(Store):
         with self._translate():
             connection = self._connection()
             while True:
-                deleted = connection.execute(_PRUNE, (moment, _PRUNE_BATCH)).rowcount
-                total += deleted
-                if deleted < _PRUNE_BATCH:
+                with _transaction(connection, "IMMEDIATE"):
+                    deleted = connection.execute(_PRUNE, (moment, _PRUNE_BATCH)).fetchall()
+                    removed: dict[tuple[str, State], int] = {}
+                    for job_class, state in deleted:
+                        for key, number in gone(job_class, State(state)).jobs.items():
+                            removed[key] = removed.get(key, 0) + number
+                    sqlite_counts.add(connection, Change(removed))
+                    if len(deleted) < _PRUNE_BATCH:
+                        sqlite_counts.prune_ended(connection, time.time())
+                total += len(deleted)
+                if len(deleted) < _PRUNE_BATCH:
                     return total
+
+    def tally(self, *, since: datetime) -> Tally:
+        """Return the counters, ``ended`` from ``since`` on; see :mod:`immortus.stores.counting`.
+
+        Three small reads in one read transaction, whatever the number of jobs.
+
+        Raises:
+            StoreUnavailable: the file cannot be read.
+        """
+        with self._translate():
+            connection = self._connection()
+            with _transaction(connection, "DEFERRED"):
+                return sqlite_counts.read(connection, since)
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
         """Extend the running jobs' leases with one ``UPDATE`` per 900 ids, in one transaction.
@@ -697,9 +748,10 @@ class SQLiteStore(Store):
                     reaped = f"{_SELECT_ALL} WHERE job_id IN ({marks}) AND {_REAPED}"
                     for found in connection.execute(reaped, (*chunk, now)).fetchall():
                         stored = _row(found)
-                        outcome = revive(decode(stored), lease, now)
+                        before = decode(stored)
+                        outcome = revive(before, lease, now)
                         if outcome is not None:
-                            self._write(connection, stored, outcome, now)
+                            self._write(connection, stored, outcome, now, before=before)
                             touched += 1
         return touched
 
@@ -725,9 +777,10 @@ class SQLiteStore(Store):
                     rows = connection.execute(_REAPABLE, (moment, clock, _PRUNE_BATCH)).fetchall()
                     for found in rows:
                         stored = _row(found)
-                        outcome = reap(decode(stored), lease_of(stored), moment)
+                        before = decode(stored)
+                        outcome = reap(before, lease_of(stored), moment)
                         if outcome is not None:
-                            self._write(connection, stored, outcome, clock)
+                            self._write(connection, stored, outcome, clock, before=before)
                             total += 1
                 if len(rows) < _PRUNE_BATCH:
                     return total

@@ -11,7 +11,7 @@ Importing this package loads no framework. See ``docs/dashboard.md``.
 """
 
 from immortus.web.dashboard.core import Dashboard, DashboardRequest, DashboardResponse
-from immortus.web.dashboard.counts import CountingStore, Counts
+from immortus.web.dashboard.counts import CountingStore, Counts, Tally
 
 __all__ = [
     "CountingStore",

@@ -20,6 +20,7 @@ from typing import ClassVar, Final, Protocol, runtime_checkable
 from immortus import registry
 from immortus.status import JobStatus, State
 from immortus.stores.base import MAX_PAGE_SIZE, Store
+from immortus.stores.counting import DURATION_BOUNDS, Tally
 
 __all__ = [
     "BUCKETS",
@@ -41,32 +42,10 @@ SCAN_LIMIT: Final = 1000
 #: The throughput chart: this many buckets of this many seconds, ending now (the last hour).
 BUCKETS: Final = 12
 BUCKET_SECONDS: Final = 300
-#: Upper bounds, in seconds, of the attempt-duration histogram (a last bucket holds the rest).
-DURATION_BOUNDS: Final = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0)
 #: The label of a job whose queue or class is not known.
 NONE: Final = "-"
 #: Endings that count as failures in the throughput chart.
 _FAILURES: Final = frozenset({State.FAILED, State.LOST, State.CANCELLED})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Tally:
-    """The counters a store keeps as jobs change; what :meth:`CountingStore.tally` answers.
-
-    - ``jobs``: unexpired records by ``(job_class, state)`` (``job_class`` ``None`` for none);
-    - ``ended``: for each minute since ``since`` (its start, UTC), the jobs whose record reached
-      each completed state in it: ``{minute: {state: n}}`` (minutes with none may be absent);
-    - ``durations``: ended attempts per :data:`DURATION_BOUNDS` bucket (one more count for
-      longer ones), and ``duration_sum`` their total seconds, over the store's life or window;
-    - ``complete``: False when only some of the store's jobs were counted.
-    """
-
-    jobs: Mapping[tuple[str | None, State], int]
-    ended: Mapping[datetime, Mapping[State, int]]
-    durations: tuple[int, ...] = (0,) * (len(DURATION_BOUNDS) + 1)
-    duration_sum: float = 0.0
-    complete: bool = True
-    counted: int = 0
 
 
 @runtime_checkable
@@ -132,7 +111,7 @@ def read_counts(store: Store, *, now: datetime | None = None, limit: int = SCAN_
     """
     now = now or datetime.now(UTC)
     since = now - timedelta(seconds=BUCKETS * BUCKET_SECONDS)
-    if isinstance(store, CountingStore) and store.supports_counts:
+    if store.supports_counts:  # every store immortus ships keeps them
         return summarize(store.tally(since=since), now=now)
     return summarize(scan_tally(store, since=since, limit=limit), now=now)
 

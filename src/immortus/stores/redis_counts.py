@@ -1,0 +1,126 @@
+"""The Redis store's counters (:mod:`immortus.stores.counting`): four hashes beside its keys.
+
+=============================  ===================================================================
+``{prefix}counted``            hash: job id -> ``"{job_class} {state}"`` the job is counted under
+                               (``job_class`` empty for none); removed with the job's index
+                               entries by ``prune``, since Redis expires the job's own hash.
+``{prefix}counts``             hash: ``"{job_class} {state}"`` -> records.
+``{prefix}ended``              hash: ``"{minute} {state}"`` -> endings in that minute (epoch
+                               seconds), pruned past :data:`~immortus.stores.counting.ENDED_WINDOW`.
+``{prefix}durations``          hash: bucket -> ended attempts, and ``sum`` -> their seconds.
+=============================  ===================================================================
+
+A write moves its job between ``counts`` fields with :data:`COUNT_SCRIPT`, inside the write's
+``MULTI``: the script reads what the job was counted under from ``counted`` itself, so a record
+Redis expired and the next life of the job never count twice. Every key of a write shares the
+store's prefix: with a hash-tag prefix (``{immortus}:``) they all fall in one slot, as Redis
+Cluster would need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from immortus.status import JobStatus, State
+from immortus.stores.counting import DURATION_BOUNDS, ENDED_WINDOW, NO_CLASS, Change, Tally
+
+__all__ = ["COUNT_SCRIPT", "REBUILD_SCRIPT", "CounterKeys", "counted_as", "read"]
+
+# KEYS: counted, counts. ARGV[1]: the job id, ARGV[2]: what it is counted under now.
+COUNT_SCRIPT: Final = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old ~= ARGV[2] then
+  if old then redis.call('HINCRBY', KEYS[2], old, -1) end
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+"""
+
+# KEYS: counted, counts, then the hash of each job id in ARGV. Counts each job not counted yet
+# whose hash exists (a store written before the counters), atomically with its writers.
+REBUILD_SCRIPT: Final = """
+local added = 0
+for i = 1, #ARGV do
+  local key, id = KEYS[i + 2], ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], id) == 0 then
+    local fields = redis.call('HMGET', key, 'job_class', 'state')
+    if fields[2] then
+      local counted = (fields[1] or '') .. ' ' .. fields[2]
+      redis.call('HSET', KEYS[1], id, counted)
+      redis.call('HINCRBY', KEYS[2], counted, 1)
+      added = added + 1
+    end
+  end
+end
+return added
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CounterKeys:
+    """The counters' keys under one prefix."""
+
+    counted: str
+    counts: str
+    ended: str
+    durations: str
+    ready: str
+
+    @classmethod
+    def of(cls, prefix: str) -> CounterKeys:
+        """The keys under ``prefix``."""
+        names = ("counted", "counts", "ended", "durations", "counted:ready")
+        return cls(*(f"{prefix}{name}" for name in names))
+
+
+def counted_as(status: JobStatus) -> str:
+    """The ``counts`` field of ``status``."""
+    return f"{status.job_class or NO_CLASS} {status.state.value}"
+
+
+def queue(pipe: Any, keys: CounterKeys, status: JobStatus, done: Change) -> None:
+    """Queue, inside a write's ``MULTI``, what writing ``status`` does to the counters."""
+    pipe.eval(COUNT_SCRIPT, 2, keys.counted, keys.counts, status.job_id, counted_as(status))
+    for minute, state in done.ended:
+        pipe.hincrby(keys.ended, f"{minute} {state.value}", 1)
+    for bucket, seconds in done.durations:
+        pipe.hincrby(keys.durations, str(bucket), 1)
+        pipe.hincrbyfloat(keys.durations, "sum", seconds)
+
+
+def old_minutes(fields: list[str], now: float) -> list[str]:
+    """The ``ended`` fields older than the window at ``now``."""
+    oldest = now - ENDED_WINDOW
+    return [name for name in fields if int(name.split(" ", 1)[0]) < oldest]
+
+
+def read(
+    counts: dict[str, str], ended: dict[str, str], durations: dict[str, str], since: datetime
+) -> Tally:
+    """The :class:`Tally` from the three hashes, ``ended`` from ``since`` on."""
+    jobs: dict[tuple[str | None, State], int] = {}
+    for name, value in counts.items():
+        job_class, _, state = name.rpartition(" ")
+        if int(value):
+            jobs[job_class or None, State(state)] = int(value)
+    first = int(since.timestamp() // 60) * 60
+    by_minute: dict[datetime, dict[State, int]] = {}
+    for name, value in ended.items():
+        minute, _, state = name.partition(" ")
+        if int(minute) >= first:
+            by_minute.setdefault(datetime.fromtimestamp(int(minute), UTC), {})[State(state)] = int(
+                value
+            )
+    histogram = [0] * (len(DURATION_BOUNDS) + 1)
+    for name, value in durations.items():
+        if name != "sum":
+            histogram[int(name)] = int(value)
+    return Tally(
+        jobs=jobs,
+        ended=by_minute,
+        durations=tuple(histogram),
+        duration_sum=float(durations.get("sum", 0.0)),
+        counted=sum(jobs.values()),
+    )
