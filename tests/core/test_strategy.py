@@ -12,8 +12,8 @@ from immortus.exceptions import InvalidStrategy, StrategyError
 from immortus.strategy import as_strategy
 
 
-# The Ruby gem immortus's custom strategy, translated line by line: a plain class, completed() mandatory,
-# meta() optional, callbacks taking only job_id. It must work unchanged.
+# The Ruby gem immortus's custom strategy, translated line by line: a plain class,
+# completed() mandatory, meta() optional, callbacks taking only job_id. It must work unchanged.
 class MyCustomTrackingStrategy:
     def __init__(self) -> None:
         self.finished: set[str] = set()
