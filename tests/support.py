@@ -17,18 +17,26 @@ from immortus import cancel_requests, cancelling, config, finder, registry
 def pristine_immortus() -> Iterator[None]:
     """Run the block on default settings; restore the jobs declared at import time after it.
 
-    The queues' cancellers registered at import time are restored too; cancel requests and the
-    once-per-process warnings are forgotten.
+    Jobs declared by a module first imported inside the block stay declared: the module stays
+    imported, and will not declare them again. The queues' cancellers registered at import time
+    are restored too; cancel requests and the once-per-process warnings are forgotten.
     """
     declared = registry.registered()
     cancellers = dict(cancelling._cancellers)
+    modules_before = set(sys.modules)
     config.reset()
     try:
         yield
     finally:
+        imported = set(sys.modules) - modules_before
+        kept = [
+            job
+            for job in registry.registered().values()
+            if job.function is not None and job.function.__module__ in imported
+        ]
         config.reset()
         registry.clear()
-        for job in declared.values():
+        for job in [*declared.values(), *kept]:
             registry.register(job)
         finder._registered.clear()
         finder._warned_untracked.clear()

@@ -185,7 +185,7 @@ def test_cancel_does_not_need_the_web_opt_in_and_the_opt_in_is_recorded() -> Non
     @immortus.track(name="jobs.open", cancellable=True)
     def opened() -> None: ...
 
-    declared = immortus.declare("jobs.closed", queue="huey")
+    declared = immortus.declare("jobs.closed")  # a job immortus runs: cooperative cancel
     opted = lookup("jobs.open")
     assert opted is not None
     assert opted.cancellable
