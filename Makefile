@@ -100,17 +100,25 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy $(PY_DIRS)
 
+# How many processes run the tests (pytest-xdist; each test file stays on one process, so its
+# servers and workers start once). Most tests wait on servers, workers and browsers, so two
+# processes halve the suite on two cores. TEST_PROCESSES=0 runs it in this process alone.
+TEST_PROCESSES ?= 2
+# Files are handed out in the suite's own order (the browser tests last: see tests/browser/conftest.py),
+# not largest first as pytest-xdist would.
+PYTEST_PARALLEL = $(if $(filter 0,$(TEST_PROCESSES)),,-n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder)
+
 # test: everything CI checks: lint, type checks, the test suite (extra args: PYTEST_ARGS=...),
 # then the core, web and RQ tests on the other supported Pythons.
 test: venv system-deps lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-compat
 
 # test-compat: tests/compat.txt's tests on Python 3.11 and 3.13 (the suite runs on 3.12).
 test-compat: system-deps $(foreach v,$(COMPAT_VERSIONS),.venv-py3$(v)/.installed)
 	@for v in $(COMPAT_VERSIONS); do \
 		echo "== Python 3.$$v: $(COMPAT_TESTS)"; \
-		.venv-py3$$v/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS) || exit 1; \
+		.venv-py3$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) $(COMPAT_TESTS) || exit 1; \
 	done
 
 # demo: the web demo on http://127.0.0.1:8000 (sample jobs on a real Huey queue; Ctrl-C stops it),

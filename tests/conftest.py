@@ -25,13 +25,14 @@ _spool_key = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Give the run (and every worker it starts) a spool folder of its own.
+    """Give the run (and every worker process it starts) a spool folder of its own.
 
     Events held through a store outage are spooled to files that any later process using the
     same store takes over; outside a folder of its own, a test whose Redis got the port of an
-    earlier run's would take over that run's events.
+    earlier run's would take over that run's events. Each pytest-xdist worker is a run of its
+    own: it gets its own folder rather than sharing the controller's.
     """
-    if _SPOOL_ENV not in os.environ:
+    if _SPOOL_ENV not in os.environ or os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ[_SPOOL_ENV] = tempfile.mkdtemp(prefix="immortus-test-spool-")
         config.stash[_spool_key] = os.environ[_SPOOL_ENV]
 
