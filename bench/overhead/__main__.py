@@ -26,10 +26,14 @@ neighbour hurts all alike. Per queue and size:
   calls while enqueuing, the tracked worker its own over its life) and, for queues in Redis,
   Redis commands per job.
 
+With ``--history``, each round also runs the tracked worker's batches with the job history off
+(:func:`bench.overhead.worker.switch_history`), beside those with it on: what the history adds
+to a job, in µs and as a share of tracking's own cost, paired within each round.
+
 Every batch is checked before it counts: no job left, every result the queue keeps a success,
 and (tracked) every job ``finished`` in the store with its enqueue and start times.
 
-Run ``python -m bench.overhead [--quick | --full] [--queue rq ...]`` from the
+Run ``python -m bench.overhead [--quick | --full] [--queue rq ...] [--history]`` from the
 repository root. It starts a private redis-server (:mod:`devservices`) unless ``--redis-url``
 names an empty database. Nothing is asserted: the figures are printed, added to
 ``bench/results/latest.json`` (:func:`bench.results.save`), and the ratios are what to compare.
@@ -91,6 +95,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fork", action="store_true", help="RQ: its default, forking worker")
     parser.add_argument("--redis-url", default=None, help="an EMPTY Redis database (flushed)")
     parser.add_argument(
+        "--history",
+        action="store_true",
+        help="also run the tracked worker with the job history off: what the history adds",
+    )
+    parser.add_argument(
         "--celery-pool", choices=("solo", "threads"), default="solo", help="Celery's pool (solo)"
     )
     args = parser.parse_args(argv)
@@ -102,6 +111,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"--counts takes whole numbers, not {args.counts!r}")
     if len(set(counts)) < 2 or min(counts) < WARMUP_JOBS:
         parser.error(f"--counts takes two counts or more, each at least {WARMUP_JOBS}")
+    if args.history and args.fork:
+        parser.error("--history switches the history in the worker: not with --fork")
     args.counts = tuple(sorted(set(counts)))
     args.rounds = args.rounds or (FULL_ROUNDS if args.full else QUICK_ROUNDS)
     if args.rounds < 1:
@@ -118,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fork=args.fork,
         redis_url=args.redis_url,
         celery_pool=args.celery_pool,
+        history=args.history,
     )
     os.environ.pop(OUT_ENV, None)  # this process enqueues: its job clocks never report
     keys = list(dict.fromkeys(args.queue or QUEUES))

@@ -10,6 +10,8 @@ from typing import Final
 
 #: The two kinds of worker, of job and of batch.
 KINDS: Final = ("untracked", "tracked")
+#: Batches of the tracked worker with the job history off (``--history``).
+NO_HISTORY: Final = "tracked, no history"
 
 
 @dataclass(slots=True)
@@ -30,7 +32,9 @@ class Measure:
     """Every round of one queue at one job count."""
 
     jobs: int
-    runs: dict[str, list[Run]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+    runs: dict[str, list[Run]] = field(
+        default_factory=lambda: {kind: [] for kind in (*KINDS, NO_HISTORY)}
+    )
 
     def median(self, kind: str, figure: Callable[[Run], float | None]) -> float | None:
         """The median of ``figure`` over the rounds of ``kind`` (``None`` if it has none)."""
@@ -58,14 +62,17 @@ class Measure:
         untracked = self.median("untracked", lambda run: run.cpu_rate)
         return None if tracked is None or untracked is None else tracked / untracked
 
-    def overheads_us(self, clock: str = "wall") -> list[float]:
+    def overheads_us(
+        self, clock: str = "wall", *, base: str = "untracked", kind: str = "tracked"
+    ) -> list[float]:
         """Per round, the µs tracking added to each job: tracked minus untracked time a job.
 
         ``clock`` is ``wall`` (the worker's rate) or ``cpu`` (its rate per CPU second; no
-        figure for a round without one).
+        figure for a round without one). ``base`` and ``kind`` compare two other kinds:
+        ``NO_HISTORY`` and ``tracked`` give what the job history adds.
         """
         overheads = []
-        for untracked, tracked in zip(self.runs["untracked"], self.runs["tracked"], strict=True):
+        for untracked, tracked in zip(self.runs[base], self.runs[kind], strict=True):
             pair: tuple[float | None, float | None] = (untracked.rate, tracked.rate)
             if clock == "cpu":
                 pair = (untracked.cpu_rate, tracked.cpu_rate)
@@ -73,10 +80,22 @@ class Measure:
                 overheads.append(1e6 / pair[1] - 1e6 / pair[0])
         return overheads
 
-    def overhead_us(self, clock: str = "wall") -> float | None:
+    def overhead_us(
+        self, clock: str = "wall", *, base: str = "untracked", kind: str = "tracked"
+    ) -> float | None:
         """The median over the rounds of :meth:`overheads_us` (``None``: none measured)."""
-        overheads = self.overheads_us(clock)
+        overheads = self.overheads_us(clock, base=base, kind=kind)
         return statistics.median(overheads) if overheads else None
+
+    def history_share(self, clock: str = "wall") -> float | None:
+        """What the job history adds to tracking's cost a job: the median over the rounds of
+        its µs/job (tracked minus tracked without history) over the median of tracking's
+        without it (tracked without history minus untracked). ``None``: not measured."""
+        history = self.overheads_us(clock, base=NO_HISTORY)
+        tracking = self.overheads_us(clock, kind=NO_HISTORY)
+        if not history or not tracking or statistics.median(tracking) <= 0:
+            return None
+        return statistics.median(history) / statistics.median(tracking)
 
     def cpu_us(self, kind: str) -> float | None:
         """The median CPU µs the worker spent a job, for ``kind`` (``None``: not measured)."""

@@ -65,6 +65,8 @@ class Options:
     redis_url: str | None = None
     #: Celery: the worker's pool, ``solo`` or ``threads`` (one slot either way).
     celery_pool: str = "solo"
+    #: Also run the tracked worker's batches with the job history off, side by side.
+    history: bool = False
 
 
 def _rq(options: Options) -> QueueBench:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from bench.common import table
-from bench.overhead.figures import KINDS, Measure, Section
+from bench.overhead.figures import KINDS, NO_HISTORY, Measure, Section
 from bench.overhead.queues import Options
 
 #: Target of the queue issue: a tracked worker keeps at least this fraction of its untracked rate.
@@ -72,9 +72,52 @@ def render(sections: Sequence[Section], options: Options, duration_s: float) -> 
         "",
         *textwrap.wrap(legend, width=100),
     ]
+    if options.history:
+        lines += ["", *_history_lines(sections)]
     for section in sections:
         lines += ["", *_queue_lines(section)]
     return "\n".join(lines)
+
+
+def _history_lines(sections: Sequence[Section]) -> list[str]:
+    """What the job history adds: the tracked worker with it on and off, side by side."""
+    head = [
+        "queue",
+        "jobs",
+        "no history/s",
+        "history/s",
+        "ratio",
+        "µs/job added [range]",
+        "CPU µs/job added [range]",
+        "tracking µs/job (CPU)",
+        "share of tracking (CPU)",
+    ]
+    rows = []
+    for section in sections:
+        for jobs, measure in sorted(section.measures.items()):
+            tracking = measure.overhead_us(kind=NO_HISTORY)
+            tracking_cpu = measure.overhead_us("cpu", kind=NO_HISTORY)
+            share, share_cpu = measure.history_share(), measure.history_share("cpu")
+            rows.append(
+                [
+                    section.queue,
+                    str(jobs),
+                    f"{measure.rate(NO_HISTORY):,.0f}",
+                    f"{measure.rate('tracked'):,.0f}",
+                    f"{measure.rate('tracked') / measure.rate(NO_HISTORY):.2f}",
+                    _ranged(measure, "wall", base=NO_HISTORY),
+                    _ranged(measure, "cpu", base=NO_HISTORY),
+                    f"{_number(tracking)} ({_number(tracking_cpu)})",
+                    f"{_number(share, '+.1%')} ({_number(share_cpu, '+.1%')})",
+                ]
+            )
+    legend = (
+        "The job history, side by side: the tracked worker's batches with the history on and "
+        "off, interleaved in every round. ratio: history / no history jobs per second. µs/job "
+        "added: 1/history - 1/no-history rate, paired within each round. share: its median over "
+        "the median of tracking's own µs/job without the history (no history - untracked)."
+    )
+    return ["job history", *table(head, rows, left=2), *textwrap.wrap(legend, width=100)]
 
 
 def _queue_lines(section: Section) -> list[str]:
@@ -131,8 +174,8 @@ def _queue_lines(section: Section) -> list[str]:
     ]
 
 
-def _ranged(measure: Measure, clock: str) -> str:
-    overheads = measure.overheads_us(clock)
+def _ranged(measure: Measure, clock: str, *, base: str = "untracked") -> str:
+    overheads = measure.overheads_us(clock, base=base)
     if not overheads:
         return "-"
     median = statistics.median(overheads)
@@ -163,6 +206,8 @@ def figures(sections: Sequence[Section], options: Options, duration_s: float) ->
                 "enqueue_untracked_per_s": round(measure.enqueue_rate("untracked"), 1),
                 "enqueue_tracked_per_s": round(measure.enqueue_rate("tracked"), 1),
             }
+            if measure.runs[NO_HISTORY]:
+                counts[str(jobs)]["history"] = _history_figures(measure)
         queues[section.key] = {
             "queue": section.queue,
             "worker": section.worker,
@@ -177,6 +222,22 @@ def figures(sections: Sequence[Section], options: Options, duration_s: float) ->
         "target_ratio": TARGET,
         "duration_s": round(duration_s, 1),
         "queues": queues,
+    }
+
+
+def _history_figures(measure: Measure) -> dict[str, Any]:
+    """What the job history adds, at one batch size (``--history``)."""
+    share, share_cpu = measure.history_share(), measure.history_share("cpu")
+    return {
+        "no_history_jobs_per_s": round(measure.rate(NO_HISTORY), 1),
+        "no_history_rates": [round(run.rate, 1) for run in measure.runs[NO_HISTORY]],
+        "history_us_per_job_rounds": [round(v, 1) for v in measure.overheads_us(base=NO_HISTORY)],
+        "history_cpu_us_per_job_rounds": [
+            round(v, 1) for v in measure.overheads_us("cpu", base=NO_HISTORY)
+        ],
+        "tracking_us_per_job_without_history": _rounded(measure.overhead_us(kind=NO_HISTORY)),
+        "history_share_of_tracking": None if share is None else round(share, 4),
+        "history_cpu_share_of_tracking": None if share_cpu is None else round(share_cpu, 4),
     }
 
 

@@ -14,9 +14,15 @@ from typing import Any, Final
 
 import immortus
 from bench.common import BenchError, log
-from bench.overhead.figures import KINDS, Measure, Run, Section
+from bench.overhead.figures import KINDS, NO_HISTORY, Measure, Run, Section
 from bench.overhead.queues import QUEUES, Options, QueueBench
-from bench.overhead.worker import OUT_ENV, QUEUE_URL_ENV, TRACKED_ENV, StoreCalls
+from bench.overhead.worker import (
+    NO_HISTORY_SUFFIX,
+    OUT_ENV,
+    QUEUE_URL_ENV,
+    TRACKED_ENV,
+    StoreCalls,
+)
 from devservices.processes import ROOT, python_path
 from immortus.status import State
 from immortus.stores.sqlite import SQLiteStore
@@ -109,8 +115,10 @@ class QueueRun:
         text = Path(f"{self._out(tracked)}.log").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
-    def run(self, count: int, *, tracked: bool) -> Run:
+    def run(self, count: int, *, tracked: bool, history: bool = True) -> Run:
         """Run one batch: a gate, ``count`` jobs enqueued behind it, released, timed, checked.
+
+        ``history=False``: the tracked worker runs the batch with the job history off.
 
         Raises:
             BenchError: the worker died or never ran every job, or a check failed.
@@ -118,6 +126,8 @@ class QueueRun:
         self.batches += 1
         batch = self.batches
         release = self.folder / f"release-{batch}"
+        if not history:
+            Path(f"{release}{NO_HISTORY_SUFFIX}").touch()
         self.bench.enqueue_gate(count, batch, str(release), tracked=tracked)
         before = self.store_calls.calls.copy()
         self._reset_redis_counters()
@@ -209,6 +219,12 @@ def _eventually(check: Callable[[], None], timeout: float = 30.0) -> None:
             return
 
 
+def _kinds(options: Options) -> list[tuple[bool, bool]]:
+    """The batches of a round, as ``(tracked, history)``: the job history off too if asked."""
+    kinds = [(False, True), (True, True)]
+    return [*kinds, (True, False)] if options.history else kinds
+
+
 def measure_queue(key: str, options: Options, folder: Path, redis_url: str) -> Section:
     """Measure one queue: start its workers, a warm-up batch of each kind, then the rounds.
 
@@ -233,20 +249,25 @@ def measure_queue(key: str, options: Options, folder: Path, redis_url: str) -> S
         bench.reset()
         log(f"{bench.name}: starting the workers ({bench.worker}); a warm-up batch of each kind")
         runner.start()
-        for tracked in (False, True):
-            runner.run(WARMUP_JOBS, tracked=tracked)
+        kinds = _kinds(options)
+        for tracked, history in kinds:
+            runner.run(WARMUP_JOBS, tracked=tracked, history=history)
         for number in range(1, options.rounds + 1):
             counts = options.counts if number % 2 else options.counts[::-1]
             for count in counts:
-                for tracked in (False, True) if number % 2 else (True, False):
-                    run = runner.run(count, tracked=tracked)
-                    section.measures[count].runs[KINDS[tracked]].append(run)
+                for tracked, history in kinds if number % 2 else kinds[::-1]:
+                    run = runner.run(count, tracked=tracked, history=history)
+                    kind = KINDS[tracked] if history else NO_HISTORY
+                    section.measures[count].runs[kind].append(run)
                     log(
                         f"{bench.name} round {number}/{options.rounds}: {count} jobs "
-                        f"{KINDS[tracked]} {run.rate:,.0f} jobs/s"
+                        f"{kind} {run.rate:,.0f} jobs/s"
                     )
         section.worker_store_calls = runner.stop()
-        section.tracked_jobs_run = WARMUP_JOBS + options.rounds * sum(options.counts)
+        tracked_batches = len(kinds) - 1
+        section.tracked_jobs_run = tracked_batches * (
+            WARMUP_JOBS + options.rounds * sum(options.counts)
+        )
     finally:
         runner.stop_quietly()
         bench.close()

@@ -30,6 +30,8 @@ TRACKED_ENV: Final = "IMMORTUS_BENCH_TRACKED"
 QUEUE_URL_ENV: Final = "IMMORTUS_BENCH_QUEUE_URL"
 #: How long a gate job waits for its batch before it gives up (seconds).
 GATE_TIMEOUT_S: Final = 600.0
+#: Beside a gate's release file, a file of this suffix asks for a batch without job history.
+NO_HISTORY_SUFFIX: Final = ".no-history"
 
 
 def queue_name(*, tracked: bool) -> str:
@@ -86,9 +88,14 @@ class JobClock:
     def gate(self, jobs: int, batch: int, release: str) -> None:
         """The gate job's body: arm the clock for ``jobs`` jobs, then wait for ``release``.
 
+        In a tracked worker, the batch runs without job history when the benchmark put a file
+        named ``release`` + :data:`NO_HISTORY_SUFFIX` beside it (:func:`switch_history`).
+
         Raises:
             BenchError: ``release`` did not appear within :data:`GATE_TIMEOUT_S`.
         """
+        if tracked_worker():
+            switch_history(on=not os.path.exists(release + NO_HISTORY_SUFFIX))
         self._LAYOUT.pack_into(self._shared, 0, batch, jobs, 0, 0.0, 0.0, 0)
         deadline = time.monotonic() + GATE_TIMEOUT_S
         while not os.path.exists(release):
@@ -111,6 +118,24 @@ class JobClock:
                 "cpu": cpu - first_cpu if pid == os.getpid() else None,
             }
             write_report(f"{self.out}-{batch}.timing.json", report)
+
+
+def switch_history(*, on: bool) -> None:
+    """Turn the job history the stores write on or off in this process, from the next write on.
+
+    Off, :func:`immortus.transitions.archived`, as every store's write path calls it (through
+    :mod:`immortus.stores.records`), gives no entry: no history is computed or written. The
+    history's share of a job's tracking cost is the difference. In a forking worker only the
+    gate's own work horse would be switched: the benchmark refuses ``--fork`` with it.
+    """
+    from immortus import transitions
+    from immortus.stores import records
+
+    setattr(records, "archived", transitions.archived if on else _no_history)  # noqa: B010
+
+
+def _no_history(*args: object) -> tuple[()]:
+    return ()
 
 
 class StoreCalls:

@@ -1,13 +1,17 @@
 """The dashboard over real RQ, Huey, Celery, Dramatiq and Django tasks workers, in chromium.
 
-One SQLite store is shared by the test process (which enqueues, and serves the dashboard under
-uvicorn, as a web app would), a Django project's process (which enqueues its tasks) and real
-workers: ``rq worker``, a Huey consumer, a Celery worker, a Dramatiq worker and ``db_worker``.
-The page lists the jobs of every queue, shows a running job's progress moving without a reload,
-a retried job's first error in its timeline, a SIGKILLed consumer's job ``lost``, and a cancel
-made from the job page ending ``cancelled``; axe-core finds nothing on any page of it.
+One SQLite store is shared by the test process (which enqueues, and serves the dashboard as a
+Starlette app and as a Flask app would), a Django project's process (which enqueues its tasks),
+a Django project serving the dashboard, the standalone ``immortus dashboard`` and real workers:
+``rq worker``, a Huey consumer, a Celery worker, a Dramatiq worker and ``db_worker``. The
+queues start once; the four dashboards serve the same store at the same time
+(:mod:`tests.dashboard.live_sites`). On each, the page lists the jobs of every queue, shows a
+running job's progress moving without a reload, a retried job's first error in its timeline, a
+SIGKILLed consumer's job ``lost``, and a cancel made from the job page (through that
+framework's CSRF protection) ending ``cancelled``; axe-core finds nothing on any page of it.
 
-Screenshots go to ``docs/images/dashboard-live-*.png`` when ``IMMORTUS_SCREENSHOTS=1``.
+Screenshots (of the Starlette pages) go to ``docs/images/dashboard-live-*.png`` when
+``IMMORTUS_SCREENSHOTS=1``.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ from types import ModuleType
 import pytest
 from playwright.sync_api import Browser, Page
 from redis import Redis
-from starlette.applications import Starlette
-from starlette.requests import Request
 
 from immortus import State, registry
 from immortus.config import HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV
@@ -34,13 +36,14 @@ from immortus.jobs import job_class_of
 from immortus.queues.celery import install as install_celery
 from immortus.status import JobError, JobStatus
 from immortus.stores.memory import MemoryStore
+from immortus.stores.sqlite import SQLiteStore
 from immortus.transitions import Event, EventKind
 from immortus.web.dashboard.core import Dashboard, DashboardRequest
-from immortus.web.dashboard.starlette import dashboard_routes
+from tests.dashboard.live_sites import Site, four_sites
 from tests.dashboard.test_browser import IMAGES, _axe, browser
 from tests.queues import celery_app, rq_app
 from tests.queues.huey_storage import LOCATION_ENV, NAME_ENV, STORAGE_ENV
-from tests.queues.scenarios import TIMEOUT, wait_for, wait_for_status
+from tests.queues.scenarios import TIMEOUT, Job, QueueHarness, wait_for, wait_for_status
 from tests.queues.stores import tracking_into_sqlite
 from tests.queues.test_celery import CELERY_DB, CeleryHarness
 from tests.queues.test_django_tasks import (
@@ -56,7 +59,6 @@ from tests.queues.test_huey import HueyHarness
 from tests.queues.test_rq import RQ_DB, RQHarness
 from tests.queues.workers import ROOT, WorkerProcess
 from tests.reliability.test_lost_huey import killed_consumer
-from tests.web.servers import serve_asgi
 
 #: Fixtures shared with other tests: the module's chromium, Dramatiq's actors on the test Redis.
 __all__ = ["browser", "dramatiq_module"]
@@ -65,12 +67,6 @@ __all__ = ["browser", "dramatiq_module"]
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
 #: The Huey consumer beats every 0.2 s; its jobs read ``lost`` 1.5 s after it stops.
 HEARTBEAT = {HEARTBEAT_INTERVAL_ENV: "0.2", HEARTBEAT_TIMEOUT_ENV: "1.5"}
-#: The longest wait for one outcome on the page (generous: never a timing assertion).
-TIMEOUT_MS = 30_000
-
-
-def _anyone(request: Request) -> bool:
-    return True
 
 
 def _shoot(page: Page, name: str) -> None:
@@ -112,24 +108,25 @@ def _folder(root: Path, name: str) -> Path:
     return made
 
 
-def _job_page(page: Page, site: str, job_id: str) -> None:
-    page.goto(f"{site}/jobs/{job_id}")
+def _job_page(site: Site, job_id: str) -> None:
+    site.page.goto(f"{site.url}/jobs/{job_id}")
 
 
-def _wait_for_state(page: Page, site: str, job_id: str, state: State) -> None:
+def _wait_for_state(site: Site, job_id: str, state: State) -> None:
     """Reload the job's page until its record reads ``state`` (a lapsed lease writes nothing)."""
 
     def reads() -> bool:
-        _job_page(page, site, job_id)
-        return page.locator(f"dl .badge.state-{state.value}").count() == 1
+        _job_page(site, job_id)
+        return site.page.locator(f"dl .badge.state-{state.value}").count() == 1
 
-    wait_for(reads, what=f"the page of {job_id} to read {state.value}")
+    wait_for(reads, what=f"the {site.name} page of {job_id} to read {state.value}")
 
 
 @dataclass(frozen=True, slots=True)
 class Queues:
-    """The queues of the test, and the Huey consumer it kills."""
+    """The queues of the test, the store they track into, and the Huey consumer it kills."""
 
+    store_url: str
     rq: RQHarness
     huey: HueyHarness
     celery: CeleryHarness
@@ -160,7 +157,7 @@ def _five_queues(tmp_path: Path, redis_url: str, dramatiq_app: ModuleType) -> It
         stack.enter_context(dramatiq.worker())
         stack.enter_context(django_tasks.worker())
         consumer = stack.enter_context(killed_consumer(huey, HEARTBEAT))
-        yield Queues(rq, huey, celery, dramatiq, django_tasks, consumer)
+        yield Queues(store_url, rq, huey, celery, dramatiq, django_tasks, consumer)
 
 
 @contextmanager
@@ -184,98 +181,129 @@ def _django_tasks(folder: Path, store_url: str) -> Iterator[DjangoTasksHarness]:
         side.close()
 
 
-def _enqueue_all(queues: Queues, release: Path) -> dict[str, tuple[str, str]]:
+def _enqueue_all(queues: Queues) -> dict[str, tuple[str, str]]:
     """Enqueue the jobs of the test; return ``{"queue job": (job_id, job_class)}``.
 
-    Returns once the short jobs have ended and the two long ones run.
+    Returns once the short jobs have ended and the slow one runs.
     """
-    rq, huey, celery, django = queues.rq, queues.huey, queues.celery, queues.django_tasks
     jobs = {
-        "rq flaky": (rq.enqueue("flaky"), rq.job_class("flaky")),
-        "celery steps": (celery.enqueue("steps"), celery.job_class("steps")),
-        "celery fails": (celery.enqueue("fails"), celery.job_class("fails")),
-        "huey steps": (huey.enqueue("steps"), huey.job_class("steps")),
-        "dramatiq steps": (queues.dramatiq.enqueue("steps"), queues.dramatiq.job_class("steps")),
-        "dramatiq fails": (queues.dramatiq.enqueue("fails"), queues.dramatiq.job_class("fails")),
-        "django_tasks steps": (django.enqueue("steps"), django.job_class("steps")),
-        "django_tasks fails": (django.enqueue("fails"), django.job_class("fails")),
-        "huey slow": (huey.enqueue("slow"), huey.job_class("slow")),
+        f"{queue} {job}": (harness.enqueue(job), harness.job_class(job))
+        for queue, job, harness in _jobs_of(queues)
     }
-    for job_id, job_class in jobs.values():
-        if job_class != huey.job_class("slow"):
+    for name, (job_id, job_class) in jobs.items():
+        if name != "huey slow":
             wait_for_status(job_id, job_class, lambda status: status.completed)
-    # After the flaky job: RQ puts its retry at the end of the queue, behind a job that blocks.
-    blocks = rq_app.blocks
-    jobs["rq blocks"] = (rq.queue.enqueue(blocks, str(release)).id, job_class_of(blocks))
-    for name in ("huey slow", "rq blocks"):
-        wait_for_status(*jobs[name], _running)
+    wait_for_status(*jobs["huey slow"], _running)
     return jobs
 
 
-def test_the_dashboard_over_five_queues_at_once(
+def _jobs_of(queues: Queues) -> list[tuple[str, Job, QueueHarness]]:
+    """The jobs of the test: ``(queue, job, harness)``, the slow one last."""
+    return [
+        ("rq", "flaky", queues.rq),
+        ("celery", "steps", queues.celery),
+        ("celery", "fails", queues.celery),
+        ("huey", "steps", queues.huey),
+        ("dramatiq", "steps", queues.dramatiq),
+        ("dramatiq", "fails", queues.dramatiq),
+        ("django_tasks", "steps", queues.django_tasks),
+        ("django_tasks", "fails", queues.django_tasks),
+        ("huey", "slow", queues.huey),
+    ]
+
+
+def _blocking(queues: Queues, count: int, release: Path) -> list[str]:
+    """Enqueue ``count`` RQ jobs that block; one worker runs them one after the other.
+
+    Enqueued after the flaky job has ended: RQ puts a retry at the end of its queue.
+    """
+    blocks = rq_app.blocks
+    return [queues.rq.queue.enqueue(blocks, str(release)).id for _ in range(count)]
+
+
+def test_the_dashboard_over_five_queues_at_once_on_every_framework(
     browser: Browser, redis_url: str, tmp_path: Path, dramatiq_module: ModuleType
 ) -> None:
-    with (
-        _five_queues(tmp_path, redis_url, dramatiq_module) as queues,
-        serve_asgi(Starlette(routes=[dashboard_routes("/ops", authorize=_anyone)])) as url,
-    ):
-        site = f"{url}/ops"
-        jobs = _enqueue_all(queues, tmp_path / "never")
-        ids = {name: job_id for name, (job_id, _) in jobs.items()}
-        page = browser.new_page(viewport={"width": 1440, "height": 900}, bypass_csp=True)  # axe
-        page.set_default_timeout(TIMEOUT_MS)
-        page.on("dialog", lambda dialog: dialog.accept())
+    """The same jobs, seen and cancelled on the Starlette, Flask, Django and standalone pages."""
+    with _five_queues(tmp_path, redis_url, dramatiq_module) as queues:
+        others = {
+            harness.job_class(job): queue
+            for queue, job, harness in _jobs_of(queues)
+            if queue != "rq"
+        }
+        sites_folder = _folder(tmp_path, "sites")
+        SQLiteStore.from_url(queues.store_url).close()  # the standalone one refuses no file
+        with four_sites(browser, sites_folder, queues.store_url, others, queues.rq.url) as sites:
+            jobs = _enqueue_all(queues)
+            ids = {name: job_id for name, (job_id, _) in jobs.items()}
+            _check_every_site(sites, queues, ids, tmp_path / "never")
 
-        # The list: the jobs of every queue, each under its queue.
-        page.goto(f"{site}/jobs")
-        for name, job_id in ids.items():
-            row = page.locator(f'#rows tr[data-job="{job_id}"]')
-            assert row.locator('td[data-label="Queue"]').inner_text() == name.split()[0]
-        _check(page, "list")
 
-        # A running job's progress moves on its page, without a reload.
-        _job_page(page, site, ids["huey slow"])
+def _check_every_site(
+    sites: list[Site], queues: Queues, ids: dict[str, str], release: Path
+) -> None:
+    """Each check on every site in turn; the screenshots are the first site's."""
+    # A running job's progress moves on its page, without a reload.
+    for site in sites:
+        _job_page(site, ids["huey slow"])
+    for site in sites:
+        page = site.page
         first = page.locator("dl progress").get_attribute("value")
         page.wait_for_function(
             "first => document.querySelector('dl progress')?.getAttribute('value') !== first",
             arg=first,
         )
         assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
-        _check(page, "running")
+        _check(site, sites, "running")
 
-        # A SIGKILLed consumer: its running job reads lost once its lease lapses.
-        queues.huey_consumer.kill()
-        _wait_for_state(page, site, ids["huey slow"], State.LOST)
-        assert "lost" in page.locator("ol.timeline li").last.inner_text()
-        _check(page, "lost")
+    # A SIGKILLed consumer: its running job reads lost once its lease lapses.
+    queues.huey_consumer.kill()
+    for site in sites:
+        _wait_for_state(site, ids["huey slow"], State.LOST)
+        assert "lost" in site.page.locator("ol.timeline li").last.inner_text()
+        _check(site, sites, "lost")
 
-        # A retried job: its first attempt's error is in the timeline, then the second's end.
-        _job_page(page, site, ids["rq flaky"])
-        events = page.locator("ol.timeline li").all_inner_texts()
+    # The list: the jobs of every queue, each under its queue.
+    for site in sites:
+        site.page.goto(f"{site.url}/jobs")
+        for name, job_id in ids.items():
+            row = site.page.locator(f'#rows tr[data-job="{job_id}"]')
+            assert row.locator('td[data-label="Queue"]').inner_text() == name.split()[0]
+        _check(site, sites, "list")
+
+    # A retried job: its first attempt's error is in the timeline, then the second's end.
+    for site in sites:
+        _job_page(site, ids["rq flaky"])
+        events = site.page.locator("ol.timeline li").all_inner_texts()
         retry = next(text for text in events if "retrying" in text)
         assert "attempt 1" in retry
         assert "RuntimeError: first attempt fails" in retry
         assert ("finished" in events[-1], "attempt 2" in events[-1]) == (True, True)
-        _check(page, "history")
+        _check(site, sites, "history")
 
-        # A cancel from the job page: the running RQ job ends cancelled.
-        _job_page(page, site, ids["rq blocks"])
-        page.get_by_role("button", name="Cancel this job").click()
-        page.wait_for_load_state()
-        _wait_for_state(page, site, ids["rq blocks"], State.CANCELLED)
-        events = page.locator("ol.timeline li").all_inner_texts()
+    # A cancel from each site's job page (its own CSRF): one running RQ job each, in turn.
+    blocking = _blocking(queues, len(sites), release)
+    for site, job_id in zip(sites, blocking, strict=True):
+        wait_for_status(job_id, job_class_of(rq_app.blocks), _running)
+        _job_page(site, job_id)
+        site.page.get_by_role("button", name="Cancel this job").click()
+        site.page.wait_for_load_state()
+        assert site.page.locator("h1").inner_text() == "Cancel", site.name
+        _wait_for_state(site, job_id, State.CANCELLED)
+        events = site.page.locator("ol.timeline li").all_inner_texts()
         assert [text.split()[0] for text in events[-2:]] == ["cancel", "cancelled"]
-        _check(page, "cancelled")
+        _check(site, sites, "cancelled")
 
-        page.goto(f"{site}/")
-        assert _axe(page) == []
-        page.close()
+    for site in sites:
+        site.page.goto(f"{site.url}/")
+        assert _axe(site.page) == [], site.name
 
 
-def _check(page: Page, name: str) -> None:
-    """axe-core finds nothing on the page; shoot it (when screenshots are asked for)."""
-    assert _axe(page) == []
-    _shoot(page, name)
+def _check(site: Site, sites: list[Site], name: str) -> None:
+    """axe-core finds nothing on the page; shoot it (the first site's, when asked for)."""
+    assert _axe(site.page) == [], f"{site.name}: {name}"
+    if site is sites[0]:
+        _shoot(site.page, name)
 
 
 def test_the_job_page_shows_every_kind_of_history_entry() -> None:
