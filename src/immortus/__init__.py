@@ -45,6 +45,7 @@ from immortus.exceptions import (
     UntrackedJobClass,
 )
 from immortus.finder import find_strategy, register_strategy, resolve_strategy
+from immortus.groups import GroupStatus, add_to_group, agroup_status, group, group_status
 from immortus.jobs import (
     JobContext,
     cancel_requested,
@@ -70,6 +71,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptRecord",
     "EndpointsNotSecured",
+    "GroupStatus",
     "HistoryEntry",
     "HistoryEvent",
     "ImmortusError",
@@ -98,6 +100,8 @@ __all__ = [
     "UntrackedJobClass",
     "__version__",
     "acancel",
+    "add_to_group",
+    "agroup_status",
     "astatus",
     "astatus_many",
     "cancel",
@@ -108,6 +112,8 @@ __all__ = [
     "find_strategy",
     "get_config",
     "get_store",
+    "group",
+    "group_status",
     "open_store",
     "progress",
     "register_canceller",

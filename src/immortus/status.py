@@ -20,6 +20,7 @@ from immortus.exceptions import InvalidProgress, InvalidState
 __all__ = [
     "BODY_KEYS",
     "MAX_HISTORY",
+    "OPTIONAL_KEYS",
     "RESERVED_KEYS",
     "HistoryEntry",
     "HistoryEvent",
@@ -240,6 +241,10 @@ BODY_KEYS: Final = (
 )
 #: Keys of the verify body that ``meta`` can never override (``history`` is sent on request).
 RESERVED_KEYS: Final = frozenset((*BODY_KEYS, "history"))
+#: Keys a verify body has only for some jobs (``group_id``: a job in a group); ``meta`` never
+#: sets them either.
+OPTIONAL_KEYS: Final = frozenset(("group_id",))
+_NOT_META: Final = RESERVED_KEYS | OPTIONAL_KEYS
 
 
 def isoformat(moment: datetime | None) -> str | None:
@@ -300,7 +305,8 @@ class JobStatus:
 
     ``retry_at`` is when a ``retrying`` job's next attempt is due, where the queue said.
     ``history`` is the job's past events, oldest first, filled only when asked for
-    (``immortus.status(..., history=True)``).
+    (``immortus.status(..., history=True)``). ``group_id`` is the group the job belongs to
+    (:mod:`immortus.groups`), set by its first event naming one and never changed.
     """
 
     job_id: str
@@ -317,6 +323,7 @@ class JobStatus:
     certain: bool = True
     retry_at: datetime | None = None
     history: tuple[HistoryEntry, ...] = ()
+    group_id: str | None = None
 
     @classmethod
     def unknown(cls, job_id: str, job_class: str | None = None) -> JobStatus:
@@ -343,7 +350,8 @@ class JobStatus:
         """Return the verify body, with ``meta`` merged under the reserved keys.
 
         The ``meta`` keys come first, then the reserved keys in the order of :data:`BODY_KEYS`;
-        with ``history``, a last ``"history"`` key lists :attr:`history`'s entries.
+        a job in a group has a ``"group_id"`` key after them; with ``history``, a last
+        ``"history"`` key lists :attr:`history`'s entries.
         """
         state = self.state
         reserved: dict[str, Any] = {
@@ -361,10 +369,12 @@ class JobStatus:
             "certain": self.certain,
             "retry_at": isoformat(self.retry_at),
         }
+        if self.group_id is not None:
+            reserved["group_id"] = self.group_id
         if history:
             reserved["history"] = [entry.to_dict() for entry in self.history]
         if not self.meta:
             return reserved
-        body = {key: value for key, value in self.meta.items() if key not in RESERVED_KEYS}
+        body = {key: value for key, value in self.meta.items() if key not in _NOT_META}
         body.update(reserved)
         return body

@@ -22,9 +22,10 @@ from typing import Any, ClassVar
 
 from immortus import cancel_requests, config, outbox
 from immortus.exceptions import ConfigurationError
+from immortus.groups import current_group
 from immortus.status import HistoryEntry, JobError, JobStatus, Progress
 from immortus.stores.base import Store
-from immortus.strategy import TrackingStrategy
+from immortus.strategy import ChangeSource, TrackingStrategy
 from immortus.transitions import Event, EventKind, utcnow
 
 __all__ = ["StoreStrategy"]
@@ -92,6 +93,26 @@ class StoreStrategy(TrackingStrategy):
         found = self.store.get_many(job_ids)
         return {job_id: found.get(job_id) or JobStatus.unknown(job_id) for job_id in job_ids}
 
+    def changes(self) -> ChangeSource | None:
+        """Return the store's change source (:meth:`Store.change_source`).
+
+        Only for exactly this class, whose answer is the record and nothing else: a subclass
+        (a queue's strategy, which also asks the queue) answers ``None`` unless it overrides
+        this to return :meth:`record_changes`.
+
+        Raises:
+            ConfigurationError: no store is given and store tracking is disabled.
+        """
+        return self.record_changes() if type(self) is StoreStrategy else None
+
+    def record_changes(self) -> ChangeSource:
+        """Return the store's change source, whatever the class (what a subclass opts in with).
+
+        Raises:
+            ConfigurationError: no store is given and store tracking is disabled.
+        """
+        return self.store.change_source()
+
     def cancel(self, job_id: str) -> None:
         """Request the job's cancellation; it stops when it next looks (cooperative).
 
@@ -134,8 +155,12 @@ class StoreStrategy(TrackingStrategy):
     def job_enqueued(
         self, job_id: str, *, job_class: str | None = None, at: datetime | None = None
     ) -> None:
-        """Record that the job waits in its queue."""
-        self._record(EventKind.ENQUEUED, job_id, at, job_class=job_class)
+        """Record that the job waits in its queue, in the group of the enqueuing block if any.
+
+        The group is :func:`immortus.groups.current_group`: read here, in the enqueuing
+        thread or task, so every queue's enqueue hook puts its jobs in the block's group.
+        """
+        self._record(EventKind.ENQUEUED, job_id, at, job_class=job_class, group_id=current_group())
 
     def job_started(
         self,

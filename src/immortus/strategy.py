@@ -36,13 +36,20 @@ Plain objects like this are wrapped by :func:`as_strategy`; subclassing
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
 
 from immortus.exceptions import InvalidStrategy, NotCancellable
 from immortus.status import JobError, JobStatus, Progress, State
 
-__all__ = ["CALLBACKS", "TrackingStrategy", "as_strategy"]
+__all__ = ["CALLBACKS", "ChangeSource", "Changes", "TrackingStrategy", "Watch", "as_strategy"]
+
+#: What :meth:`ChangeSource.changes_since` answers: the new cursor, and the ids of the records
+#: written since the old one (``None``: the source cannot tell, assume every job changed).
+Changes = tuple[int, frozenset[str] | None]
 
 #: The lifecycle callbacks a strategy may define, in the order a job meets them.
 CALLBACKS = (
@@ -56,6 +63,78 @@ CALLBACKS = (
     "job_lost",
     "job_meta",
 )
+
+
+class Watch(Protocol):
+    """A hold on a :class:`ChangeSource`'s push, made by :meth:`ChangeSource.watch`."""
+
+    @property
+    def live(self) -> bool:
+        """Whether every write wakes the watcher now (False: the push is down; poll meanwhile)."""
+        ...
+
+    def close(self) -> None:
+        """Stop being woken (idempotent); the last watch closed lets the push connection go."""
+        ...
+
+
+class ChangeSource(ABC):
+    """Where the records behind a strategy's answers announce their writes.
+
+    The web's change feed (:mod:`immortus.web.feed`) and verify's answer cache follow a source
+    instead of re-reading every job: they keep a cursor, ask :meth:`changes_since` which jobs
+    were written after it, and re-read only those. A source that can push (:meth:`watch`) also
+    wakes them at each write, so a quiet source costs nothing between two full re-reads; a
+    wake is only a hint, the cursor still decides what is read, so nothing is missed while a
+    push connection is down. Followers share one source per object: a strategy returns the
+    same source at every call (:meth:`TrackingStrategy.changes`).
+    """
+
+    #: Whether :meth:`changes_since` names the changed jobs by itself (False: it may answer
+    #: ``None``, "assume every job changed", whenever it is not watched).
+    names_changes: bool = False
+
+    @abstractmethod
+    def changes_since(self, cursor: int | None) -> Changes:
+        """Return a new cursor and the ids of the jobs written after ``cursor``.
+
+        ``cursor=None`` starts following: the current cursor and no ids. The ids are ``None``
+        when the source cannot tell (assume every job changed).
+
+        Raises:
+            StoreUnavailable: the backing store cannot be reached.
+        """
+
+    def watch(self, wake: Callable[[], None]) -> Watch | None:
+        """Call ``wake()`` (from another thread, quickly) after writes, until the watch closes.
+
+        Also called when the push comes back after a break, so the watcher asks
+        :meth:`changes_since` again. ``None`` (the default): the source cannot push; poll it.
+        """
+        return None
+
+    def wait(self, cursor: int, timeout: float, *, poll: float = 0.05) -> Changes:
+        """Return :meth:`changes_since` once it names a change, or after ``timeout`` seconds.
+
+        Blocks on the push while it is live, and asks every ``poll`` seconds otherwise.
+
+        Raises:
+            StoreUnavailable: the backing store cannot be reached.
+        """
+        woken = threading.Event()
+        watch = self.watch(woken.set)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                answer = self.changes_since(cursor)
+                left = deadline - time.monotonic()
+                if answer[1] is None or answer[1] or left <= 0:
+                    return answer
+                woken.wait(left if watch is not None and watch.live else min(left, poll))
+                woken.clear()
+        finally:
+            if watch is not None:
+                watch.close()
 
 
 class TrackingStrategy:
@@ -132,6 +211,16 @@ class TrackingStrategy:
     def meta(self, job_id: str) -> Mapping[str, Any]:
         """Return extra keys for the verify body of ``job_id``. The default adds none."""
         return {}
+
+    def changes(self) -> ChangeSource | None:
+        """Return where this strategy's answers announce their changes, or ``None``.
+
+        Asked by the web's change feed and verify's answer cache for each job they follow.
+        ``None`` (the default): the answers may change without notice, so followers ask
+        :meth:`status_many` about every job at every tick. Return a source only when every
+        change of an answer is a write the source names (the same object at every call).
+        """
+        return None
 
     def cancel(self, job_id: str) -> None:
         """Ask for the job to be stopped. Optional: only strategies with :attr:`supports_cancel`.

@@ -18,6 +18,8 @@ every store calls it inside its own atomic read-modify-write, so the rules hold 
   An ending clears ``retry_at`` too.
 - ``progress`` implies the job is running: it moves ``created`` / ``retrying`` to ``started``
   (a new attempt) and ``lost`` back to ``started`` (the same attempt: the worker was only slow).
+- ``group_id`` is set by the first event that names a group and never changed after (an
+  event naming another group changes nothing of it).
 - ``meta`` keys merge into the record's, and the merged meta stays within
   :data:`MAX_MERGED_META_BYTES` as compact JSON: a ``meta`` event that would take it past the
   bound is refused whole (nothing of it is merged, one WARNING per job and process says so),
@@ -51,7 +53,13 @@ from immortus.status import (
     Progress,
     State,
 )
-from immortus.validation import MAX_META_BYTES, check_job_class, check_job_id, check_meta
+from immortus.validation import (
+    MAX_META_BYTES,
+    check_group_id,
+    check_job_class,
+    check_job_id,
+    check_meta,
+)
 
 __all__ = [
     "MAX_MERGED_META_BYTES",
@@ -128,9 +136,12 @@ class Event:
 
     ``retry_at`` is when the queue runs the next attempt, on a ``retrying`` event where it knows.
 
+    ``group_id`` puts the job in a group (:mod:`immortus.groups`) if it is in none yet.
+
     Raises:
-        InvalidInput: the job id or class is malformed, ``attempt`` is below 1, a time is not
-            timezone-aware, or the payload the kind needs (``progress``, ``meta``) is missing.
+        InvalidInput: the job id, class or group id is malformed, ``attempt`` is below 1, a
+            time is not timezone-aware, or the payload the kind needs (``progress``, ``meta``)
+            is missing.
     """
 
     kind: EventKind
@@ -143,11 +154,14 @@ class Event:
     meta: Mapping[str, Any] | None = None
     alive_until: datetime | None = None
     retry_at: datetime | None = None
+    group_id: str | None = None
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
         if self.job_class is not None:
             check_job_class(self.job_class)
+        if self.group_id is not None:
+            check_group_id(self.group_id)
         if self.at.tzinfo is None:
             check_aware("the event time", self.at)
         if self.alive_until is not None:
@@ -172,7 +186,12 @@ def apply(current: JobStatus | None, event: Event) -> JobStatus | None:
     if current is None:
         if event.kind is EventKind.LOST:
             return None
-        current = JobStatus(job_id=event.job_id, job_class=event.job_class, state=State.CREATED)
+        current = JobStatus(
+            job_id=event.job_id,
+            job_class=event.job_class,
+            state=State.CREATED,
+            group_id=event.group_id,
+        )
         if event.kind is EventKind.ENQUEUED:
             return dataclasses.replace(current, enqueued_at=event.at, updated_at=event.at)
         return _apply_known(current, event) or dataclasses.replace(current, updated_at=event.at)
@@ -183,6 +202,8 @@ def _apply_known(current: JobStatus, event: Event) -> JobStatus | None:
     changes = _changes(current, event)
     if current.job_class is None and event.job_class is not None:
         changes["job_class"] = event.job_class
+    if current.group_id is None and event.group_id is not None:
+        changes["group_id"] = event.group_id  # the first group named wins, for good
     changes = {key: value for key, value in changes.items() if getattr(current, key) != value}
     if not changes:
         return None

@@ -1,4 +1,4 @@
-"""Checks on the names that cross immortus's boundaries: job ids and job classes.
+"""Checks on the names that cross immortus's boundaries: job ids, job classes, group ids.
 
 Every public entry point (lifecycle events, status look-ups, the stores, the CLI, later the web
 layer) validates with these before any I/O, so a malformed id is refused with a clear error and
@@ -13,7 +13,14 @@ from typing import Any, Final
 
 from immortus.exceptions import InvalidInput, InvalidJobClass, InvalidJobId
 
-__all__ = ["MAX_META_BYTES", "MAX_NAME_LENGTH", "check_job_class", "check_job_id", "check_meta"]
+__all__ = [
+    "MAX_META_BYTES",
+    "MAX_NAME_LENGTH",
+    "check_group_id",
+    "check_job_class",
+    "check_job_id",
+    "check_meta",
+]
 
 #: Longest job id or job class accepted, in characters.
 MAX_NAME_LENGTH: Final = 255
@@ -47,6 +54,15 @@ def check_job_id(value: object) -> str:
         InvalidJobId: it is not.
     """
     return _check_name("job id", value, InvalidJobId)
+
+
+def check_group_id(value: object) -> str:
+    """Return ``value`` if it is a usable group id: the rules of a job id.
+
+    Raises:
+        InvalidInput: it is not.
+    """
+    return _check_name("group id", value, InvalidInput)
 
 
 def check_job_class(value: object) -> str:

@@ -12,6 +12,7 @@ from immortus.cli import commands
 from immortus.cli.app import APP_ENV
 from immortus.cli.codes import EPILOG, EXIT_USAGE
 from immortus.cli.dashboard import TOKEN_ENV, dashboard
+from immortus.cli.group import group as group_command
 from immortus.cli.settings import show_config
 from immortus.config import DEFAULT_STORE_URL, STORE_ENV
 from immortus.stores.base import MAX_PAGE_SIZE
@@ -137,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up (exit 4) if the job has not completed by then",
     )
+
+    group = command(
+        "group", group_command, "Print a group's aggregate: its jobs by state, progress, error."
+    )
+    group.add_argument("group_id", metavar="GROUP_ID")
+    group.add_argument("--json", action="store_true", help="print the group's body as JSON")
 
     jobs = command("jobs", commands.jobs, "List recent jobs, newest first.")
     jobs.add_argument("--state", metavar="STATE", help="only jobs in this state")

@@ -6,6 +6,7 @@ URL                         store                                        extra
 ``memory://``               :class:`~immortus.stores.memory.MemoryStore`  none
 ``sqlite:///path/to.db``    :class:`~immortus.stores.sqlite.SQLiteStore`  none (the default)
 ``redis://host:port/db``    :class:`~immortus.stores.redis.RedisStore`    ``immortus[redis]``
+``redis+cluster://h:port``  :class:`~immortus.stores.redis.RedisStore`    ``immortus[redis]``
 ``postgresql://…``          :class:`~immortus.stores.sql.SQLStore`        ``immortus[postgresql]``
 ``mysql+pymysql://…``       :class:`~immortus.stores.sql.SQLStore`        ``immortus[sql]``
 ==========================  ===========================================  ===================

@@ -44,8 +44,10 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Final, Self
 
 from immortus.exceptions import InvalidInput
+from immortus.groups import GroupStatus
 from immortus.status import HistoryEntry, JobStatus, State
 from immortus.stores.counting import Tally
+from immortus.strategy import Changes, ChangeSource
 from immortus.transitions import Event, check_aware
 from immortus.validation import check_job_id
 
@@ -59,10 +61,6 @@ EXPIRY_STEPS: Final = 100
 MAX_PAGE_SIZE: Final = 1000
 #: Most changed ids :meth:`Store.changes_since` names; past it, it answers "assume all changed".
 MAX_CHANGES: Final = 10_000
-
-#: What :meth:`Store.changes_since` answers: the new cursor, and the ids of the records written
-#: since the old one (``None``: the store cannot tell, assume every job changed).
-Changes = tuple[int, frozenset[str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +171,9 @@ class Store(ABC):
     #: Whether :meth:`tally` answers: the store keeps the dashboard's counters as jobs change,
     #: in the same atomic write as the record (:mod:`immortus.stores.counting`).
     supports_counts: ClassVar[bool] = False
+    #: Whether :meth:`group` answers: the store keeps each group's counters as its members
+    #: change, in the same atomic write as the member's record (:mod:`immortus.groups`).
+    supports_groups: ClassVar[bool] = False
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         self.ttl: float | None = ttl_seconds(ttl)
@@ -304,6 +305,17 @@ class Store(ABC):
         """
         return 0, None
 
+    def change_source(self) -> ChangeSource:
+        """Return the source the web follows this store's writes by (the same at every call).
+
+        The default asks :meth:`changes_since` when asked (:mod:`immortus.stores.notify`); a
+        store whose server can push a notice at each write (Redis, PostgreSQL) returns one that
+        also wakes its watchers.
+        """
+        from immortus.stores import notify  # noqa: PLC0415  # it builds on this module
+
+        return notify.shared(self, notify.PollingSource)
+
     def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
         """Return the job's history, oldest first (empty when the store has no record of it).
 
@@ -342,6 +354,25 @@ class Store(ABC):
         """
         raise NotImplementedError(
             f"{type(self).__qualname__} keeps no counters (supports_counts is False)"
+        )
+
+    def group(self, group_id: str) -> GroupStatus | None:
+        """Return the group's aggregate answer, or ``None`` when no member of it is stored.
+
+        A store with :attr:`supports_groups` changes the group's counters in every write of a
+        member (:meth:`record`, :meth:`reap_lost`, :meth:`beat` reviving it, :meth:`prune`
+        deleting it), by :func:`immortus.stores.group_counts.group_change`, so this reads one
+        key or one row whatever the group's size.
+
+        Optional: only stores with :attr:`supports_groups` implement it.
+
+        Raises:
+            NotImplementedError: the store keeps no groups (``supports_groups`` is False).
+            InvalidInput: ``group_id`` is malformed (checked before any I/O).
+            StoreUnavailable: the store cannot be reached.
+        """
+        raise NotImplementedError(
+            f"{type(self).__qualname__} keeps no groups (supports_groups is False)"
         )
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from immortus.status import JobStatus, State
+from immortus.stores.group_counts import GroupChange, Member, group_change, group_gone
 
 __all__ = [
     "DURATION_BOUNDS",
@@ -72,15 +73,18 @@ class Change:
     """What one write does to the counters.
 
     ``jobs``: ``(job_class or NO_CLASS, state) -> +n/-n``; ``ended``: ``(minute epoch, state)``
-    once per ending; ``durations``: ``(bucket, seconds)`` once per ended attempt.
+    once per ending; ``durations``: ``(bucket, seconds)`` once per ended attempt; ``groups``:
+    what it does to the record's group (:mod:`immortus.stores.group_counts`), for stores with
+    ``supports_groups``.
     """
 
     jobs: dict[tuple[str, State], int] = field(default_factory=dict)
     ended: tuple[tuple[int, State], ...] = ()
     durations: tuple[tuple[int, float], ...] = ()
+    groups: tuple[GroupChange, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.jobs or self.ended or self.durations)
+        return bool(self.jobs or self.ended or self.durations or self.groups)
 
 
 def minute_of(seconds: float) -> int:
@@ -109,21 +113,26 @@ def change(before: JobStatus | None, after: JobStatus) -> Change:
         jobs[_key(before)] -= 1
     jobs[_key(after)] += 1
     moved = {key: number for key, number in jobs.items() if number}
+    groups = group_change(before, after)
     ends = after.state.completed and (before is None or before.state is not after.state)
     if not ends or after.finished_at is None:
-        return Change(moved)
+        return Change(moved, groups=groups)
     end = after.finished_at.timestamp()
     ended = ((minute_of(end), after.state),)
     start = after.started_at
     if start is None or after.finished_at < start:
-        return Change(moved, ended)
+        return Change(moved, ended, groups=groups)
     seconds = (after.finished_at - start).total_seconds()
-    return Change(moved, ended, ((duration_bucket(seconds), seconds),))
+    return Change(moved, ended, ((duration_bucket(seconds), seconds),), groups)
 
 
-def gone(job_class: str | None, state: State) -> Change:
-    """What deleting (pruning) a record of ``job_class`` in ``state`` does to the counters."""
-    return Change({(job_class or NO_CLASS, state): -1})
+def gone(job_class: str | None, state: State, group: Member | None = None) -> Change:
+    """What deleting (pruning) a record of ``job_class`` in ``state`` does to the counters.
+
+    ``group``: what the record counted for in its group (:func:`group_counts.member`).
+    """
+    groups = () if group is None else (group_gone(group),)
+    return Change({(job_class or NO_CLASS, state): -1}, groups=groups)
 
 
 class Counters:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar, Self
 
+from immortus.groups import GroupStatus
 from immortus.status import MAX_HISTORY, HistoryEntry, JobStatus, State
 from immortus.stores.base import (
     DEFAULT_TTL,
@@ -27,10 +28,11 @@ from immortus.stores.base import (
     check_beat,
     check_page_size,
 )
-from immortus.stores.counting import Counters, Tally, change, gone
+from immortus.stores.counting import Change, Counters, Tally, change, gone
+from immortus.stores.group_counts import GroupCounters, member
 from immortus.stores.records import advance, cancel_entry, lapse, reap, revive
 from immortus.transitions import Event, history
-from immortus.validation import check_job_id
+from immortus.validation import check_group_id, check_job_id
 
 __all__ = ["MemoryStore"]
 
@@ -66,6 +68,8 @@ class MemoryStore(Store):
     keeps_history: ClassVar[bool] = True
     #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
     supports_counts: ClassVar[bool] = True
+    #: Keeps each group's counters as its members change (:mod:`immortus.groups`).
+    supports_groups: ClassVar[bool] = True
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
         super().__init__(ttl=ttl)
@@ -77,6 +81,7 @@ class MemoryStore(Store):
         self._seq = 0
         self._written: OrderedDict[str, int] = OrderedDict()
         self._counters = Counters()
+        self._groups = GroupCounters()
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
@@ -102,7 +107,7 @@ class MemoryStore(Store):
             if outcome is None:
                 return None
             if entry is None:
-                self._counters.add(change(None, outcome.status))
+                self._count(change(None, outcome.status))
                 self._forget(event.job_id)
                 key = (now, event.job_id)
                 bisect.insort(self._order, key)
@@ -113,7 +118,7 @@ class MemoryStore(Store):
                 return outcome.status
             changed = outcome.status is not entry.status
             if changed:
-                self._counters.add(change(entry.status, outcome.status))
+                self._count(change(entry.status, outcome.status))
             entry.status, entry.expires = outcome.status, expires
             entry.alive_until = outcome.alive_until
             entry.remember(outcome.entries)
@@ -265,7 +270,7 @@ class MemoryStore(Store):
                     entry.alive_until, entry.expires = lease, expires
                     touched += 1
                 elif (outcome := revive(entry.status, lease, now)) is not None:
-                    self._counters.add(change(entry.status, outcome.status))
+                    self._count(change(entry.status, outcome.status))
                     entry.status, entry.alive_until = outcome.status, outcome.alive_until
                     entry.remember(outcome.entries)
                     entry.expires = expires
@@ -284,13 +289,25 @@ class MemoryStore(Store):
                     continue
                 outcome = reap(entry.status, entry.alive_until, moment)
                 if outcome is not None:
-                    self._counters.add(change(entry.status, outcome.status))
+                    self._count(change(entry.status, outcome.status))
                     entry.status, entry.alive_until = outcome.status, outcome.alive_until
                     entry.remember(outcome.entries)
                     entry.expires = expires
                     self._mark(job_id)
                     reaped += 1
         return reaped
+
+    def _count(self, done: Change) -> None:
+        """Apply one write's change to the counters and its group's; the caller holds the lock."""
+        self._counters.add(done)
+        if done.groups:
+            self._groups.add(done.groups)
+
+    def group(self, group_id: str) -> GroupStatus | None:
+        """Return the group's answer from its counters; see :meth:`Store.group`."""
+        check_group_id(group_id)
+        with self._lock:
+            return self._groups.status(group_id)
 
     def tally(self, *, since: datetime) -> Tally:
         """Return the counters, ``ended`` from ``since`` on (:mod:`immortus.stores.counting`)."""
@@ -302,6 +319,6 @@ class MemoryStore(Store):
         entry = self._entries.pop(job_id, None)
         self._written.pop(job_id, None)
         if entry is not None:
-            self._counters.add(gone(entry.status.job_class, entry.status.state))
+            self._count(gone(entry.status.job_class, entry.status.state, member(entry.status)))
             index = bisect.bisect_left(self._order, (entry.created, job_id))
             del self._order[index]

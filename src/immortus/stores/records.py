@@ -13,6 +13,7 @@ Store-private fields beside the status:
 - ``created``: when the store first saw the job; orders ``list_jobs`` and never changes.
 - ``expires``: when the record expires (``None``: never).
 - ``cancel_requested_at``: when the job's cancellation was requested (:func:`request_cancel`).
+- ``group_id``: the job's group (:mod:`immortus.groups`), a field of the status.
 - ``history``: what the job's history keeps beyond what the record tells by itself
   (:func:`immortus.transitions.archived`), as :mod:`immortus.stores.history` writes it, at
   most :data:`~immortus.status.MAX_HISTORY` entries. It is written in the same atomic write as
@@ -29,7 +30,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -44,6 +46,7 @@ from immortus.status import (
     State,
     isoformat,
 )
+from immortus.stores.group_counts import Member, member
 from immortus.stores.history import history_after, read_history
 from immortus.transitions import Event, EventKind, apply, archived, history
 
@@ -59,12 +62,14 @@ __all__ = [
     "cancel_requested",
     "changed",
     "decode",
+    "decode_read",
     "encode",
     "epoch",
     "from_epoch",
     "history_of",
     "lapse",
     "lost_error",
+    "member_of",
     "reap",
     "revive",
 ]
@@ -95,6 +100,7 @@ COLUMNS: Final = (
     "retry_at",
     "cancel_requested_at",
     "history",
+    "group_id",
 )
 #: The columns a status read needs: all but the history, read only when asked for.
 READ_COLUMNS: Final = tuple(column for column in COLUMNS if column != "history")
@@ -154,6 +160,7 @@ def encode(
         "retry_at": epoch(status.retry_at),
         "cancel_requested_at": None if kept is None else kept.get("cancel_requested_at"),
         "history": history_after(kept.get("history"), entries) if kept else _new_history(entries),
+        "group_id": status.group_id,
     }
 
 
@@ -185,6 +192,19 @@ def decode(row: Mapping[str, Any], *, now: float | None = None) -> JobStatus:
         return status if now is None else lapse(status, lease_of(row), now)
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptRecord(f"cannot decode the record of job {row.get('job_id')!r}") from exc
+
+
+def member_of(row: Mapping[str, Any]) -> Member | None:
+    """What the stored ``row`` counts for in its group (``None``: in no group).
+
+    Reads only ``group_id``, ``state`` and the progress columns (what a deletion needs).
+
+    Raises:
+        CorruptRecord: the row cannot be decoded.
+    """
+    if not row.get("group_id"):
+        return None
+    return member(decode(row))
 
 
 def lease_of(row: Mapping[str, Any]) -> float | None:
@@ -326,9 +346,9 @@ def reap(stored: JobStatus, alive_until: float | None, now: float) -> Outcome | 
     return None if status is None else Outcome(status, None)
 
 
-#: Every field :func:`_build` reads: the key of the decoding cache (:func:`_decode`): the
+#: Every field :func:`_decode_fields` reads: the key of the decoding cache: the
 #: status's own columns, not the store-private ones (``alive_until``, ``created``, ...).
-_DECODED: Final = (*COLUMNS[: COLUMNS.index("updated_at") + 1], "retry_at")
+_DECODED: Final = (*COLUMNS[: COLUMNS.index("updated_at") + 1], "retry_at", "group_id")
 #: How many decoded records :func:`_decode` keeps (least recently read ones go first).
 DECODED_KEPT: Final = 1024
 
@@ -348,44 +368,82 @@ def _decode(row: Mapping[str, Any]) -> JobStatus:
 
 @functools.lru_cache(maxsize=DECODED_KEPT)
 def _decode_fields(fields: tuple[Any, ...]) -> JobStatus:
-    if fields[0] is None:
+    """Build the status of one key of the cache: the values of :data:`_DECODED`, in order.
+
+    Numbers and times come back as :func:`encode` wrote them, or as their text (Redis): they are
+    converted here, and what cannot be converted raises.
+    """
+    (
+        job_id, job_class, state, attempts, current, total, message, error_type, error_message,
+        traceback, meta, enqueued_at, started_at, finished_at, updated_at, retry_at, group_id,
+    ) = fields  # fmt: skip
+    if job_id is None:
         raise KeyError("job_id")
-    return _build(dict(zip(_DECODED, fields, strict=True)))
-
-
-def _build(row: Mapping[str, Any]) -> JobStatus:
     progress = None
-    if (current := _number(_float(row.get("progress_current")))) is not None:
+    if current is not None and current != "":
+        number = float(current)
         progress = Progress(
-            current=current,
-            total=_number(_float(row.get("progress_total"))),
-            message=row.get("progress_message"),
+            current=int(number) if number.is_integer() else number,
+            total=_number(_float(total)),
+            message=message,
             allow_overshoot=True,
         )
     error = None
-    if row.get("error_type") is not None:
-        error = JobError(
-            type=row["error_type"],
-            message=row.get("error_message") or "",
-            traceback=row.get("error_traceback"),
-        )
-    meta = json.loads(row["meta"]) if row.get("meta") else {}
-    if not isinstance(meta, dict):
+    if error_type is not None:
+        error = JobError(type=error_type, message=error_message or "", traceback=traceback)
+    decoded = json.loads(meta) if meta else {}
+    if not isinstance(decoded, dict):
         raise TypeError("meta is not a JSON object")
     return JobStatus(
-        job_id=row["job_id"],
-        job_class=row.get("job_class") or None,
-        state=State(row["state"]),
+        job_id=job_id,
+        job_class=job_class or None,
+        state=_STATES[state],
         progress=progress,
         error=error,
-        attempts=int(row.get("attempts") or 0),
-        enqueued_at=from_epoch(_float(row.get("enqueued_at"))),
-        started_at=from_epoch(_float(row.get("started_at"))),
-        finished_at=from_epoch(_float(row.get("finished_at"))),
-        updated_at=from_epoch(_float(row.get("updated_at"))),
-        meta=meta,
-        retry_at=from_epoch(_float(row.get("retry_at"))),
+        attempts=int(attempts or 0),
+        enqueued_at=_moment(enqueued_at),
+        started_at=_moment(started_at),
+        finished_at=_moment(finished_at),
+        updated_at=_moment(updated_at),
+        meta=decoded,
+        retry_at=_moment(retry_at),
+        group_id=group_id or None,
     )
+
+
+#: Each state by its stored value (a dict lookup: ``State(value)`` costs several calls).
+_STATES: Final = {state.value: state for state in State}
+
+
+def _moment(value: Any) -> datetime | None:
+    """A stored time (epoch seconds, a number or its text) as an aware UTC ``datetime``."""
+    if value is None or value == "":
+        return None
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+#: Where a row of :data:`READ_COLUMNS` values (in that order) holds the cache key's fields.
+_KEY_OF_READ: Final = operator.itemgetter(*(READ_COLUMNS.index(name) for name in _DECODED))
+_READ_LEASE: Final = READ_COLUMNS.index("alive_until")
+
+
+def decode_read(values: Sequence[Any], now: float) -> JobStatus:
+    """The status a reader sees at ``now``, from the values of :data:`READ_COLUMNS` in order.
+
+    What the stores' status reads fetch (a SQL row, an ``HMGET`` reply): the same answer as
+    :func:`decode` of the row by column name, without building a mapping first. A ``started``
+    record whose lease ran out reads ``lost`` (:func:`lapse`).
+
+    Raises:
+        CorruptRecord: the row cannot be decoded.
+    """
+    try:
+        status = _decode_fields(_KEY_OF_READ(values))
+        lease = _float(values[_READ_LEASE]) if status.state is State.STARTED else None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        job_id = values[0] if values else None
+        raise CorruptRecord(f"cannot decode the record of job {job_id!r}") from exc
+    return status if lease is None else lapse(status, lease, now)
 
 
 # -- the history and cancel requests ---------------------------------------------------------

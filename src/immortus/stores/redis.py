@@ -1,7 +1,7 @@
 """A store in Redis: shared by every process that can reach the server; Redis expires records.
 
-Needs the ``immortus[redis]`` extra and Redis 4.0 or later. Key layout (``prefix`` defaults to
-``immortus:``), readable with ``redis-cli``:
+Needs the ``immortus[redis]`` extra and Redis 4.0 or later (7.0 for Redis Cluster). Key layout
+(``prefix`` defaults to ``immortus:``, ``{immortus}:`` on a cluster), readable with ``redis-cli``:
 
 =============================  ===================================================================
 ``{prefix}job:{job_id}``       hash: the fields of :data:`immortus.stores.records.COLUMNS`, absent
@@ -15,6 +15,7 @@ Needs the ``immortus[redis]`` extra and Redis 4.0 or later. Key layout (``prefix
 ``{prefix}seq``                counter: how many record writes the store has made (change numbers).
 ``{prefix}changes``            sorted set: every job id, scored by the change number of its last
                                write (:meth:`RedisStore.changes_since`).
+``{prefix}acked``              counter: written just before each ``WAIT`` (only with ``replicas``).
 ``{prefix}counted`` and        hashes: the dashboard's counters, changed in every write's
 ``counts``, ``ended``,         ``MULTI`` (:mod:`immortus.stores.redis_counts`).
 ``durations``
@@ -36,8 +37,14 @@ expired stays there until then. Four small Lua scripts read the index, delete
 what has expired and extend running jobs' leases (:meth:`RedisStore.beat`: one call for all of a
 worker's jobs); they never decide a transition. A job whose lease ran out stays in the
 ``started`` set until :meth:`RedisStore.reap_lost` or a later event moves it, so a listing of
-``lost`` jobs walks the ``lost`` and the ``started`` sets together. Redis Cluster is not
-supported: a write touches the hash and the index keys together.
+``lost`` jobs walks the ``lost`` and the ``started`` sets together.
+
+On Redis Cluster (``redis+cluster://``, or a ``RedisCluster`` client) the code is the same: a
+write's transaction and scripts touch only keys of the store's prefix, which must hold a hash
+tag (default ``{immortus}:``), so they all fall in one slot. The transaction pipeline is asked
+for explicitly and scripts queued in it are sent as ``EVAL`` (a cluster pipeline has no
+``eval()``). With ``replicas``, every write is followed by ``INCR {prefix}acked`` and ``WAIT``
+on one connection to the slot's primary (:meth:`RedisStore._await_replicas`).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Protocol, Self, TypeVar, cast
 
@@ -57,8 +64,9 @@ from immortus.exceptions import (
     MissingDependency,
     StoreUnavailable,
 )
+from immortus.groups import GroupStatus
 from immortus.status import HistoryEntry, JobStatus, State
-from immortus.stores import records, redis_counts
+from immortus.stores import notify, notify_redis, records, redis_counts, redis_groups
 from immortus.stores.base import (
     DEFAULT_TTL,
     MAX_CHANGES,
@@ -71,14 +79,16 @@ from immortus.stores.base import (
     lower_scheme,
 )
 from immortus.stores.counting import Tally, change
-from immortus.stores.urls import redact_url
+from immortus.stores.urls import redact_url, take_options
+from immortus.strategy import ChangeSource
 from immortus.transitions import Event
-from immortus.validation import check_job_id
+from immortus.validation import check_group_id, check_job_id
 
 try:
     import redis
     from redis.backoff import ExponentialWithJitterBackoff
-    from redis.exceptions import RedisError, WatchError
+    from redis.cluster import RedisCluster
+    from redis.exceptions import RedisClusterException, RedisError, WatchError
     from redis.retry import Retry
 except ImportError as exc:
     raise MissingDependency("redis", "redis") from exc
@@ -92,8 +102,14 @@ _T = TypeVar("_T")
 _JITTER: Final = random.Random()  # noqa: S311
 #: How often record() starts again when other clients keep writing the same job.
 _MAX_TRIES: Final = 50
+#: How long a write waits for its replicas (``replicas=``) before it is not acknowledged.
+_REPLICA_WAIT_MS: Final = 1000
 #: How many index members prune() checks per script call.
 _PRUNE_BATCH: Final = 500
+#: What the driver raises when Redis fails a call, or a record is not text (see _guard).
+_DRIVER_ERRORS: Final = (RedisError, RedisClusterException, UnicodeDecodeError)
+#: The fields a status read asks for, encoded once (redis-py passes bytes through as they are).
+_READ: Final = tuple(name.encode() for name in records.READ_COLUMNS)
 
 # Up to ARGV[3] index members strictly after the cursor (ARGV[1] = created, ARGV[2] = job id),
 # newest first. Equal scores come in descending member order, so the cursor's own rank gives the
@@ -111,39 +127,52 @@ return redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES',
                   'LIMIT', offset, ARGV[3])
 """
 
-# KEYS: the jobs index, the counters' counted and counts hashes, the ARGV[1] other indexes
-# (states, changes), then the hash of each job id in ARGV[3..].
-# Drops a job from every index and the counters when its hash is gone; with ARGV[2] (now) it
-# first deletes a hash whose expires field is at or before now. Checked here, atomically, so a
-# job re-created since the caller looked is left alone. Returns how many records were removed.
-_REMOVE_SCRIPT: Final = """
+# KEYS: the jobs index, the counters' counted and counts hashes, the groups' members hash, the
+# ARGV[1] other indexes (states, changes), then the hash of each job id in ARGV[4..]; ARGV[3]:
+# the groups' key prefix.
+# Drops a job from every index, the counters and its group when its hash is gone; with ARGV[2]
+# (now) it first deletes a hash whose expires field is at or before now. Checked here,
+# atomically, so a job re-created since the caller looked is left alone. Returns how many
+# records were removed.
+_REMOVE_SCRIPT: Final = (
+    redis_groups.DROP_MEMBER
+    + """
 local states, now, removed = tonumber(ARGV[1]), tonumber(ARGV[2]), 0
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local key, id = KEYS[states + i + 1], ARGV[i]
   local expires = tonumber(redis.pcall('HGET', key, 'expires'))  -- nil unless a hash has it
   local deleted = now and expires and expires <= now and redis.call('DEL', key) == 1
   if deleted or redis.call('EXISTS', key) == 0 then
     local indexed = redis.call('ZREM', KEYS[1], id)
-    for k = 4, states + 3 do redis.call('ZREM', KEYS[k], id) end
+    for k = 5, states + 4 do redis.call('ZREM', KEYS[k], id) end
     local counted = redis.call('HGET', KEYS[2], id)
     if counted then
       redis.call('HINCRBY', KEYS[3], counted, -1)
       redis.call('HDEL', KEYS[2], id)
+    end
+    local member = redis.call('HGET', KEYS[4], id)
+    if member then
+      drop_member(ARGV[3], member)
+      redis.call('HDEL', KEYS[4], id)
     end
     if deleted or indexed == 1 then removed = removed + 1 end
   end
 end
 return removed
 """
+)
 
 
 # KEYS: the job hashes. ARGV[1] = alive_until, ARGV[2] = expires and ARGV[3] = its PEXPIRE in
 # milliseconds (both '' without a TTL). Extends only existing hashes in state started, so an
 # ended, expired or pruned job is never touched nor re-created. Returns how many it extended.
-# KEYS: the change counter and the changes set; ARGV[1]: the job id written. Run inside the
-# write's MULTI, so the change is numbered atomically with the write itself.
+# KEYS: the change counter and the changes set; ARGV[1]: the job id written, ARGV[2]: the
+# channel. Run inside the write's MULTI, so the change is numbered atomically with the write
+# itself, and its number is published (immortus.stores.notify_redis) once it can be read.
 _MARK_SCRIPT: Final = """
-redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[1]), ARGV[1])
+local seq = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+redis.call('PUBLISH', ARGV[2], seq)
 """
 
 # KEYS: the change counter and the changes set; ARGV[1]: the cursor, ARGV[2]: the most ids.
@@ -187,17 +216,26 @@ class _Watching(Protocol):  # the part of redis.client.Pipeline that redis-py le
 class RedisStore(Store):
     """Keeps one hash per job plus sorted-set indexes; see the module docstring for the layout.
 
-    ``client_or_url`` is a ``redis://``, ``rediss://`` or ``unix://`` URL (the store then owns
-    the client and closes it), or a ``redis.Redis`` made with ``decode_responses=True`` (left open
-    by :meth:`close`). ``prefix`` starts every key, so several stores can share one database.
+    ``client_or_url`` is a ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://`` URL
+    (the store then owns the client and closes it), or a ``redis.Redis`` or
+    ``redis.cluster.RedisCluster`` made with ``decode_responses=True`` (left open by
+    :meth:`close`). ``prefix`` starts every key, so several stores can share one database; it
+    defaults to ``immortus:``, and to ``{immortus}:`` on a cluster, where it must hold a hash tag
+    (see the module docstring). With ``replicas``, a write returns only once that many replicas
+    hold it (``WAIT``), and raises :class:`StoreUnavailable` when they do not within a second.
 
     Raises:
-        InvalidStoreURL: the URL is malformed.
-        ConfigurationError: the client does not decode responses.
+        InvalidStoreURL: the URL is malformed, or a cluster's prefix has no hash tag.
+        ConfigurationError: the client does not decode responses, or a given cluster client's
+            prefix has no hash tag.
         InvalidInput: ``ttl`` is not positive.
+        StoreUnavailable: no node of a ``redis+cluster://`` URL answers (a cluster client asks
+            for the cluster's layout when it is made).
     """
 
-    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
+    schemes: ClassVar[tuple[str, ...]] = (
+        "redis", "rediss", "unix", "redis+cluster", "rediss+cluster",
+    )  # fmt: skip
     persistent: ClassVar[bool] = True
     batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
@@ -205,31 +243,55 @@ class RedisStore(Store):
     keeps_history: ClassVar[bool] = True
     #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.redis_counts`).
     supports_counts: ClassVar[bool] = True
+    #: Keeps each group's counters as its members change (:mod:`immortus.stores.redis_groups`).
+    supports_groups: ClassVar[bool] = True
 
     def __init__(
         self,
-        client_or_url: redis.Redis | str,
+        client_or_url: redis.Redis | RedisCluster | str,
         *,
         ttl: float | timedelta | None = DEFAULT_TTL,
-        prefix: str = "immortus:",
+        prefix: str | None = None,
+        replicas: int = 0,
     ) -> None:
         super().__init__(ttl=ttl)
         self._owns_client = isinstance(client_or_url, str)
         if isinstance(client_or_url, str):
             client_or_url = _connect(client_or_url)
-        self._client = client_or_url
-        settings: dict[str, Any] = self._client.connection_pool.connection_kwargs
+        self._client = cast(redis.Redis, client_or_url)  # a RedisCluster has the same commands
+        self._cluster = isinstance(client_or_url, RedisCluster)
+        settings: dict[str, Any] = self._client.get_connection_kwargs()
         if not settings.get("decode_responses"):
             self.close()
             raise ConfigurationError("the redis client must be made with decode_responses=True")
+        prefix = ("{immortus}:" if self._cluster else "immortus:") if prefix is None else prefix
+        if self._cluster and not _hash_tagged(prefix):
+            self.close()
+            error = InvalidStoreURL if self._owns_client else ConfigurationError
+            raise error(
+                f"the key prefix {prefix!r} has no hash tag: on Redis Cluster every key of a "
+                "store must fall in one slot, so the prefix needs one, e.g. '{immortus}:' "
+                "(a store per tag spreads several stores over the cluster)"
+            )
+        if replicas < 0:
+            self.close()
+            raise ConfigurationError(f"replicas must be 0 or more, not {replicas}")
+        self.replicas = replicas
         self._password: str | None = settings.get("password")
-        host = f"{settings.get('host', 'localhost')}:{settings.get('port', 6379)}"
-        self._where = f"unix:{settings['path']}" if "path" in settings else host
+        if self._cluster:
+            node = cast(RedisCluster, client_or_url).get_default_node()  # type: ignore[no-untyped-call]
+            self._where = str(node.name)
+        else:
+            host = f"{settings.get('host', 'localhost')}:{settings.get('port', 6379)}"
+            self._where = f"unix:{settings['path']}" if "path" in settings else host
         self._db = settings.get("db", 0)
         self.prefix = prefix
         self._jobs_key = f"{prefix}jobs"
         self._state_keys = [self._state_key(state) for state in State]
         self._change_keys = [f"{prefix}seq", f"{prefix}changes"]
+        self._acked_key = f"{prefix}acked"  # written before each WAIT (replicas=)
+        #: The pub/sub channel every record write publishes its change number on.
+        self.change_channel = f"{prefix}changes"
         self._counter_keys = redis_counts.CounterKeys.of(prefix)
         self._counted_ready = False
         self._rebuild = self._client.register_script(redis_counts.REBUILD_SCRIPT)
@@ -240,18 +302,31 @@ class RedisStore(Store):
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
-        """Open the store at a ``redis://``, ``rediss://`` or ``unix://`` URL.
+        """Open the store at a ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://`` URL.
 
-        The connection is made by the first operation, not here.
+        The query may set the store's ``prefix`` and ``replicas`` (``?prefix=app:&replicas=1``).
+        A server's connection is made by the first operation; a cluster's client asks a node for
+        the cluster's layout here.
 
         Raises:
-            InvalidStoreURL: the URL is malformed.
+            InvalidStoreURL: the URL or one of its options is malformed.
+            StoreUnavailable: no node of a cluster URL answers.
         """
-        return cls(url, ttl=ttl)
+        rest, options = take_options(url, ("prefix", "replicas"))
+        try:
+            replicas = int(options.get("replicas", "0"))
+        except ValueError:
+            replicas = -1
+        if replicas < 0:
+            shown = redact_url(url)
+            raise InvalidStoreURL(f"replicas in {shown!r} must be a whole number, 0 or more")
+        return cls(rest, ttl=ttl, prefix=options.get("prefix"), replicas=replicas)
 
     @property
     def location(self) -> str:
         """The server, database and key prefix (no password); see :attr:`Store.location`."""
+        if self._cluster:
+            return f"redis+cluster:{self._where} {self.prefix}"
         return f"redis:{self._where}/{self._db} {self.prefix}"
 
     def _job_key(self, job_id: str) -> str:
@@ -290,13 +365,16 @@ class RedisStore(Store):
         """
         with self._guard():
             for attempt in range(_MAX_TRIES):
-                with self._client.pipeline() as pipe:
-                    try:
-                        return once(pipe)
-                    except WatchError:  # another client wrote the job meanwhile: try again
-                        pass
-                # Jitter spreads out clients that collided; it protects nothing secret.
-                time.sleep(_JITTER.uniform(0, min(0.02, 0.0005 * 2**attempt)))
+                try:
+                    with self._client.pipeline(transaction=True) as pipe:
+                        done = once(pipe)
+                except WatchError:  # another client wrote the job meanwhile: try again
+                    # Jitter spreads out clients that collided; it protects nothing secret.
+                    time.sleep(_JITTER.uniform(0, min(0.02, 0.0005 * 2**attempt)))
+                    continue
+                if self.replicas:
+                    self._await_replicas()
+                return done
         raise StoreUnavailable(
             f"job {job_id!r} on redis at {self._where} is written by other clients too "
             f"often: gave up after {_MAX_TRIES} tries"
@@ -341,9 +419,12 @@ class RedisStore(Store):
         for state in stale:
             if state is not status.state:
                 pipe.zrem(self._state_key(state), job_id)
-        pipe.eval(_MARK_SCRIPT, 2, *self._change_keys, job_id)
+        pipe.execute_command(  # type: ignore[no-untyped-call]  # a cluster pipe has no eval()
+            "EVAL", _MARK_SCRIPT, 2, *self._change_keys, job_id, self.change_channel
+        )
         if status is not current:
-            redis_counts.queue(pipe, self._counter_keys, status, change(current, status))
+            done = change(current, status)
+            redis_counts.queue(pipe, self._counter_keys, status, done, fresh=current is None)
         pipe.execute()
         return None if status is current else status  # else: a lease only
 
@@ -356,10 +437,13 @@ class RedisStore(Store):
             CorruptRecord: the stored record cannot be decoded.
         """
         check_job_id(job_id)
-        with self._guard():
-            values = self._client.hmget(self._job_key(job_id), records.READ_COLUMNS)
-        row = _row(cast(list[str | None], values))
-        return records.decode(row, now=time.time()) if row else None
+        try:  # what _guard does, inline: a context manager costs µs a call
+            values = cast(list[str | None], self._client.hmget(self._job_key(job_id), _READ))
+        except _DRIVER_ERRORS as exc:
+            raise self._translated(exc) from exc
+        if values.count(None) == len(values):  # no hash
+            return None
+        return records.decode_read(values, time.time())
 
     def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
         """Return the job's history (one ``HGETALL``), oldest first; see :meth:`Store.history`.
@@ -538,6 +622,18 @@ class RedisStore(Store):
         pairs = zip(raw[::2], raw[1::2], strict=True)
         return [Cursor(float(score), member) for member, score in pairs]
 
+    def change_source(self) -> ChangeSource:
+        """Return the store's changes, pushed at each write (:mod:`immortus.stores.notify_redis`).
+
+        Its watches share one pub/sub connection per store and process, opened by the first.
+        """
+
+        def make(store: Store) -> notify_redis.RedisSource:
+            listener = notify_redis.RedisListener(self._client, self.change_channel, self.location)
+            return notify_redis.RedisSource(store, listener)
+
+        return notify.shared(self, make)
+
     def changes_since(self, cursor: int | None) -> Changes:
         """Name the jobs written after ``cursor`` with one script call; see ``Store.changes_since``.
 
@@ -584,6 +680,19 @@ class RedisStore(Store):
             if old:
                 self._client.hdel(ended, *old)
         return removed
+
+    def group(self, group_id: str) -> GroupStatus | None:
+        """Return the group's answer from its one hash; see :meth:`Store.group`.
+
+        Raises:
+            InvalidInput: ``group_id`` is malformed (checked before any I/O).
+            StoreUnavailable: Redis cannot be reached.
+        """
+        check_group_id(group_id)
+        key = redis_groups.group_key(self._counter_keys.groups, group_id)
+        with self._guard():
+            fields = cast(dict[str, str], self._client.hgetall(key))
+        return redis_groups.read(group_id, fields)
 
     def tally(self, *, since: datetime) -> Tally:
         """Return the counters, ``ended`` from ``since`` on; see :mod:`immortus.stores.counting`.
@@ -694,12 +803,39 @@ class RedisStore(Store):
     def _drop(self, job_ids: Sequence[str], *, now: float | None) -> int:
         """Run the removal script over ``job_ids``; return how many records it removed."""
         indexes = [*self._state_keys, self._change_keys[1]]  # the changes set goes with them
-        counters = [self._counter_keys.counted, self._counter_keys.counts]
+        counted = self._counter_keys
+        counters = [counted.counted, counted.counts, counted.grouped]
         keys = [self._jobs_key, *counters, *indexes, *map(self._job_key, job_ids)]
-        args: list[str | int] = [len(indexes), "" if now is None else repr(now)]
+        args: list[str | int] = [len(indexes), "" if now is None else repr(now), counted.groups]
         args.extend(job_ids)
         with self._guard():
             return int(self._remove(keys=keys, args=args))
+
+    def _await_replicas(self) -> None:
+        """Return once :attr:`replicas` replicas hold every write this store has made (``WAIT``).
+
+        ``WAIT`` counts only what its own connection wrote, so a tiny write to
+        ``{prefix}acked`` goes first, on the same connection to the primary of the store's
+        slot: replication keeps one order, so the replicas then hold the record before it too.
+
+        Raises:
+            StoreUnavailable: fewer replicas acknowledged within the wait; the write is on the
+                primary but a failover may lose it, so the caller should send it again.
+        """
+        node = self._client
+        if self._cluster:
+            cluster = cast(RedisCluster, self._client)
+            primary = cluster.get_node_from_key(self._acked_key)  # type: ignore[no-untyped-call]
+            node = cluster.get_redis_connection(primary)
+        with node.pipeline(transaction=False) as pipe:
+            pipe.incr(self._acked_key)
+            pipe.wait(self.replicas, _REPLICA_WAIT_MS)
+            acknowledged = int(pipe.execute()[1])
+        if acknowledged < self.replicas:
+            raise StoreUnavailable(
+                f"redis at {self._where}: {acknowledged} of {self.replicas} replicas "
+                f"acknowledged the write within {_REPLICA_WAIT_MS} ms"
+            )
 
     def close(self) -> None:
         """Close the connection pool if the store made the client from a URL."""
@@ -711,21 +847,42 @@ class RedisStore(Store):
         """Translate driver errors into :class:`StoreUnavailable` and :class:`CorruptRecord`."""
         try:
             yield
-        except (RedisError, UnicodeDecodeError) as exc:
-            detail = f"{type(exc).__name__}: {exc}"
-            if self._password:
-                detail = detail.replace(self._password, "***")
-            if isinstance(exc, UnicodeDecodeError) or detail.startswith("ResponseError: WRONGTYPE"):
-                raise CorruptRecord(
-                    f"a record under {self.prefix!r} at {self._where}: {detail}"
-                ) from exc
-            raise StoreUnavailable(f"redis at {self._where} is unavailable: {detail}") from exc
+        except _DRIVER_ERRORS as exc:
+            raise self._translated(exc) from exc
+
+    def _translated(self, exc: Exception) -> CorruptRecord | StoreUnavailable:
+        """The error to raise for a driver error (chain it: ``raise ... from exc``).
+
+        A cluster client relearns the cluster's layout first (:meth:`_relearn_layout`).
+        """
+        detail = f"{type(exc).__name__}: {exc}"
+        if self._password:
+            detail = detail.replace(self._password, "***")
+        if isinstance(exc, UnicodeDecodeError) or detail.startswith("ResponseError: WRONGTYPE"):
+            return CorruptRecord(f"a record under {self.prefix!r} at {self._where}: {detail}")
+        if self._cluster:
+            self._relearn_layout()
+        return StoreUnavailable(f"redis at {self._where} is unavailable: {detail}")
+
+    def _relearn_layout(self) -> None:
+        """Ask the cluster again which node serves which slot, after a node failed us.
+
+        A cluster client relearns by itself on plain commands, but not when a transaction
+        failed (after a failover, the next one would go to the dead primary again).
+        """
+        with suppress(RedisError, RedisClusterException):  # no node answers: next time
+            cast(RedisCluster, self._client).nodes_manager.initialize()
 
 
-def _connect(url: str) -> redis.Redis:
-    """Make a client for ``url`` that fails within seconds when Redis is away (no I/O yet)."""
+def _connect(url: str) -> redis.Redis | RedisCluster:
+    """Make a client for ``url`` that fails within seconds when Redis is away (no I/O yet).
+
+    A ``redis+cluster://`` client asks a node for the cluster's layout at once.
+    """
     retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1)
     url = lower_scheme(url)
+    if url.partition("://")[0].endswith("+cluster"):
+        return _connect_cluster(url, retry)
     client = None
     try:
         client = redis.Redis.from_url(
@@ -745,6 +902,47 @@ def _connect(url: str) -> redis.Redis:
         detail = str(exc).replace(url, shown)
         raise InvalidStoreURL(f"malformed store URL {shown!r}: {detail}") from exc
     return client
+
+
+def _connect_cluster(url: str, retry: Retry) -> RedisCluster:
+    """Make a cluster client for a ``redis+cluster://`` or ``rediss+cluster://`` URL.
+
+    Raises:
+        InvalidStoreURL: the URL is malformed, names a database other than 0 or a socket.
+        StoreUnavailable: no node answers.
+    """
+    scheme, _, rest = url.partition("://")
+    plain = f"{scheme.removesuffix('+cluster')}://{rest}"
+    shown = redact_url(url)
+    if not plain.startswith(("redis://", "rediss://")):
+        raise InvalidStoreURL(f"{shown!r}: a cluster URL is redis+cluster:// or rediss+cluster://")
+    try:
+        database = redis.connection.parse_url(plain).get("db", 0)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise InvalidStoreURL(f"malformed store URL {shown!r}: {exc}") from exc
+    if database != 0:
+        raise InvalidStoreURL(f"{shown!r}: Redis Cluster has database 0 only")
+    try:
+        return RedisCluster.from_url(
+            plain,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            health_check_interval=30,
+            retry=retry,
+            decode_responses=True,
+        )
+    except (ValueError, TypeError) as exc:
+        detail = str(exc).replace(plain, shown)
+        raise InvalidStoreURL(f"malformed store URL {shown!r}: {detail}") from exc
+    except (RedisError, RedisClusterException) as exc:
+        detail = f"{type(exc).__name__}: {exc}".replace(plain, shown)
+        raise StoreUnavailable(f"no node of the Redis Cluster {shown!r} answers: {detail}") from exc
+
+
+def _hash_tagged(prefix: str) -> bool:
+    """Whether ``prefix`` holds a Redis Cluster hash tag (``{…}``, not empty), closed in it."""
+    start = prefix.find("{")
+    return start >= 0 and prefix.find("}", start + 1) > start + 1
 
 
 def _follows(entry: Cursor, position: Cursor) -> bool:

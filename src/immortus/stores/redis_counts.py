@@ -10,11 +10,13 @@
 ``{prefix}durations``          hash: bucket -> ended attempts, and ``sum`` -> their seconds.
 =============================  ===================================================================
 
+Each group's counters are changed in the same ``MULTI`` (:mod:`immortus.stores.redis_groups`).
+
 A write moves its job between ``counts`` fields with :data:`COUNT_SCRIPT`, inside the write's
 ``MULTI``: the script reads what the job was counted under from ``counted`` itself, so a record
 Redis expired and the next life of the job never count twice. Every key of a write shares the
-store's prefix: with a hash-tag prefix (``{immortus}:``) they all fall in one slot, as Redis
-Cluster would need.
+store's prefix: with a hash-tag prefix (``{immortus}:``, the default on Redis Cluster) they all
+fall in one slot, as a cluster needs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from immortus.status import JobStatus, State
+from immortus.stores import redis_groups
 from immortus.stores.counting import DURATION_BOUNDS, ENDED_WINDOW, NO_CLASS, Change, Tally
 
 __all__ = ["COUNT_SCRIPT", "REBUILD_SCRIPT", "CounterKeys", "counted_as", "read"]
@@ -67,11 +70,14 @@ class CounterKeys:
     ended: str
     durations: str
     ready: str
+    #: The groups' members and the prefix of each group's key (:mod:`.redis_groups`).
+    grouped: str
+    groups: str
 
     @classmethod
     def of(cls, prefix: str) -> CounterKeys:
         """The keys under ``prefix``."""
-        names = ("counted", "counts", "ended", "durations", "counted:ready")
+        names = ("counted", "counts", "ended", "durations", "counted:ready", "grouped", "group:")
         return cls(*(f"{prefix}{name}" for name in names))
 
 
@@ -80,14 +86,23 @@ def counted_as(status: JobStatus) -> str:
     return f"{status.job_class or NO_CLASS} {status.state.value}"
 
 
-def queue(pipe: Any, keys: CounterKeys, status: JobStatus, done: Change) -> None:
-    """Queue, inside a write's ``MULTI``, what writing ``status`` does to the counters."""
-    pipe.eval(COUNT_SCRIPT, 2, keys.counted, keys.counts, status.job_id, counted_as(status))
+def queue(
+    pipe: Any, keys: CounterKeys, status: JobStatus, done: Change, *, fresh: bool = False
+) -> None:
+    """Queue, inside a write's ``MULTI``, what writing ``status`` does to the counters.
+
+    And to its group (:func:`.redis_groups.queue`); ``fresh``: the write makes a new record.
+    """
+    # EVAL by name: a cluster's transaction pipeline has no eval() method.
+    pipe.execute_command(
+        "EVAL", COUNT_SCRIPT, 2, keys.counted, keys.counts, status.job_id, counted_as(status)
+    )
     for minute, state in done.ended:
         pipe.hincrby(keys.ended, f"{minute} {state.value}", 1)
     for bucket, seconds in done.durations:
         pipe.hincrby(keys.durations, str(bucket), 1)
         pipe.hincrbyfloat(keys.durations, "sum", seconds)
+    redis_groups.queue(pipe, keys.groups, keys.grouped, status, done, fresh=fresh)
 
 
 def old_minutes(fields: list[str], now: float) -> list[str]:

@@ -151,6 +151,7 @@ def encode_event(event: Event) -> dict[str, Any]:
         "meta": None if event.meta is None else dict(event.meta),
         "alive_until": None if event.alive_until is None else event.alive_until.isoformat(),
         "retry_at": None if event.retry_at is None else event.retry_at.isoformat(),
+        "group_id": event.group_id,
     }
 
 
@@ -179,6 +180,7 @@ def decode_event(data: Mapping[str, Any]) -> Event:
         meta=data["meta"],
         alive_until=None if until is None else datetime.fromisoformat(until),
         retry_at=None if due is None else datetime.fromisoformat(due),
+        group_id=data.get("group_id"),  # absent from files an older immortus spooled
     )
 
 

@@ -19,7 +19,8 @@ writes the migration), or run this DDL (PostgreSQL; MySQL spells ``DOUBLE PRECIS
         enqueued_at DOUBLE PRECISION, started_at DOUBLE PRECISION,
         finished_at DOUBLE PRECISION, updated_at DOUBLE PRECISION,
         alive_until DOUBLE PRECISION, created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION,
-        retry_at DOUBLE PRECISION, cancel_requested_at DOUBLE PRECISION, history TEXT
+        retry_at DOUBLE PRECISION, cancel_requested_at DOUBLE PRECISION, history TEXT,
+        group_id VARCHAR(255)
     );
     CREATE INDEX ix_immortus_jobs_created ON immortus_jobs (created, job_id);
     CREATE INDEX ix_immortus_jobs_state_created ON immortus_jobs (state, created, job_id);
@@ -35,21 +36,31 @@ writes the migration), or run this DDL (PostgreSQL; MySQL spells ``DOUBLE PRECIS
     CREATE TABLE immortus_jobs_durations (
         bucket INTEGER NOT NULL PRIMARY KEY, n BIGINT NOT NULL, total DOUBLE PRECISION NOT NULL
     );
+    CREATE TABLE immortus_jobs_groups (
+        group_id VARCHAR(255) NOT NULL PRIMARY KEY, created BIGINT NOT NULL,
+        started BIGINT NOT NULL, retrying BIGINT NOT NULL, finished BIGINT NOT NULL,
+        failed BIGINT NOT NULL, cancelled BIGINT NOT NULL, lost BIGINT NOT NULL,
+        running DOUBLE PRECISION NOT NULL, error_type VARCHAR(255), error_message TEXT,
+        updated_at DOUBLE PRECISION
+    );
 
-The last three tables hold the dashboard's counters (:mod:`immortus.stores.counting`), changed
-in the transaction of every write; :func:`~immortus.stores.sql_counts.counter_tables` defines
-them for Alembic. A store that creates its tables and finds no counters (a table from an older
-immortus) creates them and counts the rows once; with ``create_table=False`` the migration
-creates them, and fills them with ``INSERT INTO immortus_jobs_counts SELECT
-COALESCE(job_class, ''), state, COUNT(*) FROM immortus_jobs GROUP BY 1, 2``.
+The ``_counts``, ``_ended`` and ``_durations`` tables hold the dashboard's counters
+(:mod:`immortus.stores.counting`), changed in the transaction of every write;
+:func:`~immortus.stores.sql_counts.counter_tables` defines them for Alembic. ``_groups`` holds
+each group's counters (:mod:`immortus.groups`), changed the same way;
+:func:`~immortus.stores.sql_groups.group_table` defines it. A store that creates its tables and
+finds no counters (a table from an older immortus) creates them and counts the rows once;
+with ``create_table=False`` the migration creates them, and fills them with ``INSERT INTO
+immortus_jobs_counts SELECT COALESCE(job_class, ''), state, COUNT(*) FROM immortus_jobs GROUP
+BY 1, 2``.
 
 Times are UTC epoch seconds, taken from the clock of the process that writes.
 
 A table made by an older immortus lacks some of the columns added since: ``alive_until``
 (workers' leases), then ``retry_at``, ``cancel_requested_at`` and ``history`` (the job's
-history, JSON, read only by :meth:`SQLStore.history`). The store adds them on first use
-(``ALTER TABLE ... ADD COLUMN``) unless ``create_table=False``; a migration then adds them, all
-nullable, with the types above.
+history, JSON, read only by :meth:`SQLStore.history`), then ``group_id`` (its group). The
+store adds them on first use (``ALTER TABLE ... ADD COLUMN``) unless ``create_table=False``; a
+migration then adds them, all nullable, with the types above.
 """
 
 from __future__ import annotations
@@ -73,8 +84,9 @@ try:
 except ImportError as exc:
     raise MissingDependency("SQLAlchemy", "sql") from exc
 
+from immortus.groups import GroupStatus
 from immortus.status import HistoryEntry, JobStatus, State
-from immortus.stores import records, sql_counts
+from immortus.stores import notify, notify_postgres, records, sql_counts, sql_groups
 from immortus.stores.base import (
     DEFAULT_TTL,
     Cursor,
@@ -84,9 +96,12 @@ from immortus.stores.base import (
     check_page_size,
 )
 from immortus.stores.counting import Tally, change, gone
+from immortus.stores.group_counts import Member, running_of
+from immortus.stores.sql_reads import THROUGH_ENGINE, KeptReads
 from immortus.stores.urls import redact_url
+from immortus.strategy import ChangeSource
 from immortus.transitions import Event
-from immortus.validation import check_job_id
+from immortus.validation import check_group_id, check_job_id
 
 __all__ = ["SQLStore", "jobs_table"]
 
@@ -103,7 +118,7 @@ REAP_BATCH: Final = 500
 #: Rows ``prune`` locks and deletes per transaction.
 PRUNE_BATCH: Final = 1000
 #: Columns added since the first table layout, which ``create_table`` adds to an older table.
-_ADDED_COLUMNS: Final = ("alive_until", "retry_at", "cancel_requested_at", "history")
+_ADDED_COLUMNS: Final = ("alive_until", "retry_at", "cancel_requested_at", "history", "group_id")
 #: Seconds to wait for a new PostgreSQL connection unless the URL sets ``connect_timeout``.
 CONNECT_TIMEOUT: Final = 10
 # The ``dialect+driver`` pairs an immortus extra installs; other drivers come from the user.
@@ -152,6 +167,7 @@ def jobs_table(metadata: sa.MetaData, name: str = "immortus_jobs") -> sa.Table:
         sa.Column("retry_at", sa.Double),
         sa.Column("cancel_requested_at", sa.Double),
         sa.Column("history", sa.Text),
+        sa.Column("group_id", sa.String(255)),
         sa.Index(f"ix_{name}_created", "created", "job_id"),
         sa.Index(f"ix_{name}_state_created", "state", "created", "job_id"),
         sa.Index(f"ix_{name}_expires", "expires"),
@@ -215,6 +231,10 @@ class SQLStore(Store):
     :class:`~immortus.exceptions.StoreError` when the database refuses a statement (a missing
     table with ``create_table=False``, missing permissions).
 
+    On PostgreSQL through psycopg, :meth:`get` runs on up to
+    :data:`~immortus.stores.sql_reads.KEPT` connections the store keeps beside the engine's pool,
+    without a ping per lookup (:mod:`immortus.stores.sql_reads`); :meth:`close` closes them.
+
     Raises:
         InvalidStoreURL: the URL is malformed or names a dialect SQLAlchemy does not know.
         MissingDependency: the URL's database driver is not installed.
@@ -227,6 +247,8 @@ class SQLStore(Store):
     keeps_history: ClassVar[bool] = True
     #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
     supports_counts: ClassVar[bool] = True
+    #: Keeps each group's counters as its members change (:mod:`immortus.stores.sql_groups`).
+    supports_groups: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -250,14 +272,27 @@ class SQLStore(Store):
         # Whether the counter tables exist: known once the store made its tables, else looked
         # up on first use (a migration may not have created them yet).
         self._counting: bool | None = True if create_table else None
+        #: Each group's counters (see :func:`~immortus.stores.sql_groups.group_table`).
+        self.groups = sql_groups.group_table(self.table.metadata, table_name)
+        # Whether the groups' table exists: looked up as the counter tables are.
+        self._grouping: bool | None = True if create_table else None
         self._ddl_lock = threading.Lock()
         url = self.engine.url
         secrets = (url.password, url.query.get("password"))  # libpq also takes ?password=
         self._secrets = [secret for secret in secrets if isinstance(secret, str) and secret]
         self._where = redact_url(url.render_as_string(hide_password=False))
+        # get()'s connections, kept beside the engine's pool (immortus.stores.sql_reads).
+        self._kept_reads = (
+            KeptReads(self.engine, self._get_query) if KeptReads.fits(self.engine) else None
+        )
         self._lock_by_writing = self.engine.dialect.name in _LOCK_BY_WRITING
         # FOR UPDATE must read the latest commit; SQLite's level is the one with transactions.
         self._isolation = "SERIALIZABLE" if self._lock_by_writing else "READ COMMITTED"
+        #: PostgreSQL: the channel each write notifies with the job's id, in its transaction
+        #: (:mod:`immortus.stores.notify_postgres`); ``None`` elsewhere.
+        self.change_channel: str | None = (
+            f"{table_name}_changes" if self.engine.dialect.name == "postgresql" else None
+        )
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
@@ -343,7 +378,7 @@ class SQLStore(Store):
         """
         before = None if row is None or renewed else records.decode(row)
         if row is not None and renewed:
-            pending.add(gone(row["job_class"], State(row["state"])))
+            pending.add(gone(row["job_class"], State(row["state"]), records.member_of(row)))
         if outcome.status is not before:
             pending.add(change(before, outcome.status))
         values = records.encode(
@@ -355,10 +390,15 @@ class SQLStore(Store):
             entries=outcome.entries,
         )
         if row is None:
-            conn.execute(sa.insert(self.table).values(values))
+            write: sa.Insert | sa.Update = sa.insert(self.table).values(values)
         elif changes := records.changed(row, values):
             key = self.table.c.job_id == row["job_id"]
-            conn.execute(sa.update(self.table).where(key).values(changes))
+            write = sa.update(self.table).where(key).values(changes)
+        else:
+            return
+        if self.change_channel is not None:  # the notice leaves with the commit
+            write = write.returning(sa.func.pg_notify(self.change_channel, outcome.status.job_id))
+        conn.execute(write)
 
     def get(self, job_id: str) -> JobStatus | None:
         """Return the job's status in one indexed query; see :meth:`Store.get`.
@@ -370,7 +410,16 @@ class SQLStore(Store):
         """
         check_job_id(job_id)
         now = time.time()
-        rows = self._read(self._get_query, {"job_id": job_id, "now": now})
+        params = {"job_id": job_id, "now": now}
+        if self._kept_reads is not None:
+            try:  # what _errors does, inline: a context manager costs µs a call
+                self._ensure_table()
+                row = self._kept_reads.fetch_one(params)
+            except sa_exc.SQLAlchemyError as exc:
+                raise self._error(exc) from exc
+            if row is not THROUGH_ENGINE:
+                return None if row is None else records.decode_read(row, now)
+        rows = self._read(self._get_query, params)
         return records.decode(rows[0], now=now) if rows else None
 
     def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
@@ -491,15 +540,26 @@ class SQLStore(Store):
 
         def prune_batch(conn: Connection) -> int:
             expired = (
-                sa.select(columns.job_id, columns.job_class, columns.state)
+                sa.select(
+                    columns.job_id,
+                    columns.job_class,
+                    columns.state,
+                    columns.group_id,
+                    columns.progress_current,
+                    columns.progress_total,
+                )
                 .where(columns.expires <= moment)
                 .limit(PRUNE_BATCH)
                 .with_for_update()
             )
             rows = conn.execute(expired).all()
             pending = sql_counts.Pending()
-            for _, job_class, state in rows:
-                pending.add(gone(job_class, State(state)))
+            for _, job_class, state, group_id, current, total in rows:
+                member = None
+                if group_id is not None:
+                    share = running_of(State(state), current, total)
+                    member = Member(group_id, State(state), share)
+                pending.add(gone(job_class, State(state), member))
             ids = [row[0] for row in rows]
             if ids:
                 deleted = sa.delete(self.table).where(columns.job_id.in_(ids))
@@ -515,6 +575,17 @@ class SQLStore(Store):
             total += pruned
             if pruned < PRUNE_BATCH:
                 return total
+
+    def group(self, group_id: str) -> GroupStatus | None:
+        """Return the group's answer from its one row; see :meth:`Store.group`.
+
+        Raises:
+            InvalidInput: ``group_id`` is malformed (checked before any I/O).
+            StoreUnavailable: the database cannot be reached.
+            StoreError: the groups' table is missing (``create_table=False``).
+        """
+        check_group_id(group_id)
+        return self._transact(lambda conn: sql_groups.read(conn, self.groups, group_id))
 
     def tally(self, *, since: datetime) -> Tally:
         """Return the counters, ``ended`` from ``since`` on; see :mod:`immortus.stores.counting`.
@@ -629,8 +700,26 @@ class SQLStore(Store):
             if seen < REAP_BATCH:
                 return total
 
+    def change_source(self) -> ChangeSource:
+        """Return the store's changes: pushed by ``NOTIFY`` on PostgreSQL with psycopg 3.
+
+        Its watches share one ``LISTEN`` connection per store and process, opened by the first
+        (:mod:`immortus.stores.notify_postgres`). Other databases and drivers are polled.
+        """
+        channel = self.change_channel
+        if channel is None or self.engine.dialect.driver != "psycopg":
+            return super().change_source()
+
+        def make(store: Store) -> notify_postgres.PostgresSource:
+            listener = notify_postgres.PostgresListener(self.engine, channel, self.location)
+            return notify_postgres.PostgresSource(listener)
+
+        return notify.shared(self, make)
+
     def close(self) -> None:
-        """Dispose of the engine's connections if the store made the engine."""
+        """Close the connections kept for lookups; dispose of the engine if the store made it."""
+        if self._kept_reads is not None:
+            self._kept_reads.close()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -688,6 +777,7 @@ class SQLStore(Store):
         with self._ddl_lock:
             with self.engine.connect() as conn:
                 counted = sa.inspect(conn).has_table(self.counters.counts.name)
+                grouped = sa.inspect(conn).has_table(self.groups.name)
             try:
                 self.table.metadata.create_all(self.engine, checkfirst=True)
             except sa_exc.DBAPIError:
@@ -698,6 +788,8 @@ class SQLStore(Store):
             self._add_missing_columns()
             if not counted:
                 self._rebuild_counters()
+            if not grouped:
+                self._rebuild_groups()
             self._table_ready = True
 
     def _ensure_counting(self) -> None:
@@ -706,6 +798,15 @@ class SQLStore(Store):
             return
         with self.engine.connect() as conn:
             self._counting = sa.inspect(conn).has_table(self.counters.counts.name)
+            self._grouping = sa.inspect(conn).has_table(self.groups.name)
+        if not self._grouping:
+            logger.warning(
+                "immortus: the SQL store's table %s has no groups' table %s: writes keep no "
+                "group counters and group reads fail; create it in a migration (see "
+                "immortus.stores.sql)",
+                self.table.name,
+                self.groups.name,
+            )
         if not self._counting:
             logger.warning(
                 "immortus: the SQL store's table %s has no counter table %s: writes keep no "
@@ -716,9 +817,11 @@ class SQLStore(Store):
             )
 
     def _flush(self, conn: Connection, pending: sql_counts.Pending) -> None:
-        """Write a transaction's counter changes, when the counter tables exist."""
+        """Write a transaction's counter changes, then its groups', when their tables exist."""
         if self._counting:
             pending.flush(conn, self.counters)
+        if pending.groups and self._grouping:
+            sql_groups.add(conn, self.groups, list(pending.groups.values()))
 
     def _rebuild_counters(self) -> None:
         """Fill the counters from the rows once (a table from before them): a write lock held.
@@ -737,6 +840,21 @@ class SQLStore(Store):
                     )
                     conn.exec_driver_sql(f"LOCK TABLE {name} IN EXCLUSIVE MODE")
                 sql_counts.rebuild(conn, self.table, self.counters, time.time())
+
+    def _rebuild_groups(self) -> None:
+        """Fill the groups' table from the rows once (a table from before groups).
+
+        On PostgreSQL the groups' table is locked first, so writers' changes wait for it.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(
+                isolation_level="READ COMMITTED" if not self._lock_by_writing else "SERIALIZABLE"
+            )
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    name = self.engine.dialect.identifier_preparer.format_table(self.groups)
+                    conn.exec_driver_sql(f"LOCK TABLE {name} IN EXCLUSIVE MODE")
+                sql_groups.rebuild(conn, self.table, self.groups)
 
     def _add_missing_columns(self) -> None:
         """Add the columns a table made by an older immortus lacks (:data:`_ADDED_COLUMNS`)."""
@@ -764,11 +882,15 @@ class SQLStore(Store):
         try:
             yield
         except sa_exc.SQLAlchemyError as exc:
-            if _unreachable(exc):
-                message = f"cannot reach the SQL store at {self._where}: {self._reason(exc)}"
-                raise StoreUnavailable(message) from exc
-            message = f"the SQL store at {self._where} failed: {self._reason(exc)}"
-            raise StoreError(message) from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sa_exc.SQLAlchemyError) -> StoreError:
+        """The error to raise for ``exc`` (chain it: ``raise ... from exc``)."""
+        if _unreachable(exc):
+            return StoreUnavailable(
+                f"cannot reach the SQL store at {self._where}: {self._reason(exc)}"
+            )
+        return StoreError(f"the SQL store at {self._where} failed: {self._reason(exc)}")
 
     def _reason(self, exc: sa_exc.SQLAlchemyError) -> str:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc

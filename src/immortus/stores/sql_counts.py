@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from immortus.status import State
 from immortus.stores.counting import DURATION_BOUNDS, ENDED_WINDOW, NO_CLASS, Change, Tally
+from immortus.stores.group_counts import GroupChange, merged
 
 __all__ = ["CounterTables", "Pending", "count_rows", "counter_tables", "read", "rebuild"]
 
@@ -73,9 +74,14 @@ class Pending:
         self.jobs: Counter[tuple[str, str]] = Counter()
         self.ended: Counter[tuple[int, str]] = Counter()
         self.durations: dict[int, tuple[int, float]] = {}
+        #: The group changes, merged per group (:mod:`immortus.stores.sql_groups` writes them).
+        self.groups: dict[str, GroupChange] = {}
 
     def add(self, done: Change) -> None:
         """Merge one write's change."""
+        for group in done.groups:
+            earlier = self.groups.get(group.group_id)
+            self.groups[group.group_id] = group if earlier is None else merged(earlier, group)
         for (job_class, state), number in done.jobs.items():
             self.jobs[job_class, state.value] += number
         for minute, state in done.ended:

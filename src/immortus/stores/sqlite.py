@@ -22,8 +22,10 @@
 - Layout version 2 added the ``alive_until`` column (workers' heartbeat leases), version 3 the
   ``seq`` column (below), version 4 the ``retry_at``, ``cancel_requested_at`` and ``history``
   columns, version 5 the dashboard's counter tables (:mod:`immortus.stores.sqlite_counts`),
-  changed in the transaction of every write and counted once from the rows on upgrade; an
-  older file is upgraded in place (``ALTER TABLE ... ADD COLUMN``) when a store first opens it.
+  changed in the transaction of every write and counted once from the rows on upgrade,
+  version 6 the ``group_id`` column and the groups' table
+  (:mod:`immortus.stores.sqlite_groups`), filled from the rows the same way; an older file is
+  upgraded in place (``ALTER TABLE ... ADD COLUMN``) when a store first opens it.
 - A job's history is a column of its row, rewritten in the transaction that records the event
   it tells, so it expires and is pruned with the row. Status reads do not select it.
 - Change tracking (:meth:`SQLiteStore.changes_since`): every write of a record sets its ``seq``
@@ -49,8 +51,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, Self
 
 from immortus.exceptions import ConfigurationError, InvalidInput, InvalidStoreURL, StoreUnavailable
+from immortus.groups import GroupStatus
 from immortus.status import HistoryEntry, JobStatus, State
-from immortus.stores import sqlite_counts
+from immortus.stores import sqlite_counts, sqlite_groups
 from immortus.stores.base import (
     DEFAULT_TTL,
     MAX_CHANGES,
@@ -62,6 +65,7 @@ from immortus.stores.base import (
     check_page_size,
 )
 from immortus.stores.counting import Change, Tally, change, gone
+from immortus.stores.group_counts import GroupChange, Member, group_gone, running_of
 from immortus.stores.records import (
     COLUMNS,
     LOST_ERROR_TYPE,
@@ -71,20 +75,22 @@ from immortus.stores.records import (
     cancel_request,
     changed,
     decode,
+    decode_read,
     encode,
     history_of,
     lease_of,
+    member_of,
     reap,
     revive,
 )
 from immortus.stores.urls import redact_url
 from immortus.transitions import Event
-from immortus.validation import check_job_id
+from immortus.validation import check_group_id, check_job_id
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 #: The table layout this module reads and writes, kept in the file's ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 #: Ids per ``get_many`` query: below 999, the smallest variable limit SQLite has shipped with.
 _CHUNK: Final = 900
 #: Rows per ``prune`` (and ``reap_lost``) transaction, so a large backlog never holds the write
@@ -99,13 +105,14 @@ _SCHEMA: Final = (
         progress_message TEXT, error_type TEXT, error_message TEXT, error_traceback TEXT,
         meta TEXT, enqueued_at REAL, started_at REAL, finished_at REAL, updated_at REAL,
         alive_until REAL, created REAL NOT NULL, expires REAL, retry_at REAL,
-        cancel_requested_at REAL, history TEXT, seq INTEGER
+        cancel_requested_at REAL, history TEXT, group_id TEXT, seq INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_listing ON immortus_jobs (created DESC, job_id DESC)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_state ON immortus_jobs (state, created, job_id)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_expiry ON immortus_jobs (expires)",
     "CREATE INDEX IF NOT EXISTS immortus_jobs_changes ON immortus_jobs (seq)",
     *sqlite_counts.SCHEMA,
+    *sqlite_groups.SCHEMA,
 )
 # Every statement is built from the constant column names above, never from user input.
 _SELECT: Final = f"SELECT {', '.join(READ_COLUMNS)} FROM immortus_jobs"  # noqa: S608
@@ -125,7 +132,8 @@ _TOP_SEQ: Final = "SELECT IFNULL(MAX(seq), 0) FROM immortus_jobs"
 _CHANGED: Final = "SELECT job_id, seq FROM immortus_jobs WHERE seq > ? ORDER BY seq LIMIT ?"
 _PRUNE: Final = (
     "DELETE FROM immortus_jobs WHERE rowid IN "
-    "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?) RETURNING job_class, state"
+    "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?) "
+    "RETURNING job_class, state, group_id, progress_current, progress_total"
 )
 #: The class and state of a job's row, expired or not (a new record replaces an expired one).
 #: A job's row, expired or not: a write takes an expired one off the counters as it replaces it.
@@ -141,6 +149,7 @@ _UPGRADES: Final = {
         "ALTER TABLE immortus_jobs ADD COLUMN history TEXT",
     ),
     4: (),  # the counters' tables: created with the schema, then filled from the rows once
+    5: ("ALTER TABLE immortus_jobs ADD COLUMN group_id TEXT",),  # and the groups' table, filled
 }
 # A started job whose lease ran out reads lost (records.lapse); the state filter agrees.
 _RUNNING: Final = "(state = 'started' AND (alive_until IS NULL OR alive_until > ?))"
@@ -237,7 +246,7 @@ def _row(row: Sequence[Any]) -> dict[str, Any]:
 
 def _decode(row: Sequence[Any], now: float) -> JobStatus:
     """The status a reader sees at ``now``, from a row of :data:`_SELECT`."""
-    return decode(dict(zip(READ_COLUMNS, row, strict=True)), now=now)
+    return decode_read(row, now)
 
 
 class SQLiteStore(Store):
@@ -261,6 +270,8 @@ class SQLiteStore(Store):
     keeps_history: ClassVar[bool] = True
     #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
     supports_counts: ClassVar[bool] = True
+    #: Keeps each group's counters as its members change (:mod:`immortus.groups`).
+    supports_groups: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -387,13 +398,17 @@ class SQLiteStore(Store):
             with self._in_use():
                 yield
         except sqlite3.Error as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if code is not None and code & 0xFF in _BUSY:
-                raise StoreUnavailable(
-                    f"the SQLite store {self.path} stayed locked by another connection for more "
-                    f"than {self.timeout:g} s ({exc})"
-                ) from exc
-            raise StoreUnavailable(f"cannot use the SQLite store {self.path}: {exc}") from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+        """The error to raise for a driver error (chain it: ``raise ... from exc``)."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _BUSY:
+            return StoreUnavailable(
+                f"the SQLite store {self.path} stayed locked by another connection for more "
+                f"than {self.timeout:g} s ({exc})"
+            )
+        return StoreUnavailable(f"cannot use the SQLite store {self.path}: {exc}")
 
     def _create_private_file(self) -> None:
         """Create the database file with mode 0600 unless it exists (its journals follow it)."""
@@ -429,6 +444,7 @@ class SQLiteStore(Store):
                     connection.execute(statement)
                 if version < SCHEMA_VERSION:
                     sqlite_counts.rebuild(connection, time.time())
+                    sqlite_groups.rebuild(connection)
                     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- the contract -------------------------------------------------------------------------
@@ -463,7 +479,8 @@ class SQLiteStore(Store):
                     return None
                 if expired is not None:
                     sqlite_counts.add(
-                        connection, gone(expired["job_class"], State(expired["state"]))
+                        connection,
+                        gone(expired["job_class"], State(expired["state"]), member_of(expired)),
                     )
                 self._write(connection, stored, outcome, now, before=current)
             return None if outcome.status is current else outcome.status  # else: a lease only
@@ -508,9 +525,12 @@ class SQLiteStore(Store):
         """
         check_job_id(job_id)
         now = time.time()
-        with self._translate():
-            row = self._connection().execute(_GET, (job_id, now)).fetchone()
-        return None if row is None else _decode(row, now)
+        try:  # what _translate does, inline: a context manager costs µs a call
+            with self._in_use():
+                row = self._connection().execute(_GET, (job_id, now)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return None if row is None else decode_read(row, now)
 
     def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
         """Return the job's history, oldest first; see :meth:`Store.history`.
@@ -694,10 +714,14 @@ class SQLiteStore(Store):
                 with _transaction(connection, "IMMEDIATE"):
                     deleted = connection.execute(_PRUNE, (moment, _PRUNE_BATCH)).fetchall()
                     removed: dict[tuple[str, State], int] = {}
-                    for job_class, state in deleted:
+                    left: list[GroupChange] = []
+                    for job_class, state, group_id, current, of in deleted:
                         for key, number in gone(job_class, State(state)).jobs.items():
                             removed[key] = removed.get(key, 0) + number
-                    sqlite_counts.add(connection, Change(removed))
+                        if group_id is not None:
+                            running = running_of(State(state), current, of)
+                            left.append(group_gone(Member(group_id, State(state), running)))
+                    sqlite_counts.add(connection, Change(removed, groups=tuple(left)))
                     if len(deleted) < _PRUNE_BATCH:
                         sqlite_counts.prune_ended(connection, time.time())
                 total += len(deleted)
@@ -716,6 +740,17 @@ class SQLiteStore(Store):
             connection = self._connection()
             with _transaction(connection, "DEFERRED"):
                 return sqlite_counts.read(connection, since)
+
+    def group(self, group_id: str) -> GroupStatus | None:
+        """Return the group's answer from its one row; see :meth:`Store.group`.
+
+        Raises:
+            InvalidInput: ``group_id`` is malformed (checked before any I/O).
+            StoreUnavailable: the file cannot be read.
+        """
+        check_group_id(group_id)
+        with self._translate():
+            return sqlite_groups.read(self._connection(), group_id)
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
         """Extend the running jobs' leases with one ``UPDATE`` per 900 ids, in one transaction.

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from immortus.status import State
+from immortus.stores import sqlite_groups
 from immortus.stores.counting import DURATION_BOUNDS, ENDED_WINDOW, NO_CLASS, Change, Tally
 
 __all__ = ["SCHEMA", "add", "prune_ended", "read", "rebuild"]
@@ -65,7 +66,10 @@ _REBUILD: Final = (
 
 
 def add(connection: sqlite3.Connection, done: Change) -> None:
-    """Apply one write's :class:`~immortus.stores.counting.Change`, in the caller's transaction."""
+    """Apply one write's :class:`~immortus.stores.counting.Change`, in the caller's transaction.
+
+    Its group changes go to the groups' table (:mod:`immortus.stores.sqlite_groups`).
+    """
     if done.jobs:
         connection.executemany(
             _ADD_JOBS, [(job_class, state.value, n) for (job_class, state), n in done.jobs.items()]
@@ -76,6 +80,8 @@ def add(connection: sqlite3.Connection, done: Change) -> None:
         )
     if done.durations:
         connection.executemany(_ADD_DURATION, done.durations)
+    if done.groups:
+        sqlite_groups.add(connection, done.groups)
 
 
 def rebuild(connection: sqlite3.Connection, now: float) -> None:
