@@ -16,7 +16,8 @@ To run against servers you already have instead, set ``IMMORTUS_TEST_REDIS_URL``
 wiped between tests, and whatever stops, kills or restarts the server then fails with
 :class:`ManagedServerRequiredError`.
 
-Modules: :mod:`~devservices.server` (what both servers share), :mod:`~devservices.redis_server`,
+Modules: :mod:`~devservices.server` (what the servers share), :mod:`~devservices.redis_server`,
+:mod:`~devservices.redis_cluster` (a six-node Redis Cluster),
 :mod:`~devservices.postgres_server`, :mod:`~devservices.net` (ports),
 :mod:`~devservices.processes` (waiting for, reading and ending the processes a caller starts).
 """
@@ -24,6 +25,7 @@ Modules: :mod:`~devservices.server` (what both servers share), :mod:`~devservice
 from devservices.net import HOST, free_port
 from devservices.postgres_server import PostgresServer, find_postgres_bindir
 from devservices.processes import end_process, pid_alive, tail, wait_until
+from devservices.redis_cluster import RedisClusterServer
 from devservices.redis_server import RedisServer
 from devservices.server import ManagedServerRequiredError, Server, ServiceError
 
@@ -31,6 +33,7 @@ __all__ = [
     "HOST",
     "ManagedServerRequiredError",
     "PostgresServer",
+    "RedisClusterServer",
     "RedisServer",
     "Server",
     "ServiceError",

@@ -1,10 +1,10 @@
 """The private servers as pytest fixtures: ``pytest_plugins = ("devservices.pytest_plugin",)``.
 
-``redis_server`` and ``postgres_server`` start a private server once per session, the first
-time a test asks for one. ``redis_url`` and ``postgres_url`` hand each test an empty database
-on it, restarting the server first if an earlier test left it stopped. Tests that use them are
-marked ``redis`` / ``postgresql`` (declare both markers), so ``-m "not postgresql"`` deselects
-them.
+``redis_server``, ``redis_cluster`` and ``postgres_server`` start a private server (or
+cluster) once per session, the first time a test asks for one. ``redis_url``,
+``redis_cluster_url`` and ``postgres_url`` hand each test an empty database on it, restarting
+whatever an earlier test left stopped. Tests that use them are marked ``redis`` /
+``postgresql`` (declare both markers), so ``-m "not postgresql"`` deselects them.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from collections.abc import Iterator
 import pytest
 
 from devservices.postgres_server import PostgresServer
+from devservices.redis_cluster import RedisClusterServer
 from devservices.redis_server import RedisServer
 
 #: The marker each service fixture gives the tests that use it.
 SERVICE_MARKERS = {
     "redis_server": "redis",
     "redis_url": "redis",
+    "redis_cluster": "redis",
+    "redis_cluster_url": "redis",
     "postgres_server": "postgresql",
     "postgres_url": "postgresql",
 }
@@ -47,6 +50,22 @@ def redis_url(redis_server: RedisServer) -> str:
     redis_server.ensure_running()
     redis_server.flushdb()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A private Redis Cluster for the session (or IMMORTUS_TEST_REDIS_CLUSTER_URL's)."""
+    with RedisClusterServer() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisClusterServer) -> str:
+    """``redis+cluster://`` URL of an empty cluster: nodes a test killed restarted, all flushed."""
+    if redis_cluster.managed:
+        redis_cluster.start()  # restarts the nodes that are down, waits until every slot is served
+    redis_cluster.flushall()
+    return redis_cluster.url
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 import devservices
 import tests.services
 from devservices import processes
+from devservices.redis_cluster import RedisClusterServer
 from tests.services import (
     ManagedServerRequiredError,
     PostgresServer,
@@ -197,6 +198,29 @@ def test_external_servers_cannot_be_controlled(monkeypatch: pytest.MonkeyPatch) 
             with pytest.raises(ManagedServerRequiredError, match="unset IMMORTUS_TEST_"):
                 action()
         server.close()  # leaves the external server alone
+
+
+def test_an_external_cluster_cannot_be_controlled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMMORTUS_TEST_REDIS_CLUSTER_URL", "redis+cluster://127.0.0.1:1")
+    cluster = RedisClusterServer()
+    assert cluster.url == "redis+cluster://127.0.0.1:1"
+    assert cluster.running
+    for action in (cluster.start, cluster.stop, cluster.kill):
+        with pytest.raises(ManagedServerRequiredError, match="unset IMMORTUS_TEST_REDIS_CLUSTER"):
+            action()
+    cluster.close()
+
+
+def test_a_cluster_node_killed_is_replaced_by_its_replica_then_rejoins(
+    redis_cluster: RedisClusterServer, redis_cluster_url: str
+) -> None:
+    primary = redis_cluster.primary_for("k")
+    (replica,) = redis_cluster.replicas_of(primary)
+    redis_cluster.kill_node(primary)
+    assert redis_cluster.wait_for_failover(primary, "k") is replica
+    redis_cluster.start()  # the killed node rejoins as the replica of its successor
+    assert redis_cluster.replicas_of(replica) == [primary]
+    assert redis_cluster.primary_for("k") is replica
 
 
 def test_missing_redis_binary_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,10 +10,11 @@ from immortus.stores.memory import MemoryStore
 from immortus.transitions import EventKind
 from tests.stores.contract import OpenStore, StoreContract, event
 from tests.stores.contract_counts import CountsContract
+from tests.stores.contract_groups import GroupsContract
 from tests.stores.contract_history import HistoryContract
 
 
-class TestMemoryStore(StoreContract, HistoryContract, CountsContract):
+class TestMemoryStore(StoreContract, HistoryContract, CountsContract, GroupsContract):
     @pytest.fixture
     def open_store(self) -> OpenStore:
         def open_store(*, ttl: float | timedelta | None = DEFAULT_TTL) -> MemoryStore:

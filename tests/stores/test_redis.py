@@ -27,6 +27,7 @@ from immortus.transitions import EventKind
 from tests.services import RedisServer, free_port
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
 from tests.stores.contract_counts import CountsContract, recount
+from tests.stores.contract_groups import GroupsContract
 from tests.stores.contract_history import PersistentHistoryContract
 from tests.support import import_error_without
 
@@ -37,8 +38,8 @@ class MakeStore(Protocol):
     ) -> RedisStore: ...
 
 
-@pytest.fixture
-def stores() -> Iterator[list[RedisStore]]:
+@pytest.fixture(name="stores")
+def opened_stores() -> Iterator[list[RedisStore]]:
     """Stores a test opened, closed when it ends (the contract does not close them all)."""
     opened: list[RedisStore] = []
     yield opened
@@ -64,7 +65,9 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
         yield raw
 
 
-class TestRedisStore(PersistentStoreContract, PersistentHistoryContract, CountsContract):
+class TestRedisStore(
+    PersistentStoreContract, PersistentHistoryContract, CountsContract, GroupsContract
+):
     @pytest.fixture
     def open_store(self, make: MakeStore) -> OpenStore:
         return make
@@ -223,6 +226,43 @@ def test_prune_counts_what_redis_expired(make: MakeStore, client: redis.Redis) -
     assert client.zcard("immortus:jobs") == 0
     assert client.zcard("immortus:state:started") == 0
     assert client.zcard("immortus:changes") == 0  # pruned ids leave the changes set too
+
+
+def test_groups_forget_members_redis_expired(make: MakeStore, client: redis.Redis) -> None:
+    store = make(ttl=0.05)
+    for index in range(3):
+        store.record(event(EventKind.STARTED, f"p{index}", group_id="g"))
+    store.record(event(EventKind.STARTED, "q", group_id="h"))
+    time.sleep(0.2)
+    assert client.hgetall("immortus:group:g")["started"] == "3"  # counted as stored: not pruned
+    store.record(event(EventKind.ENQUEUED, "q"))  # a new life of "q", in no group
+    assert store.group("h") is None
+    assert client.exists("immortus:group:h") == 0
+    assert store.prune() == 3
+    assert store.group("g") is None
+    assert client.exists("immortus:group:g") == 0
+    assert client.hkeys("immortus:grouped") == []
+
+
+def test_a_group_read_is_one_hgetall_at_any_size(make: MakeStore, client: redis.Redis) -> None:
+    store = make()
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name: int(value["calls"]) for name, value in stats.items()}
+
+    for size in (1, 300):
+        for n in range(size):
+            store.record(event(EventKind.STARTED, f"{size}-{n}", group_id=f"g{size}"))
+        before = calls()
+        answer = store.group(f"g{size}")
+        after = calls()
+        assert answer is not None
+        assert answer.total == size
+        changed = {name: after[name] - before.get(name, 0) for name in after}
+        assert {name: n for name, n in changed.items() if n and name != "cmdstat_info"} == {
+            "cmdstat_hgetall": 1
+        }
 
 
 def test_changes_are_numbered_inside_the_write_transaction(

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue
@@ -39,6 +40,7 @@ from immortus.transitions import EventKind
 from tests.services import PostgresServer, free_port
 from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
 from tests.stores.contract_counts import CountsContract, recount
+from tests.stores.contract_groups import GroupsContract
 from tests.stores.contract_history import PersistentHistoryContract
 
 
@@ -219,7 +221,7 @@ class SQLChecks:
 
 
 class TestSQLStoreOnPostgreSQL(
-    PersistentStoreContract, PersistentHistoryContract, CountsContract, SQLChecks
+    PersistentStoreContract, PersistentHistoryContract, CountsContract, GroupsContract, SQLChecks
 ):
     @pytest.fixture(params=["AUTOCOMMIT", "REPEATABLE READ", "SERIALIZABLE"])
     def isolation_level(self, request: pytest.FixtureRequest) -> str:
@@ -231,7 +233,7 @@ class TestSQLStoreOnPostgreSQL(
 
 
 class TestSQLStoreOnSQLite(
-    PersistentStoreContract, PersistentHistoryContract, CountsContract, SQLChecks
+    PersistentStoreContract, PersistentHistoryContract, CountsContract, GroupsContract, SQLChecks
 ):
     @pytest.fixture(params=["AUTOCOMMIT", "READ UNCOMMITTED"])
     def isolation_level(self, request: pytest.FixtureRequest) -> str:
@@ -425,6 +427,70 @@ def _hammer(url: str, worker: int, barrier: Barrier, results: Queue[tuple[int, b
         store.close()
 
 
+def test_32_writers_and_reapers_across_groups_count_exactly(postgres_url: str) -> None:
+    """Batches touching many groups (reaping) and single writes never deadlock or miscount."""
+    writers, each, groups = 32, 6, ("a", "b", "c", "d")
+    stores = [SQLStore(postgres_url) for _ in range(writers)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(writers)
+    lapsed = datetime.now(UTC) - timedelta(seconds=1)
+
+    def work(worker: int) -> None:
+        store = stores[worker]
+        try:
+            names = [f"w{worker}-{n}" for n in range(each)]
+            for n, job_id in enumerate(names):
+                group_id = groups[(worker + n) % len(groups)]  # each writer its own group order
+                store.record(
+                    event(EventKind.STARTED, job_id, group_id=group_id, alive_until=lapsed)
+                )
+            barrier.wait(timeout=60)
+            store.reap_lost()  # batches of many groups, locked in one order
+            for job_id in names[::2]:
+                store.record(event(EventKind.STARTED, job_id, attempt=2))
+                store.record(event(EventKind.FINISHED, job_id, attempt=2))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    try:
+        assert not errors, errors
+        answers = [stores[0].group(group_id) for group_id in groups]
+        assert all(answer is not None for answer in answers)
+        jobs = sum((Counter(answer.jobs) for answer in answers if answer), Counter())
+        assert jobs == {State.FINISHED: writers * each // 2, State.LOST: writers * each // 2}
+        assert all(answer.total == writers * each // 4 for answer in answers if answer)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_group_read_is_one_statement_on_one_row_at_any_size(postgres_url: str) -> None:
+    store = SQLStore(postgres_url)
+    try:
+        seen: list[str] = []
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        reads: list[list[str]] = []
+        for size in (1, 300):
+            for n in range(size):
+                store.record(event(EventKind.STARTED, f"{size}-{n}", group_id=f"g{size}"))
+            seen.clear()
+            answer = store.group(f"g{size}")
+            assert answer is not None
+            assert answer.total == size
+            reads.append([statement for statement in seen if statement.startswith("SELECT")])
+        assert reads[0] == reads[1]
+        assert len(reads[0]) == 1
+        assert "FROM immortus_jobs_groups" in reads[0][0]
+        assert "immortus_jobs " not in reads[0][0]  # never the members' rows
+    finally:
+        store.close()
+
+
 @pytest.mark.slow
 def test_writers_in_several_processes_lose_nothing(postgres_url: str) -> None:
     store = SQLStore(postgres_url)
@@ -467,7 +533,7 @@ def test_writers_in_several_processes_lose_nothing(postgres_url: str) -> None:
 def test_the_documented_ddl_makes_a_table_the_store_can_use(postgres_url: str) -> None:
     assert sql.__doc__ is not None
     statements = re.findall(r"^ {4}(CREATE [^;]+);", sql.__doc__, flags=re.MULTILINE)
-    assert len(statements) == 7
+    assert len(statements) == 8
     engine = sa.create_engine(postgres_url)
     try:
         with engine.begin() as conn:
@@ -520,7 +586,7 @@ def test_reads_use_indexes_not_sequential_scans(postgres_url: str) -> None:
             (s, p)
             for s, p in statements
             if s.startswith(("SELECT", "UPDATE", "DELETE"))
-            and not re.search(r"immortus_jobs_(counts|ended|durations)", s)  # a few rows each
+            and not re.search(r"immortus_jobs_(counts|ended|durations|groups)", s)  # keyed rows
         ]
         assert len(explained) == 14  # beat: the update, and the read of reaped jobs
         with store.engine.connect() as conn:

@@ -23,20 +23,24 @@ from immortus.exceptions import (
     InvalidStoreURL,
     StoreUnavailable,
 )
-from immortus.status import Progress, State
-from immortus.stores import open_store
+from immortus.groups import GroupStatus
+from immortus.status import JobError, Progress, State
+from immortus.stores import open_store, sqlite_counts, sqlite_groups
 from immortus.stores.base import DEFAULT_TTL
 from immortus.stores.records import COLUMNS
 from immortus.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from immortus.transitions import Event, EventKind
-from tests.stores.contract import OpenStore, PersistentStoreContract, event, known
+from tests.stores.contract import T0, OpenStore, PersistentStoreContract, at, event, known
 from tests.stores.contract_counts import CountsContract
+from tests.stores.contract_groups import GroupsContract
 from tests.stores.contract_history import PersistentHistoryContract
 
 SPAWN = multiprocessing.get_context("spawn")
 
 
-class TestSQLiteStore(PersistentStoreContract, PersistentHistoryContract, CountsContract):
+class TestSQLiteStore(
+    PersistentStoreContract, PersistentHistoryContract, CountsContract, GroupsContract
+):
     @pytest.fixture
     def open_store(self, tmp_path: Path) -> Iterator[OpenStore]:
         opened: list[SQLiteStore] = []
@@ -418,7 +422,52 @@ def test_a_version_4_file_gains_counters_rebuilt_from_its_rows(path: Path) -> No
         }
     finally:
         store.close()
-    assert _layout(path)[0] == SCHEMA_VERSION == 5
+    assert _layout(path)[0] == SCHEMA_VERSION == 6
+
+
+def test_a_version_5_file_gains_groups_in_place(path: Path) -> None:
+    _write_old_file(path, 4)
+    admin = raw(path)
+    for statement in sqlite_counts.SCHEMA:
+        admin.execute(statement)
+    admin.execute("PRAGMA user_version = 5")
+    admin.close()
+    store = SQLiteStore(path)
+    try:
+        assert known(store, "old").group_id is None
+        assert store.group("g") is None
+        store.record(event(EventKind.META, "old", meta={}, group_id="g"))
+        store.record(event(EventKind.FINISHED, "old"))
+        assert store.group("g") == GroupStatus.of("g", {State.FINISHED: 1}, updated_at=T0)
+    finally:
+        store.close()
+    version, names, _ = _layout(path)
+    assert (version, "group_id" in names) == (SCHEMA_VERSION, True)
+
+
+def test_rebuilding_the_groups_from_the_rows_gives_what_the_writes_kept(
+    store: SQLiteStore, path: Path
+) -> None:
+    half = Progress(current=1, total=2)
+    failure = JobError(type="ValueError", message="first")
+    store.record(event(EventKind.ENQUEUED, "a", group_id="g"))
+    store.record(event(EventKind.PROGRESS, "b", group_id="g", progress=half))
+    store.record(event(EventKind.FAILED, "c", group_id="g", error=failure, at=at(1)))
+    store.record(
+        event(
+            EventKind.FAILED, "d", group_id="g", error=JobError(type="X", message="later"), at=at(2)
+        )
+    )
+    store.record(event(EventKind.FINISHED, "e", group_id="other"))
+    kept = store.group("g"), store.group("other")
+    admin = raw(path)
+    admin.execute("BEGIN IMMEDIATE")
+    sqlite_groups.rebuild(admin)
+    admin.execute("COMMIT")
+    admin.close()
+    assert (store.group("g"), store.group("other")) == kept
+    assert kept[0] is not None
+    assert kept[0].first_error == failure
 
 
 def test_a_cursor_past_the_newest_change_means_assume_everything_changed(
