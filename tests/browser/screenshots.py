@@ -1,12 +1,14 @@
 """Take the widget's screenshots in docs/images: ``python -m tests.browser.screenshots``.
 
-One picture per state (light theme), the eight states in the dark theme, and the demo's page
-with its sample jobs running. Uses Debian's chromium; never downloads a browser.
+One picture per state (light theme), the eight states in the dark theme, the group card in
+four states, and the demo's page with its sample jobs running. ``--groups`` takes the group's
+pictures alone. Uses Debian's chromium; never downloads a browser.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -15,11 +17,10 @@ from playwright.sync_api import Browser, sync_playwright
 
 from immortus.demo.samples import SAMPLES
 from tests.browser.demo_process import running_demo
-from tests.browser.widget_bodies import STATES, bodies
+from tests.browser.widget_bodies import GROUP_STATES, SCRIPT, STATES, bodies, group_bodies
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "docs" / "images"
-SCRIPT = ROOT / "src" / "immortus" / "web" / "static" / "immortus.js"
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>widget</title>
 <style>body {{ margin: 0; padding: 16px; background: {background}; width: 560px; }}
 immortus-job + immortus-job {{ margin-top: 12px; }}</style></head><body></body></html>"""
@@ -61,6 +62,28 @@ def widget_pictures(browser: Browser) -> None:
         page.close()
 
 
+SHOW_GROUPS = """(bodies) => {
+    for (const body of bodies) {
+        const widget = document.createElement('immortus-group');
+        widget.id = body.status;
+        widget.setAttribute('label', 'Import the ledger');
+        document.body.append(widget);
+        widget.show(body);
+    }
+}"""
+
+
+def group_pictures(browser: Browser) -> None:
+    """widget-group-<state>.png for each state of :data:`GROUP_STATES`."""
+    page = browser.new_page(device_scale_factor=2)
+    page.set_content(PAGE.format(background="#f5f6f8"))
+    page.add_script_tag(path=str(SCRIPT))
+    page.evaluate(SHOW_GROUPS, group_bodies())
+    for state in GROUP_STATES:
+        page.locator(f"#{state}").screenshot(path=IMAGES / f"widget-group-{state}.png")
+    page.close()
+
+
 def demo_picture(browser: Browser) -> None:
     """demo.png: the demo's page with each sample started."""
     with running_demo() as url:
@@ -83,8 +106,12 @@ def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        widget_pictures(browser)
-        demo_picture(browser)
+        if "--groups" in sys.argv[1:]:
+            group_pictures(browser)
+        else:
+            widget_pictures(browser)
+            group_pictures(browser)
+            demo_picture(browser)
         browser.close()
 
 

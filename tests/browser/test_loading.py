@@ -13,7 +13,18 @@ from playwright.sync_api import Page
 from tests.browser.conftest import Harness, Site
 
 FAST = {"interval": 20}
-API = ["ImmortusError", "JobElement", "batch", "cancel", "create", "mount", "verify", "version"]
+API = [
+    "GroupElement",
+    "ImmortusError",
+    "JobElement",
+    "batch",
+    "cancel",
+    "create",
+    "mount",
+    "mountGroup",
+    "verify",
+    "version",
+]
 
 
 def test_the_classic_script_defines_only_the_immortus_global(page: Page, site: Site) -> None:
@@ -44,8 +55,9 @@ def test_the_es_module_exports_the_client(page: Page, site: Site) -> None:
                 && m.verify === m.Immortus.verify && m.batch === m.Immortus.batch
                 && m.ImmortusError === m.Immortus.ImmortusError && m.version === m.Immortus.version
                 && m.mount === m.Immortus.mount && m.JobElement === m.Immortus.JobElement
-                && m.cancel === m.Immortus.cancel
-                && m.JobElement === customElements.get('immortus-job');
+                && m.cancel === m.Immortus.cancel && m.mountGroup === m.Immortus.mountGroup
+                && m.JobElement === customElements.get('immortus-job')
+                && m.GroupElement === customElements.get('immortus-group');
         }"""
     )
     info = page.evaluate("() => window.moduleExports.create('/jobs', {kind: 'slow'})")

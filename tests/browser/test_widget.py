@@ -10,7 +10,7 @@ from playwright.sync_api import Page
 
 from tests.browser.conftest import TIMEOUT_MS, Harness, Site
 from tests.browser.sites.jobs import FAILURE_MESSAGE
-from tests.browser.widget_bodies import STATES, bodies
+from tests.browser.widget_bodies import STATES, bodies, show_bodies
 
 pytestmark = pytest.mark.parametrize("site", ["starlette"], indirect=True)
 
@@ -244,23 +244,15 @@ def test_the_fallback_text_shows_until_the_script_runs(page: Page) -> None:
 
 def show_every_state(page: Page, theme: str = "light") -> None:
     """A page with one widget per state, each shown a fixed body (no server involved)."""
-    page.set_content(
-        "<!doctype html><html lang=en><title>widgets</title><body><main><h1>Jobs</h1></main>"
-    )
-    page.add_script_tag(path=str(Path(__file__).parents[2] / "src/immortus/web/static/immortus.js"))
-    page.evaluate(
-        """([bodies, theme]) => {
-            for (const body of bodies) {
-                const element = document.createElement('immortus-job');
-                element.id = body.status;
-                element.setAttribute('label', 'Build the report');
-                element.setAttribute('theme', theme);
-                if (body.status === 'started') element.setAttribute('cancel-url', '/cancel');
-                document.querySelector('main').append(element);
-                element.show(body);
-            }
-        }""",
-        [bodies(), theme],
+    show_bodies(
+        page,
+        "immortus-job",
+        bodies(),
+        title="widgets",
+        heading="Jobs",
+        label="Build the report",
+        theme=theme,
+        cancel_url="/cancel",
     )
 
 

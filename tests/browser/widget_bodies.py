@@ -1,9 +1,33 @@
-"""A verify body for each of the eight states, as the widget tests and screenshots show them."""
+"""The bodies the widget tests and screenshots show: a job in each state, a group in four."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from immortus.groups import GroupStatus
+from immortus.status import JobError, State
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+#: The JavaScript client the pages load from disk.
+SCRIPT: Final = (
+    Path(__file__).resolve().parents[2] / "src" / "immortus" / "web" / "static" / "immortus.js"
+)
+# One element per body, in a page's <main>: labelled, themed, shown the body (no server).
+_SHOW: Final = """([tag, label, bodies, theme, cancelUrl]) => {
+    for (const body of bodies) {
+        const element = document.createElement(tag);
+        element.id = body.status;
+        element.setAttribute('label', label);
+        element.setAttribute('theme', theme);
+        if (cancelUrl && body.status === 'started') element.setAttribute('cancel-url', cancelUrl);
+        document.querySelector('main').append(element);
+        element.show(body);
+    }
+}"""
 
 #: Every state a job can be in, in the order the pages show them.
 STATES: Final = (
@@ -82,3 +106,51 @@ def bodies(now: datetime | None = None) -> list[dict[str, Any]]:
         body("lost", True, False, progress=progress(70, "page 70 of 100"), finished_at=_iso(now)),
         {**body("unknown", False, None), "attempts": 0, "enqueued_at": None, "started_at": None},
     ]
+
+
+#: The states a group's card is pictured in.
+GROUP_STATES: Final = ("created", "started", "finished", "failed")
+GROUP_ID: Final = "import-2026-q3"
+
+
+def group_bodies(now: datetime | None = None) -> list[dict[str, Any]]:
+    """One group body per state of :data:`GROUP_STATES`: 1 000 members, as a store answers."""
+    now = now or datetime.now(UTC)
+    error = JobError(type="imports.errors.BadRow", message="row 17: the date is not a date")
+
+    def body(jobs: dict[State, int], running: float = 0.0, failed: bool = False) -> Any:
+        found = GroupStatus.of(
+            GROUP_ID, jobs, running=running, first_error=error if failed else None, updated_at=now
+        )
+        return found.to_dict()
+
+    return [
+        body({State.CREATED: 1000}),
+        body(
+            {State.CREATED: 612, State.STARTED: 8, State.FINISHED: 379, State.FAILED: 1}, 3.5, True
+        ),
+        body({State.FINISHED: 1000}),
+        body({State.FINISHED: 994, State.FAILED: 4, State.CANCELLED: 2}, failed=True),
+    ]
+
+
+def show_bodies(
+    page: Page,
+    tag: str,
+    shown: list[dict[str, Any]],
+    *,
+    title: str,
+    heading: str,
+    label: str,
+    theme: str,
+    cancel_url: str | None = None,
+) -> None:
+    """A page with one ``tag`` element per body of ``shown``, each showing its body.
+
+    Each element's id is its body's status; the ``started`` one gets ``cancel_url``.
+    """
+    page.set_content(
+        f"<!doctype html><html lang=en><title>{title}</title><body><main><h1>{heading}</h1></main>"
+    )
+    page.add_script_tag(path=str(SCRIPT))
+    page.evaluate(_SHOW, [tag, label, shown, theme, cancel_url])

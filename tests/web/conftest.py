@@ -10,7 +10,7 @@ import pytest
 from immortus import JobStatus, config
 from immortus.exceptions import StoreUnavailable
 from immortus.stores.memory import MemoryStore
-from immortus.web import core
+from immortus.web import secured
 from tests.support import pristine_immortus
 
 
@@ -21,7 +21,7 @@ def fresh_immortus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     Nothing logged once per process yet. Without a secret key the routes serve nothing unless
     declared open: a test of that sets ``open_endpoints=False`` (or a secret key) itself.
     """
-    monkeypatch.setattr(core, "_logged", set())
+    monkeypatch.setattr(secured, "_logged", set())
     with pristine_immortus():
         config.configure(open_endpoints=True)
         yield

@@ -30,6 +30,7 @@ import immortus
 from immortus import JobError, JobStatus, Progress, config, lifecycle, web
 from immortus.stores.base import Store
 from immortus.web import MAX_BATCH, MAX_BATCH_BYTES, Verifier
+from tests.web.contract_groups import GroupsContract
 from tests.web.contract_jobs import JobsContract
 
 __all__ = [
@@ -160,10 +161,11 @@ class ContractFixtures:
         return Verifier(secret_key=SECRET)
 
 
-class HTTPContract(ContractFixtures, JobsContract):
+class HTTPContract(ContractFixtures, JobsContract, GroupsContract):
     """Every route as an HTTP client sees it; mixed into one class per adapter.
 
-    The multi-job stream and the cancel route are in :class:`JobsContract`.
+    The multi-job stream and the cancel route are in :class:`JobsContract`, groups in
+    :class:`GroupsContract`.
     """
 
     # -- verify one job --------------------------------------------------------------------

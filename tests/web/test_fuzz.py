@@ -59,6 +59,8 @@ OPERATIONS = sorted(
 #: The job the document's examples name; the tests create it, so examples reach a 200.
 EXAMPLE_ID: str = DOCUMENT["components"]["parameters"]["JobId"]["example"]
 EXAMPLE_CLASS: str = DOCUMENT["components"]["parameters"]["JobClass"]["example"]
+#: The group the document's examples name: the example job and the failed one.
+EXAMPLE_GROUP: str = DOCUMENT["components"]["parameters"]["GroupId"]["example"]
 
 CHECKS: list[CheckFunction] = [
     status_code_conformance,
@@ -126,7 +128,10 @@ def http() -> Iterator[requests.Session]:
 
 @pytest.fixture
 def example_job(tmp_path: Path) -> str:
-    """A SQLite store in ``tmp_path``; the document's example job, finished, with meta."""
+    """A SQLite store in ``tmp_path``; the document's example job, finished, with meta.
+
+    It and ``failed-job`` make up the document's example group.
+    """
     config.configure(store=f"sqlite:///{tmp_path / 'jobs.db'}", progress_interval=0)
 
     @immortus.track(name=EXAMPLE_CLASS)
@@ -141,6 +146,8 @@ def example_job(tmp_path: Path) -> str:
     lifecycle.job_failed(
         "failed-job", JobError(type="ValueError", message="bad row"), EXAMPLE_CLASS
     )
+    for job_id in (EXAMPLE_ID, "failed-job"):
+        immortus.add_to_group(EXAMPLE_GROUP, job_id, EXAMPLE_CLASS)
     return EXAMPLE_ID
 
 
@@ -191,6 +198,8 @@ def test_examples_are_answered_as_documented(
         )
     elif operation_id.startswith("cancel"):
         case = operation.Case(path_parameters=path, body={}, media_type="application/json")
+    elif operation_id == "group":
+        case = operation.Case(path_parameters={"group_id": EXAMPLE_GROUP})
     else:
         case = operation.Case(path_parameters=path)
     response = case.call(base_url=server_url, session=http, timeout=10)
@@ -206,6 +215,9 @@ def test_examples_are_answered_as_documented(
     if operation_id == "batch":
         statuses = [body["status"] for body in response.json()["jobs"]]
         assert statuses == ["finished", "failed", "unknown"]
+    if operation_id == "group":
+        group = response.json()
+        assert (group["status"], group["completed"], group["total"]) == ("failed", 2, 2)
 
 
 @pytest.mark.parametrize(("operation_id", "mode"), FUZZED)
@@ -261,7 +273,7 @@ def test_every_undocumented_method_is_a_json_405(
 ) -> None:
     """What the document's ``info`` says: any other method on a route is a 405 with ``Allow``."""
     for template, path_item in DOCUMENT["paths"].items():
-        path = template.format(job_id=EXAMPLE_ID, job_class=EXAMPLE_CLASS)
+        path = template.format(job_id=EXAMPLE_ID, job_class=EXAMPLE_CLASS, group_id=EXAMPLE_GROUP)
         documented = {method.upper() for method in path_item}
         for method in sorted(
             {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"} - documented

@@ -239,6 +239,50 @@ def test_a_subscription_group_wakes_on_any_member_and_leaves_the_feed(
     assert feed.subscribers == 0
 
 
+# -- groups on the stream -----------------------------------------------------------------
+
+
+def test_a_stream_of_groups_alone_follows_them_to_their_end(tracked: FaultyStore) -> None:
+    for job_id in ("a", "b"):
+        immortus.add_to_group("g", job_id, KIND)
+    asked = json.dumps({"jobs": [{"group_id": "g"}, {"group_id": "nobody"}]}).encode()
+    stream = Verifier(open_endpoints=True).stream_jobs(asked, content_type=JSON, **PACE)
+
+    def finish(seen: list[tuple[str, Any]]) -> None:
+        if len(seen) == 2:  # both first frames are in
+            for job_id in ("a", "b"):
+                threading.Thread(target=lifecycle.job_finished, args=(job_id, KIND)).start()
+
+    seen = follow(stream, finish)
+    assert seen[-1] == ("end", {})
+    assert statuses(seen)[:2] == [(0, 200, "created"), (1, 404, "unknown")]
+    assert statuses(seen)[-1] == (0, 200, "finished")
+    assert seen[-2][1]["body"]["completed"] == 2
+
+
+def test_an_async_stream_reads_its_groups_off_the_loop(tracked: FaultyStore) -> None:
+    immortus.add_to_group("g", "a", KIND)
+    asked = json.dumps({"jobs": [{"group_id": "g"}, {"job_id": "b", "job_class": KIND}]})
+
+    async def main() -> list[tuple[str, Any]]:
+        verifier = Verifier(open_endpoints=True)
+        stream = await verifier.astream_jobs(asked, content_type=JSON, **PACE)
+        seen: list[tuple[str, Any]] = []
+        async for chunk in stream.aframes():
+            seen += [item for item in events([chunk]) if item[0] != "comment"]
+            if len(seen) == 2:
+                for job_id in ("a", "b"):
+                    await asyncio.to_thread(lifecycle.job_finished, job_id, KIND)
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[-1] == ("end", {})
+    assert {(index, status) for index, _, status in statuses(seen)[-2:]} == {
+        (0, "finished"),
+        (1, "finished"),
+    }
+
+
 # -- cancel answers the core makes --------------------------------------------------------
 
 

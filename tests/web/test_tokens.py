@@ -363,3 +363,37 @@ def test_a_plain_token_is_what_parsing_the_query_gives(query: str) -> None:
     if found is not None:
         parsed = parse_qs(query, keep_blank_values=True).get("token", [""])
         assert [found] == parsed
+
+
+def test_a_group_token_opens_its_group_and_never_a_job(tokens: JobTokens) -> None:
+    group = tokens.sign_group("batch-1")
+    job = tokens.sign("batch-1")
+    assert tokens.check_group(group, "batch-1")
+    assert not tokens.check_group(group, "batch-2")
+    assert not tokens.check(group, "batch-1")  # a group's token opens no job of that id
+    assert not tokens.check_group(job, "batch-1")  # nor a job's token the group
+    assert tokens.check(job, "batch-1")
+    assert not tokens.check(group, "batch-1", "reports.build")
+
+
+def test_a_remembered_group_token_still_opens_no_job(tokens: JobTokens) -> None:
+    group = tokens.sign_group("batch-1", "alice")
+    assert tokens.check_group(group, "batch-1", "alice")  # now remembered
+    assert tokens.check_group(group, "batch-1", "alice")
+    assert not tokens.check(group, "batch-1", None, "alice")
+    assert not tokens.check_group(group, "batch-1", "bob")
+    assert not tokens.check_group(group, "batch-1")
+
+
+def test_a_group_token_expires(tokens: JobTokens, clock: Clock) -> None:
+    group = tokens.sign_group("batch-1")
+    assert tokens.check_group(group, "batch-1")
+    clock.now += 61
+    assert not tokens.check_group(group, "batch-1")
+
+
+def test_a_malformed_group_id_is_refused_at_signing(tokens: JobTokens) -> None:
+    with pytest.raises(InvalidInput):
+        tokens.sign_group("")
+    with pytest.raises(InvalidInput):
+        tokens.sign_group("batch-1", 7)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ adapters live in their own modules and import their framework there. See ``docs/
 """
 
 from immortus.web.batch import MAX_BATCH, MAX_BATCH_BYTES
-from immortus.web.core import Verifier, get_verifier, render_job
+from immortus.web.core import Verifier, get_verifier, render_group, render_job
 from immortus.web.multistream import MultiStreamResponse
 from immortus.web.responses import WebResponse
 from immortus.web.stream import StreamResponse
@@ -27,5 +27,6 @@ __all__ = [
     "Verifier",
     "WebResponse",
     "get_verifier",
+    "render_group",
     "render_job",
 ]

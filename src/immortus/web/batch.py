@@ -1,5 +1,8 @@
 """The batch verify request: ``{"jobs": [{"job_id", "job_class"?, "token"?}, ...]}``.
 
+An item may name a group instead of a job: ``{"group_id", "token"?}`` (never both ids); it is
+answered with the group's aggregate body (see :mod:`.groups`).
+
 It must be sent as ``application/json`` (:func:`is_json_media_type`): a browser sends a
 cross-origin ``POST`` of that type only after a CORS preflight the server never grants, while a
 ``text/plain`` one needs none. :func:`parse_batch` checks the whole envelope before anything is
@@ -13,13 +16,15 @@ import json
 from typing import Final, NamedTuple
 
 from immortus.exceptions import InvalidInput
-from immortus.validation import check_job_class, check_job_id
+from immortus.validation import check_group_id, check_job_class, check_job_id
 
 __all__ = [
     "JSON_MEDIA_TYPE",
     "MAX_BATCH",
     "MAX_BATCH_BYTES",
     "BatchItem",
+    "GroupItem",
+    "Item",
     "is_json_media_type",
     "parse_batch",
 ]
@@ -48,14 +53,26 @@ class BatchItem(NamedTuple):
     token: str | None
 
 
+class GroupItem(NamedTuple):
+    """One group of a batch request."""
+
+    group_id: str
+    token: str | None
+
+
+#: One item of a batch request: a job or a group.
+Item = BatchItem | GroupItem
+
+
 def parse_batch(
     body: bytes | bytearray | str, *, max_items: int = MAX_BATCH, max_bytes: int = MAX_BATCH_BYTES
-) -> list[BatchItem]:
-    """Return the jobs a batch body asks about, in order.
+) -> list[Item]:
+    """Return the jobs and groups a batch body asks about, in order.
 
     Raises:
         InvalidInput: the body is too large, not JSON, not of the documented shape, holds too
-            many jobs, or names a malformed job id or job class. The message says which.
+            many items, or names a malformed job id, job class or group id. The message says
+            which.
     """
     if not isinstance(body, bytes | bytearray | str):
         raise InvalidInput("the body must be JSON text")
@@ -75,10 +92,12 @@ def parse_batch(
     return [_item(index, job) for index, job in enumerate(jobs)]
 
 
-def _item(index: int, job: object) -> BatchItem:
+def _item(index: int, job: object) -> Item:
     where = f"jobs[{index}]"
     if not isinstance(job, dict):
         raise InvalidInput(f"{where} must be an object")
+    if "group_id" in job:
+        return _group(where, job)
     if "job_id" not in job:
         raise InvalidInput(f"{where}.job_id is missing")
     try:
@@ -91,7 +110,21 @@ def _item(index: int, job: object) -> BatchItem:
             check_job_class(job_class)
         except InvalidInput as exc:
             raise InvalidInput(f"{where}.job_class: {exc}") from None
-    token = job.get("token")
+    return BatchItem(job_id, job_class, _token(where, job))
+
+
+def _group(where: str, item: dict[str, object]) -> GroupItem:
+    if "job_id" in item:
+        raise InvalidInput(f"{where} names a job_id and a group_id: one or the other")
+    try:
+        group_id = check_group_id(item["group_id"])
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}.group_id: {exc}") from None
+    return GroupItem(group_id, _token(where, item))
+
+
+def _token(where: str, item: dict[str, object]) -> str | None:
+    token = item.get("token")
     if token is not None and not isinstance(token, str):
         raise InvalidInput(f"{where}.token must be a string")
-    return BatchItem(job_id, job_class, token)
+    return token

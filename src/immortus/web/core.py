@@ -1,4 +1,4 @@
-"""The framework-neutral web core: verify one job or a batch, stream jobs, render a job.
+"""The framework-neutral web core: verify one job, a group or a batch, stream them, render them.
 
 Every framework adapter is a thin translation: request → one :class:`Verifier` call → the
 answer's ``status``, ``headers`` and ``content()`` (or frames, for a stream); the routes are
@@ -30,6 +30,10 @@ unless the app declared them open (``immortus.configure(open_endpoints=True)``).
 An app may bind tokens to a *subject* (a user id, a session key): it passes the subject of the
 enqueuing request to :meth:`Verifier.render_job`, and the subject of each status request to the
 verify calls, and a token then opens its job only for the subject it was signed for.
+
+A group (:mod:`immortus.groups`) is answered by :meth:`Verifier.verify_group` and as an item of
+a batch or a multi-job stream, with its own token (:meth:`Verifier.render_group`); its codes
+are in :mod:`.groups`.
 """
 
 from __future__ import annotations
@@ -38,10 +42,8 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol, TypeVar
 
 from immortus import config, query
 from immortus.exceptions import (
@@ -51,14 +53,14 @@ from immortus.exceptions import (
     StrategyError,
     UntrackedJobClass,
 )
-from immortus.finder import find_strategy
-from immortus.queues import identify
 from immortus.status import JobStatus, State
 from immortus.validation import check_job_class, check_job_id
 from immortus.web.batch import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
     BatchItem,
+    GroupItem,
+    Item,
     is_json_media_type,
     parse_batch,
 )
@@ -69,10 +71,13 @@ from immortus.web.cancel import (
     parse_token,
     run_cancel,
 )
+from immortus.web.groups import GroupAnswers, read_group
 from immortus.web.multistream import MultiStreamResponse
 from immortus.web.options import wants_history
 from immortus.web.recent import RecentStatuses
+from immortus.web.render import JobRendering
 from immortus.web.responses import (
+    STORE_UNAVAILABLE,
     WebResponse,
     bad_request,
     error_body,
@@ -80,46 +85,27 @@ from immortus.web.responses import (
     unknown_job,
     unsupported_media_type,
 )
+from immortus.web.secured import NOT_SECURED, OPEN, log_once
 from immortus.web.stream import StreamResponse
 from immortus.web.stream_limits import StreamLimits, admit
 from immortus.web.tokens import JobTokens
+from immortus.web.twins import in_thread
 
-__all__ = ["JobResponder", "Verifier", "get_verifier", "job_responder", "render_job"]
+__all__ = [
+    "Verifier",
+    "get_verifier",
+    "render_group",
+    "render_job",
+]
 
 logger = logging.getLogger("immortus.web")
 
-_UNAVAILABLE = "the job store cannot be reached; try again later"
 _STRATEGY_FAILED = "the job's tracking strategy failed"
 _SERVER_FAILED = "the server could not answer"
-_ID_ATTRIBUTES = ("job_id", "id", "task_id", "message_id")
-#: What an unsecured route answers, and logs once per process.
-_NOT_SECURED = (
-    "the immortus routes have no secret key, so they serve nothing: set "
-    "immortus.configure(secret_key=...) to hand out job tokens, or declare the routes public "
-    "with immortus.configure(open_endpoints=True) (anyone who knows a job id may then read its "
-    "status)"
-)
-_OPEN = (
-    "immortus: the job status routes are open on purpose (open_endpoints=True, no secret_key): "
-    "anyone who knows a job id can read its status"
-)
-
-#: The messages already logged by this process (see :func:`_log_once`).
-_logged: set[str] = set()
-_logged_lock = threading.Lock()
 
 
-def _log_once(level: int, message: str) -> None:
-    """Log ``message`` at ``level`` the first time only, in this process."""
-    with _logged_lock:
-        if message in _logged:
-            return
-        _logged.add(message)
-    logger.log(level, message)
-
-
-class Verifier:
-    """Answers the verify, batch, stream and cancel requests, and renders jobs for the browser.
+class Verifier(GroupAnswers, JobRendering):
+    """Answers the verify, batch, stream, cancel and group requests; renders jobs and groups.
 
     ``secret_key`` signs job tokens and makes every request show one. Without it the verifier
     refuses every request (500, ``EndpointsNotSecured``, an error logged once per process)
@@ -166,7 +152,7 @@ class Verifier:
         #: Whether the routes serve: with a secret key, or declared open without one.
         self.secured = self.tokens is not None or open_endpoints is True
         if self.tokens is None and self.secured:
-            _log_once(logging.WARNING, _OPEN)
+            log_once(logging.WARNING, OPEN)
 
     @classmethod
     def from_config(
@@ -190,12 +176,12 @@ class Verifier:
             EndpointsNotSecured: no secret key, and the routes were not declared open.
         """
         if not self.secured:
-            raise EndpointsNotSecured(_NOT_SECURED)
+            raise EndpointsNotSecured(NOT_SECURED)
 
     def _not_secured(self, job_id: object) -> WebResponse:
         """The 500 of every request while the routes are not secured (logged once)."""
-        _log_once(logging.ERROR, f"immortus: {_NOT_SECURED}")
-        return WebResponse(500, error_body(job_id, "EndpointsNotSecured", _NOT_SECURED))
+        log_once(logging.ERROR, f"immortus: {NOT_SECURED}")
+        return WebResponse(500, error_body(job_id, "EndpointsNotSecured", NOT_SECURED))
 
     # -- one job -------------------------------------------------------------------------
 
@@ -328,7 +314,7 @@ class Verifier:
             return cls._unknown(job_id, job_class)
         if isinstance(exc, StoreUnavailable):
             logger.warning("immortus: cannot answer for job %r: %s", job_id, exc)
-            return WebResponse(503, error_body(job_id, "StoreUnavailable", _UNAVAILABLE))
+            return WebResponse(503, error_body(job_id, "StoreUnavailable", STORE_UNAVAILABLE))
         logger.error("immortus: cannot answer for job %r", job_id, exc_info=exc)
         if isinstance(exc, StrategyError):
             return WebResponse(500, error_body(job_id, "StrategyError", _STRATEGY_FAILED))
@@ -357,20 +343,11 @@ class Verifier:
             return items
         return self._batch(self._answer_items(items, subject))
 
-    async def averify_batch(
-        self,
-        body: bytes | bytearray | str,
-        *,
-        content_type: str | None,
-        subject: str | None = None,
-    ) -> WebResponse:
-        """Async twin of :meth:`verify_batch`; the strategies are asked in a worker thread."""
-        ask = partial(self.verify_batch, body, content_type=content_type, subject=subject)
-        return await asyncio.to_thread(ask)
+    averify_batch = in_thread(verify_batch)
 
     def _batch_items(
         self, body: bytes | bytearray | str, content_type: str | None
-    ) -> list[BatchItem] | WebResponse:
+    ) -> list[Item] | WebResponse:
         """The jobs a batch body asks about, or the 500, 415 or 400 refusing the whole body."""
         if not self.secured:
             return self._not_secured(None)
@@ -381,20 +358,36 @@ class Verifier:
         except InvalidInput as exc:
             return bad_request(None, str(exc))
 
-    def _answer_items(self, items: list[BatchItem], subject: str | None) -> list[WebResponse]:
-        """Each job's verify answer, in order: the known ones asked in one ``settle_many``."""
-        answers = [self._refusal(*item, subject) for item in items]
-        pending = [index for index, answer in enumerate(answers) if answer is None]
-        if pending:
-            asked = [(items[index].job_id, items[index].job_class) for index in pending]
+    def _answer_items(self, items: Sequence[Item], subject: str | None) -> list[WebResponse]:
+        """Each item's answer, in order: the known jobs asked in one ``settle_many``.
+
+        A group is read on its own (one store read each, whatever its size).
+        """
+        answers = [self._item_refusal(item, subject) for item in items]
+        jobs = [
+            (index, item)
+            for index, item in enumerate(items)
+            if answers[index] is None and isinstance(item, BatchItem)
+        ]
+        if jobs:
+            asked = [(item.job_id, item.job_class) for _, item in jobs]
             settled: Sequence[JobStatus | BaseException]
             try:
                 settled = query.settle_many(asked)
             except Exception as exc:  # noqa: BLE001  # the whole lookup failed
                 settled = [exc] * len(asked)
-            for index, outcome in zip(pending, settled, strict=True):
-                answers[index] = self._settled(items[index], outcome)
+            for (index, item), outcome in zip(jobs, settled, strict=True):
+                answers[index] = self._settled(item, outcome)
+        for index, asked_group in enumerate(items):
+            if answers[index] is None and isinstance(asked_group, GroupItem):
+                answers[index] = read_group(asked_group.group_id)
         return [answer for answer in answers if answer is not None]
+
+    def _item_refusal(self, item: Item, subject: str | None) -> WebResponse | None:
+        """:meth:`_refusal` of a job item, :meth:`group_refusal` of a group item."""
+        if isinstance(item, GroupItem):
+            return self.group_refusal(item.group_id, item.token, subject)
+        return self._refusal(*item, subject)
 
     def _settled(self, item: BatchItem, outcome: JobStatus | BaseException) -> WebResponse:
         if isinstance(outcome, BaseException):
@@ -492,36 +485,23 @@ class Verifier:
         firsts = self._answer_items(items, subject)
 
         def answer(index: int, outcome: JobStatus | BaseException) -> WebResponse:
-            return self._settled(items[index], outcome)
+            item = items[index]
+            assert isinstance(item, BatchItem)  # noqa: S101  # groups are read, not fed
+            return self._settled(item, outcome)
 
-        jobs = [(item.job_id, item.job_class) for item in items]
+        jobs = [
+            (item.job_id, item.job_class) if isinstance(item, BatchItem) else None for item in items
+        ]
+        groups = {
+            index: partial(read_group, item.group_id)
+            for index, item in enumerate(items)
+            if isinstance(item, GroupItem)
+        }
         pace = {"interval": interval, "heartbeat": heartbeat, "give_up_after": give_up_after}
-        stream = MultiStreamResponse(firsts, jobs, answer, **pace)
+        stream = MultiStreamResponse(firsts, jobs, answer, groups=groups, **pace)
         return _bounded(stream, limits, items[0].token if items else None, subject)
 
-    async def astream_jobs(
-        self,
-        body: bytes | bytearray | str,
-        *,
-        content_type: str | None,
-        subject: str | None = None,
-        interval: float = 0.05,
-        heartbeat: float = 15.0,
-        give_up_after: float = 60.0,
-        limits: StreamLimits | None = None,
-    ) -> StreamResponse:
-        """Async twin of :meth:`stream_jobs`: the first poll happens in a worker thread."""
-        ask = partial(
-            self.stream_jobs,
-            body,
-            content_type=content_type,
-            subject=subject,
-            interval=interval,
-            heartbeat=heartbeat,
-            give_up_after=give_up_after,
-            limits=limits,
-        )
-        return await asyncio.to_thread(ask)
+    astream_jobs = in_thread(stream_jobs)
 
     # -- cancel ----------------------------------------------------------------------------
 
@@ -558,72 +538,7 @@ class Verifier:
             return not_cancellable(job_id, str(done))
         return answer_cancellation(job_id, job_class, done)
 
-    async def acancel(
-        self,
-        job_id: str,
-        job_class: str | None = None,
-        *,
-        body: bytes | bytearray | str,
-        content_type: str | None,
-        subject: str | None = None,
-    ) -> WebResponse:
-        """Async twin of :meth:`cancel`: the job is cancelled in a worker thread."""
-        ask = partial(
-            self.cancel, job_id, job_class, body=body, content_type=content_type, subject=subject
-        )
-        return await asyncio.to_thread(ask)
-
-    # -- render ----------------------------------------------------------------------------
-
-    def render_job(
-        self, job: object, job_class: str | None = None, *, subject: str | None = None
-    ) -> WebResponse:
-        """Return what the browser needs to follow ``job``: ``{job_id, job_class[, token]}``.
-
-        The ``render_immortus`` of the Ruby gem immortus. ``job`` is a job id, a mapping with
-        ``job_id`` or ``id`` (and maybe ``job_class``), or a queue's job object: a Celery
-        ``AsyncResult``, an RQ ``Job``, a Django ``TaskResult``, a Huey or Dramatiq result
-        (:func:`immortus.queues.identify` reads its id and class), or any object with
-        ``job_id``, ``id``, ``task_id`` or ``message_id``. The job class is ``job_class`` when
-        given, else the mapping's or object's ``job_class``, else the queue's. The token is
-        bound to ``subject`` (the enqueuing request's user or session). Answers 500 ``{}`` (and
-        logs why) when ``job`` carries no usable job id, ``subject`` is not text, or the routes
-        are not secured.
-        """
-        if not self.secured:
-            _log_once(logging.ERROR, f"immortus: render_job: {_NOT_SECURED}")
-            return WebResponse(500, {})
-        found_id, found_class = _identify(job)
-        job_class = found_class if job_class is None else job_class
-        try:
-            job_id = check_job_id(found_id)
-            if job_class is not None:
-                check_job_class(job_class)
-            token = None if self.tokens is None else self.tokens.sign(job_id, job_class, subject)
-        except InvalidInput as exc:
-            logger.error(  # noqa: TRY400  # the caller's mistake: the message says it all
-                "immortus: render_job cannot render %s: %s", type(job).__name__, exc
-            )
-            return WebResponse(500, {})
-        if job_class is not None:
-            _warn_if_untracked(job_class)
-        body: dict[str, Any] = {"job_id": job_id, "job_class": job_class}
-        if token is not None:
-            body["token"] = token
-        return WebResponse(200, body)
-
-    def token_for(
-        self, job_id: str, job_class: str | None = None, *, subject: str | None = None
-    ) -> str | None:
-        """Return the token that opens ``job_id`` (under ``job_class``, for ``subject``).
-
-        ``None`` when the endpoints are open (no secret key).
-
-        Raises:
-            InvalidJobId, InvalidJobClass: a name is malformed.
-            InvalidInput: ``subject`` is neither text nor ``None``.
-        """
-        return None if self.tokens is None else self.tokens.sign(job_id, job_class, subject)
+    acancel = in_thread(cancel)
 
 
 def _bounded(
@@ -631,44 +546,6 @@ def _bounded(
 ) -> StreamResponse:
     """``stream`` admitted under ``limits`` (or as it is without limits)."""
     return stream if limits is None else admit(stream, limits, token=token, subject=subject)
-
-
-def _identify(job: object) -> tuple[object, str | None]:
-    """Return the job id (unchecked) and the job class (or ``None``) ``job`` carries."""
-    if isinstance(job, str):
-        return job, None
-    if isinstance(job, Mapping):
-        given = job.get("job_id")
-        given = job.get("id") if given is None else given
-        kind = job.get("job_class")
-        return _id_text(given), kind if isinstance(kind, str) else None
-    queue_id, queue_class = identify(job)
-    found: object = queue_id
-    if found is None:
-        found = next(
-            (value for name in _ID_ATTRIBUTES if (value := getattr(job, name, None)) is not None),
-            None,
-        )
-    kind = getattr(job, "job_class", None)
-    return _id_text(found), kind if isinstance(kind, str) else queue_class
-
-
-def _id_text(found: object) -> object:
-    return str(found) if isinstance(found, uuid.UUID) or type(found) is int else found
-
-
-def _warn_if_untracked(job_class: str) -> None:
-    """Warn when verify will answer 404 for every job of ``job_class`` (nothing answers for it)."""
-    try:
-        find_strategy(job_class)
-    except UntrackedJobClass:
-        logger.warning(
-            "immortus: render_job(job_class=%r): that job class is not tracked and no global "
-            "strategy is configured, so verify will answer 404; declare it with @immortus.track",
-            job_class,
-        )
-    except Exception:  # noqa: BLE001, S110  # verify reports any other problem when asked
-        pass
 
 
 _lock = threading.Lock()
@@ -710,42 +587,8 @@ def render_job(
     return (verifier or get_verifier()).render_job(job, job_class, subject=subject)
 
 
-Answer = TypeVar("Answer")
-Answer_co = TypeVar("Answer_co", covariant=True)
-
-
-class JobResponder(Protocol[Answer_co]):
-    """An adapter's ``render_job_response``: :func:`render_job` in the framework's response."""
-
-    def __call__(
-        self,
-        job: object,
-        job_class: str | None = None,
-        *,
-        verifier: Verifier | None = None,
-        subject: str | None = None,
-    ) -> Answer_co:
-        """Return the framework's response of :func:`render_job` for ``job``."""
-        ...
-
-
-def job_responder(convert: Callable[[WebResponse], Answer], note: str) -> JobResponder[Answer]:
-    """Return the ``render_job_response`` of an adapter whose responses ``convert`` makes.
-
-    ``note`` ends its docstring: what a view of that framework passes as ``subject``.
-    """
-
-    def render_job_response(
-        job: object,
-        job_class: str | None = None,
-        *,
-        verifier: Verifier | None = None,
-        subject: str | None = None,
-    ) -> Answer:
-        return convert(render_job(job, job_class, subject=subject, verifier=verifier))
-
-    render_job_response.__doc__ = (
-        ":func:`immortus.web.render_job` as a response, for an enqueue view: "
-        f"``{{job_id, job_class[, token]}}``, or 500 ``{{}}``.\n\n{note}"
-    )
-    return render_job_response
+def render_group(
+    group_id: object, *, subject: str | None = None, verifier: Verifier | None = None
+) -> WebResponse:
+    """:meth:`Verifier.render_group` of ``verifier``, by default the current settings' one."""
+    return (verifier or get_verifier()).render_group(group_id, subject=subject)

@@ -10,25 +10,35 @@ subscribers of a job whose answer changed (a different ``JobStatus``, or another
 each subscriber then takes the new answer and decides what to send. So the streams cost one
 query per tick in all, not one per stream, and nothing per stream while their job is quiet.
 
-- It re-reads what changed. The jobs of a plain store strategy (exactly
-  :class:`~immortus.StoreStrategy`, whose answer is the store's record and nothing else) are
-  grouped by store; at each tick the feed asks each store what was written since its cursor
-  (:meth:`~immortus.stores.base.Store.changes_since`) and reads only its followed jobs among
-  those records (all of them when the store cannot tell). So a tick costs one cheap question
-  per store plus the changed records, not every followed record. Some changes come with no
-  write: a lease that lapses (the job reads ``lost``), a record that expires; so every
-  :data:`FULL_REREAD` seconds the feed reads all of a store's jobs anyway. A job the feed has
+- It re-reads what changed. A strategy may name where its answers announce their changes
+  (:meth:`~immortus.TrackingStrategy.changes`: the store strategy names its store's
+  :class:`~immortus.strategy.ChangeSource`). The jobs are grouped by source; at each tick the
+  feed asks each source what was written since its cursor and reads only its followed jobs
+  among those records (all of them when the source cannot tell). So a tick costs one cheap
+  question per source plus the changed records, not every followed record. Some changes come
+  with no write: a lease that lapses (the job reads ``lost``), a record that expires; so every
+  :data:`FULL_REREAD` seconds the feed reads all of a source's jobs anyway. A job the feed has
   no status for yet (a new subscriber's) or whose last answer was an error is read at every
-  tick. Jobs of any other strategy (a queue's, which also asks the queue, or a custom one) are
-  read at every tick.
+  tick. Jobs of a strategy with no source (a queue's, which also asks the queue, or a custom
+  one) are read at every tick.
+- It waits for a push where the store has one (Redis pub/sub, PostgreSQL ``LISTEN``; see
+  :mod:`immortus.stores.notify`). When every job followed is a source's that pushes, and the
+  push is live, the feed does not tick: it waits for a write's notice, or for the next full
+  re-read, so an idle process asks its store nothing between two full re-reads. A notice is
+  only a hint (the cursor still decides what is read), and while the push is down the feed
+  ticks as without it, so no write is missed. Many notices still make at most one read per
+  tick. The feed holds its watches while it runs (the listener's one connection per process
+  is shared by every feed), and lets them go when its thread ends. ``push=False`` (or
+  ``IMMORTUS_PUSH=off`` in the environment, for the shared feeds) ticks always.
 - It asks the strategy, not the store: a custom strategy is followed as it is verified.
 - Subscribers wait on a ``threading.Event`` (WSGI: the server's thread blocks) or on a future of
   their event loop (ASGI: nothing blocks the loop; the feed wakes each loop once per tick, with
   ``call_soon_threadsafe``, however many of its streams changed). Store I/O happens only on the
   feed's thread.
-- The thread starts with the first subscriber and ends once the last one has left, so an idle
-  process polls nothing. A subscriber leaves with :meth:`Subscription.close` (streams do when
-  they end, and when their client leaves: the server closes their generator).
+- The thread starts with the first subscriber and ends once the last one has left, so a
+  process that follows no job polls nothing and holds no subscription. A subscriber leaves
+  with :meth:`Subscription.close` (streams do when they end, and when their client leaves:
+  the server closes their generator).
 - When every job read at a tick failed with :class:`~immortus.exceptions.StoreUnavailable`
   (a tick that read nothing is no failure), the next tick waits twice as long, up to
   :data:`MAX_BACKOFF`; any answer, or a new subscriber, brings the pace back to ``tick``.
@@ -40,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 import time
@@ -51,21 +62,21 @@ from immortus import query
 from immortus.exceptions import StoreUnavailable
 from immortus.finder import find_strategy
 from immortus.status import JobStatus
-from immortus.store_strategy import StoreStrategy
-from immortus.stores.base import Store
+from immortus.strategy import ChangeSource, Watch
 
 __all__ = [
     "DEFAULT_TICK",
     "FULL_REREAD",
     "MAX_BACKOFF",
+    "PUSH_ENV",
     "ChangeFeed",
     "JobRef",
     "Outcome",
     "Subscription",
     "SubscriptionGroup",
     "backoff",
+    "change_source",
     "feed_for",
-    "plain_store",
 ]
 
 logger = logging.getLogger("immortus.web")
@@ -77,6 +88,9 @@ MAX_BACKOFF: Final = 10.0
 #: Seconds between two reads of every job a feed follows through its store's changes: what
 #: changes without a write (a lapsed lease, an expired record) shows within this plus a tick.
 FULL_REREAD: Final = 1.0
+#: The environment variable that turns push off for the shared feeds (:func:`feed_for`) with
+#: ``off``: they then tick even when their store can push.
+PUSH_ENV: Final = "IMMORTUS_PUSH"
 
 
 #: One job to follow: ``(job_id, job_class or None)``.
@@ -126,28 +140,52 @@ _Item = tuple[JobRef, _Job]
 
 
 class _Following:
-    """One store whose jobs the feed follows through :meth:`Store.changes_since`."""
+    """One change source whose jobs the feed follows, and the feed's watch on its push."""
 
-    __slots__ = ("cursor", "due", "store")
+    __slots__ = ("cursor", "due", "source", "watch", "watched")
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, source: ChangeSource) -> None:
+        self.source = source
         self.cursor: int | None = None  # None: not following (yet, or since a failure)
         self.due = 0.0  # when (time.monotonic) every job must be read again
+        self.watch: Watch | None = None
+        self.watched = False  # whether the source was asked for a watch
+
+    def start_watching(self, wake: Callable[[], None]) -> None:
+        """Ask the source to push (once); a source that cannot, or fails to, is polled."""
+        if self.watched:
+            return
+        self.watched = True
+        try:
+            self.watch = self.source.watch(wake)
+        except Exception:  # a source's bug must not stop the feed: it is polled instead
+            logger.exception("immortus: %r could not push its changes", self.source)
+
+    @property
+    def pushing(self) -> bool:
+        """Whether a write to the source wakes the feed now."""
+        return self.watch is not None and self.watch.live
+
+    def release(self) -> None:
+        """Stop watching the source (its listener lets its connection go with its last watch)."""
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
 
     def pick(self, items: list[_Item], now: float, period: float) -> list[_Item]:
         """Return the items to read at this tick: the changed ones, or all of them when due.
 
-        Asks the store before anyone reads, so a write landing after the question is named by
-        the next one. A store that fails to answer has all its jobs read (their read reports the
-        failure as it would without change tracking), and is followed afresh at the next tick.
+        Asks the source before anyone reads, so a write landing after the question is named by
+        the next one. A source that fails to answer has all its jobs read (their read reports
+        the failure as it would without change tracking), and is followed afresh at the next
+        tick.
         """
         starting = self.cursor is None
         try:
-            self.cursor, changed = self.store.changes_since(self.cursor)
-        except Exception as exc:  # a broken store is read in full instead
+            self.cursor, changed = self.source.changes_since(self.cursor)
+        except Exception as exc:  # a broken source is read in full instead
             if not isinstance(exc, StoreUnavailable):
-                logger.debug("immortus: %r could not name its changes", self.store, exc_info=True)
+                logger.debug("immortus: %r could not name its changes", self.source, exc_info=True)
             self.cursor, changed = None, None
         if starting or changed is None or now >= self.due:
             self.due = now + period
@@ -159,20 +197,17 @@ class _Following:
         ]
 
 
-def plain_store(job_class: str | None) -> Store | None:
-    """The store answering for ``job_class`` alone, or ``None`` if anything else answers.
+def change_source(job_class: str | None) -> ChangeSource | None:
+    """Where the answers for ``job_class`` announce their changes (``None``: nowhere).
 
-    Only exactly :class:`StoreStrategy` qualifies: a subclass (such as a queue's strategy) may
-    consult more than the store. A class whose strategy cannot be found is read at every tick,
+    Asks the class's strategy (:meth:`~immortus.TrackingStrategy.changes`). A class whose
+    strategy cannot be found, or fails to answer, has none: its jobs are read at every tick,
     where the read reports why.
     """
     try:
-        target = find_strategy(job_class).hook_target
-        if type(target) is StoreStrategy:
-            return target.store
+        return find_strategy(job_class).changes()
     except Exception:  # noqa: BLE001  # the tick's read reports it, job by job
         return None
-    return None
 
 
 class Subscription:
@@ -366,10 +401,11 @@ class ChangeFeed:
 
     ``settle`` answers a list of jobs in one go (by default :func:`immortus.query.settle_many`,
     which resolves each job's strategy at every tick, so re-configuring takes effect). With
-    ``follow_changes`` (the default) a tick asks only about the jobs of a plain store strategy
-    whose records changed, plus every ``full_reread`` seconds all of them; without, every job at
-    every tick. See the module docstring for the thread, the changes, the wake-ups and the
-    back-off.
+    ``follow_changes`` (the default) a tick asks only about the jobs of a change source whose
+    records changed, plus every ``full_reread`` seconds all of them; without, every job at
+    every tick. With ``push`` (the default) it waits for the notices of a source that pushes
+    instead of ticking. See the module docstring for the thread, the changes, the push, the
+    wake-ups and the back-off.
 
     Raises:
         ValueError: ``tick`` is not a positive number of seconds.
@@ -383,6 +419,7 @@ class ChangeFeed:
         max_backoff: float = MAX_BACKOFF,
         follow_changes: bool = True,
         full_reread: float = FULL_REREAD,
+        push: bool = True,
     ) -> None:
         if not tick > 0:
             raise ValueError(f"tick must be a positive number of seconds, not {tick!r}")
@@ -390,6 +427,7 @@ class ChangeFeed:
         self.max_backoff = max(tick, max_backoff)
         self.follow_changes = follow_changes
         self.full_reread = full_reread
+        self.push = push
         self._settle = settle
         #: Polls (ticks) made since the feed was created, at most one ``settle`` call each.
         self.polls = 0
@@ -404,7 +442,8 @@ class ChangeFeed:
         self._backing_off = False
         self._joined = 0  # subscriptions made so far: the thread sees who came during a poll
         self._nudge = threading.Event()  # cuts a back-off short, or lets an idle thread end
-        self._following: dict[int, _Following] = {}  # by id(store); the thread's own
+        self._following: dict[int, _Following] = {}  # by id(source); the thread's own
+        self._notified = False  # whether a push's notice came since the last poll began
 
     def __repr__(self) -> str:
         return f"<ChangeFeed tick={self.tick:g}s jobs={len(self._jobs)}>"
@@ -454,8 +493,7 @@ class ChangeFeed:
                     target=self._run, name=f"immortus-feed-{self.tick:g}s", daemon=True
                 )
                 self._thread.start()
-            if self._backing_off:
-                self._nudge.set()  # a new subscriber brings the feed back to its pace
+            self._nudge.set()  # a newcomer is read at the next tick, not after a quiet wait
         return subscription
 
     def _leave(self, subscription: Subscription) -> None:
@@ -477,10 +515,15 @@ class ChangeFeed:
             with self._lock:
                 if not self._jobs:
                     self._thread = None
-                    return
+                    following, self._following = self._following, {}
+                    break
                 jobs = list(self._jobs.items())
                 joined = self._joined
-            asked = self._wanted(jobs) if self.follow_changes else jobs
+            started = time.monotonic()
+            self._notified = False  # a notice from now on is news for the next poll
+            asked, quiet_until = (
+                self._wanted(jobs, started) if self.follow_changes else (jobs, None)
+            )
             outcomes = self._poll([key for key, _ in asked])
             try:
                 self._publish(asked, outcomes)
@@ -493,34 +536,79 @@ class ChangeFeed:
                 newcomers = self._joined != joined
             if failures and newcomers:
                 failures = 0  # someone came during the poll: no back-off for them
-            elif self._nudge.wait(backoff(self.tick, failures, self.max_backoff)):
+                continue
+            pause = backoff(self.tick, failures, self.max_backoff)
+            if (
+                not failures
+                and quiet_until is not None
+                and all(isinstance(state.latest[1], JobStatus) for _, state in jobs)
+            ):
+                pause = max(pause, quiet_until - time.monotonic())  # pushed: no need to tick
+            if self._nudge.wait(pause):
                 self._nudge.clear()
                 failures = 0
+                self._rest_after_push(started, joined)
+        for follow in following.values():
+            follow.release()
 
-    def _wanted(self, jobs: list[_Item]) -> list[_Item]:
-        """The jobs to read at this tick: see the module docstring (it re-reads what changed)."""
-        now = time.monotonic()
+    def _on_notice(self) -> None:
+        """A source's push (any thread): wake the feed once per poll, however many notices."""
+        if not self._notified:
+            self._notified = True
+            self._nudge.set()
+
+    def _rest_after_push(self, started: float, joined: int) -> None:
+        """After a push's notice, wait out the tick begun at ``started``: one poll per tick.
+
+        A newcomer (one more subscription than ``joined``), or the last subscriber leaving,
+        cuts the wait short; more notices do not.
+        """
+        while True:
+            with self._lock:
+                if self._joined != joined or not self._jobs:
+                    return
+            rest = started + self.tick - time.monotonic()
+            if rest <= 0:
+                return
+            if self._nudge.wait(rest):
+                self._nudge.clear()
+
+    def _wanted(self, jobs: list[_Item], now: float) -> tuple[list[_Item], float | None]:
+        """The jobs to read at this tick (see the module docstring: it re-reads what changed).
+
+        Also returns until when the feed may wait for a push instead of ticking: the next full
+        re-read, when every job is a pushing source's; ``None`` when it must tick.
+        """
         wanted: list[_Item] = []
-        stores: dict[str | None, Store | None] = {}
-        groups: dict[int, tuple[Store, list[_Item]]] = {}
+        sources: dict[str | None, ChangeSource | None] = {}
+        groups: dict[int, tuple[ChangeSource, list[_Item]]] = {}
         for item in jobs:
             job_class = item[0][1]
-            if job_class not in stores:
-                stores[job_class] = plain_store(job_class)
-            store = stores[job_class]
-            if store is None:
+            if job_class not in sources:
+                sources[job_class] = change_source(job_class)
+            source = sources[job_class]
+            if source is None:
                 wanted.append(item)
             else:
-                groups.setdefault(id(store), (store, []))[1].append(item)
+                groups.setdefault(id(source), (source, []))[1].append(item)
+        quiet_until: float | None = math.inf if groups and not wanted else None
         following: dict[int, _Following] = {}
-        for key, (store, items) in groups.items():
-            follow = self._following.get(key)
-            if follow is None or follow.store is not store:
-                follow = _Following(store)
+        for key, (source, items) in groups.items():
+            follow = self._following.pop(key, None)
+            if follow is None or follow.source is not source:
+                if follow is not None:
+                    follow.release()
+                follow = _Following(source)
             following[key] = follow
+            if self.push:
+                follow.start_watching(self._on_notice)
             wanted.extend(follow.pick(items, now, self.full_reread))
-        self._following = following  # stores nobody follows any more are let go
-        return wanted
+            if quiet_until is not None:
+                quiet_until = min(quiet_until, follow.due) if follow.pushing else None
+        for follow in self._following.values():  # sources nobody follows any more are let go
+            follow.release()
+        self._following = following
+        return wanted, quiet_until
 
     def _poll(self, keys: list[JobRef]) -> Sequence[Outcome]:
         """One ``settle`` call for ``keys`` (none if empty); a failure is every job's outcome."""
@@ -574,7 +662,8 @@ def feed_for(tick: float = DEFAULT_TICK) -> ChangeFeed:
     with _feeds_lock:
         feed = _feeds.get(tick)
         if feed is None:
-            feed = _feeds[tick] = ChangeFeed(tick)
+            push = os.environ.get(PUSH_ENV, "").strip().lower() not in ("off", "0", "false", "no")
+            feed = _feeds[tick] = ChangeFeed(tick, push=push)
         return feed
 
 

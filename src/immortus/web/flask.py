@@ -10,7 +10,7 @@ stream waits in that thread for the change feed (:mod:`immortus.web.feed`) to re
 changes, until the job is completed or the client leaves.
 
 The routes are those of :data:`immortus.web.routes.ROUTES` (verify, batch, streams, cancel,
-the script).
+groups, the script).
 
 The token travels as the ``token`` query parameter. ``subject`` binds tokens to a user or
 session (see ``docs/flask.md``). Another method on a route (``HEAD`` and
@@ -28,8 +28,9 @@ from functools import partial
 from typing import Any, Final
 
 from immortus.exceptions import MissingDependency
-from immortus.web.core import JobResponder, Verifier, get_verifier, job_responder
+from immortus.web.core import Verifier, get_verifier
 from immortus.web.options import read_query
+from immortus.web.responders import JobResponder, job_responder
 from immortus.web.responses import WebResponse, method_not_allowed, not_found
 from immortus.web.routes import ROUTES, Route, read_capped
 from immortus.web.script import (
@@ -153,6 +154,7 @@ class _Views:
             "stream": self.stream,
             "stream_jobs": self.stream_jobs,
             "cancel": self.cancel,
+            "group": self.group,
         }
         return partial(views[route.operation], route)
 
@@ -200,6 +202,11 @@ class _Views:
         )
         return _respond(answer)
 
+    def group(self, route: Route, group_id: str) -> Response:
+        """``GET groups/{group_id}``: the group's aggregate body."""
+        answer = self._get().verify_group(group_id, _token(), subject=self._subject())
+        return _respond(answer)
+
     def script(self, name: str) -> _View:
         """``GET immortus.js`` / ``immortus.mjs``: the file ``name``, or a JSON 404 if missing."""
 
@@ -238,8 +245,8 @@ def immortus_blueprint(
     :data:`~immortus.web.stream_limits.WSGI_LIMITS`: 2 per process, each holding a thread).
     The endpoints are named after :data:`~immortus.web.routes.ROUTES` (``{name}.verify``,
     ``{name}.verify_class``, ``{name}.batch``, ``{name}.stream``, ``{name}.stream_class``,
-    ``{name}.stream_jobs``, ``{name}.cancel``, ``{name}.cancel_class``, ``{name}.script``,
-    ``{name}.module``) for ``url_for``: to mount
+    ``{name}.stream_jobs``, ``{name}.cancel``, ``{name}.cancel_class``, ``{name}.group``,
+    ``{name}.script``, ``{name}.module``) for ``url_for``: to mount
     the routes twice, make two blueprints with two names. A path under a non-empty prefix that
     is no route answers immortus's JSON 404; with ``prefix=""`` the app keeps its own 404.
 

@@ -1,4 +1,4 @@
-"""The widget in Jinja2 templates (Flask, Starlette, FastAPI): two template globals.
+"""The widgets in Jinja2 templates (Flask, Starlette, FastAPI): three template globals.
 
     from immortus.web.jinja import install
 
@@ -7,9 +7,12 @@
 
     {{ immortus_script() }}
     {{ immortus_job(job, label="Quarterly report") }}
+    {{ immortus_group(batch.group_id, label="Import") }}
 
 ``immortus_job(job, job_class=None, *, label=None, verify_url=None, cancel_url=None,
-subject=...)`` is :func:`immortus.web.widget.render_widget`; ``immortus_script()`` is
+subject=...)`` is :func:`immortus.web.widget.render_widget`; ``immortus_group(group, *,
+label=None, subject=...)`` is :func:`~immortus.web.widget.render_group_widget`;
+``immortus_script()`` is
 :func:`~immortus.web.widget.widget_script_tag` of the prefix given to :func:`install`. Both
 return HTML that autoescaping leaves alone.
 
@@ -29,7 +32,12 @@ from typing import Any, Final
 
 from immortus.exceptions import ConfigurationError, InvalidInput, MissingDependency
 from immortus.web.core import Verifier
-from immortus.web.widget import SafeHTML, render_widget, widget_script_tag
+from immortus.web.widget import (
+    SafeHTML,
+    render_group_widget,
+    render_widget,
+    widget_script_tag,
+)
 
 try:
     import jinja2
@@ -55,7 +63,7 @@ def install(
     request_subject: RequestSubjectOf | None = None,
     verifier: Verifier | None = None,
 ) -> None:
-    """Register ``immortus_job`` and ``immortus_script`` as globals of ``env``.
+    """Register ``immortus_job``, ``immortus_group`` and ``immortus_script`` in ``env``.
 
     ``prefix`` is where the immortus routes are mounted. ``subject`` or ``request_subject``
     (not both) is called each time a template renders a widget, unless the template passes
@@ -107,10 +115,22 @@ def install(
             verifier=verifier,
         )
 
+    @jinja2.pass_context
+    def immortus_group(
+        context: jinja2.runtime.Context,
+        group: object,
+        *,
+        label: str | None = None,
+        subject: object = _UNSET,
+    ) -> SafeHTML:
+        bound = subject_in(context) if subject is _UNSET else subject
+        return render_group_widget(group, subject=_text(bound), label=label, verifier=verifier)
+
     def immortus_script(nonce: str | None = None) -> SafeHTML:
         return widget_script_tag(prefix, nonce=nonce)
 
     env.globals["immortus_job"] = immortus_job
+    env.globals["immortus_group"] = immortus_group
     env.globals["immortus_script"] = immortus_script
 
 

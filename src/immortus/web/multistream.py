@@ -20,6 +20,11 @@ routes not secured, the stream limits) is an ordinary JSON answer. Otherwise the
 Every job is followed on the shared change feed (:mod:`.feed`), one subscription each, all
 waited on together: a page's jobs cost one connection, one slot of the stream limits and no
 poll of their own.
+
+An item may be a group (``{"group_id", "token"}``, see :mod:`.groups`): its frames carry the
+group's aggregate body. A group is read every :data:`GROUP_INTERVAL` seconds (one store read,
+whatever its size) and its frame sent when the body changed; it ends once its ``status`` is a
+completed state, or after a 404 or 500, as a job does.
 """
 
 from __future__ import annotations
@@ -27,17 +32,20 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Final
 
 from immortus.web.feed import DEFAULT_TICK, JobRef, Outcome, SubscriptionGroup
+from immortus.web.groups import group_ended
 from immortus.web.responses import WebResponse
 from immortus.web.stream import HEARTBEAT, StreamResponse, retry_frame
 
-__all__ = ["END_FRAME", "MultiStreamResponse", "job_frame"]
+__all__ = ["END_FRAME", "GROUP_INTERVAL", "MultiStreamResponse", "job_frame"]
 
 #: The frame sent once every job has ended.
 END_FRAME: Final = b"event: end\ndata: {}\n\n"
+#: Seconds between two reads of each group a stream follows.
+GROUP_INTERVAL: Final = 0.2
 
 
 def job_frame(index: int, answer: WebResponse) -> bytes:
@@ -49,12 +57,13 @@ def job_frame(index: int, answer: WebResponse) -> bytes:
 class _Job:
     """One job's decisions, free of I/O: which answers are news, and whether it has ended."""
 
-    __slots__ = ("done", "last", "outage_since")
+    __slots__ = ("done", "group", "last", "outage_since")
 
-    def __init__(self, first: WebResponse, now: float) -> None:
+    def __init__(self, first: WebResponse, now: float, *, group: bool = False) -> None:
         self.last = b""
         self.outage_since: float | None = None
         self.done = False
+        self.group = group
         self.news(first, now)
 
     def news(self, answer: WebResponse, now: float) -> bool:
@@ -66,7 +75,8 @@ class _Job:
             if content == self.last and not recovered:
                 return False
             self.last = content
-            self.done = answer.body.get("completed") is True
+            body = answer.body
+            self.done = group_ended(body) if self.group else body.get("completed") is True
             return True
         if answer.status == 503:
             if self.outage_since is not None:
@@ -80,18 +90,21 @@ class _Job:
 class MultiStreamResponse(StreamResponse):
     """The event stream of several jobs: send ``status`` and ``headers``, then the frames.
 
-    ``firsts`` are the verify answers of ``jobs`` now (in the request's order); ``answer``
-    turns the change feed's outcome for the job at an index into its verify answer. Bounded
-    and iterated like a :class:`~immortus.web.stream.StreamResponse` (``for`` or ``async
-    for``, once; :meth:`close` gives the slot back).
+    ``firsts`` are the verify answers of the items now (in the request's order); ``jobs``
+    the job of each item (``None`` for a group), and ``answer`` turns the change feed's outcome
+    for the job at an index into its verify answer. ``groups`` maps the index of each group to
+    the function that reads its answer now (it must not raise). Bounded and iterated like a
+    :class:`~immortus.web.stream.StreamResponse` (``for`` or ``async for``, once;
+    :meth:`close` gives the slot back).
     """
 
     def __init__(
         self,
         firsts: Sequence[WebResponse],
-        jobs: Sequence[JobRef],
+        jobs: Sequence[JobRef | None],
         answer: Callable[[int, Outcome], WebResponse],
         *,
+        groups: Mapping[int, Callable[[], WebResponse]] | None = None,
         interval: float = DEFAULT_TICK,
         heartbeat: float = 15.0,
         give_up_after: float = 60.0,
@@ -102,8 +115,12 @@ class MultiStreamResponse(StreamResponse):
         self._give_up_after = give_up_after
         self._refs = list(jobs)
         self._answer_at = answer
+        self._groups = dict(groups or {})
         now = time.monotonic()
-        self._jobs = [_Job(first, now) for first in firsts]
+        self._next_read = now + GROUP_INTERVAL
+        self._jobs = [
+            _Job(first, now, group=index in self._groups) for index, first in enumerate(firsts)
+        ]
         opening = [job_frame(index, first) for index, first in enumerate(firsts)]
         self.lasting = not all(job.done for job in self._jobs)
         self._opening = b"".join(opening if self.lasting else [*opening, END_FRAME])
@@ -118,8 +135,12 @@ class MultiStreamResponse(StreamResponse):
         if self.lifetime is not None:  # ends between 90 and 100 % of it, like single streams
             share = random.uniform(0.9, 1.0)  # noqa: S311  # spreading, not secrecy
             self._ends = self._last_sent + self.lifetime * share
-        self._following = [index for index, job in enumerate(self._jobs) if not job.done]
-        return [self._refs[index] for index in self._following]
+        self._following = [
+            index
+            for index, job in enumerate(self._jobs)
+            if not job.done and index not in self._groups
+        ]
+        return [ref for index in self._following if (ref := self._refs[index]) is not None]
 
     def _patience(self) -> float:
         """Seconds to wait for news before :meth:`_step` has something to do without any."""
@@ -127,16 +148,39 @@ class MultiStreamResponse(StreamResponse):
         wait = self._last_sent + self._beat - now
         if self._ends is not None:
             wait = min(wait, self._ends - now)
+        if self._open_groups():
+            wait = min(wait, self._next_read - now)
         for index in self._following:
             since = self._jobs[index].outage_since
             if since is not None and not self._jobs[index].done:
                 wait = min(wait, since + self._give_up_after - now)
         return max(0.0, wait)
 
-    def _step(self, group: SubscriptionGroup, news: bool) -> bytes:
-        """Return what to send now (possibly nothing): news, the end, ``retry:``, a heartbeat."""
+    def _open_groups(self) -> list[int]:
+        """The indices of the groups that have not ended."""
+        return [index for index in self._groups if not self._jobs[index].done]
+
+    def _groups_due(self) -> bool:
+        """Whether the groups are to be read now."""
+        return time.monotonic() >= self._next_read and bool(self._open_groups())
+
+    def _read_groups(self) -> list[tuple[int, WebResponse]]:
+        """Read every group that has not ended (blocking); return their answers."""
+        self._next_read = time.monotonic() + GROUP_INTERVAL
+        return [(index, self._groups[index]()) for index in self._open_groups()]
+
+    def _step(
+        self, group: SubscriptionGroup, news: bool, read: Sequence[tuple[int, WebResponse]] = ()
+    ) -> bytes:
+        """Return what to send now (possibly nothing): news, the end, ``retry:``, a heartbeat.
+
+        ``read`` holds the groups' answers read since the last step.
+        """
         now = time.monotonic()
         out: list[bytes] = []
+        for index, answer in read:
+            if self._jobs[index].news(answer, now):
+                out.append(job_frame(index, answer))
         for member in group.changed() if news else ():
             index = self._following[member]
             job = self._jobs[index]
@@ -174,7 +218,9 @@ class MultiStreamResponse(StreamResponse):
             jobs = self._start(min(self._heartbeat, self.keepalive))
             with SubscriptionGroup(self._changes(), jobs) as group:
                 while not self._finished:
-                    frames = self._step(group, group.next_change(self._patience()))
+                    news = group.next_change(self._patience())
+                    read = self._read_groups() if self._groups_due() else ()
+                    frames = self._step(group, news, read)
                     if frames:
                         yield frames
         finally:
@@ -189,7 +235,9 @@ class MultiStreamResponse(StreamResponse):
             loop = asyncio.get_running_loop()
             with SubscriptionGroup(self._changes(), jobs, loop=loop) as group:
                 while not self._finished:
-                    frames = self._step(group, await group.anext_change(self._patience()))
+                    news = await group.anext_change(self._patience())
+                    read = await asyncio.to_thread(self._read_groups) if self._groups_due() else ()
+                    frames = self._step(group, news, read)
                     if frames:
                         yield frames
         finally:

@@ -88,6 +88,28 @@ def _name(kind: str, *, in_path: bool, allow_spaces: bool) -> dict[str, Any]:
     }
 
 
+def _error_body(echoed: str, description: str) -> dict[str, Any]:
+    """The schema of an error body that echoes the ``echoed`` id (a job's or a group's)."""
+    return {
+        "type": "object",
+        "description": description,
+        "required": [echoed, "error"],
+        "properties": {
+            echoed: _nullable({"type": "string", "maxLength": ECHO_LENGTH}),
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {
+                    "type": {"type": "string", "enum": list(_ERROR_TYPES)},
+                    "message": {"type": "string"},
+                },
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+    }
+
+
 def _schemas() -> dict[str, Any]:
     timestamp = _nullable({"type": "string", "format": "date-time"})
     return {
@@ -194,28 +216,12 @@ def _schemas() -> dict[str, Any]:
                 }
             ],
         },
-        "ErrorBody": {
-            "type": "object",
-            "description": (
-                "A refused or failed request: a fixed or input-describing message, never a "
-                "traceback. `job_id` echoes at most "
-                f"{ECHO_LENGTH} printable characters of the one asked about."
-            ),
-            "required": ["job_id", "error"],
-            "properties": {
-                "job_id": _nullable({"type": "string", "maxLength": ECHO_LENGTH}),
-                "error": {
-                    "type": "object",
-                    "required": ["type", "message"],
-                    "properties": {
-                        "type": {"type": "string", "enum": list(_ERROR_TYPES)},
-                        "message": {"type": "string"},
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "additionalProperties": False,
-        },
+        "ErrorBody": _error_body(
+            "job_id",
+            "A refused or failed request: a fixed or input-describing message, never a "
+            "traceback. `job_id` echoes at most "
+            f"{ECHO_LENGTH} printable characters of the one asked about.",
+        ),
         "NotFoundBody": {
             "description": (
                 "An unknown job, an untracked job class or a missing, forged or expired token "
@@ -241,6 +247,10 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "BatchItem": {
+            "description": "A job, or a group (with the group's token).",
+            "oneOf": [_ref("JobItem"), _ref("GroupItem")],
+        },
+        "JobItem": {
             "type": "object",
             "required": ["job_id"],
             "properties": {
@@ -248,8 +258,81 @@ def _schemas() -> dict[str, Any]:
                 "job_class": _nullable(_name("job class", in_path=False, allow_spaces=False)),
                 "token": _nullable({"type": "string"}),
             },
+            "not": {"required": ["group_id"]},
             "additionalProperties": True,
         },
+        "GroupItem": {
+            "type": "object",
+            "required": ["group_id"],
+            "properties": {
+                "group_id": _name("group id", in_path=False, allow_spaces=True),
+                "token": _nullable({"type": "string"}),
+            },
+            "not": {"required": ["job_id"]},
+            "additionalProperties": True,
+        },
+        "GroupBody": {
+            "type": "object",
+            "description": (
+                "A group's aggregate answer, read in one store read whatever its size: its "
+                "members by state (`jobs`), `completed` of `total` members, the combined "
+                "`progress`, the first member's error. The group has ended once `status` is a "
+                "completed state (`finished`, `failed`, `cancelled`); `unknown` (404): no member "
+                "recorded, or a bad token."
+            ),
+            "required": [
+                "group_id",
+                "status",
+                "total",
+                "completed",
+                "progress",
+                "jobs",
+                "error",
+                "updated_at",
+            ],
+            "properties": {
+                "group_id": {"type": "string"},
+                "status": _ref("State"),
+                "total": {"type": "integer", "minimum": 0},
+                "completed": {"type": "integer", "minimum": 0},
+                "progress": _nullable(
+                    {
+                        "type": "object",
+                        "required": ["fraction", "percent"],
+                        "properties": {
+                            "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                            "percent": {"type": "number", "minimum": 0, "maximum": 100},
+                        },
+                        "additionalProperties": False,
+                    }
+                ),
+                "jobs": {
+                    "type": "object",
+                    "propertyNames": _ref("State"),
+                    "additionalProperties": {"type": "integer", "minimum": 1},
+                },
+                "error": _nullable(_ref("JobError")),
+                "updated_at": timestamp,
+            },
+            "additionalProperties": False,
+            "examples": [
+                {
+                    "group_id": "import-2026-01-02",
+                    "status": "started",
+                    "total": 1000,
+                    "completed": 370,
+                    "progress": {"fraction": 0.3712, "percent": 37.12},
+                    "jobs": {"started": 12, "created": 618, "finished": 369, "failed": 1},
+                    "error": {"type": "ValueError", "message": "row 17: bad date"},
+                    "updated_at": "2026-01-02T10:00:01.000Z",
+                }
+            ],
+        },
+        "GroupErrorBody": _error_body(
+            "group_id",
+            "A refused or failed group request: `group_id` echoes at most "
+            f"{ECHO_LENGTH} printable characters of the one asked about.",
+        ),
         "BatchRequest": {
             "type": "object",
             "description": (
@@ -266,17 +349,22 @@ def _schemas() -> dict[str, Any]:
         "BatchBody": {
             "type": "object",
             "description": (
-                "Each job's verify answer in the order asked: a verify body (200 or the 404 "
-                "`unknown` body) or an error body (500, 503)."
+                "Each item's answer in the order asked: a verify body (200 or the 404 "
+                "`unknown` body) or an error body (500, 503); a group's body for a group item."
             ),
             "required": ["jobs"],
             "properties": {
-                "jobs": {
-                    "type": "array",
-                    "items": {"anyOf": [_ref("VerifyBody"), _ref("ErrorBody")]},
-                },
+                "jobs": {"type": "array", "items": _ref("ItemBody")},
             },
             "additionalProperties": False,
+        },
+        "ItemBody": {
+            "anyOf": [
+                _ref("VerifyBody"),
+                _ref("ErrorBody"),
+                _ref("GroupBody"),
+                _ref("GroupErrorBody"),
+            ],
         },
         "JobFrame": {
             "type": "object",
@@ -288,7 +376,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "index": {"type": "integer", "minimum": 0, "maximum": MAX_BATCH - 1},
                 "code": {"type": "integer", "enum": [200, 404, 500, 503]},
-                "body": {"anyOf": [_ref("VerifyBody"), _ref("ErrorBody")]},
+                "body": _ref("ItemBody"),
             },
             "additionalProperties": False,
         },
@@ -463,6 +551,25 @@ def _parameters() -> dict[str, Any]:
             ),
             "schema": {"type": "string"},
         },
+        "GroupId": {
+            "name": "group_id",
+            "in": "path",
+            "required": True,
+            "description": "The group's id (`immortus.group().group_id`), percent-encoded.",
+            "schema": _name("group id", in_path=True, allow_spaces=True),
+            "example": "import-2026-01-02",
+        },
+        "GroupToken": {
+            "name": "token",
+            "in": "query",
+            "required": False,
+            "description": (
+                "The group's token from `render_group`, required when the server has a secret "
+                "key; a missing, forged or expired one (or a job's token) is the 404 of an "
+                "unknown group."
+            ),
+            "schema": {"type": "string"},
+        },
         "History": {
             "name": "history",
             "in": "query",
@@ -477,7 +584,7 @@ def _parameters() -> dict[str, Any]:
 
 
 def _path_parameters(route: Route) -> list[dict[str, str]]:
-    names = {"job_id": "JobId", "job_class": "JobClass"}
+    names = {"job_id": "JobId", "job_class": "JobClass", "group_id": "GroupId"}
     return [_ref_parameter(names[name]) for name in route.parameters]
 
 
@@ -610,6 +717,35 @@ def _batch(route: Route) -> dict[str, Any]:
     }
 
 
+def _group(route: Route) -> dict[str, Any]:
+    return {
+        "operationId": route.name,
+        "summary": route.summary,
+        "description": (
+            "One store read whatever the group's size. A group is also followed on the "
+            "multi-job stream and in a batch, as an item `{group_id, token}`."
+        ),
+        "parameters": [*_path_parameters(route), _ref_parameter("GroupToken")],
+        "responses": {
+            "200": _json_answer("A group with members.", "GroupBody"),
+            "400": _json_answer("A group id no group can have.", "GroupErrorBody"),
+            "404": {
+                "description": (
+                    "A group without members or a bad token (its `unknown` body), or a path "
+                    "under the prefix that is no route."
+                ),
+                "headers": {"Cache-Control": _NO_STORE, "X-Content-Type-Options": _NOSNIFF},
+                "content": {_JSON: {"schema": {"anyOf": [_ref("GroupBody"), _ref("ErrorBody")]}}},
+            },
+            "500": _json_answer(
+                "The configured store keeps no groups, or the routes are not secured.",
+                "GroupErrorBody",
+            ),
+            "503": _json_answer("The job store cannot be reached.", "GroupErrorBody"),
+        },
+    }
+
+
 def _script(route: Route) -> dict[str, Any]:
     return {
         "operationId": route.name,
@@ -645,6 +781,7 @@ _OPERATIONS: Final[dict[str, Callable[[Route], dict[str, Any]]]] = {
     "stream": _stream,
     "stream_jobs": _stream_jobs,
     "cancel": _cancel,
+    "group": _group,
     "script": _script,
 }
 

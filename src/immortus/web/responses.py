@@ -21,6 +21,7 @@ __all__ = [
     "EVENT_STREAM_HEADERS",
     "JSON_HEADERS",
     "MAX_KEPT_ANSWERS",
+    "STORE_UNAVAILABLE",
     "WebResponse",
     "bad_request",
     "dump_json",
@@ -28,6 +29,7 @@ __all__ = [
     "job_answer",
     "method_not_allowed",
     "not_found",
+    "rendered",
     "sanitise",
     "unknown_job",
     "unsupported_media_type",
@@ -50,6 +52,8 @@ EVENT_STREAM_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
         "X-Content-Type-Options": "nosniff",
     }
 )
+#: The message of every 503: the store (or queue backend) cannot be reached.
+STORE_UNAVAILABLE: Final = "the job store cannot be reached; try again later"
 #: Longest piece of a request echoed back in an error body.
 ECHO_LENGTH: Final = 100
 #: Most answers :func:`job_answer` keeps; past it, it forgets them all and starts again.
@@ -164,3 +168,10 @@ def job_answer(status: JobStatus) -> WebResponse:
         _answers.clear()
     _answers[key] = (status, answer)
     return answer
+
+
+def rendered(body: dict[str, Any], token: str | None) -> WebResponse:
+    """The 200 of a render: ``body``, with ``token`` when the routes have a secret key."""
+    if token is not None:
+        body["token"] = token
+    return WebResponse(200, body)

@@ -4,17 +4,19 @@
 ``GET  {prefix}/verify/{job_id}[/{job_class}]``  the job's verify body (200, 400, 404, 500, 503)
 ``POST {prefix}/verify``                         a batch: ``{"jobs": [body, ...]}`` in order
 ``GET  {prefix}/stream/{job_id}[/{job_class}]``  Server-Sent Events until the job is completed
-``POST {prefix}/stream``                         one event stream for every job of a batch body
+``POST {prefix}/stream``                         one event stream for every job and group of a
+                                                 batch body
 ``POST {prefix}/cancel/{job_id}[/{job_class}]``  cancel the job (200, 202, 404, 405, 409, ...)
+``GET  {prefix}/groups/{group_id}``              a group's aggregate body (200, 400, 404, 503)
 ``GET  {prefix}/immortus.js``                    the JavaScript client, or 404 if not installed
 ``GET  {prefix}/immortus.mjs``                   the same client as an ES module
 ==============================================  ==============================================
 
 Each :class:`Route` names its URL name (``immortus:verify`` in Starlette and Django,
-``{blueprint}.verify`` in Flask), its method, its path (``{job_id}`` and ``{job_class}`` for
-the path parameters) and the web-core operation that answers it. Every ``POST`` body is read
-by :func:`read_capped` (or :func:`aread_capped`): at most :attr:`Route.body_limit` bytes, the
-rest never read, so a huge body costs nothing.
+``{blueprint}.verify`` in Flask), its method, its path (``{job_id}``, ``{job_class}`` and
+``{group_id}`` for the path parameters) and the web-core operation that answers it. Every
+``POST`` body is read by :func:`read_capped` (or :func:`aread_capped`): at most
+:attr:`Route.body_limit` bytes, the rest never read, so a huge body costs nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from immortus.web.cancel import MAX_CANCEL_BYTES
 __all__ = ["ROUTES", "Operation", "Route", "aread_capped", "read_capped"]
 
 #: What answers a route: a method of :class:`~immortus.web.Verifier` (``batch`` is
-#: ``verify_batch``), or the script file of the route's path.
-Operation = Literal["verify", "batch", "stream", "stream_jobs", "cancel", "script"]
+#: ``verify_batch``, ``group`` is ``verify_group``), or the script file of the route's path.
+Operation = Literal["verify", "batch", "stream", "stream_jobs", "cancel", "group", "script"]
 
 _PARAMETER: Final = re.compile(r"\{(\w+)\}")
 
@@ -99,6 +101,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "cancel",
         "Cancel a job, asked with its class's strategy and queue",
     ),
+    Route("group", "GET", "/groups/{group_id}", "group", "A group's aggregate status"),
     Route("script", "GET", "/immortus.js", "script", "The JavaScript client"),
     Route("module", "GET", "/immortus.mjs", "script", "The JavaScript client as an ES module"),
 )

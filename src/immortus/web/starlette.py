@@ -12,7 +12,7 @@ and stores are asked in worker threads (except reads that cannot wait, see
 feed's thread resolves (:mod:`immortus.web.feed`).
 
 The routes are those of :data:`immortus.web.routes.ROUTES` (verify, batch, streams, cancel,
-the script). ``immortus.web.asgi`` is the old name of this module; it still works.
+groups, the script). ``immortus.web.asgi`` is the old name of this module; it still works.
 
 The token travels as the ``token`` query parameter; ``subject`` binds tokens to a user or
 session (see ``docs/web.md``, "Binding tokens to a user"). Another method on a route answers 405
@@ -30,8 +30,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Final, TypeAlias
 
 from immortus.exceptions import MissingDependency
-from immortus.web.core import JobResponder, Verifier, get_verifier, job_responder
+from immortus.web.core import Verifier, get_verifier
 from immortus.web.options import read_query
+from immortus.web.responders import JobResponder, job_responder
 from immortus.web.responses import JSON_HEADERS, WebResponse, method_not_allowed, not_found
 from immortus.web.routes import ROUTES, Route, aread_capped
 from immortus.web.script import SCRIPT_HEADERS, SCRIPT_MEDIA_TYPE, STATIC_DIR, script_missing
@@ -205,6 +206,7 @@ class _Routes:
             "stream": self.stream,
             "stream_jobs": self.stream_jobs,
             "cancel": self.cancel,
+            "group": self.group,
         }
         answer = handlers[route.operation]
         return lambda request: answer(request, route)
@@ -262,6 +264,15 @@ class _Routes:
         )
         return _json(answer)
 
+    async def group(self, request: Request, route: Route) -> Response:
+        """``GET groups/{group_id}``: the group's aggregate body."""
+        token = _token(request)
+        subject = await self._subject(request)
+        answer = await self._get().averify_group(
+            request.path_params["group_id"], token, subject=subject
+        )
+        return _json(answer)
+
     def script(self, name: str) -> Handler:
         """``GET immortus.js`` / ``immortus.mjs``: the file ``name``, or a JSON 404 if missing."""
 
@@ -297,7 +308,7 @@ def immortus_routes(
     The routes are named after :data:`~immortus.web.routes.ROUTES` (``immortus:verify``,
     ``immortus:verify_class``, ``immortus:batch``, ``immortus:stream``, ``immortus:stream_class``,
     ``immortus:stream_jobs``, ``immortus:cancel``, ``immortus:cancel_class``,
-    ``immortus:script``, ``immortus:module``) for ``url_for``.
+    ``immortus:group``, ``immortus:script``, ``immortus:module``) for ``url_for``.
 
     Raises:
         EndpointsNotSecured: ``verifier`` has no secret key and was not declared open.

@@ -10,11 +10,13 @@ URL-safe base64 HMAC-SHA256 of the job id, the job class (or its absence), the e
 the app binds tokens to a user, the *subject* (a user id or session key the app supplies). They
 are length-prefixed in the signed message, so no two (job id, job class, expiry, subject) sign
 the same bytes: a token opens one job under one job class (or under none), for one subject (or
-for none), until it expires, never another. The subject is not in the token: the app supplies it
-again, from the request, when the token is checked. A message without a subject is the message
-of tokens signed before subjects existed, so those stay valid. The HMAC key is derived from the
-secret for this purpose alone, so a secret shared with the web framework (Django's
-``SECRET_KEY``) signs nothing it signs elsewhere.
+for none), until it expires, never another. A *group* token (:meth:`JobTokens.sign_group`)
+signs the group id with its own marker where a job token has its job class's, so a group token
+never opens the job of the same id, nor a job token the group. The subject is not in the
+token: the app supplies it again, from the request, when the token is checked. A message
+without a subject is the message of tokens signed before subjects existed, so those stay
+valid. The HMAC key is derived from the secret for this purpose alone, so a secret shared with
+the web framework (Django's ``SECRET_KEY``) signs nothing it signs elsewhere.
 
 A token has one spelling: only the exact text :meth:`JobTokens.sign` returned is accepted (an
 expiry with a leading zero, a sign or a space, or padded base64, is another text, refused). A
@@ -41,7 +43,7 @@ from collections.abc import Callable
 from typing import Final
 
 from immortus.exceptions import ConfigurationError, InvalidInput
-from immortus.validation import check_job_class, check_job_id
+from immortus.validation import check_group_id, check_job_class, check_job_id
 
 __all__ = ["MAX_ACCEPTED", "MAX_TOKEN_LENGTH", "JobTokens", "plain_token"]
 
@@ -67,6 +69,8 @@ _CANONICAL: Final = re.compile(
 _PLAIN_TOKEN: Final = re.compile(r"token=([A-Za-z0-9._~-]*)", re.ASCII)
 #: Marks the subject's field, after the expiry's; no subject adds nothing.
 _SUBJECT: Final = b"\1"
+#: Marks a group's token where a job's has ``\0`` (no job class) or ``\1`` and its class.
+_GROUP: Final = b"\2"
 
 
 def _field(value: str, errors: str = "strict") -> bytes:
@@ -97,17 +101,21 @@ def plain_token(query: str) -> str | None:
     return None if found is None else found.group(1)
 
 
+#: What a check is remembered under: token, job or group id, job class, subject, is a group.
+_MemoKey = tuple[str, str, str | None, str | None, bool]
+
+
 def _memo_key(
-    token: object, job_id: object, job_class: object, subject: object
-) -> tuple[str, str, str | None, str | None] | None:
+    token: object, name: object, job_class: object, subject: object, group: bool
+) -> _MemoKey | None:
     """The key a check is remembered under: every part exactly text (or ``None``), else none."""
-    if type(token) is not str or type(job_id) is not str:
+    if type(token) is not str or type(name) is not str:
         return None
     if job_class is not None and type(job_class) is not str:
         return None
     if subject is not None and type(subject) is not str:
         return None
-    return (token, job_id, job_class, subject)
+    return (token, name, job_class, subject, group)
 
 
 def _encode_mac(digest: bytes) -> str:
@@ -143,8 +151,8 @@ class JobTokens:
         self._key = hmac.new(raw, _PURPOSE, hashlib.sha256).digest()
         self.max_age = float(max_age)
         self._clock = clock
-        #: ``(token, job_id, job_class, subject)`` -> expiry, of tokens accepted so far.
-        self._accepted: dict[tuple[str, str, str | None, str | None], int] = {}
+        #: :data:`_MemoKey` -> expiry, of tokens accepted so far.
+        self._accepted: dict[_MemoKey, int] = {}
 
     def __repr__(self) -> str:
         return f"JobTokens(max_age={self.max_age!r})"  # never the key
@@ -162,13 +170,28 @@ class JobTokens:
         check_job_id(job_id)
         if job_class is not None:
             check_job_class(job_class)
+        return self._sign(job_id, job_class, subject, group=False)
+
+    def sign_group(self, group_id: str, subject: str | None = None) -> str:
+        """Return a token that opens the group ``group_id`` (never a job) for ``max_age`` s.
+
+        ``subject`` as in :meth:`sign`.
+
+        Raises:
+            InvalidInput: ``group_id`` is malformed (a group id follows a job id's rules).
+            InvalidInput: ``subject`` is neither text nor ``None``.
+        """
+        check_group_id(group_id)
+        return self._sign(group_id, None, subject, group=True)
+
+    def _sign(self, name: str, job_class: str | None, subject: str | None, *, group: bool) -> str:
         subject_value: object = subject  # callers without type checks pass anything
         if subject_value is not None and not isinstance(subject_value, str):
             raise InvalidInput(
                 f"a token subject must be a string or None, not {type(subject_value).__name__}"
             )
         expiry = math.ceil(self._clock() + self.max_age)
-        return f"{_VERSION}.{expiry}.{self._mac(job_id, job_class, expiry, subject)}"
+        return f"{_VERSION}.{expiry}.{self._mac(name, job_class, expiry, subject, group)}"
 
     def check(
         self,
@@ -185,12 +208,42 @@ class JobTokens:
         or expired), so a refusal takes as long as any other. A token accepted before is found
         among the remembered ones, and only its expiry is tested again. Never raises.
         """
-        key = _memo_key(token, job_id, job_class, subject)
+        return self._check(token, job_id, job_class, subject, group=False)
+
+    def check_group(self, token: object, group_id: str, subject: str | None = None) -> bool:
+        """Tell whether ``token`` opens the group ``group_id`` for ``subject`` now.
+
+        As :meth:`check`: only a token of :meth:`sign_group` for this group and subject, at the
+        same cost whatever is wrong with it. A job's token is refused. Never raises.
+        """
+        return self._check(token, group_id, None, subject, group=True)
+
+    def _check(
+        self,
+        token: object,
+        name: str,
+        job_class: str | None,
+        subject: str | None,
+        *,
+        group: bool,
+    ) -> bool:
+        """:meth:`check` and :meth:`check_group`: a remembered token, else the HMAC, always."""
+        key = _memo_key(token, name, job_class, subject, group)
         if key is not None:
             remembered = self._accepted.get(key)
             if remembered is not None and self._fresh(remembered):
                 return True
-        accepted = self._check(token, job_id, job_class, subject)
+        expiry = _expiry_of(token)
+        subject_value: object = subject  # callers without type checks pass anything
+        text_subject = subject_value is None or isinstance(subject_value, str)
+        try:
+            mac = self._mac(name, job_class, expiry or 0, subject if text_subject else None, group)
+        except UnicodeEncodeError:  # a lone surrogate: no token was ever signed for it
+            return False
+        offered = token if expiry is not None and isinstance(token, str) else ""
+        matches = hmac.compare_digest(f"{_VERSION}.{expiry}.{mac}".encode(), offered.encode())
+        fresh = self._fresh(expiry or 0)
+        accepted = matches and text_subject and expiry is not None and fresh
         if accepted and key is not None:
             if len(self._accepted) >= MAX_ACCEPTED:
                 self._accepted.clear()
@@ -202,25 +255,17 @@ class JobTokens:
         now = self._clock()
         return now <= expiry <= now + self.max_age + CLOCK_SKEW
 
-    def _check(
-        self, token: object, job_id: str, job_class: str | None, subject: str | None
-    ) -> bool:
-        """:meth:`check` without the remembered tokens: the HMAC, always."""
-        expiry = _expiry_of(token)
-        subject_value: object = subject  # callers without type checks pass anything
-        text_subject = subject_value is None or isinstance(subject_value, str)
-        try:
-            mac = self._mac(job_id, job_class, expiry or 0, subject if text_subject else None)
-        except UnicodeEncodeError:  # a lone surrogate: no token was ever signed for it
-            return False
-        offered = token if expiry is not None and isinstance(token, str) else ""
-        matches = hmac.compare_digest(f"{_VERSION}.{expiry}.{mac}".encode(), offered.encode())
-        fresh = self._fresh(expiry or 0)
-        return matches and text_subject and expiry is not None and fresh
-
-    def _mac(self, job_id: str, job_class: str | None, expiry: int, subject: str | None) -> str:
+    def _mac(
+        self,
+        name: str,
+        job_class: str | None,
+        expiry: int,
+        subject: str | None,
+        group: bool = False,
+    ) -> str:
         kind = b"\0" if job_class is None else b"\1" + _field(job_class)
-        message = _field(job_id) + kind + _field(str(expiry))
+        kind = _GROUP if group else kind
+        message = _field(name) + kind + _field(str(expiry))
         if subject is not None:  # appended: a message without it is a v1 token's of old
             message += _SUBJECT + _field(subject, errors="surrogatepass")
         return _encode_mac(hmac.new(self._key, message, hashlib.sha256).digest())

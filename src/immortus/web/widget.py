@@ -1,14 +1,17 @@
-"""The ``<immortus-job>`` widget, rendered on the server: the element, its token, its script.
+"""The widgets, rendered on the server: ``<immortus-job>``, ``<immortus-group>``, the script.
 
-    from immortus.web.widget import render_widget, widget_script_tag
+    from immortus.web.widget import render_group_widget, render_widget, widget_script_tag
 
     html = widget_script_tag() + render_widget(job, "reports.build", label="Quarterly report")
+    html += render_group_widget(batch.group_id, label="Import")
 
 :func:`render_widget` writes the element with every attribute escaped and a fallback text inside
 (``Job 7f0c2a9e… — waiting``), legible before the script runs or if it never does. Its token is
 the one :func:`immortus.web.render_job` signs (for the same ``subject``): there is no other
 signing path. Both functions return :class:`SafeHTML`, text that Jinja2 and Django insert as
-it is (it has ``__html__``), so a template needs no ``|safe``. Framework helpers build on these:
+it is (it has ``__html__``), so a template needs no ``|safe``. :func:`render_group_widget` does
+the same for a group (:class:`immortus.group`), with the token of
+:func:`immortus.web.render_group`. Framework helpers build on these:
 :mod:`immortus.web.jinja` (Flask, Starlette) and ``{% load immortus %}`` (Django).
 """
 
@@ -18,10 +21,10 @@ import html
 from typing import Final
 
 from immortus.exceptions import InvalidInput
-from immortus.validation import check_job_class, check_job_id
-from immortus.web.core import Verifier, get_verifier, render_job
+from immortus.validation import check_group_id, check_job_class, check_job_id
+from immortus.web.core import Verifier, get_verifier, render_group, render_job
 
-__all__ = ["SafeHTML", "render_widget", "widget_script_tag"]
+__all__ = ["SafeHTML", "render_group_widget", "render_widget", "widget_script_tag"]
 
 #: How many characters of the job id the fallback text shows.
 SHORT_ID: Final = 8
@@ -45,9 +48,19 @@ def _text(value: object, name: str) -> str | None:
     )
 
 
-def _fallback(job_id: str, label: str | None) -> str:
+def _fallback(job_id: str, label: str | None, kind: str = "Job") -> str:
     short = job_id if len(job_id) <= SHORT_ID else f"{job_id[:SHORT_ID]}…"
-    return f"{label} — waiting" if label else f"Job {short} — waiting"
+    return f"{label} — waiting" if label else f"{kind} {short} — waiting"
+
+
+def _element(tag: str, attributes: dict[str, str | None], text: str) -> SafeHTML:
+    """``<tag ...>text</tag>``, every attribute and the text escaped; ``None`` ones left out."""
+    written = "".join(
+        f' {name}="{html.escape(value, quote=True)}"'
+        for name, value in attributes.items()
+        if value is not None
+    )
+    return SafeHTML(f"<{tag}{written}>{html.escape(text, quote=False)}</{tag}>")
 
 
 def render_widget(
@@ -102,13 +115,34 @@ def render_widget(
         "verify-url": verify_url,
         "cancel-url": cancel_url,
     }
-    written = "".join(
-        f' {name}="{html.escape(value, quote=True)}"'
-        for name, value in attributes.items()
-        if value is not None
-    )
-    text = html.escape(_fallback(body["job_id"], label), quote=False)
-    return SafeHTML(f"<immortus-job{written}>{text}</immortus-job>")
+    return _element("immortus-job", attributes, _fallback(body["job_id"], label))
+
+
+def render_group_widget(
+    group: object,
+    *,
+    subject: str | None = None,
+    label: str | None = None,
+    verifier: Verifier | None = None,
+) -> SafeHTML:
+    """Return the ``<immortus-group>`` element following ``group``, its token for ``subject``.
+
+    ``group`` is a group id or an :class:`immortus.group`; ``subject`` and ``verifier`` as in
+    :func:`render_widget`; ``label`` titles the card (default ``Group``). The fallback text
+    (``Import — waiting``) shows until the script runs. Nothing is read from any store.
+
+    Raises:
+        EndpointsNotSecured: no secret key, and the routes were not declared open.
+        InvalidInput: the group id is malformed, or a text argument is not a string.
+    """
+    chosen = verifier or get_verifier()
+    chosen.require_secured()
+    _text(subject, "subject")
+    label = _text(label, "label")
+    check_group_id(getattr(group, "group_id", group))  # refused with the exact reason
+    body = render_group(group, subject=subject, verifier=chosen).body
+    attributes = {"group-id": body["group_id"], "token": body.get("token"), "label": label}
+    return _element("immortus-group", attributes, _fallback(body["group_id"], label, "Group"))
 
 
 def widget_script_tag(prefix: str = "/immortus", *, nonce: str | None = None) -> SafeHTML:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 
-from tests.browser.sites import jobs, widget_pages
+from tests.browser.sites import done_when, jobs, widget_pages
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
         ALLOWED_HOSTS=["127.0.0.1", "localhost"],
         ROOT_URLCONF="tests.browser.sites.widget_django_urls",
         INSTALLED_APPS=["immortus.web.django"],
-        MIDDLEWARE=[],
+        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
         DATABASES={},
         USE_TZ=True,
         TEMPLATES=[
@@ -32,7 +32,10 @@ def main() -> None:
                     "loaders": [
                         (
                             "django.template.loaders.locmem.Loader",
-                            {"report.html": widget_pages.DJANGO_PAGE},
+                            {
+                                "report.html": widget_pages.DJANGO_PAGE,
+                                "imports.html": done_when.DJANGO_PAGE,
+                            },
                         )
                     ]
                 },

@@ -10,7 +10,7 @@ from werkzeug.serving import make_server
 import immortus
 from immortus.web.flask import immortus_blueprint
 from immortus.web.jinja import install
-from tests.browser.sites import jobs, widget_pages
+from tests.browser.sites import done_when, jobs, widget_pages
 
 
 def current_user() -> str | None:
@@ -43,6 +43,24 @@ def make_app() -> Flask:
     def report(job_id: str, job_class: str) -> str:
         job = widget_pages.job_of(job_id, job_class)
         return render_template_string(widget_pages.JINJA_PAGE, job=job)
+
+    @app.post("/imports")
+    def start_scene() -> Response:
+        return jsonify(done_when.start())
+
+    @app.get("/imports/<scene>")
+    def scene_page(scene: str) -> str | tuple[str, int]:
+        context = done_when.page_context(scene)
+        if context is None:
+            return "no such scene", 404
+        return render_template_string(done_when.JINJA_PAGE, **context)
+
+    @app.post("/imports/<scene>/finish")
+    def finish_scene(scene: str) -> Response:
+        finished = done_when.finish(scene)
+        answer = jsonify(finished=finished)
+        answer.status_code = 200 if finished else 404
+        return answer
 
     app.register_blueprint(immortus_blueprint(subject=current_user))
     return app

@@ -15,9 +15,11 @@ from starlette.templating import Jinja2Templates
 import immortus
 from immortus.web.asgi import immortus_routes
 from immortus.web.jinja import install
-from tests.browser.sites import jobs, widget_pages
+from tests.browser.sites import done_when, jobs, widget_pages
 
-loader = jinja2.DictLoader({"report.html": widget_pages.JINJA_PAGE})
+loader = jinja2.DictLoader(
+    {"report.html": widget_pages.JINJA_PAGE, "imports.html": done_when.JINJA_PAGE}
+)
 templates = Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True))
 install(templates.env, request_subject=widget_pages.request_subject)
 
@@ -41,6 +43,22 @@ async def report(request: Request) -> Response:
     return templates.TemplateResponse(request, "report.html", {"job": job})
 
 
+async def start_scene(request: Request) -> Response:
+    return JSONResponse(done_when.start())
+
+
+async def scene_page(request: Request) -> Response:
+    context = done_when.page_context(request.path_params["scene"])
+    if context is None:
+        return HTMLResponse("no such scene", status_code=404)
+    return templates.TemplateResponse(request, "imports.html", context)
+
+
+async def finish_scene(request: Request) -> Response:
+    finished = done_when.finish(request.path_params["scene"])
+    return JSONResponse({"finished": finished}, status_code=200 if finished else 404)
+
+
 def main() -> None:
     arguments = jobs.parse_arguments()
     immortus.configure(**jobs.settings(arguments.store))
@@ -50,6 +68,9 @@ def main() -> None:
             Route("/jobs", create_job, methods=["POST"]),
             Route("/jobs/{job_id}/step", step_job, methods=["POST"]),
             Route("/report/{job_id}/{job_class}", report),
+            Route("/imports", start_scene, methods=["POST"]),
+            Route("/imports/{scene}", scene_page),
+            Route("/imports/{scene}/finish", finish_scene, methods=["POST"]),
             immortus_routes(subject=widget_pages.request_subject),
         ]
     )

@@ -48,7 +48,7 @@ from immortus.web.dashboard.csrf import COOKIE, FIELD, CsrfTokens
 from immortus.web.dashboard.filters import parse_filter
 from immortus.web.dashboard.listing import list_jobs
 
-__all__ = ["Dashboard", "DashboardRequest", "DashboardResponse"]
+__all__ = ["Dashboard", "DashboardRequest", "DashboardResponse", "mount_prefix"]
 
 #: Headers of every page: never cached, never framed, no script or style from elsewhere.
 PAGE_HEADERS: Final = (
@@ -337,6 +337,17 @@ class Dashboard:
     def _not_allowed(self, allow: str) -> DashboardResponse:
         response = self._page(405, "Not allowed", pages.error_main("Not allowed", "Wrong method."))
         return DashboardResponse(405, (*response.headers, ("Allow", allow)), response.body)
+
+
+def mount_prefix(prefix: str, authorize: object) -> str:
+    """Return ``prefix`` as a framework mounts it (``/a/b``, or ``""`` for the root).
+
+    Raises:
+        ConfigurationError: ``authorize`` is missing or not callable (the dashboard fails closed).
+    """
+    if not callable(authorize):
+        raise ConfigurationError("the dashboard needs authorize=callable(request) -> bool")
+    return "/" + prefix.strip("/") if prefix.strip("/") else ""
 
 
 def configured_key() -> bytes | None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from immortus.exceptions import ConfigurationError, MissingDependency
+from immortus.exceptions import MissingDependency
 from immortus.stores.base import Store
-from immortus.web.dashboard.core import Dashboard, DashboardRequest
+from immortus.web.dashboard.core import Dashboard, DashboardRequest, mount_prefix
 
 try:
     from flask import Blueprint, Request, Response, request
@@ -37,9 +37,7 @@ def dashboard_blueprint(
     Raises:
         ConfigurationError: ``authorize`` is missing or not callable (the dashboard fails closed).
     """
-    if not callable(authorize):
-        raise ConfigurationError("the dashboard needs authorize=callable(request) -> bool")
-    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    prefix = mount_prefix(prefix, authorize)
     board = Dashboard(prefix=prefix, store=store)
     blueprint = Blueprint(name, __name__, url_prefix=prefix or None)
 

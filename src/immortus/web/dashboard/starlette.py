@@ -14,9 +14,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
-from immortus.exceptions import ConfigurationError, MissingDependency
+from immortus.exceptions import MissingDependency
 from immortus.stores.base import Store
-from immortus.web.dashboard.core import Dashboard, DashboardRequest, DashboardResponse
+from immortus.web.dashboard.core import Dashboard, DashboardRequest, DashboardResponse, mount_prefix
 
 try:
     import anyio
@@ -64,9 +64,7 @@ def dashboard_routes(
     Raises:
         ConfigurationError: ``authorize`` is missing or not callable (the dashboard fails closed).
     """
-    if not callable(authorize):
-        raise ConfigurationError("the dashboard needs authorize=callable(request) -> bool")
-    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    prefix = mount_prefix(prefix, authorize)
     board = dashboard or Dashboard(prefix=prefix, store=store)
 
     async def endpoint(request: Request) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 
-from immortus.web.core import JobResponder, job_responder
+from immortus.web.responders import JobResponder, job_responder
 from immortus.web.responses import WebResponse
 
 __all__ = ["json_response", "render_job_response"]

@@ -4,7 +4,8 @@
 
 The routes are those of :data:`immortus.web.routes.ROUTES`, named ``immortus:verify``,
 ``immortus:verify_class``, ``immortus:batch``, ``immortus:stream``, ``immortus:stream_class``,
-``immortus:stream_jobs``, ``immortus:cancel``, ``immortus:cancel_class``, ``immortus:script``
+``immortus:stream_jobs``, ``immortus:cancel``, ``immortus:cancel_class``, ``immortus:group``,
+``immortus:script``
 (``immortus.js``) and ``immortus:module`` (``immortus.mjs``) for ``reverse()`` and
 ``{% url %}``. The last pattern
 answers every other path under the prefix with a JSON 404 (and keeps ``APPEND_SLASH`` from
@@ -32,6 +33,7 @@ _VIEWS: dict[str, views.View] = {
     "stream": views.stream,
     "stream_jobs": views.stream_jobs,
     "cancel": views.cancel,
+    "group": views.group,
     "script": views.script,
 }
 

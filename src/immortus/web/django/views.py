@@ -6,6 +6,7 @@
 ``GET  stream/<job_id>[/<job_class>]``      :func:`stream`: Server-Sent Events until completed
 ``POST stream``                             :func:`stream_jobs`: one event stream for many jobs
 ``POST cancel/<job_id>[/<job_class>]``      :func:`cancel`: cancel the job (CSRF-protected)
+``GET  groups/<group_id>``                  :func:`group`: the group's aggregate body
 ``GET  immortus.js``                        :func:`script`: the JavaScript client, or 404
 ``GET  immortus.mjs``                       :func:`script`: the same client as an ES module
 anything else under the prefix              :func:`no_route`: a JSON 404
@@ -53,6 +54,7 @@ __all__ = [
     "STATIC_DIR",
     "batch",
     "cancel",
+    "group",
     "no_route",
     "script",
     "stream",
@@ -183,6 +185,13 @@ def cancel(request: HttpRequest, job_id: str, job_class: str | None = None) -> H
         content_type=request.META.get("CONTENT_TYPE"),
         subject=subject_of(request),
     )
+    return json_response(answer)
+
+
+@_only("GET")
+def group(request: HttpRequest, group_id: str) -> HttpResponseBase:
+    """``GET groups/<group_id>``: the group's aggregate body."""
+    answer = get_verifier().verify_group(group_id, _token(request), subject=subject_of(request))
     return json_response(answer)
 
 

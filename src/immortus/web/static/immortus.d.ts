@@ -49,6 +49,26 @@ export interface VerifyBody {
   [meta: string]: unknown;
 }
 
+/** What `render_group` hands the page: a group's id and its token. */
+export interface GroupInfo {
+  group_id: string;
+  token?: string | null;
+}
+
+/** The body of `GET {prefix}/groups/{group_id}` (and of a group's frames on the stream). It
+ *  has ended once `status` is `finished`, `failed` or `cancelled`; `completed` counts the
+ *  members that ended. */
+export interface GroupBody {
+  group_id: string;
+  status: JobState;
+  total: number;
+  completed: number;
+  progress: {fraction: number; percent: number} | null;
+  jobs: Partial<Record<JobState, number>>;
+  error: JobErrorInfo | null;
+  updated_at: string | null;
+}
+
 /** The least a custom verify endpoint (`verify_job_url`) answers. */
 export interface CustomVerifyBody {
   completed: boolean;
@@ -157,6 +177,11 @@ export declare function verify<Body extends CustomVerifyBody = CustomVerifyBody>
   jobInfo: {verify_job_url: string},
   options?: VerifyOptions<Body>,
 ): ImmortusPromise<Body>;
+/** Watch a group until it has ended; resolve with its last body. */
+export declare function verify(
+  groupInfo: GroupInfo,
+  options?: VerifyOptions<GroupBody>,
+): ImmortusPromise<GroupBody>;
 export declare function verify(
   jobInfo: JobInfo,
   options?: VerifyOptions<VerifyBody | CustomVerifyBody>,
@@ -165,9 +190,9 @@ export declare function verify(
 /** Ask for many jobs in one request (`POST {base}/verify`); resolve with their bodies in order
  *  (an unknown or forbidden job's body has `status: 'unknown'`). */
 export declare function batch(
-  jobs: ReadonlyArray<{job_id: string; job_class?: string | null; token?: string | null}>,
+  jobs: ReadonlyArray<{job_id: string; job_class?: string | null; token?: string | null} | GroupInfo>,
   options?: BatchOptions,
-): Promise<VerifyBody[]>;
+): Promise<Array<VerifyBody | GroupBody>>;
 
 /** Ask the server to cancel a job: `POST {baseUrl}/cancel/{job_id}[/{job_class}]` with
  *  `{token}` as JSON and the page's CSRF token (as `create` sends it: same origin only, never
@@ -223,6 +248,42 @@ export declare class JobElement extends HTMLElement {
   ): void;
 }
 
+/** What the group widget's events carry: `immortus:progress` at each change of the group's
+ *  body, `immortus:done` once it finished, `immortus:failed` once it ended `failed` or
+ *  `cancelled`, `immortus:error` as for the job widget. */
+export interface GroupElementEventMap {
+  'immortus:progress': CustomEvent<GroupBody>;
+  'immortus:done': CustomEvent<GroupBody>;
+  'immortus:failed': CustomEvent<GroupBody>;
+  'immortus:error': CustomEvent<{group_id?: string | null; job_id?: string | null; error: JobErrorInfo | null; [key: string]: unknown}>;
+}
+
+/** `<immortus-group group-id token>`: follows a group (on the page's one stream) while it is in
+ *  the document: one bar of the combined progress, "completed / total done", the members by
+ *  state as small badges, the first error and the state badge.
+ *
+ *  Attributes: `group-id`, `token`, `base-url`, `label` (default `Group`), `transport`,
+ *  `interval`, `theme`. Parts: card, title, id, badge, bar, fill, line, counts, count, error. */
+export declare class GroupElement extends HTMLElement {
+  /** The group followed; setting it (re)starts following. */
+  get job(): GroupInfo | null;
+  set job(info: GroupInfo);
+  /** The last body shown, or null. */
+  readonly body: GroupBody | null;
+  /** Show `body` without following anything. */
+  show(body: GroupBody): void;
+  addEventListener<K extends keyof GroupElementEventMap>(
+    type: K,
+    listener: (this: GroupElement, event: GroupElementEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+}
+
 export interface MountOptions {
   /** The card's title (default: the job class). */
   label?: string;
@@ -246,6 +307,15 @@ export declare function mount(
   options?: MountOptions,
 ): JobElement;
 
+/** Show and follow a group in `element`: an `<immortus-group>` is set up, any other element
+ *  gets one in place of its children. `options` as for `mount` (no Cancel button). Returns the
+ *  widget. */
+export declare function mountGroup(
+  element: Element,
+  group: GroupInfo,
+  options?: Omit<MountOptions, 'cancellable' | 'cancelUrl'>,
+): GroupElement;
+
 export declare const version: string;
 
 export interface ImmortusStatic {
@@ -255,8 +325,11 @@ export interface ImmortusStatic {
   readonly batch: typeof batch;
   readonly cancel: typeof cancel;
   readonly mount: typeof mount;
+  readonly mountGroup: typeof mountGroup;
   /** The `<immortus-job>` element class (null where there are no custom elements). */
   readonly JobElement: typeof JobElement | null;
+  /** The `<immortus-group>` element class (null where there are no custom elements). */
+  readonly GroupElement: typeof GroupElement | null;
   readonly ImmortusError: typeof ImmortusError;
 }
 
@@ -268,6 +341,7 @@ declare global {
   var Immortus: ImmortusStatic;
   interface HTMLElementTagNameMap {
     'immortus-job': JobElement;
+    'immortus-group': GroupElement;
   }
   interface HTMLElementEventMap extends JobElementEventMap {}
 }

@@ -290,7 +290,29 @@
     return ERROR_STATUS[type] || 500;
   }
 
+  // The states a group ends in, once every member has ended.
+  const GROUP_ENDS = ['finished', 'failed', 'cancelled'];
+
+  function isGroupInfo(info) {
+    return isObject(info) && (typeof info.group_id === 'string' || typeof info.group_id === 'number');
+  }
+
+  // Whether a 200 body is final: a job's `completed` flag, or a group's state once every
+  // member has ended (a group body's `completed` is a count).
+  function isFinal(body) {
+    return body.completed === true ||
+      (typeof body.completed === 'number' && GROUP_ENDS.includes(body.status));
+  }
+
+  // The item of a batch or stream request: {job_id, job_class?, token?} or {group_id, token?}.
   function jobItem(jobInfo) {
+    if (isGroupInfo(jobInfo)) {
+      const group = {group_id: String(jobInfo.group_id)};
+      if (jobInfo.token !== undefined && jobInfo.token !== null) {
+        group.token = String(jobInfo.token);
+      }
+      return group;
+    }
     const item = {job_id: String(jobInfo.job_id)};
     if (jobInfo.job_class !== undefined && jobInfo.job_class !== null) {
       item.job_class = String(jobInfo.job_class);
@@ -321,6 +343,10 @@
       this.hub = null;
       if (typeof jobInfo.verify_job_url === 'string') {
         this.pollUrl = jobInfo.verify_job_url;
+      } else if (isGroupInfo(jobInfo)) {
+        this.item = jobItem(jobInfo);
+        this.key = JSON.stringify(['group', this.item.group_id, this.item.token]);
+        this.hub = hubFor(baseUrlOf(options));
       } else if (typeof jobInfo.job_id === 'string' || typeof jobInfo.job_id === 'number') {
         this.item = jobItem(jobInfo);
         this.key = JSON.stringify([this.item.job_id, this.item.job_class, this.item.token]);
@@ -399,7 +425,7 @@
       }
       if (code === 200 && isObject(body)) {
         this.failures = 0;
-        if (body.completed === true) {
+        if (isFinal(body)) {
           this.finish(body);
           return;
         }
@@ -471,7 +497,7 @@
         } else if (!isObject(answer.body)) {
           this.fail(new ImmortusError(
             `immortus: GET ${this.pollUrl} answered no JSON object`, answer.status, answer.body));
-        } else if (answer.body.completed === true) {
+        } else if (isFinal(answer.body)) {
           this.finish(answer.body);
         } else {
           this.failures = 0;
@@ -633,7 +659,7 @@
       stream.delivered = true;
       if (code === 200 && isObject(body)) {
         stream.bodies.set(key, body);
-        if (body.completed === true) {
+        if (isFinal(body)) {
           stream.ended.add(key);
         }
       } else if (code !== 503) {
@@ -955,13 +981,17 @@
     return {code: answer.status, body: answer.body};
   }
 
-  /** Ask for many jobs in one request: resolve with their verify bodies, in order. */
+  /** Ask for many jobs (and groups: {group_id, token?}) in one request: resolve with their
+   *  bodies, in order. */
   async function batch(jobs, options) {
     const given = options || {};
     if (!Array.isArray(jobs)) {
       throw new TypeError('immortus: batch() needs an array of {job_id, job_class?, token?}');
     }
     const items = jobs.map((job) => {
+      if (isGroupInfo(job)) {
+        return jobItem(job);
+      }
       const item = {job_id: job.job_id};
       if (job.job_class !== undefined && job.job_class !== null) {
         item.job_class = job.job_class;
@@ -985,8 +1015,10 @@
   // ::part). Its light-DOM children are what shows before this script runs.
 
   const WIDGET_TAG = 'immortus-job';
+  const GROUP_TAG = 'immortus-group';
+  // The attributes that name what a widget follows, or how: a change follows it anew.
   const WIDGET_ATTRIBUTES = [
-    'job-id', 'job-class', 'token', 'verify-url', 'base-url', 'transport', 'interval',
+    'job-id', 'job-class', 'group-id', 'token', 'verify-url', 'base-url', 'transport', 'interval',
   ];
   // The keys of a verify body shown in their own places; any other key is meta, shown as a chip.
   const RESERVED = new Set([
@@ -1075,13 +1107,21 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
   border-radius: 8px; padding: 4px 12px; }
 .cancel:disabled { cursor: default; color: var(--_muted); border-color: var(--_line); }
 .cancel:focus-visible { outline: 2px solid var(--_accent); outline-offset: 2px; }
+.counts { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 8px; padding: 0;
+  list-style: none; }
+.counts:empty { display: none; }
+.count { font-size: 12px; padding: 1px 8px; border-radius: 999px; color: var(--_ink);
+  border: 1px solid var(--_count); font-variant-numeric: tabular-nums; }
+.count b { color: var(--_count); font-weight: 600; }
+${STATES.map((state) => `.count[data-state=${state}] { --_count: var(--_${state}); }`).join('\n')}
 .announce { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; border: 0;
   overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 @media (prefers-reduced-motion: reduce) {
   .fill { transition: none; animation: none !important; } }
 `;
 
-  const WIDGET_HTML = `
+  // The top of both cards: names, state badge, progress bar, percent and message.
+  const CARD_TOP = `
 <div class="card" part="card" data-state="created">
   <div class="top">
     <div class="names"><span class="title" part="title"></span><span class="id" part="id"></span></div>
@@ -1091,7 +1131,9 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
     <div class="fill" part="fill"></div>
   </div>
   <div class="line" part="line"><span class="percent"></span><span class="message"></span></div>
-  <p class="error" part="error" hidden><b></b><span></span></p>
+`;
+
+  const WIDGET_HTML = `${CARD_TOP}  <p class="error" part="error" hidden><b></b><span></span></p>
   <dl class="facts" part="facts">
     <div data-fact="attempts"><dt>attempts</dt><dd></dd></div>
     <div data-fact="retry"><dt>next attempt</dt><dd></dd></div>
@@ -1103,6 +1145,11 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
   </dl>
   <div class="meta" part="meta"></div>
   <div class="actions" hidden><button class="cancel" part="cancel" type="button">Cancel</button></div>
+  <div class="announce" role="status" aria-live="polite" aria-atomic="true"></div>
+</div>`;
+
+  const GROUP_HTML = `${CARD_TOP}  <ul class="counts" part="counts" aria-label="jobs by state"></ul>
+  <p class="error" part="error" hidden><b></b><span></span></p>
   <div class="announce" role="status" aria-live="polite" aria-atomic="true"></div>
 </div>`;
 
@@ -1195,6 +1242,36 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
       clearInterval(ticker);
       ticker = null;
     }
+  }
+
+  // The bar, its percent and message line, and what a screen reader says of it (`said`, after
+  // the percent). Every card has them.
+  function drawBar(nodes, percent, message, said) {
+    const whole = percent === null ? null : Math.floor(percent);
+    nodes.fill.style.width = `${percent === null ? 0 : percent}%`;
+    nodes.percent.textContent = whole === null ? '' : `${whole} %`;
+    nodes.message.textContent = message;
+    if (whole === null) {
+      nodes.bar.removeAttribute('aria-valuenow');
+    } else {
+      nodes.bar.setAttribute('aria-valuenow', String(whole));
+    }
+    const spoken = [whole === null ? null : `${whole} %`, ...said];
+    nodes.bar.setAttribute('aria-valuetext', spoken.filter(Boolean).join(', '));
+  }
+
+  // The error box: `prefix` and the error type's last dotted part, then its message; hidden
+  // without an error. Returns the error shown, or null.
+  function drawError(nodes, given, prefix) {
+    const error = isObject(given) ? given : null;
+    nodes.error.hidden = !error;
+    if (error) {
+      const type = String(error.type || 'Error');
+      nodes.error.firstChild.textContent = `${prefix}${type.slice(type.lastIndexOf('.') + 1)}: `;
+      nodes.error.lastChild.textContent = String(error.message || '');
+      nodes.error.title = type;
+    }
+    return error;
   }
 
   let sharedSheet; // one constructed stylesheet for every widget (not subject to a page's CSP)
@@ -1297,7 +1374,7 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
         }
       }
 
-      // The shadow tree, built once.
+      // The shadow tree, built once from `template()`; `collect` finds its nodes.
       parts() {
         if (this.nodes) {
           return this.nodes;
@@ -1305,24 +1382,40 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
         const shadow = this.shadowRoot || this.attachShadow({mode: 'open'});
         adoptStyles(shadow);
         const holder = document.createElement('div');
-        holder.innerHTML = WIDGET_HTML; // a constant: no page data goes through innerHTML
+        holder.innerHTML = this.template(); // a constant: no page data goes through innerHTML
         const card = holder.firstElementChild;
         shadow.appendChild(card);
         const find = (selector) => card.querySelector(selector);
-        const fact = (name) => find(`[data-fact=${name}]`);
         this.nodes = {
           card, title: find('.title'), id: find('.id'), badge: find('.badge'), bar: find('.bar'),
           fill: find('.fill'), percent: find('.percent'), message: find('.message'),
-          error: find('.error'), meta: find('.meta'), actions: find('.actions'),
-          cancel: find('.cancel'), announce: find('.announce'),
+          error: find('.error'), announce: find('.announce'), ...this.collect(find),
+        };
+        this.showNames();
+        this.show(this.blank());
+        this.lastBody = null;
+        return this.nodes;
+      }
+
+      template() {
+        return WIDGET_HTML;
+      }
+
+      // The nodes of this kind of card, besides those every card has.
+      collect(find) {
+        const fact = (name) => find(`[data-fact=${name}]`);
+        const cancelButton = find('.cancel');
+        cancelButton.addEventListener('click', () => this.cancel());
+        return {
+          meta: find('.meta'), actions: find('.actions'), cancel: cancelButton,
           facts: Object.fromEntries(['attempts', 'retry', 'enqueued', 'started', 'finished',
             'duration', 'eta'].map((name) => [name, fact(name)])),
         };
-        this.nodes.cancel.addEventListener('click', () => this.cancel());
-        this.showNames();
-        this.show({status: 'created', completed: false, progress: null, attempts: 0});
-        this.lastBody = null;
-        return this.nodes;
+      }
+
+      // What the card shows before the first body.
+      blank() {
+        return {status: 'created', completed: false, progress: null, attempts: 0};
       }
 
       label() {
@@ -1330,12 +1423,17 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
         return this.getAttribute('label') || job.job_class || this.getAttribute('job-class') || 'Job';
       }
 
+      // The id under the title.
+      shownId() {
+        return (this.lastBody && this.lastBody.job_id) || this.getAttribute('job-id') || '';
+      }
+
       showNames() {
         const nodes = this.nodes;
-        const jobId = (this.lastBody && this.lastBody.job_id) || this.getAttribute('job-id') || '';
+        const shown = this.shownId();
         nodes.title.textContent = this.label();
-        nodes.id.textContent = jobId;
-        nodes.id.title = jobId;
+        nodes.id.textContent = shown;
+        nodes.id.title = shown;
         nodes.bar.setAttribute('aria-label', `${this.label()} progress`);
       }
 
@@ -1386,7 +1484,9 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
         watched.then((body) => {
           if (this.controller === controller) {
             this.controller = null;
-            this.emit(body.success === false ? 'immortus:failed' : 'immortus:done', body);
+            const failed = body.success === false ||
+              (typeof body.completed === 'number' && body.status !== 'finished');
+            this.emit(failed ? 'immortus:failed' : 'immortus:done', body);
           }
         }, (error) => {
           if (this.controller === controller) {
@@ -1411,7 +1511,8 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
           this.parts().message.textContent = `stopped following this job: ${problem(error)}`;
           setTicking(this, false);
         }
-        this.emit('immortus:error', errorDetail(error, job.job_id === undefined ? null : job.job_id));
+        const named = job.job_id === undefined ? job.group_id : job.job_id;
+        this.emit('immortus:error', errorDetail(error, named === undefined ? null : named));
       }
 
       emit(type, detail) {
@@ -1436,25 +1537,8 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
         const said = typeof progress.message === 'string' ? progress.message : '';
         const message = (SAYS_FIRST.has(state) ? STATE_MESSAGES[state] : said) ||
           said || STATE_MESSAGES[state] || '';
-        nodes.fill.style.width = `${percent === null ? 0 : percent}%`;
-        nodes.percent.textContent = percent === null ? '' : `${Math.floor(percent)} %`;
-        nodes.message.textContent = message;
-        if (percent === null) {
-          nodes.bar.removeAttribute('aria-valuenow');
-        } else {
-          nodes.bar.setAttribute('aria-valuenow', String(Math.floor(percent)));
-        }
-        const spoken = [percent === null ? null : `${Math.floor(percent)} %`, state, progress.message];
-        nodes.bar.setAttribute('aria-valuetext', spoken.filter(Boolean).join(', '));
-
-        const error = isObject(body.error) ? body.error : null;
-        nodes.error.hidden = !error;
-        if (error) {
-          const type = String(error.type || 'Error');
-          nodes.error.firstChild.textContent = `${type.slice(type.lastIndexOf('.') + 1)}: `;
-          nodes.error.lastChild.textContent = String(error.message || '');
-          nodes.error.title = type;
-        }
+        drawBar(nodes, percent, message, [state, progress.message]);
+        const error = drawError(nodes, body.error, '');
 
         const facts = nodes.facts;
         const fact = (name, text) => {
@@ -1579,18 +1663,125 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
   const JobElement = typeof root.HTMLElement === 'function' && root.customElements
     ? defineWidget() : null;
 
+  function defineGroupWidget(Base) {
+    /** `<immortus-group group-id token [base-url] [label] [transport] [interval] [theme]>`:
+     *  follows a group while it is in the document: the job widget's card, with one bar of the
+     *  combined progress, "completed / total", the members by state and the first error. */
+    class GroupElement extends Base {
+      /** The group followed: {group_id, token}; set to follow another. */
+      get job() {
+        const groupId = this.getAttribute('group-id');
+        return groupId ? {group_id: groupId, token: this.getAttribute('token')} : null;
+      }
+
+      set job(info) {
+        if (!isGroupInfo(info)) {
+          throw new TypeError('immortus: a group widget needs {group_id, token?}');
+        }
+        this.setAttribute('group-id', String(info.group_id));
+        if (info.token === undefined || info.token === null) {
+          this.removeAttribute('token');
+        } else {
+          this.setAttribute('token', String(info.token));
+        }
+      }
+
+      template() {
+        return GROUP_HTML;
+      }
+
+      collect(find) {
+        return {counts: find('.counts')};
+      }
+
+      blank() {
+        return {status: 'created', total: 0, completed: 0, progress: null, jobs: {}};
+      }
+
+      label() {
+        return this.getAttribute('label') || 'Group';
+      }
+
+      shownId() {
+        return (this.lastBody && this.lastBody.group_id) || this.getAttribute('group-id') || '';
+      }
+
+      /** Render `body` (a group body) without following anything. */
+      show(body) {
+        if (!isObject(body)) {
+          throw new TypeError('immortus: show() needs a group body');
+        }
+        const nodes = this.parts();
+        const state = STATES.includes(body.status) ? body.status : 'started';
+        this.lastBody = body;
+        this.showNames();
+        nodes.card.dataset.state = state;
+        nodes.badge.textContent = state;
+        const total = Number.isFinite(body.total) ? body.total : 0;
+        const completed = Number.isFinite(body.completed) ? body.completed : 0;
+        const percent = isObject(body.progress) && Number.isFinite(body.progress.percent)
+          ? Math.max(0, Math.min(100, body.progress.percent)) : null;
+        const done = `${completed} / ${total} done`;
+        drawBar(nodes, percent, state === 'unknown' ? 'no record of this group' : done, [done, state]);
+
+        const jobs = isObject(body.jobs) ? body.jobs : {};
+        nodes.counts.replaceChildren(...STATES.filter((name) => Number(jobs[name]) > 0)
+          .map((name) => {
+            const count = document.createElement('li');
+            count.className = 'count';
+            count.dataset.state = name;
+            count.setAttribute('part', 'count');
+            count.textContent = `${name} `;
+            count.appendChild(document.createElement('b')).textContent = String(jobs[name]);
+            return count;
+          }));
+
+        drawError(nodes, body.error, 'first error, ');
+        if (this.lastState !== null && this.lastState !== state) {
+          nodes.announce.textContent = `${this.label()}: ${state}, ${done}`;
+        }
+        this.lastState = state;
+      }
+
+      tick() {
+        // a group shows no clock
+      }
+
+      async cancel() {
+        // a group is not cancelled from its card
+      }
+    }
+    if (!root.customElements.get(GROUP_TAG)) {
+      root.customElements.define(GROUP_TAG, GroupElement);
+    }
+    return root.customElements.get(GROUP_TAG);
+  }
+
+  const GroupElement = JobElement === null ? null : defineGroupWidget(JobElement);
+
   /** Show and follow `job` in `element`: an <immortus-job> is set up, else one replaces the
    *  element's children. `options`: {label, cancellable, cancelUrl, baseUrl, transport,
    *  interval, theme}. */
   function mount(element, job, options) {
+    return mountAs(WIDGET_TAG, 'mount', element, job, options);
+  }
+
+  /** Show and follow a group ({group_id, token}) in `element`: an <immortus-group> is set up,
+   *  else one replaces the element's children. `options`: {label, baseUrl, transport,
+   *  interval, theme}. */
+  function mountGroup(element, group, options) {
+    return mountAs(GROUP_TAG, 'mountGroup', element, group, options);
+  }
+
+  function mountAs(tag, name, element, job, options) {
     if (JobElement === null) {
-      throw new TypeError('immortus: mount() needs a browser with custom elements');
+      throw new TypeError(`immortus: ${name}() needs a browser with custom elements`);
     }
     if (!(element instanceof root.Element)) {
-      throw new TypeError('immortus: mount() needs an element');
+      throw new TypeError(`immortus: ${name}() needs an element`);
     }
     const given = options || {};
-    const widget = element.localName === WIDGET_TAG ? element : document.createElement(WIDGET_TAG);
+    const widget = element.localName === tag ? element : document.createElement(tag);
     const attributes = {label: given.label, 'cancel-url': given.cancelUrl, 'base-url': given.baseUrl,
       transport: given.transport, interval: given.interval, theme: given.theme,
       cancellable: given.cancellable ? '' : undefined};
@@ -1606,6 +1797,6 @@ ${STATES.map((state) => `.card[data-state=${state}] { --_state: var(--_${state})
     return widget;
   }
 
-  root.Immortus = Object.freeze(
-    {version: VERSION, create, verify, batch, cancel, mount, JobElement, ImmortusError});
+  root.Immortus = Object.freeze({version: VERSION, create, verify, batch, cancel, mount, mountGroup,
+    JobElement, GroupElement, ImmortusError});
 })(globalThis);

@@ -4,4 +4,6 @@ import './immortus.js';
 
 const Immortus = globalThis.Immortus;
 export default Immortus;
-export const {version, create, verify, batch, cancel, mount, JobElement, ImmortusError} = Immortus;
+export const {
+  version, create, verify, batch, cancel, mount, mountGroup, JobElement, GroupElement, ImmortusError,
+} = Immortus;

@@ -1,14 +1,17 @@
-"""``{% load immortus %}``: the ``<immortus-job>`` widget in Django templates.
+"""``{% load immortus %}``: the ``<immortus-job>`` and ``<immortus-group>`` widgets in Django.
 
     {% load immortus %}
     {% immortus_script %}
     {% immortus_job job label="Quarterly report" %}
+    {% immortus_group group_id label="Import" %}
 
 ``{% immortus_job job [job_class=...] [label=...] [verify_url=...] [cancel_url=...] %}`` is
 :func:`immortus.web.widget.render_widget`: the element, its token signed for the subject of the
 template's request (the ``IMMORTUS_SUBJECT`` function, as the immortus views read it; render
 the template with its request, ``render(request, ...)``). ``{% immortus_script [nonce=...] %}``
 loads ``immortus.js`` from where ``immortus.web.django.urls`` is included.
+``{% immortus_group group [label=...] %}`` is
+:func:`~immortus.web.widget.render_group_widget`, its token bound as the job's is.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from django.urls import reverse
 
 from immortus.exceptions import ConfigurationError
 from immortus.web.django.subject import SUBJECT_SETTING, subject_of
-from immortus.web.widget import SafeHTML, render_widget, widget_script_tag
+from immortus.web.widget import SafeHTML, render_group_widget, render_widget, widget_script_tag
 
-__all__ = ["immortus_job", "immortus_script", "register"]
+__all__ = ["immortus_group", "immortus_job", "immortus_script", "register"]
 
 register = template.Library()
 
@@ -70,6 +73,21 @@ def immortus_job(
         label=None if label is None else str(label),  # a lazy translation is text too
         verify_url=verify_url,
         cancel_url=cancel_url,
+    )
+
+
+@register.simple_tag(takes_context=True)
+def immortus_group(context: template.Context, group: object, *, label: object = None) -> SafeHTML:
+    """Render the widget of ``group`` (a group id, or an ``immortus.group``).
+
+    Raises:
+        EndpointsNotSecured, InvalidInput: as :func:`~immortus.web.widget.render_group_widget`.
+        ConfigurationError: ``IMMORTUS_SUBJECT`` is set and the template has no request.
+    """
+    return render_group_widget(
+        group,
+        subject=_request_subject(context),
+        label=None if label is None else str(label),
     )
 
 
