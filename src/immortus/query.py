@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 from immortus import registry
 from immortus.exceptions import ImmortusError, InvalidStrategy, StrategyError
@@ -244,22 +245,14 @@ def _ask_many(items: Sequence[JobRef], *, stop_on_error: bool) -> list[JobStatus
             answers[index] = exc
             continue
         groups.setdefault(id(strategy), (strategy, []))[1].append(index)
+
+    def asked_class(index: int) -> str | None:
+        return items[index][1]
+
     for strategy, indexes in groups.values():
-        try:
-            job_ids = list(dict.fromkeys(items[index][0] for index in indexes))
-            found = _ask_strategy(strategy, job_ids)
-        except ImmortusError as exc:
-            if stop_on_error:
-                raise
-            for index in indexes:
-                answers[index] = exc
-            continue
-        for index in indexes:
-            job_id, job_class = items[index]
-            answer = found[job_id]
-            if answer.job_class is None and job_class is not None:
-                answer = dataclasses.replace(answer, job_class=job_class)
-            answers[index] = answer
+        _ask_into(
+            answers, strategy, items, indexes, class_of=asked_class, stop_on_error=stop_on_error
+        )
     _ask_owners(items, answers, groups, stop_on_error=stop_on_error)
     return [answer for answer in answers if answer is not None]
 
@@ -288,21 +281,48 @@ def _ask_owners(
             if owner is not None:
                 owners.setdefault(id(owner), (owner, []))[1].append(index)
     for owner, indexes in owners.values():
-        job_ids = list(dict.fromkeys(items[index][0] for index in indexes))
-        try:
-            found = _ask_strategy(owner, job_ids)
-        except ImmortusError as exc:
-            if stop_on_error:
-                raise
-            for index in indexes:
-                answers[index] = exc
-            continue
+        first_class = partial(_first_class, answers)
+        _ask_into(answers, owner, items, indexes, class_of=first_class, stop_on_error=stop_on_error)
+
+
+def _first_class(answers: Sequence[JobStatus | ImmortusError | None], index: int) -> str | None:
+    """The job class of an item's first answer (before its owner is asked)."""
+    first = answers[index]
+    return first.job_class if isinstance(first, JobStatus) else None
+
+
+def _ask_into(
+    answers: list[JobStatus | ImmortusError | None],
+    strategy: TrackingStrategy,
+    items: Sequence[JobRef],
+    indexes: Sequence[int],
+    *,
+    class_of: Callable[[int], str | None],
+    stop_on_error: bool,
+) -> None:
+    """Ask ``strategy`` about the items at ``indexes`` (one ``status_many``), in place.
+
+    Each answer (or the strategy's error, for all of them) is written in ``answers``; a status
+    without a job class takes ``class_of(index)``.
+
+    Raises:
+        ImmortusError: with ``stop_on_error``, what the strategy raised.
+    """
+    job_ids = list(dict.fromkeys(items[index][0] for index in indexes))
+    try:
+        found = _ask_strategy(strategy, job_ids)
+    except ImmortusError as exc:
+        if stop_on_error:
+            raise
         for index in indexes:
-            first = answers[index]
-            answer = found[items[index][0]]
-            if answer.job_class is None and isinstance(first, JobStatus):
-                answer = dataclasses.replace(answer, job_class=first.job_class)
-            answers[index] = answer
+            answers[index] = exc
+        return
+    for index in indexes:
+        answer = found[items[index][0]]
+        job_class = class_of(index)
+        if answer.job_class is None and job_class is not None:
+            answer = dataclasses.replace(answer, job_class=job_class)
+        answers[index] = answer
 
 
 def _ask_strategy(strategy: TrackingStrategy, job_ids: list[str]) -> dict[str, JobStatus]:
