@@ -169,7 +169,8 @@ class GroupsContract:
         writers, each = 4, 20
         job_ids = [f"w{worker}-{n}" for worker in range(writers) for n in range(each)]
         first = open_store()  # each writer its own client where records outlive the process
-        stores = [first] + [open_store() if first.persistent else first for _ in range(writers - 1)]
+        shared = first.location is None  # a memory store: one object holds the records
+        stores = [first] + [first if shared else open_store() for _ in range(writers - 1)]
         errors: list[BaseException] = []
 
         def write(worker: int) -> None:

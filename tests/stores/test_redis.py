@@ -414,8 +414,6 @@ def test_open_store_routes_redis_urls(redis_url: str) -> None:
     try:
         assert isinstance(store, RedisStore)
         assert store.ttl == 30
-        assert store.persistent
-        assert store.batches_reads
     finally:
         store.close()
 

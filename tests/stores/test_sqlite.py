@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import gc
 import multiprocessing
 import os
@@ -641,15 +640,6 @@ def test_connections_of_finished_threads_are_closed(store: SQLiteStore) -> None:
     for _ in range(20):
         use_in_a_thread()
     assert _open_descriptors() == before
-
-
-def test_async_twins(store: SQLiteStore) -> None:
-    async def main() -> None:
-        assert await store.arecord(event(EventKind.STARTED)) is not None
-        assert (await store.aget("job-1")) == known(store, "job-1")
-        assert set(await store.aget_many(["job-1", "other"])) == {"job-1"}
-
-    asyncio.run(main())
 
 
 def test_get_nowait_declines_at_once_while_another_connection_holds_the_file(

@@ -33,7 +33,6 @@ file cannot be reached; driver exceptions never escape a store.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import math
@@ -152,12 +151,6 @@ def check_beat(job_ids: Sequence[str], alive_until: datetime) -> tuple[list[str]
 class Store(ABC):
     """Persistence for callback-driven tracking. See the module docstring for the contract."""
 
-    #: The URL schemes :func:`immortus.stores.open_store` hands to this store.
-    schemes: ClassVar[tuple[str, ...]] = ()
-    #: Whether records survive the process (False only for the memory store).
-    persistent: ClassVar[bool] = True
-    #: Whether ``get_many`` answers in one round-trip rather than one per id.
-    batches_reads: ClassVar[bool] = False
     #: Whether the store keeps workers' leases: :meth:`beat` works and a ``started`` job whose
     #: lease ran out reads ``lost``. The heartbeat checks it before any I/O and leaves the jobs
     #: of a store without it alone (they never read ``lost`` by heartbeat).
@@ -205,7 +198,7 @@ class Store(ABC):
     @classmethod
     @abstractmethod
     def from_url(cls, url: str, *, ttl: float | timedelta | None = DEFAULT_TTL) -> Self:
-        """Open the store a URL of one of :attr:`schemes` names.
+        """Open the store a URL names (:func:`immortus.stores.open_store` calls it by scheme).
 
         Raises:
             InvalidStoreURL: the URL is malformed for this store.
@@ -252,8 +245,8 @@ class Store(ABC):
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return the statuses of the known jobs among ``job_ids``, keyed by job id.
 
-        Unknown ids are absent from the result. The default asks :meth:`get` once per id;
-        stores that can answer in one round-trip set ``batches_reads``.
+        Unknown ids are absent from the result. The default asks :meth:`get` once per id; the
+        stores immortus ships answer in one round trip.
 
         Raises:
             InvalidJobId: an id is malformed (checked before any I/O).
@@ -420,18 +413,6 @@ class Store(ABC):
 
     def close(self) -> None:
         """Release connections and files. The default has nothing to release."""
-
-    async def arecord(self, event: Event) -> JobStatus | None:
-        """Async twin of :meth:`record`; by default runs it in a worker thread."""
-        return await asyncio.to_thread(self.record, event)
-
-    async def aget(self, job_id: str) -> JobStatus | None:
-        """Async twin of :meth:`get`; by default runs it in a worker thread."""
-        return await asyncio.to_thread(self.get, job_id)
-
-    async def aget_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Async twin of :meth:`get_many`; by default runs it in a worker thread."""
-        return await asyncio.to_thread(self.get_many, job_ids)
 
     def __enter__(self) -> Store:
         return self

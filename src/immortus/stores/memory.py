@@ -60,9 +60,6 @@ class _Entry:
 class MemoryStore(Store):
     """Keeps records in a dict guarded by a lock; lists them through a sorted index."""
 
-    schemes: ClassVar[tuple[str, ...]] = ("memory",)
-    persistent: ClassVar[bool] = False
-    batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True

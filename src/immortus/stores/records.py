@@ -9,7 +9,8 @@ Store-private fields beside the status:
 - ``alive_until``: the lease of a running job's worker (``None``: no heartbeat watches it).
   A ``started`` record whose lease has run out *reads* ``lost`` (:func:`lapse`), with no write;
   :meth:`~immortus.stores.base.Store.reap_lost` persists it. Any state but ``started`` clears
-  it.
+  it. A ``started`` record read before its lease ran out carries it as
+  :attr:`JobStatus.alive_until <immortus.status.JobStatus>`.
 - ``created``: when the store first saw the job; orders ``list_jobs`` and never changes.
 - ``expires``: when the record expires (``None``: never).
 - ``cancel_requested_at``: when the job's cancellation was requested (:func:`request_cancel`).
@@ -243,12 +244,19 @@ def lapse(status: JobStatus, alive_until: float | None, now: float) -> JobStatus
     """Return ``status`` as read at ``now``: ``lost`` if it is ``started`` and its lease ran out.
 
     Exactly what :func:`reap` writes down: ended when the lease did (``finished_at``), with a
-    ``WorkerLost`` error; everything else (progress, attempts, meta) is kept.
+    ``WorkerLost`` error; everything else (progress, attempts, meta) is kept. A ``started``
+    status whose lease runs on carries it (``alive_until``); any other carries none.
     """
     if not _lapsed(status, alive_until, now):
-        return status
+        return _leased(status, alive_until)
     assert alive_until is not None  # noqa: S101 - _lapsed checked it
     return _lost(status, alive_until) or status
+
+
+def _leased(status: JobStatus, alive_until: float | None) -> JobStatus:
+    """``status`` carrying the lease ``alive_until`` if it is ``started``, else none."""
+    moment = from_epoch(alive_until) if status.state is State.STARTED else None
+    return status if status.alive_until == moment else replace(status, alive_until=moment)
 
 
 def _lost(status: JobStatus, alive_until: float) -> JobStatus | None:
@@ -256,7 +264,8 @@ def _lost(status: JobStatus, alive_until: float) -> JobStatus | None:
     moment = from_epoch(alive_until)
     assert moment is not None  # noqa: S101 - from a number
     error = lost_error(alive_until)
-    return apply(status, Event(kind=EventKind.LOST, job_id=status.job_id, at=moment, error=error))
+    lost = apply(status, Event(kind=EventKind.LOST, job_id=status.job_id, at=moment, error=error))
+    return None if lost is None else _leased(lost, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,8 +356,14 @@ def reap(stored: JobStatus, alive_until: float | None, now: float) -> Outcome | 
 
 
 #: Every field :func:`_decode_fields` reads: the key of the decoding cache: the
-#: status's own columns, not the store-private ones (``alive_until``, ``created``, ...).
-_DECODED: Final = (*COLUMNS[: COLUMNS.index("updated_at") + 1], "retry_at", "group_id")
+#: status's own columns and the lease (``JobStatus.alive_until`` of a ``started`` record), not
+#: the other store-private ones (``created``, ``expires``, ...).
+_DECODED: Final = (
+    *COLUMNS[: COLUMNS.index("updated_at") + 1],
+    "retry_at",
+    "group_id",
+    "alive_until",
+)
 #: How many decoded records :func:`_decode` keeps (least recently read ones go first).
 DECODED_KEPT: Final = 1024
 
@@ -376,6 +391,7 @@ def _decode_fields(fields: tuple[Any, ...]) -> JobStatus:
     (
         job_id, job_class, state, attempts, current, total, message, error_type, error_message,
         traceback, meta, enqueued_at, started_at, finished_at, updated_at, retry_at, group_id,
+        alive_until,
     ) = fields  # fmt: skip
     if job_id is None:
         raise KeyError("job_id")
@@ -408,6 +424,7 @@ def _decode_fields(fields: tuple[Any, ...]) -> JobStatus:
         meta=decoded,
         retry_at=_moment(retry_at),
         group_id=group_id or None,
+        alive_until=_moment(alive_until) if state == State.STARTED.value else None,
     )
 
 
@@ -443,7 +460,8 @@ def decode_read(values: Sequence[Any], now: float) -> JobStatus:
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         job_id = values[0] if values else None
         raise CorruptRecord(f"cannot decode the record of job {job_id!r}") from exc
-    return status if lease is None else lapse(status, lease, now)
+    # The key carried the lease (alive_until): only a lapsed one changes the status.
+    return status if lease is None or lease > now else lapse(status, lease, now)
 
 
 # -- the history and cancel requests ---------------------------------------------------------

@@ -233,11 +233,6 @@ class RedisStore(Store):
             for the cluster's layout when it is made).
     """
 
-    schemes: ClassVar[tuple[str, ...]] = (
-        "redis", "rediss", "unix", "redis+cluster", "rediss+cluster",
-    )  # fmt: skip
-    persistent: ClassVar[bool] = True
-    batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True

@@ -240,9 +240,6 @@ class SQLStore(Store):
         MissingDependency: the URL's database driver is not installed.
     """
 
-    schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres", "mysql", "mariadb")
-    persistent: ClassVar[bool] = True
-    batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
     #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).

@@ -262,9 +262,6 @@ class SQLiteStore(Store):
         ConfigurationError: the file was written by a newer immortus with another table layout.
     """
 
-    schemes: ClassVar[tuple[str, ...]] = ("sqlite",)
-    persistent: ClassVar[bool] = True
-    batches_reads: ClassVar[bool] = True
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
