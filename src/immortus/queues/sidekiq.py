@@ -71,7 +71,7 @@ from immortus.queues.rails.journal import DEFAULT_PREFIX, Journal, connect
 from immortus.queues.rails.notes import Note, Seen
 from immortus.queues.rails.reader import Found, RailsReader
 from immortus.queues.rails.sidekiq_lua import LAYOUT_SCRIPT, SCAN_SCRIPT
-from immortus.status import MAX_ERROR_MESSAGE_LENGTH, JobError, JobStatus, State, isoformat
+from immortus.status import JobError, JobStatus, State, isoformat
 from immortus.validation import check_job_id
 
 try:
@@ -535,9 +535,7 @@ def _status(job_id: str, job: SidekiqJob) -> JobStatus:
         run_at = _moment(job.score)
     error = None
     if "error_class" in payload:
-        message = str(payload.get("error_message", ""))
-        if len(message) > MAX_ERROR_MESSAGE_LENGTH:
-            message = message[: MAX_ERROR_MESSAGE_LENGTH - 1] + "…"
+        message = str(payload.get("error_message", ""))  # JobError bounds it
         error = JobError(type=str(payload["error_class"]), message=message)
     job_class = payload.get("wrapped") or active_job.get("job_class") or payload.get("class")
     return JobStatus(

@@ -9,7 +9,7 @@ from typing import Final
 
 from celery.exceptions import WorkerLostError  # type: ignore[import-untyped]
 
-from immortus.status import MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_TYPE_LENGTH, JobError
+from immortus.status import JobError
 
 __all__ = ["WORKER_LOST", "error_of", "failure"]
 
@@ -41,10 +41,7 @@ def error_of(stored: object) -> JobError | None:
         return None
     if isinstance(module, str) and module not in ("builtins", "__main__"):
         name = f"{module}.{name}"
-    return JobError(
-        type=_shorten(name, MAX_ERROR_TYPE_LENGTH),
-        message=_shorten(message, MAX_ERROR_MESSAGE_LENGTH),
-    )
+    return JobError(type=name, message=message)  # JobError bounds both
 
 
 def _message(arguments: object, module: object = None, name: str = "") -> str:
@@ -63,6 +60,3 @@ def _message(arguments: object, module: object = None, name: str = "") -> str:
         return str(arguments[0])
     return str(tuple(arguments)) if arguments else ""
 
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
