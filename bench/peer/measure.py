@@ -26,7 +26,7 @@ TARGET_GROUP: Final = "in progress"
 #: What each side does per request, for the table.
 READS: Final = {
     "immortus": "token (HMAC once, then remembered); store SELECT; result backend GET unless"
-    " the record has ended",
+    " the record has ended or its worker's heartbeat lease is live",
     "celery-progress": "result backend GET",
 }
 #: The tasks each load asks about, by the name of the group: every task, then each part.

@@ -5,6 +5,7 @@ hooks installed as a Django view would have them, in the order of :data:`KINDS` 
 progress, a quarter finished, a quarter failed); a ``celery worker`` subprocess runs them all
 and is stopped. The result backend and immortus's store are then checked to hold what each
 task left, and every task gets the token immortus's enqueue view would have handed out.
+The worker runs with its heartbeat on, as users run it (:data:`WORKER_LEASE`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bench.common import BenchError, log
 from bench.peer import project as peer_project
 from devservices import end_process, tail
 from devservices.processes import ROOT, python_path
+from immortus.config import HEARTBEAT_TIMEOUT_ENV
 from immortus.queues.celery import CeleryStrategy, install, uninstall
 from immortus.status import JobStatus, State
 from immortus.web.core import Verifier
@@ -39,6 +41,11 @@ EXPECTED: Final[Mapping[str, tuple[State, str]]] = {
     "finishes": (State.FINISHED, "SUCCESS"),
     "fails": (State.FAILED, "FAILURE"),
 }
+#: The worker's heartbeat lease (``IMMORTUS_HEARTBEAT_TIMEOUT``, seconds). An in-progress task
+#: leaves its record ``started`` with the lease its worker's heartbeat last gave it, as a running
+#: task's record is while its worker lives; this one outlasts the benchmark, so every load reads
+#: the tasks in progress as a live worker's, not ``lost``, without holding 500 worker threads.
+WORKER_LEASE: Final = "3600"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +149,7 @@ def _run_worker(redis_url: str, store_url: str, folder: Path, ids: Sequence[str]
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=environment(redis_url, store_url),
+            env={**environment(redis_url, store_url), HEARTBEAT_TIMEOUT_ENV: WORKER_LEASE},
             stdout=output,
             stderr=subprocess.STDOUT,
         )

@@ -307,6 +307,11 @@ class JobStatus:
     ``history`` is the job's past events, oldest first, filled only when asked for
     (``immortus.status(..., history=True)``). ``group_id`` is the group the job belongs to
     (:mod:`immortus.groups`), set by its first event naming one and never changed.
+
+    ``alive_until`` is the lease of a ``started`` job's worker as the store read it (see
+    :mod:`immortus.heartbeat`): until then the worker's heartbeat vouches that it runs the job
+    and its hooks will record the ending. ``None`` in every other state, or when no heartbeat
+    watches the job. It is not part of the verify body, the ``repr`` or equality.
     """
 
     job_id: str
@@ -324,6 +329,7 @@ class JobStatus:
     retry_at: datetime | None = None
     history: tuple[HistoryEntry, ...] = ()
     group_id: str | None = None
+    alive_until: datetime | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def unknown(cls, job_id: str, job_class: str | None = None) -> JobStatus:

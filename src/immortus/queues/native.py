@@ -14,6 +14,7 @@ none                some                  the queue's
 some                none, or not ended    the store's
 not ended           ended                 the store's, ended as the queue says (the worker
                                           could not write its ending: store down, killed)
+presumed ``lost``   ended, not ``lost``   the store's, ended as the queue says
 ended               any                   the store's (first terminal state wins)
 unreachable         some                  the queue's (the page keeps working)
 some                unreachable           the store's (the same, the other way round)
@@ -24,6 +25,17 @@ Where both answer, the times the store lacks (a job enqueued before the hooks we
 has no ``enqueued_at``) are taken from the queue's; a job both call ``retrying`` is due at the
 later of the two ``retry_at`` (the store's, unless the queue knows a later retry); an ended
 record that has both its times is :func:`settled`, and the queue's backend is not read for it.
+
+A ``started`` record whose worker's lease is live is :func:`vouched` for: the worker's
+heartbeat (:mod:`immortus.heartbeat`) says it runs the job, and its hooks will record the
+ending, so the backend is not read for it either. Should the worker die, or its hooks fail
+to write the ending, its beats stop and the lease runs out at most ``heartbeat_timeout``
+seconds (60 by default) after the last beat; from then on the record reads ``lost`` and the
+backend is read again. That bounds how late an ending the hooks missed shows. A ``lost`` that
+is only presumed from a lapsed lease (:func:`presumed_lost`) is no terminal fact: the queue's
+own ending (finished, failed, cancelled) replaces it. Records without a lease (no heartbeat
+watches the job) are read with the backend as before.
+
 With store tracking off (``immortus.configure(store=None)``) the queue alone answers and the
 hooks write nothing.
 """
@@ -40,9 +52,10 @@ from immortus import config
 from immortus.exceptions import StoreUnavailable
 from immortus.status import JobStatus, State
 from immortus.store_strategy import StoreStrategy
-from immortus.transitions import EventKind
+from immortus.stores.records import LOST_ERROR_TYPE
+from immortus.transitions import EventKind, utcnow
 
-__all__ = ["QueueStrategy", "merge", "settled"]
+__all__ = ["QueueStrategy", "merge", "presumed_lost", "settled", "vouched"]
 
 
 def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> JobStatus:
@@ -59,7 +72,13 @@ def merge(recorded: JobStatus | None, native: JobStatus | None, job_id: str) -> 
         )
     if _later_retry(recorded, native):
         recorded = dataclasses.replace(recorded, retry_at=native.retry_at)
-    if recorded.completed or not native.completed:
+    if not native.completed:
+        return recorded
+    if presumed_lost(recorded):
+        if native.state is State.LOST:
+            return recorded
+        recorded = dataclasses.replace(recorded, error=None)
+    elif recorded.completed:
         return recorded
     return dataclasses.replace(
         recorded,
@@ -85,17 +104,41 @@ def _later_retry(recorded: JobStatus, native: JobStatus) -> bool:
     )
 
 
+def presumed_lost(recorded: JobStatus) -> bool:
+    """Whether ``recorded`` is ``lost`` only because its worker's lease ran out.
+
+    Such a record (read ``lost`` past its lease, or written so by a reaper) is a presumption:
+    the worker may have ended the job and failed to record it. The queue's own ending wins.
+    """
+    error = recorded.error
+    return recorded.state is State.LOST and error is not None and error.type == LOST_ERROR_TYPE
+
+
 def settled(recorded: JobStatus | None) -> bool:
     """Whether :func:`merge` keeps ``recorded`` as it is, whatever the queue says.
 
-    True of an ended record that has both its times: the queue is not asked about it at all.
+    True of an ended record that has both its times, unless its ``lost`` is only presumed
+    (:func:`presumed_lost`): the queue is not asked about it at all.
     """
     return (
         recorded is not None
         and recorded.completed
         and recorded.enqueued_at is not None
         and recorded.started_at is not None
+        and not presumed_lost(recorded)
     )
+
+
+def vouched(recorded: JobStatus | None, now: datetime) -> bool:
+    """Whether a live worker vouches for ``recorded`` at ``now``: the queue need not be asked.
+
+    True of a ``started`` record whose worker's heartbeat lease (``alive_until``) runs past
+    ``now``: that worker runs the job and its hooks will record the ending.
+    """
+    if recorded is None or recorded.state is not State.STARTED:
+        return False
+    lease = recorded.alive_until
+    return lease is not None and lease > now
 
 
 class QueueStrategy(StoreStrategy):
@@ -104,6 +147,10 @@ class QueueStrategy(StoreStrategy):
     Subclasses implement :meth:`native_status` (and :meth:`native_status_many` when the
     backend can answer many jobs in one round trip). The lifecycle callbacks are the store
     strategy's: the queue's hooks write to the store as usual.
+
+    A running job whose worker's heartbeat lease is live is answered from the store alone: an
+    ending its hooks miss shows at most ``heartbeat_timeout`` after its worker's last beat (see
+    the module's docstring).
     """
 
     #: Whether the queue's own answer is certain (False where "gone" is read as "finished").
@@ -139,8 +186,9 @@ class QueueStrategy(StoreStrategy):
     def status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """Return :meth:`status` of every job, with one store read and one backend read.
 
-        The backend is not asked about the jobs whose record is :func:`settled` (none, when
-        every record is): nothing it says would change their answer. A job the backend says
+        The backend is not asked about the jobs whose record is :func:`settled` or
+        :func:`vouched` for (none, when every record is): nothing it says would change their
+        answer, or the worker's hooks will record it first. A job the backend says
         ended while its record did not is read again from the store (a second read, for those
         jobs only): it ended between the two reads, and its answer carries its final record.
 
@@ -154,7 +202,12 @@ class QueueStrategy(StoreStrategy):
             if set(native) != set(job_ids):
                 raise
             return native
-        unsettled = [job_id for job_id in job_ids if not settled(recorded.get(job_id))]
+        now = utcnow()
+        unsettled = [
+            job_id
+            for job_id in job_ids
+            if not settled(found := recorded.get(job_id)) and not vouched(found, now)
+        ]
         try:
             native = self.native_status_many(unsettled) if unsettled else {}
         except StoreUnavailable:

@@ -59,4 +59,3 @@ def _message(arguments: object, module: object = None, name: str = "") -> str:
     if len(arguments) == 1:
         return str(arguments[0])
     return str(tuple(arguments)) if arguments else ""
-
