@@ -68,7 +68,7 @@ from immortus.queues.rails.journal import DEFAULT_PREFIX, Journal, connect
 from immortus.queues.rails.notes import Seen
 from immortus.queues.rails.reader import Found, RailsReader
 from immortus.status import JobError, JobStatus, State
-from immortus.stores.sql import _create_engine, _unreachable
+from immortus.stores.sql_engine import create_engine, unreachable
 from immortus.validation import check_job_id
 
 if TYPE_CHECKING:
@@ -311,7 +311,7 @@ class DelayedJobStrategy(RailsReader):
         self._owns_engine = not isinstance(engine_or_url, sa.Engine)
         #: The engine every question checks a connection out of.
         self.engine: sa.Engine = (
-            engine_or_url if isinstance(engine_or_url, sa.Engine) else _create_engine(engine_or_url)
+            engine_or_url if isinstance(engine_or_url, sa.Engine) else create_engine(engine_or_url)
         )
         #: The ``delayed_jobs`` table (see :func:`jobs_table`).
         self.table = jobs_table(sa.MetaData(), table_name or DEFAULT_TABLE)
@@ -471,7 +471,7 @@ class DelayedJobStrategy(RailsReader):
             password = self.engine.url.password
             if isinstance(password, str) and password:
                 reason = reason.replace(password, "***")
-            if _unreachable(exc):
+            if unreachable(exc):
                 raise StoreUnavailable(
                     f"cannot reach the Delayed::Job database at {self._where}: {reason}"
                 ) from exc

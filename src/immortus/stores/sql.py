@@ -74,7 +74,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Self, TypeVar, cast
 
-from immortus.exceptions import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
+from immortus.exceptions import MissingDependency, StoreError, StoreUnavailable
 
 try:
     import sqlalchemy as sa
@@ -97,6 +97,7 @@ from immortus.stores.base import (
 )
 from immortus.stores.counting import Tally, change, gone
 from immortus.stores.group_counts import Member, running_of
+from immortus.stores.sql_engine import create_engine, unreachable
 from immortus.stores.sql_reads import THROUGH_ENGINE, KeptReads
 from immortus.stores.urls import redact_url
 from immortus.strategy import ChangeSource
@@ -119,23 +120,9 @@ REAP_BATCH: Final = 500
 PRUNE_BATCH: Final = 1000
 #: Columns added since the first table layout, which ``create_table`` adds to an older table.
 _ADDED_COLUMNS: Final = ("alive_until", "retry_at", "cancel_requested_at", "history", "group_id")
-#: Seconds to wait for a new PostgreSQL connection unless the URL sets ``connect_timeout``.
-CONNECT_TIMEOUT: Final = 10
-# The ``dialect+driver`` pairs an immortus extra installs; other drivers come from the user.
-_EXTRAS: Final = {
-    ("postgresql", "psycopg"): "postgresql",
-    ("mysql", "pymysql"): "mysql",
-    ("mariadb", "pymysql"): "mysql",
-}
 # Dialects without row locks: ``record()`` takes the database's write lock with a no-op UPDATE.
 _LOCK_BY_WRITING: Final = frozenset({"sqlite"})
 _MOMENTS: Final = ("enqueued", "started", "finished", "updated")
-_UNREACHABLE = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,  # no connection free in the pool
-)
 
 
 def jobs_table(metadata: sa.MetaData, name: str = "immortus_jobs") -> sa.Table:
@@ -174,31 +161,6 @@ def jobs_table(metadata: sa.MetaData, name: str = "immortus_jobs") -> sa.Table:
     )
 
 
-def _create_engine(url: str | URL) -> Engine:
-    """Build an engine for ``url``; a driverless PostgreSQL URL gets psycopg 3."""
-    try:
-        parsed = sa.make_url(url)
-    except (sa_exc.ArgumentError, ValueError) as exc:
-        shown = redact_url(str(url))
-        detail = str(exc).replace(str(url), shown)
-        raise InvalidStoreURL(f"malformed SQL store URL {shown!r}: {detail}") from None
-    parsed = parsed.set(drivername=parsed.drivername.lower())  # schemes ignore case
-    backend, _, driver = parsed.drivername.partition("+")
-    if backend in ("postgres", "postgresql"):
-        parsed = parsed.set(drivername=f"postgresql+{driver or 'psycopg'}")
-    options: dict[str, Any] = {"pool_pre_ping": True}
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-    try:
-        return sa.create_engine(parsed, **options)
-    except ImportError as exc:
-        pair = (parsed.get_backend_name(), parsed.get_driver_name())
-        raise MissingDependency(exc.name or pair[1], _EXTRAS.get(pair, "sql")) from exc
-    except sa_exc.ArgumentError as exc:
-        where = parsed.render_as_string(hide_password=True)
-        raise InvalidStoreURL(f"SQLAlchemy cannot use {where}: {exc}") from None
-
-
 def _lost_race(exc: sa_exc.DBAPIError) -> bool:
     """Whether a transaction failed only because another writer got there first."""
     if isinstance(exc, sa_exc.IntegrityError):  # a concurrent INSERT of the same new job
@@ -208,15 +170,6 @@ def _lost_race(exc: sa_exc.DBAPIError) -> bool:
         return True
     args: tuple[Any, ...] = getattr(exc.orig, "args", ())
     return bool(args) and args[0] == 1213  # MySQL / MariaDB: deadlock, try again
-
-
-def _unreachable(exc: sa_exc.SQLAlchemyError) -> bool:
-    """Whether ``exc`` means the database cannot be reached (or is locked) right now."""
-    if not isinstance(exc, _UNREACHABLE):
-        return False
-    # sqlite3 reports a missing table as an OperationalError too: its code is plain SQLITE_ERROR.
-    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
-    return not isinstance(code, int) or code & 0xFF != 1
 
 
 class SQLStore(Store):
@@ -259,7 +212,7 @@ class SQLStore(Store):
         self._owns_engine = not isinstance(engine_or_url, Engine)
         #: The engine every operation checks a connection out of.
         self.engine: Engine = (
-            engine_or_url if isinstance(engine_or_url, Engine) else _create_engine(engine_or_url)
+            engine_or_url if isinstance(engine_or_url, Engine) else create_engine(engine_or_url)
         )
         #: The table of records (see :func:`jobs_table`).
         self.table: sa.Table = jobs_table(sa.MetaData(), table_name)
@@ -883,7 +836,7 @@ class SQLStore(Store):
 
     def _error(self, exc: sa_exc.SQLAlchemyError) -> StoreError:
         """The error to raise for ``exc`` (chain it: ``raise ... from exc``)."""
-        if _unreachable(exc):
+        if unreachable(exc):
             return StoreUnavailable(
                 f"cannot reach the SQL store at {self._where}: {self._reason(exc)}"
             )
