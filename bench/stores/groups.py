@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 from bench.common import BenchError, add_modes, log, table
 from bench.results import save
 from bench.stores.measure import percentile
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import JobError, State
 from immortus.transitions import Event, EventKind
 

@@ -298,6 +298,7 @@ class Heartbeat:
 
 _process = Heartbeat()
 config.on_change(_process.wake)
+outbox.beat_with(_process.beat_store)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_process._forget_everything)
 

@@ -52,6 +52,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -533,11 +534,29 @@ def _retry_beat(store: Store) -> None:
             _beat_retries.pop(id(store), None)
 
 
+def _nothing_to_beat(store: Store) -> bool:
+    """The beat of a process without a heartbeat: no job of it runs, there is nothing to beat."""
+    return True
+
+
+#: How the outbox beats a store that is back (:func:`beat_with`).
+_beater: Callable[[Store], bool] = _nothing_to_beat
+
+
+def beat_with(beater: Callable[[Store], bool]) -> None:
+    """Beat a store that is back with ``beater``: the process heartbeat's ``beat_store``.
+
+    Called once by :mod:`immortus.heartbeat` when it makes the process's heartbeat. ``beater``
+    extends the leases of this process's jobs running in the store and returns False while
+    the store is still away. Until then there is no job to beat.
+    """
+    global _beater  # noqa: PLW0603 - one process-wide hook, set once by the heartbeat
+    _beater = beater
+
+
 def _rebeat(store: Store) -> bool:
     """Beat the jobs of this process running in ``store``; False while it is still away."""
-    from immortus import heartbeat  # noqa: PLC0415 - the heartbeat imports this module
-
-    return heartbeat.process_heartbeat().beat_store(store)
+    return _beater(store)
 
 
 def _adopt_soon(store: Store) -> None:

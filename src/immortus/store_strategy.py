@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from immortus import cancel_requests, config, outbox
 from immortus.exceptions import ConfigurationError
-from immortus.groups import current_group
+from immortus.grouping import current_group
 from immortus.status import HistoryEntry, JobError, JobStatus, Progress
 from immortus.stores.base import Store
 from immortus.strategy import ChangeSource, TrackingStrategy
@@ -157,7 +157,7 @@ class StoreStrategy(TrackingStrategy):
     ) -> None:
         """Record that the job waits in its queue, in the group of the enqueuing block if any.
 
-        The group is :func:`immortus.groups.current_group`: read here, in the enqueuing
+        The group is :func:`immortus.grouping.current_group`: read here, in the enqueuing
         thread or task, so every queue's enqueue hook puts its jobs in the block's group.
         """
         self._record(EventKind.ENQUEUED, job_id, at, job_class=job_class, group_id=current_group())

@@ -40,16 +40,26 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from immortus.exceptions import InvalidStrategy, NotCancellable
 from immortus.status import JobError, JobStatus, Progress, State
 
-__all__ = ["CALLBACKS", "ChangeSource", "Changes", "TrackingStrategy", "Watch", "as_strategy"]
+__all__ = [
+    "CALLBACKS",
+    "MAX_CHANGES",
+    "ChangeSource",
+    "Changes",
+    "TrackingStrategy",
+    "Watch",
+    "as_strategy",
+]
 
 #: What :meth:`ChangeSource.changes_since` answers: the new cursor, and the ids of the records
 #: written since the old one (``None``: the source cannot tell, assume every job changed).
 Changes = tuple[int, frozenset[str] | None]
+#: Most changed ids a ``changes_since`` names; past it, it answers "assume all changed".
+MAX_CHANGES: Final = 10_000
 
 #: The lifecycle callbacks a strategy may define, in the order a job meets them.
 CALLBACKS = (

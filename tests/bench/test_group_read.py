@@ -10,7 +10,7 @@ import pytest
 
 from bench.common import BenchError
 from bench.stores.groups import _check, measure_size, render, seed_immortus
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 
 
 # Celery's Redis backend still calls redis-py's setex.

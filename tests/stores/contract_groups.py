@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from immortus.exceptions import InvalidInput
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import JobError, Progress, State
 from immortus.stores.base import Store
 from immortus.transitions import EventKind

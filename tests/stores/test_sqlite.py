@@ -22,7 +22,7 @@ from immortus.exceptions import (
     InvalidStoreURL,
     StoreUnavailable,
 )
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import JobError, Progress, State
 from immortus.stores import open_store, sqlite_counts, sqlite_groups
 from immortus.stores.base import DEFAULT_TTL

@@ -43,10 +43,10 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Final, Self
 
 from immortus.exceptions import InvalidInput
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import HistoryEntry, JobStatus, State
 from immortus.stores.counting import Tally
-from immortus.strategy import Changes, ChangeSource
+from immortus.strategy import MAX_CHANGES, Changes, ChangeSource
 from immortus.transitions import Event, check_aware
 from immortus.validation import check_job_id
 
@@ -58,8 +58,6 @@ DEFAULT_TTL: Final = timedelta(days=7)
 EXPIRY_STEPS: Final = 100
 #: Largest page ``list_jobs`` returns.
 MAX_PAGE_SIZE: Final = 1000
-#: Most changed ids :meth:`Store.changes_since` names; past it, it answers "assume all changed".
-MAX_CHANGES: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import JobError, JobStatus, State
 
 __all__ = [

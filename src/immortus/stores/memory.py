@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar, Self
 
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import MAX_HISTORY, HistoryEntry, JobStatus, State
 from immortus.stores.base import (
     DEFAULT_TTL,

@@ -29,12 +29,20 @@ import weakref
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
-from immortus.stores.base import MAX_CHANGES, Store
-from immortus.strategy import Changes, ChangeSource
+from immortus.strategy import MAX_CHANGES, Changes, ChangeSource
 
-__all__ = ["COALESCE", "LISTEN_SLICE", "MAX_RETRY", "Listener", "Notice", "PollingSource", "shared"]
+__all__ = [
+    "COALESCE",
+    "LISTEN_SLICE",
+    "MAX_RETRY",
+    "Listener",
+    "Notice",
+    "PollingSource",
+    "TellsChanges",
+    "shared",
+]
 
 logger = logging.getLogger("immortus.stores")
 
@@ -52,7 +60,20 @@ MAX_RETRY: Final = 5.0
 #: ``None`` when the subscription was (re)confirmed (anything may have been written meanwhile).
 Notice = str | None
 
+
+class TellsChanges(Protocol):
+    """What a :class:`PollingSource` asks of a store (every :class:`~.base.Store` has it)."""
+
+    @property
+    def tracks_changes(self) -> bool:
+        """Whether :meth:`changes_since` names the records written."""
+
+    def changes_since(self, cursor: int | None) -> Changes:
+        """The new cursor and the ids written after ``cursor`` (see ``Store.changes_since``)."""
+
+
 _S = TypeVar("_S", bound=ChangeSource)
+_T = TypeVar("_T")
 _C = TypeVar("_C")
 
 _shared_lock = threading.Lock()
@@ -60,7 +81,7 @@ _shared_lock = threading.Lock()
 _ATTRIBUTE: Final = "_immortus_change_source"
 
 
-def shared(store: Store, make: Callable[[Store], _S]) -> _S:
+def shared(store: _T, make: Callable[[_T], _S]) -> _S:
     """Return the source ``make(store)`` made for ``store`` the first time, at every call.
 
     A store without a ``__dict__`` (``__slots__`` only) gets a new source at each call: its
@@ -79,7 +100,7 @@ def shared(store: Store, make: Callable[[Store], _S]) -> _S:
 class PollingSource(ChangeSource):
     """Asks the store's ``changes_since`` when asked; cannot push (followers poll it)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: TellsChanges) -> None:
         self.store = store
         self.names_changes = store.tracks_changes
 

@@ -64,7 +64,7 @@ from immortus.exceptions import (
     MissingDependency,
     StoreUnavailable,
 )
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import HistoryEntry, JobStatus, State
 from immortus.stores import notify, notify_redis, records, redis_counts, redis_groups
 from immortus.stores.base import (

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import JobError, JobStatus
 from immortus.stores.counting import Change
 from immortus.stores.group_counts import MEMBER_STATES, answer, running

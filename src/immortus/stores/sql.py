@@ -84,7 +84,7 @@ try:
 except ImportError as exc:
     raise MissingDependency("SQLAlchemy", "sql") from exc
 
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import HistoryEntry, JobStatus, State
 from immortus.stores import notify, notify_postgres, records, sql_counts, sql_groups
 from immortus.stores.base import (

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, Self
 
 from immortus.exceptions import ConfigurationError, InvalidInput, InvalidStoreURL, StoreUnavailable
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import HistoryEntry, JobStatus, State
 from immortus.stores import sqlite_counts, sqlite_groups
 from immortus.stores.base import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from immortus.groups import GroupStatus
+from immortus.grouping import GroupStatus
 from immortus.status import JobError, State
 from immortus.stores.group_counts import MEMBER_STATES, GroupChange, answer
 

@@ -21,20 +21,28 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from immortus import outbox
 from immortus.exceptions import MissingDependency
 from immortus.status import State
-from immortus.web.dashboard.counts import DURATION_BOUNDS
+from immortus.web.dashboard.counts import DURATION_BOUNDS, Counts
 
-if TYPE_CHECKING:
-    from immortus.web.dashboard.core import Dashboard
-
-__all__ = ["render_metrics"]
+__all__ = ["Measured", "render_metrics"]
 
 
-def render_metrics(dashboard: Dashboard) -> tuple[str, bytes]:
+class Measured(Protocol):
+    """What a scrape reads (a :class:`~.core.Dashboard`): the overview's counts, store errors."""
+
+    @property
+    def store_errors(self) -> int:
+        """How many reads of the store failed."""
+
+    def counts(self) -> Counts:
+        """The overview's counts."""
+
+
+def render_metrics(dashboard: Measured) -> tuple[str, bytes]:
     """The media type and body of a scrape.
 
     Raises:
