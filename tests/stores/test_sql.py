@@ -304,6 +304,38 @@ def test_malformed_urls_are_refused(url: str) -> None:
 NEEDLE = "hunter2-s3cret"  # the password that messages must never show
 
 
+def _write_at_once(
+    store: SQLStore, job_id: str, start: threading.Barrier, errors: list[BaseException]
+) -> None:
+    start.wait()
+    try:
+        store.record(event(EventKind.ENQUEUED, job_id, group_id="g"))
+    except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        errors.append(exc)
+
+
+def test_stores_opened_at_once_on_a_new_file_all_find_every_table(tmp_path: Path) -> None:
+    # Each store creates the tables on its first write; a CREATE another store won must not
+    # leave a table (the counters', the groups') missing for a while.
+    for round_ in range(10):
+        url = f"sqlite:///{tmp_path}/race-{round_}.db"
+        stores = [SQLStore(url) for _ in range(6)]
+        start = threading.Barrier(len(stores))
+        errors: list[BaseException] = []
+
+        threads = [
+            threading.Thread(target=_write_at_once, args=(store, f"j{number}", start, errors))
+            for number, store in enumerate(stores)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for store in stores:
+            store.close()
+        assert errors == []
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -110,6 +110,8 @@ logger = logging.getLogger("immortus")
 
 _T = TypeVar("_T")
 
+#: How many passes creating the tables may make while other processes create them too.
+_CREATE_TRIES: Final = 5
 #: How many times ``record()`` runs its transaction when it loses a race to another writer.
 RECORD_ATTEMPTS: Final = 5
 #: Ids per ``IN (...)`` query in ``get_many`` and ``beat``.
@@ -728,19 +730,29 @@ class SQLStore(Store):
             with self.engine.connect() as conn:
                 counted = sa.inspect(conn).has_table(self.counters.counts.name)
                 grouped = sa.inspect(conn).has_table(self.groups.name)
-            try:
-                self.table.metadata.create_all(self.engine, checkfirst=True)
-            except sa_exc.DBAPIError:
-                # Another process may have created it at the same moment: fine if it is there.
-                with self.engine.connect() as conn:
-                    if not sa.inspect(conn).has_table(self.table.name):
-                        raise
+            self._create_tables()
             self._add_missing_columns()
             if not counted:
                 self._rebuild_counters()
             if not grouped:
                 self._rebuild_groups()
             self._table_ready = True
+
+    def _create_tables(self) -> None:
+        """Create the tables that are missing, while other processes may be creating them.
+
+        A ``CREATE`` that fails because another process made that table a moment ago is
+        followed by another pass (each skips what exists), so no table is left to the other
+        process's pace: the last pass ends with every table there, or raises its error.
+        """
+        for tries_left in reversed(range(_CREATE_TRIES)):
+            try:
+                self.table.metadata.create_all(self.engine, checkfirst=True)
+            except sa_exc.DBAPIError:
+                if not tries_left:
+                    raise
+            else:
+                return
 
     def _ensure_counting(self) -> None:
         """Look up once whether a table the application made has its counter tables."""
