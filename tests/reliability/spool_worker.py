@@ -8,7 +8,8 @@ immortus's log at INFO:
   store is away, prints how many events it holds, and ends with ``os._exit(0)``: no exit
   handler, no flush. What it held is in its spool file only.
 - ``adopt``: the next process. Runs ``job-y`` (its first event for the store takes over what
-  dead processes left), waits until ``job-x`` reads completed, prints ``adopted`` and exits.
+  dead processes left), waits until ``job-x`` reads completed and the dead process's spool
+  file is gone (the adoption, logged, is over), prints ``adopted`` and exits.
 - ``long``: runs ``job-long``, heart-beating every 0.2 s (lost after 1 s without a beat);
   creates ``FOLDER/started`` once it runs, and ends when ``FOLDER/finish`` appears.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import immortus
 from immortus import config, outbox
+from immortus.stores.spool import SPOOL_DIR_ENV
 
 #: Generous: how long a step waits for the test.
 PATIENCE = 120.0
@@ -52,9 +54,10 @@ def adopt() -> None:
     store = config.get_store()
     assert store is not None
     deadline = time.monotonic() + PATIENCE
+    spooled = Path(os.environ[SPOOL_DIR_ENV])
     while time.monotonic() < deadline:
         status = store.get("job-x")
-        if status is not None and status.completed:
+        if status is not None and status.completed and not any(spooled.iterdir()):
             print("adopted", flush=True)
             return
         time.sleep(0.02)

@@ -395,8 +395,7 @@ def take_over(store: Store, record: Callable[[Event], object]) -> int:
         for orphan in orphans(store):
             count, complete = _hand_over(store, orphan, record)
             taken += count
-            orphan.close(remove=complete)
-            if count:
+            if count:  # said before the file goes: once it is gone, the adoption is told
                 logger.warning(
                     "immortus: process %s ended with %d tracking events for the store %r "
                     "unwritten; they are written now, in order (from %s)",
@@ -405,6 +404,7 @@ def take_over(store: Store, record: Callable[[Event], object]) -> int:
                     store,
                     orphan.path,
                 )
+            orphan.close(remove=complete)
             if not complete:
                 break
     except Exception:  # tracking never breaks the job
