@@ -12,22 +12,15 @@ import re
 import django
 from django.conf import settings
 
+from tests.dashboard.django_parts import DASHBOARD_APPS, DASHBOARD_MIDDLEWARE
+
 settings.configure(
     DEBUG=False,
     SECRET_KEY="dashboard-tests",  # noqa: S106 - a test's key
     ALLOWED_HOSTS=["testserver"],
     ROOT_URLCONF=__name__,
-    INSTALLED_APPS=[
-        "django.contrib.auth",
-        "django.contrib.contenttypes",
-        "django.contrib.sessions",
-        "immortus.web.dashboard.django",
-    ],
-    MIDDLEWARE=[
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-    ],
+    INSTALLED_APPS=DASHBOARD_APPS,
+    MIDDLEWARE=DASHBOARD_MIDDLEWARE,
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
     LOGIN_URL="/login/",
 )

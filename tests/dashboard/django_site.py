@@ -18,6 +18,8 @@ from types import FrameType
 import django
 from django.conf import settings
 
+from tests.dashboard.django_parts import DASHBOARD_APPS, DASHBOARD_MIDDLEWARE
+
 DIRECTORY, PREFIX = Path(sys.argv[1]), sys.argv[2]
 
 settings.configure(
@@ -26,17 +28,8 @@ settings.configure(
     ALLOWED_HOSTS=["127.0.0.1"],
     ROOT_URLCONF=__name__,
     USE_TZ=True,
-    INSTALLED_APPS=[
-        "django.contrib.auth",
-        "django.contrib.contenttypes",
-        "django.contrib.sessions",
-        "immortus.web.dashboard.django",
-    ],
-    MIDDLEWARE=[
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-    ],
+    INSTALLED_APPS=DASHBOARD_APPS,
+    MIDDLEWARE=DASHBOARD_MIDDLEWARE,
     DATABASES={
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DIRECTORY / "site.db")}
     },

@@ -8,20 +8,27 @@ and the hooks never recorded wins over the presumed ``lost``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-import redis
 
 from immortus import JobStatus, State
-from immortus.queues.celery import CeleryStrategy, install
+from immortus.queues.celery import CeleryStrategy
 from immortus.transitions import utcnow
 from tests.queues import celery_app
 from tests.queues.scenarios import wait_for, wait_for_status
-from tests.queues.stores import tracking_into_sqlite
-from tests.queues.test_celery import CELERY_DB, CeleryHarness
-from tests.reliability.test_lost_celery import HEARTBEAT, kill, process_running, running
+from tests.queues.test_celery import CeleryHarness
+from tests.reliability.test_lost_celery import (
+    HEARTBEAT,
+    harness,
+    kill,
+    process_running,
+    running,
+)
+
+#: The Celery worker and store of a test, shared with the lost-worker tests.
+__all__ = ["harness"]
 
 #: Celery 5.7's Redis result backend calls redis-py's deprecated ``setex`` (as test_celery says).
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
@@ -37,17 +44,6 @@ class CountingCelery(CeleryStrategy):
     def native_status_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         self.asked.append(list(job_ids))
         return super().native_status_many(job_ids)
-
-
-@pytest.fixture
-def harness(redis_url: str, tmp_path: Path) -> Iterator[CeleryHarness]:
-    url = redis_url.rpartition("/")[0] + f"/{CELERY_DB}"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
-    with tracking_into_sqlite(tmp_path) as store_url:
-        celery_app.configure(url)
-        install(celery_app.app)
-        yield CeleryHarness(url, store_url, tmp_path)
 
 
 def test_a_heart_beating_task_is_answered_without_the_backend_until_its_worker_dies(
