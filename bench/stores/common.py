@@ -1,13 +1,16 @@
 """What the store benchmarks share.
 
 The flag that Ctrl-C and SIGTERM set (:data:`STOP`, checked by :func:`go_on`), the short size
-names of the tables (:func:`size_label`), and the shape of the listings that verification,
-measurement and the report all page through (:data:`PAGE`, :func:`deep_page`).
+names of the tables (:func:`size_label`), the shape of the listings that verification,
+measurement and the report all page through (:data:`PAGE`, :func:`deep_page`), and the
+``--stores`` option (:func:`add_stores_option`, :func:`chosen_stores`).
 """
 
 from __future__ import annotations
 
+import argparse
 import threading
+from collections.abc import Sequence
 from typing import Final
 
 PAGE: Final = 50
@@ -36,3 +39,17 @@ def size_label(size: int) -> str:
 def deep_page(size: int) -> int:
     """The page the deep listing measures: DEEP_PAGE, or the last full one of a small store."""
     return max(1, min(DEEP_PAGE, size // PAGE))
+
+
+def add_stores_option(parser: argparse.ArgumentParser, stores: Sequence[str]) -> None:
+    """Add ``--stores``: a comma-separated choice among ``stores`` (default: all of them)."""
+    parser.add_argument(
+        "--stores", default=",".join(stores), help=f"comma-separated, among {', '.join(stores)}"
+    )
+
+
+def chosen_stores(option: str, stores: Sequence[str]) -> list[str] | None:
+    """The stores ``--stores`` names, in ``stores``' order; ``None`` if it names another."""
+    asked = set(option.split(","))
+    names = [name for name in stores if name in asked]
+    return names if names and len(names) == len(asked) else None

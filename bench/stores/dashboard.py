@@ -35,6 +35,7 @@ from typing import Any, Final
 from bench.common import BenchError, add_modes, log, table
 from bench.results import save
 from bench.stores.backends import Backend, PostgresBackend, RedisBackend, start_backends
+from bench.stores.common import add_stores_option, chosen_stores
 from bench.stores.dataset import JOB_CLASSES, Dataset
 from bench.stores.measure import _interleave, _Task, percentile
 from immortus.status import State
@@ -186,17 +187,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         quick=f"{QUICK[0]:,} jobs, {QUICK[1]} calls of each",
         full=f"{FULL[0]:,} jobs, {FULL[1]} calls of each",
     )
-    parser.add_argument(
-        "--stores", default=",".join(STORES), help=f"comma-separated, among {', '.join(STORES)}"
-    )
+    add_stores_option(parser, STORES)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the report; return 0 (or 1 if it could not be measured)."""
     args = _parse(argv)
-    names = [name for name in STORES if name in args.stores.split(",")]
-    if not names or len(names) != len(set(args.stores.split(","))):
+    names = chosen_stores(args.stores, STORES)
+    if names is None:
         print(f"bench: --stores takes names among {', '.join(STORES)}", file=sys.stderr)
         return 1
     jobs, calls = FULL if args.full else QUICK
