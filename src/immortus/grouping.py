@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Self
 
-from immortus.status import JobError, State, isoformat
+from immortus.status import JobError, State, isoformat, read_only
 from immortus.validation import check_group_id
 
 __all__ = ["GroupStatus", "current_group", "group"]
@@ -36,6 +36,7 @@ class GroupStatus:
     """A group's aggregate answer: what its members add up to now.
 
     Build one from a store's counters with :meth:`of`; :meth:`to_dict` is its wire body.
+    ``jobs`` is read-only (a :class:`~immortus.status.ReadOnlyDict`).
     """
 
     group_id: str
@@ -50,6 +51,9 @@ class GroupStatus:
     #: The error of the first member that failed or was lost (type and message only).
     first_error: JobError | None = None
     updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jobs", read_only(self.jobs))  # frozen: set this way
 
     @classmethod
     def of(

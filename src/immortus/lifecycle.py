@@ -1,8 +1,9 @@
 """Deliver lifecycle events to tracking strategies without ever breaking the job.
 
-Queue integrations call the ``job_*`` functions here from their hooks; the job API
-(:mod:`immortus.jobs`) calls them around a running job. Each resolves the job's strategy and calls
-its callback through :func:`notify`, which:
+Queue integrations call the ``job_*`` functions here (one per
+:class:`~immortus.transitions.EventKind`) from their hooks; the job API (:mod:`immortus.jobs`)
+calls them around a running job. Each resolves the job's strategy and calls its callback through
+:func:`notify`, which:
 
 - passes a callback only the arguments it declares (a Ruby-gem-style ``job_finished(job_id)`` gets
   just the id; see :mod:`immortus.strategy`);
@@ -27,7 +28,7 @@ from typing import Any
 from immortus.finder import find_recording_strategy
 from immortus.status import JobError, Progress
 from immortus.strategy import TrackingStrategy
-from immortus.transitions import check_aware, utcnow
+from immortus.transitions import EventKind, check_aware, utcnow
 from immortus.validation import check_job_class, check_job_id
 
 __all__ = [
@@ -95,16 +96,23 @@ def _call(
 
 
 def notify(
-    strategy: TrackingStrategy | None, hook: str, job_id: str, *args: object, **details: object
+    strategy: TrackingStrategy | None,
+    hook: EventKind | str,
+    job_id: str,
+    *args: object,
+    **details: object,
 ) -> bool:
-    """Call ``strategy``'s ``hook`` callback, if it has one; return whether it succeeded.
+    """Call ``strategy``'s callback of ``hook``, if it has one; return whether it succeeded.
 
-    ``args`` follow the job id (the error of ``job_failed``, the progress of ``job_progress``);
-    ``details`` are the optional keywords (``job_class``, ``attempt``, ``at``). Never raises:
-    whatever the callback raises is logged with its traceback.
+    ``hook`` is an :class:`~immortus.transitions.EventKind` or a callback's name
+    (``"job_finished"``). ``args`` follow the job id (the error of ``job_failed``, the progress
+    of ``job_progress``); ``details`` are the optional keywords (``job_class``, ``attempt``,
+    ``at``). Never raises: whatever the callback raises is logged with its traceback.
     """
     if strategy is None:
         return True
+    if isinstance(hook, EventKind):
+        hook = hook.callback
     callback = getattr(strategy.hook_target, hook, None)
     if not callable(callback):
         return True
@@ -121,24 +129,28 @@ def notify(
     return True
 
 
-def _emit(hook: str, job_id: str, job_class: str | None, *args: object, **details: Any) -> bool:
+def _emit(
+    kind: EventKind, job_id: str, job_class: str | None, *args: object, **details: Any
+) -> bool:
     """Resolve the job's strategy and notify it; log and swallow every failure."""
-    logger.debug("immortus: %s job %r (%s)", hook.removeprefix("job_"), job_id, job_class)
+    logger.debug("immortus: %s job %r (%s)", kind.value, job_id, job_class)
     try:
         check_job_id(job_id)
         if job_class is not None:
             check_job_class(job_class)
         strategy = find_recording_strategy(job_class)
     except Exception:
-        logger.exception("immortus: cannot track %s of job %r (%s)", hook, job_id, job_class)
+        logger.exception(
+            "immortus: cannot track %s of job %r (%s)", kind.callback, job_id, job_class
+        )
         return False
     details = {key: value for key, value in details.items() if value is not None}
-    return notify(strategy, hook, job_id, *args, job_class=job_class, at=utcnow(), **details)
+    return notify(strategy, kind, job_id, *args, job_class=job_class, at=utcnow(), **details)
 
 
 def job_enqueued(job_id: str, job_class: str | None = None) -> bool:
     """Report that the queue accepted the job. Call it in the enqueuing process."""
-    return _emit("job_enqueued", job_id, job_class)
+    return _emit(EventKind.ENQUEUED, job_id, job_class)
 
 
 def job_started(
@@ -153,14 +165,14 @@ def job_started(
     ``alive_until`` is the worker's heartbeat lease (:mod:`immortus.heartbeat`): the job reads
     ``lost`` after it unless the worker beats again. Only callbacks that declare it get it.
     """
-    return _emit("job_started", job_id, job_class, attempt=attempt, alive_until=alive_until)
+    return _emit(EventKind.STARTED, job_id, job_class, attempt=attempt, alive_until=alive_until)
 
 
 def job_progress(
     job_id: str, progress: Progress, job_class: str | None = None, *, attempt: int | None = None
 ) -> bool:
     """Report the job's progress (jobs use :func:`immortus.progress`, which calls this)."""
-    return _emit("job_progress", job_id, job_class, progress, attempt=attempt)
+    return _emit(EventKind.PROGRESS, job_id, job_class, progress, attempt=attempt)
 
 
 def job_retrying(
@@ -183,13 +195,13 @@ def job_retrying(
     """
     check_aware("retry_at", retry_at)
     return _emit(
-        "job_retrying", job_id, job_class, _as_error(error), attempt=attempt, retry_at=retry_at
+        EventKind.RETRYING, job_id, job_class, _as_error(error), attempt=attempt, retry_at=retry_at
     )
 
 
 def job_finished(job_id: str, job_class: str | None = None, *, attempt: int | None = None) -> bool:
     """Report that the job ended successfully."""
-    return _emit("job_finished", job_id, job_class, attempt=attempt)
+    return _emit(EventKind.FINISHED, job_id, job_class, attempt=attempt)
 
 
 def job_failed(
@@ -200,12 +212,12 @@ def job_failed(
     attempt: int | None = None,
 ) -> bool:
     """Report that the job failed with ``error`` and no retry is left."""
-    return _emit("job_failed", job_id, job_class, _as_error(error), attempt=attempt)
+    return _emit(EventKind.FAILED, job_id, job_class, _as_error(error), attempt=attempt)
 
 
 def job_cancelled(job_id: str, job_class: str | None = None) -> bool:
     """Report that the job was cancelled, revoked or stopped."""
-    return _emit("job_cancelled", job_id, job_class)
+    return _emit(EventKind.CANCELLED, job_id, job_class)
 
 
 def job_lost(
@@ -219,12 +231,12 @@ def job_lost(
 
     Only a ``started`` job can be lost; a later event from a worker (a redelivery) overrides it.
     """
-    return _emit("job_lost", job_id, job_class, _as_error(error), attempt=attempt)
+    return _emit(EventKind.LOST, job_id, job_class, _as_error(error), attempt=attempt)
 
 
 def job_meta(job_id: str, meta: Mapping[str, Any], job_class: str | None = None) -> bool:
     """Report extra values about the job, merged into its verify body."""
-    return _emit("job_meta", job_id, job_class, dict(meta))
+    return _emit(EventKind.META, job_id, job_class, dict(meta))
 
 
 def _as_error(error: BaseException | JobError | None) -> JobError | None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NoReturn, TypeVar
 
 from immortus.exceptions import InvalidProgress, InvalidState
 
@@ -27,8 +27,10 @@ __all__ = [
     "JobError",
     "JobStatus",
     "Progress",
+    "ReadOnlyDict",
     "State",
     "isoformat",
+    "read_only",
 ]
 
 #: Longest progress message kept; longer ones are refused, not silently cut.
@@ -42,6 +44,40 @@ MAX_ERROR_TYPE_LENGTH: Final = 255
 MAX_TRACEBACK_LENGTH: Final = 16 * 1024
 #: Most entries a job's history keeps; the oldest go first.
 MAX_HISTORY: Final = 50
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class ReadOnlyDict(dict[_K, _V]):
+    """A dict that refuses changes: the mappings of records shared between readers.
+
+    A status read from a store may be the very object another reader got (stores and the web
+    layer cache them), so its ``meta`` must not change under them. It is equal to the dict it was
+    made from, serialised by ``json.dumps`` and ``pickle`` as one; ``dict(read_only)`` is a
+    copy to change. Every changing method raises :class:`TypeError`.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is read-only; change a copy: dict(...)")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[ReadOnlyDict[_K, _V]], tuple[dict[_K, _V]]]:
+        return (type(self), (dict(self),))
+
+
+_NOTHING: Final[ReadOnlyDict[Any, Any]] = ReadOnlyDict()
+
+
+def read_only(mapping: Mapping[_K, _V]) -> ReadOnlyDict[_K, _V]:
+    """Return ``mapping`` as a :class:`ReadOnlyDict` (itself if it is one already)."""
+    if isinstance(mapping, ReadOnlyDict):
+        return mapping
+    return ReadOnlyDict(mapping) if mapping else _NOTHING
 
 
 class State(StrEnum):
@@ -312,6 +348,9 @@ class JobStatus:
     :mod:`immortus.heartbeat`): until then the worker's heartbeat vouches that it runs the job
     and its hooks will record the ending. ``None`` in every other state, or when no heartbeat
     watches the job. It is not part of the verify body, the ``repr`` or equality.
+
+    ``meta`` is read-only (a :class:`ReadOnlyDict`, equal to the mapping given): a status may be
+    shared by every reader of a cache. Changing it raises :class:`TypeError`.
     """
 
     job_id: str
@@ -330,6 +369,10 @@ class JobStatus:
     history: tuple[HistoryEntry, ...] = ()
     group_id: str | None = None
     alive_until: datetime | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if type(self.meta) is not ReadOnlyDict:  # frozen: set through object.__setattr__
+            object.__setattr__(self, "meta", read_only(self.meta))
 
     @classmethod
     def unknown(cls, job_id: str, job_class: str | None = None) -> JobStatus:
@@ -354,6 +397,9 @@ class JobStatus:
 
     def to_dict(self, *, history: bool = False) -> dict[str, Any]:
         """Return the verify body, with ``meta`` merged under the reserved keys.
+
+        ``State`` in Python is ``status`` in the body: :attr:`state` goes out as the
+        ``"status"`` key, the word of the Ruby gem immortus and of every client.
 
         The ``meta`` keys come first, then the reserved keys in the order of :data:`BODY_KEYS`;
         a job in a group has a ``"group_id"`` key after them; with ``history``, a last

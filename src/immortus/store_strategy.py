@@ -4,7 +4,9 @@ It works for every queue, adds progress, meta and errors where a queue keeps non
 "never heard of" (``unknown``) from "waiting" (``created``). It is what immortus infers for jobs
 whose queue keeps no state of its own, and for jobs immortus runs itself.
 
-Each callback writes one event with :meth:`Store.record`. When the store cannot be reached
+Every lifecycle event reaches :meth:`StoreStrategy.on_event` (through the callbacks of
+:class:`~immortus.strategy.TrackingStrategy`) and is written with :meth:`Store.record`. When the
+store cannot be reached
 (:class:`~immortus.exceptions.StoreUnavailable`), the event waits in the store's outbox and is
 written, in order, when the store is back (:mod:`immortus.outbox`); with the outbox off
 (``outbox_limit=0``) the error reaches :func:`immortus.lifecycle.notify`, which logs it without
@@ -16,17 +18,16 @@ running job sees at its next :func:`immortus.progress`; see :mod:`immortus.cance
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from immortus import cancel_requests, config, outbox
 from immortus.exceptions import ConfigurationError
-from immortus.grouping import current_group
-from immortus.status import HistoryEntry, JobError, JobStatus, Progress
+from immortus.status import HistoryEntry, JobStatus
 from immortus.stores.base import Store
 from immortus.strategy import ChangeSource, TrackingStrategy
-from immortus.transitions import Event, EventKind, utcnow
+from immortus.transitions import Event
 
 __all__ = ["StoreStrategy"]
 
@@ -113,6 +114,19 @@ class StoreStrategy(TrackingStrategy):
         """
         return self.store.change_source()
 
+    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
+        """Extend the heartbeat lease of the running jobs among ``job_ids``; see ``Store.beat``.
+
+        Called by the worker process's heartbeat (:mod:`immortus.heartbeat`), once per interval
+        with every job of this strategy's store that the process runs.
+
+        Raises:
+            ConfigurationError: no store is given and store tracking is disabled.
+            NotImplementedError: the store keeps no leases (``Store.supports_heartbeat``).
+            StoreUnavailable: the store cannot be reached.
+        """
+        return self.store.beat(job_ids, alive_until)
+
     def cancel(self, job_id: str) -> None:
         """Request the job's cancellation; it stops when it next looks (cooperative).
 
@@ -148,142 +162,11 @@ class StoreStrategy(TrackingStrategy):
             return True
         return False
 
-    def _record(self, kind: EventKind, job_id: str, at: datetime | None, **fields: Any) -> None:
-        """Write one event; while the store is away it waits in the store's outbox."""
-        outbox.record(self.store, Event(kind=kind, job_id=job_id, at=at or utcnow(), **fields))
-
-    def job_enqueued(
-        self, job_id: str, *, job_class: str | None = None, at: datetime | None = None
-    ) -> None:
-        """Record that the job waits in its queue, in the group of the enqueuing block if any.
-
-        The group is :func:`immortus.grouping.current_group`: read here, in the enqueuing
-        thread or task, so every queue's enqueue hook puts its jobs in the block's group.
-        """
-        self._record(EventKind.ENQUEUED, job_id, at, job_class=job_class, group_id=current_group())
-
-    def job_started(
-        self,
-        job_id: str,
-        *,
-        job_class: str | None = None,
-        attempt: int | None = None,
-        at: datetime | None = None,
-        alive_until: datetime | None = None,
-    ) -> None:
-        """Record that an attempt began; ``alive_until`` is its worker's heartbeat lease."""
-        self._record(
-            EventKind.STARTED,
-            job_id,
-            at,
-            job_class=job_class,
-            attempt=attempt,
-            alive_until=alive_until,
-        )
-
-    def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
-        """Extend the heartbeat lease of the running jobs among ``job_ids``; see ``Store.beat``.
-
-        Called by the worker process's heartbeat (:mod:`immortus.heartbeat`), once per interval
-        with every job of this strategy's store that the process runs.
+    def on_event(self, event: Event) -> None:
+        """Write ``event``; while the store is away it waits in the store's outbox.
 
         Raises:
             ConfigurationError: no store is given and store tracking is disabled.
-            NotImplementedError: the store keeps no leases (``Store.supports_heartbeat``).
-            StoreUnavailable: the store cannot be reached.
+            StoreUnavailable: the store refused the event and the outbox is off.
         """
-        return self.store.beat(job_ids, alive_until)
-
-    def job_progress(
-        self,
-        job_id: str,
-        progress: Progress,
-        *,
-        job_class: str | None = None,
-        attempt: int | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """Record the job's progress."""
-        self._record(
-            EventKind.PROGRESS,
-            job_id,
-            at,
-            job_class=job_class,
-            attempt=attempt,
-            progress=progress,
-        )
-
-    def job_retrying(
-        self,
-        job_id: str,
-        error: JobError | None = None,
-        *,
-        job_class: str | None = None,
-        attempt: int | None = None,
-        at: datetime | None = None,
-        retry_at: datetime | None = None,
-    ) -> None:
-        """Record that an attempt failed and another is due (at ``retry_at``, if known)."""
-        self._record(
-            EventKind.RETRYING,
-            job_id,
-            at,
-            job_class=job_class,
-            attempt=attempt,
-            error=error,
-            retry_at=retry_at,
-        )
-
-    def job_finished(
-        self,
-        job_id: str,
-        *,
-        job_class: str | None = None,
-        attempt: int | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """Record that the job ended successfully."""
-        self._record(EventKind.FINISHED, job_id, at, job_class=job_class, attempt=attempt)
-
-    def job_failed(
-        self,
-        job_id: str,
-        error: JobError | None = None,
-        *,
-        job_class: str | None = None,
-        attempt: int | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """Record that the job failed for good."""
-        self._record(
-            EventKind.FAILED, job_id, at, job_class=job_class, attempt=attempt, error=error
-        )
-
-    def job_cancelled(
-        self, job_id: str, *, job_class: str | None = None, at: datetime | None = None
-    ) -> None:
-        """Record that the job was cancelled."""
-        self._record(EventKind.CANCELLED, job_id, at, job_class=job_class)
-
-    def job_lost(
-        self,
-        job_id: str,
-        error: JobError | None = None,
-        *,
-        job_class: str | None = None,
-        attempt: int | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """Record that the job's worker died mid-attempt (only a ``started`` job is lost)."""
-        self._record(EventKind.LOST, job_id, at, job_class=job_class, attempt=attempt, error=error)
-
-    def job_meta(
-        self,
-        job_id: str,
-        meta: Mapping[str, Any],
-        *,
-        job_class: str | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """Merge ``meta`` into the job's record."""
-        self._record(EventKind.META, job_id, at, job_class=job_class, meta=meta)
+        outbox.record(self.store, event)

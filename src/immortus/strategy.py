@@ -4,14 +4,22 @@ A strategy answers with :meth:`TrackingStrategy.status` or :meth:`TrackingStrate
 (each derives from the other, so a subclass overrides at least one), may add top-level keys to the
 verify body with :meth:`TrackingStrategy.meta`, and may receive lifecycle callbacks.
 
-Callbacks are documented no-ops, called by :func:`immortus.lifecycle.notify`, which logs and
-swallows anything they raise: a strategy can never break a job. Every callback receives the job
-id first; ``job_failed`` and ``job_progress`` also receive the error or progress. Each may also
-declare any of these keyword parameters, and is passed only those it declares:
+Callbacks are called by :func:`immortus.lifecycle.notify`, which logs and swallows anything they
+raise: a strategy can never break a job. There is one per :class:`~immortus.transitions.EventKind`
+(``job_<kind>``, listed in :data:`CALLBACKS`). Every callback receives the job id first;
+``job_progress``, ``job_retrying``, ``job_failed``, ``job_lost`` and ``job_meta`` also receive
+the progress, error or meta. Each may also declare any of these keyword parameters, and is passed
+only those it declares:
 
 - ``job_class`` (``str | None``): the job's stable name;
 - ``attempt`` (``int | None``): the queue's attempt number, 1 for the first run;
-- ``at`` (``datetime``): when the event happened, in UTC.
+- ``at`` (``datetime``): when the event happened, in UTC;
+- ``alive_until`` (``job_started``) and ``retry_at`` (``job_retrying``): see
+  :class:`~immortus.transitions.Event`.
+
+The default callbacks hand every event, as an :class:`~immortus.transitions.Event`, to
+:meth:`TrackingStrategy.on_event`, a no-op: a strategy that wants every event overrides that one
+method (the store strategy does), one that wants a few overrides their callbacks.
 
 So a strategy written as for the Ruby gem immortus, a plain class whose methods take only
 ``job_id``, works unchanged::
@@ -43,7 +51,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Protocol
 
 from immortus.exceptions import InvalidStrategy, NotCancellable
+from immortus.grouping import current_group
 from immortus.status import JobError, JobStatus, Progress, State
+from immortus.transitions import Event, EventKind
 
 __all__ = [
     "CALLBACKS",
@@ -62,17 +72,7 @@ Changes = tuple[int, frozenset[str] | None]
 MAX_CHANGES: Final = 10_000
 
 #: The lifecycle callbacks a strategy may define, in the order a job meets them.
-CALLBACKS = (
-    "job_enqueued",
-    "job_started",
-    "job_progress",
-    "job_retrying",
-    "job_finished",
-    "job_failed",
-    "job_cancelled",
-    "job_lost",
-    "job_meta",
-)
+CALLBACKS: Final = tuple(kind.callback for kind in EventKind)
 
 
 class Watch(Protocol):
@@ -145,6 +145,34 @@ class ChangeSource(ABC):
         finally:
             if watch is not None:
                 watch.close()
+
+
+def _delivered(specimen: Callable[..., None]) -> Callable[..., None]:
+    """Make the declared callback ``job_<kind>`` hand its event to ``on_event``.
+
+    The declaration gives the name, the documentation and the minimal signature subclasses
+    override. The callback made takes the job id, the kind's payload (:attr:`EventKind.payload`)
+    and any :class:`~immortus.transitions.Event` field by keyword; it builds no event while
+    :meth:`TrackingStrategy.on_event` is the default no-op.
+    """
+    kind = EventKind(specimen.__name__.removeprefix("job_"))
+    payload = () if kind.payload is None else (kind.payload,)
+
+    def callback(self: TrackingStrategy, job_id: str, *args: Any, **fields: Any) -> None:
+        if type(self).on_event is TrackingStrategy.on_event:
+            return
+        if len(args) > len(payload):
+            raise TypeError(f"{kind.callback}() takes {len(payload) + 1} positional arguments")
+        fields.update(zip(payload, args, strict=False))
+        if kind is EventKind.ENQUEUED:
+            fields.setdefault("group_id", current_group())
+        given = {name: value for name, value in fields.items() if value is not None}
+        self.on_event(Event(kind=kind, job_id=job_id, **given))
+
+    callback.__name__ = specimen.__name__
+    callback.__qualname__ = specimen.__qualname__
+    callback.__doc__ = specimen.__doc__
+    return callback
 
 
 class TrackingStrategy:
@@ -269,34 +297,53 @@ class TrackingStrategy:
             "define at least one of them"
         )
 
-    # -- lifecycle callbacks: documented no-ops ---------------------------------------------
-    # Minimal signatures: a subclass may add any of the keywords ``job_class``, ``attempt`` and
-    # ``at`` (see the module docstring) and stays type-compatible.
+    # -- lifecycle callbacks ------------------------------------------------------------------
+    # Each is declared with its minimal signature: a subclass may add any of the keywords of the
+    # module docstring and stays type-compatible. The body is :func:`_delivered`'s.
 
+    def on_event(self, event: Event) -> None:
+        """Receive every lifecycle event of this strategy's jobs. The default does nothing.
+
+        Called by the default callbacks (see the module docstring), so not for an event whose
+        callback a subclass overrides without calling ``super()``. Whatever it raises is logged
+        by :func:`immortus.lifecycle.notify` and never reaches the job.
+        """
+
+    @_delivered
     def job_enqueued(self, job_id: str) -> None:
-        """Called in the enqueuing process once the queue has accepted the job."""
+        """Called in the enqueuing process once the queue has accepted the job.
 
+        Its event carries the group of the enqueuing block (:func:`immortus.group`), if any.
+        """
+
+    @_delivered
     def job_started(self, job_id: str) -> None:
         """Called in the worker when an attempt of the job begins."""
 
+    @_delivered
     def job_progress(self, job_id: str, progress: Progress) -> None:
         """Called in the worker when the job reports progress with :func:`immortus.progress`.
 
         A value held back by ``progress_interval`` arrives from the process's flusher thread.
         """
 
+    @_delivered
     def job_retrying(self, job_id: str, error: JobError | None = None) -> None:
         """Called in the worker when an attempt failed and the queue will try again."""
 
+    @_delivered
     def job_finished(self, job_id: str) -> None:
         """Called in the worker when the job has ended successfully."""
 
+    @_delivered
     def job_failed(self, job_id: str, error: JobError | None = None) -> None:
         """Called in the worker when the job has failed and no retry is left."""
 
+    @_delivered
     def job_cancelled(self, job_id: str) -> None:
         """Called where the cancellation happened (web process or worker) when it is cancelled."""
 
+    @_delivered
     def job_lost(self, job_id: str, error: JobError | None = None) -> None:
         """Called when the job's worker died mid-attempt and no retry is coming.
 
@@ -305,6 +352,7 @@ class TrackingStrategy:
         same conclusion without one. A later event from a worker (a redelivery) overrides it.
         """
 
+    @_delivered
     def job_meta(self, job_id: str, meta: Mapping[str, Any]) -> None:
         """Called in the worker when the job adds meta with :func:`immortus.update_meta`."""
 

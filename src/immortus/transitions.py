@@ -52,6 +52,7 @@ from immortus.status import (
     JobStatus,
     Progress,
     State,
+    read_only,
 )
 from immortus.validation import (
     MAX_META_BYTES,
@@ -102,7 +103,11 @@ def check_aware(name: str, moment: object) -> datetime | None:
 
 
 class EventKind(StrEnum):
-    """What happened to a job."""
+    """What happened to a job: the one list of lifecycle events, in the order a job meets them.
+
+    Each kind has a function in :mod:`immortus.lifecycle` and a strategy callback of the same
+    name (:attr:`callback`); :data:`immortus.strategy.CALLBACKS` is derived from this list.
+    """
 
     ENQUEUED = "enqueued"
     STARTED = "started"
@@ -114,6 +119,25 @@ class EventKind(StrEnum):
     LOST = "lost"
     META = "meta"
 
+    @property
+    def callback(self) -> str:
+        """The name of the strategy callback this kind is delivered to: ``job_<kind>``."""
+        return f"job_{self.value}"
+
+    @property
+    def payload(self) -> str | None:
+        """The :class:`Event` field its callback takes after the job id, if any."""
+        return _PAYLOADS.get(self)
+
+
+#: What each kind's callback takes by position after the job id.
+_PAYLOADS: Final = {
+    EventKind.PROGRESS: "progress",
+    EventKind.RETRYING: "error",
+    EventKind.FAILED: "error",
+    EventKind.LOST: "error",
+    EventKind.META: "meta",
+}
 
 _ENDINGS = {
     EventKind.FINISHED: State.FINISHED,
@@ -137,6 +161,8 @@ class Event:
     ``retry_at`` is when the queue runs the next attempt, on a ``retrying`` event where it knows.
 
     ``group_id`` puts the job in a group (:mod:`immortus.groups`) if it is in none yet.
+
+    ``meta`` is kept read-only (a :class:`~immortus.status.ReadOnlyDict`).
 
     Raises:
         InvalidInput: the job id, class or group id is malformed, ``attempt`` is below 1, a
@@ -174,6 +200,8 @@ class Event:
             raise InvalidInput("a progress event needs a Progress")
         if self.kind is EventKind.META:
             check_meta(self.meta)
+        if self.meta is not None:
+            object.__setattr__(self, "meta", read_only(self.meta))  # frozen: set this way
 
 
 def apply(current: JobStatus | None, event: Event) -> JobStatus | None:

@@ -46,14 +46,14 @@ import dataclasses
 from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from immortus import config
 from immortus.exceptions import StoreUnavailable
 from immortus.status import JobStatus, State
 from immortus.store_strategy import StoreStrategy
 from immortus.stores.records import LOST_ERROR_TYPE
-from immortus.transitions import EventKind, utcnow
+from immortus.transitions import Event, utcnow
 
 __all__ = ["QueueStrategy", "merge", "presumed_lost", "settled", "vouched"]
 
@@ -256,10 +256,10 @@ class QueueStrategy(StoreStrategy):
             return {}
         return self.store.get_many(job_ids)
 
-    def _record(self, kind: EventKind, job_id: str, at: datetime | None, **fields: Any) -> None:
-        """Write an event to the store; with store tracking off the queue keeps the only record."""
+    def on_event(self, event: Event) -> None:
+        """Write the event to the store; with store tracking off the queue keeps the only record."""
         if self._tracking():
-            super()._record(kind, job_id, at, **fields)
+            super().on_event(event)
 
     def _tracking(self) -> bool:
         return self._store is not None or config.get_store() is not None
