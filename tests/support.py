@@ -10,21 +10,24 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from immortus import cancel_requests, cancelling, config, finder, registry
+from immortus import cancelling, registry, runtime
 
 
 @contextmanager
 def pristine_immortus() -> Iterator[None]:
-    """Run the block on default settings; restore the jobs declared at import time after it.
+    """Run the block in a fresh process's state; restore the import-time declarations after it.
 
-    Jobs declared by a module first imported inside the block stay declared: the module stays
-    imported, and will not declare them again. The queues' cancellers registered at import time
-    are restored too; cancel requests and the once-per-process warnings are forgotten.
+    ``runtime.reset()`` before and after the block: default settings, caches, cancel requests,
+    outboxes, heartbeat, feeds and the once-per-process warnings forgotten. The jobs and the
+    queues' cancellers declared before the block are restored after it, and so are the jobs
+    declared by a module first imported inside the block (the module stays imported, and will
+    not declare them again).
     """
     declared = registry.registered()
-    cancellers = dict(cancelling._cancellers)
+    cancellers = runtime.part(cancelling.Cancellers).by_queue
+    kept_cancellers = dict(cancellers)
     modules_before = set(sys.modules)
-    config.reset()
+    runtime.reset()
     try:
         yield
     finally:
@@ -34,15 +37,12 @@ def pristine_immortus() -> Iterator[None]:
             for job in registry.registered().values()
             if job.function is not None and job.function.__module__ in imported
         ]
-        config.reset()
+        runtime.reset()
         registry.clear()
         for job in [*declared.values(), *kept]:
             registry.register(job)
-        finder._registered.clear()
-        finder._warned_untracked.clear()
-        cancelling._cancellers.clear()
-        cancelling._cancellers.update(cancellers)
-        cancel_requests._requested.clear()
+        cancellers.clear()
+        cancellers.update(kept_cancellers)
 
 
 def modules_loaded_by(statement: str, packages: Iterable[str]) -> list[str]:

@@ -20,6 +20,8 @@ import threading
 from collections import OrderedDict
 from typing import Final, Protocol, runtime_checkable
 
+from immortus import runtime
+
 __all__ = [
     "MAX_KEPT",
     "POLL_INTERVAL",
@@ -54,49 +56,60 @@ class JobCancelled(BaseException):
 
 @runtime_checkable
 class CancelRequestStore(Protocol):
-    """A store that can carry a cancel request to the process that runs the job."""
+    """A store that carries a cancel request to the process that runs the job.
+
+    Both calls raise what any store operation raises (:mod:`immortus.stores.base`).
+    """
 
     def request_cancel(self, job_id: str) -> bool:
-        """Record that the job's cancellation was requested; return whether a record took it.
+        """Mark the job's live, unended record as asked to stop; return whether one took it.
 
-        Called by the store strategy's ``cancel`` in the process that cancels. Only an
-        unexpired record of a job that has not ended takes it; none is created. Idempotent.
-
-        Raises:
-            StoreUnavailable: the store cannot be reached.
+        Called by the store strategy's ``cancel``, in one atomic write. It never creates a
+        record; a repeated request is taken and changes nothing.
         """
         ...
 
     def cancel_requested(self, job_id: str) -> bool:
-        """Tell whether the job's cancellation was requested (and its record has not expired).
+        """Tell whether the job's live record carries a cancel request.
 
         Called in the worker by the running job, at most once per :data:`POLL_INTERVAL`.
-
-        Raises:
-            StoreUnavailable: the store cannot be reached.
         """
         ...
 
 
-_lock = threading.Lock()
-_requested: OrderedDict[str, None] = OrderedDict()
+class Requests:
+    """The jobs whose cancellation was requested here: a :mod:`runtime <immortus.runtime>` part."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requested: OrderedDict[str, None] = OrderedDict()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requested.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_requests: Final = runtime.part(Requests)
 
 
 def request(job_id: str) -> None:
     """Record in this process that ``job_id``'s cancellation was requested."""
-    with _lock:
-        _requested[job_id] = None
-        _requested.move_to_end(job_id)
-        if len(_requested) > MAX_KEPT:
-            _requested.popitem(last=False)
+    with _requests.lock:
+        _requests.requested[job_id] = None
+        _requests.requested.move_to_end(job_id)
+        if len(_requests.requested) > MAX_KEPT:
+            _requests.requested.popitem(last=False)
 
 
 def is_requested(job_id: str) -> bool:
     """Tell whether ``job_id``'s cancellation was requested in (or delivered to) this process."""
-    return job_id in _requested
+    return job_id in _requests.requested
 
 
 def forget(job_id: str) -> None:
     """Forget the request of a job that has ended (called when its attempt ends for good)."""
-    with _lock:
-        _requested.pop(job_id, None)
+    with _requests.lock:
+        _requests.requested.pop(job_id, None)

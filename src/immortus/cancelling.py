@@ -25,8 +25,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
-from immortus import query, registry
+from immortus import query, registry, runtime
 from immortus.exceptions import ConfigurationError, NotCancellable
 from immortus.status import JobStatus, State
 from immortus.strategy import TrackingStrategy
@@ -68,8 +69,24 @@ class Cancellation:
     status: JobStatus
 
 
-_lock = threading.Lock()
-_cancellers: dict[str, Canceller] = {}
+class Cancellers:
+    """The canceller of each queue: a :mod:`runtime <immortus.runtime>` part.
+
+    Queue modules register theirs at import time, so a reset keeps them.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_queue: dict[str, Canceller] = {}
+
+    def reset(self) -> None:
+        """Keep the cancellers: a fresh process that imported the same modules has them."""
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_cancellers: Final = runtime.part(Cancellers)
 
 
 def register_canceller(queue: str, canceller: Canceller) -> None:
@@ -102,14 +119,14 @@ def register_canceller(queue: str, canceller: Canceller) -> None:
         raise ConfigurationError(f"a canceller is registered for a queue name, not {queue!r}")
     if not callable(canceller):
         raise ConfigurationError(f"the canceller of queue {queue!r} is not callable")
-    with _lock:
-        _cancellers[queue] = canceller
+    with _cancellers.lock:
+        _cancellers.by_queue[queue] = canceller
 
 
 def unregister_canceller(queue: str) -> None:
     """Forget the canceller of ``queue`` (for tests and reloaders)."""
-    with _lock:
-        _cancellers.pop(queue, None)
+    with _cancellers.lock:
+        _cancellers.by_queue.pop(queue, None)
 
 
 def cancel(job_id: str, job_class: str | None = None) -> Cancellation:
@@ -182,7 +199,7 @@ def _cancellers_of(
         found.append((f"tracking strategy {name}", strategy.cancel))
     job = None if job_class is None else registry.lookup(job_class)
     queue = None if job is None else job.queue
-    canceller = None if queue is None else _cancellers.get(queue)
+    canceller = None if queue is None else _cancellers.by_queue.get(queue)
     if job_class is not None and queue is not None and canceller is not None:
         found.append((f"the canceller of queue {queue!r}", _bound(canceller, job_class)))
     if found:

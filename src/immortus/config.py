@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from immortus import registry
+from immortus import registry, runtime
 from immortus.exceptions import ConfigurationError
 from immortus.stores import open_store, redact_url
 from immortus.stores.base import DEFAULT_TTL, Store, ttl_seconds
@@ -191,8 +191,12 @@ class Config:
             )
 
 
-class _Settings:
-    """The process-wide settings, the store opened for them, and who to tell of changes."""
+class Settings:
+    """The process-wide settings, the store opened for them, and who to tell of changes.
+
+    A :mod:`runtime <immortus.runtime>` part: its reset forgets the settings (closing the store
+    immortus opened) and keeps the listeners, which belong to the parts that registered them.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -208,8 +212,14 @@ class _Settings:
         if old_store is not None:
             old_store.close()
 
+    def reset(self) -> None:
+        self.replace(None)
 
-_settings = _Settings()
+    def after_fork(self) -> None:
+        self.lock = threading.RLock()
+
+
+_settings: Final = runtime.part(Settings)
 
 
 def get_config() -> Config:

@@ -20,7 +20,7 @@ import threading
 from importlib.metadata import entry_points
 from typing import Final
 
-from immortus import config, registry
+from immortus import config, registry, runtime
 from immortus.exceptions import StrategyNotFound, UntrackedJobClass
 from immortus.strategy import TrackingStrategy, as_strategy
 
@@ -37,26 +37,45 @@ logger = logging.getLogger("immortus")
 #: Installed packages can offer strategies under this entry-point group.
 ENTRY_POINT_GROUP: Final = "immortus.strategies"
 
-_lock = threading.Lock()
-_registered: dict[str, object] = {}
-_by_name: dict[str, TrackingStrategy] = {}
-#: Resolved strategies by registered job class; ``None`` for no class, ``_UNTRACKED`` for every
-#: class nobody tracks (so names arriving from outside share one entry and never grow this).
-_by_job_class: dict[object, TrackingStrategy] = {}
 _UNTRACKED: Final = object()
 #: How many untracked job classes a process warns about (once each) before it falls quiet.
 _UNTRACKED_WARNINGS: Final = 100
-_warned_untracked: set[str] = set()
 
 
-def _forget_resolved() -> None:
-    with _lock:
-        _by_name.clear()
-        _by_job_class.clear()
+class Strategies:
+    """The strategies registered by name, the resolved ones, and the warnings given.
+
+    A :mod:`runtime <immortus.runtime>` part. The resolved strategies are forgotten whenever the
+    settings or the registry change (it listens from its making on); a reset forgets everything.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.registered: dict[str, object] = {}
+        self.by_name: dict[str, TrackingStrategy] = {}
+        #: Resolved strategies by registered job class; ``None`` for no class, ``_UNTRACKED``
+        #: for every class nobody tracks (so names from outside share one entry).
+        self.by_job_class: dict[object, TrackingStrategy] = {}
+        self.warned_untracked: set[str] = set()
+        config.on_change(self.forget_resolved)
+        registry.on_change(self.forget_resolved)
+
+    def forget_resolved(self) -> None:
+        with self.lock:
+            self.by_name.clear()
+            self.by_job_class.clear()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.registered.clear()
+            self.warned_untracked.clear()
+        self.forget_resolved()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
 
 
-config.on_change(_forget_resolved)
-registry.on_change(_forget_resolved)
+_state: Final = runtime.part(Strategies)
 
 
 def register_strategy(name: str, strategy: object) -> None:
@@ -72,9 +91,9 @@ def register_strategy(name: str, strategy: object) -> None:
     """
     if not isinstance(strategy, str):
         as_strategy(strategy)  # refuse a useless strategy now, not at the first job
-    with _lock:
-        _registered[name] = strategy
-    _forget_resolved()
+    with _state.lock:
+        _state.registered[name] = strategy
+    _state.forget_resolved()
 
 
 def resolve_strategy(spec: object) -> TrackingStrategy:
@@ -86,20 +105,20 @@ def resolve_strategy(spec: object) -> TrackingStrategy:
     """
     if not isinstance(spec, str):
         return as_strategy(spec)
-    cached = _by_name.get(spec)
+    cached = _state.by_name.get(spec)
     if cached is not None:
         return cached
     strategy = as_strategy(_load(spec))
-    with _lock:
-        return _by_name.setdefault(spec, strategy)
+    with _state.lock:
+        return _state.by_name.setdefault(spec, strategy)
 
 
 def _load(name: str) -> object:
     tried: list[str] = []
-    if name in _registered:
-        target = _registered[name]
+    if name in _state.registered:
+        target = _state.registered[name]
         return _load(target) if isinstance(target, str) else target
-    known = ", ".join(sorted(_registered)) or "none"
+    known = ", ".join(sorted(_state.registered)) or "none"
     tried.append(f"registered strategies: no {name!r} (registered: {known})")
     # immortus's own strategies are entry points too; its own come first on a name clash.
     found = sorted(
@@ -160,12 +179,12 @@ def find_strategy(job_class: str | None = None) -> TrackingStrategy:
     """
     job = None if job_class is None else registry.lookup(job_class)
     key: object = job_class if job is not None else None if job_class is None else _UNTRACKED
-    cached = _by_job_class.get(key)
+    cached = _state.by_job_class.get(key)
     if cached is not None:
         return cached
     strategy = _find(job_class, job)
-    with _lock:
-        return _by_job_class.setdefault(key, strategy)
+    with _state.lock:
+        return _state.by_job_class.setdefault(key, strategy)
 
 
 def find_recording_strategy(job_class: str | None = None) -> TrackingStrategy:
@@ -187,10 +206,10 @@ def find_recording_strategy(job_class: str | None = None) -> TrackingStrategy:
 
 
 def _warn_untracked(job_class: str | None) -> None:
-    full = len(_warned_untracked) >= _UNTRACKED_WARNINGS
-    if job_class is None or job_class in _warned_untracked or full:
+    full = len(_state.warned_untracked) >= _UNTRACKED_WARNINGS
+    if job_class is None or job_class in _state.warned_untracked or full:
         return
-    _warned_untracked.add(job_class)
+    _state.warned_untracked.add(job_class)
     logger.warning(
         "immortus: job class %r is not tracked: its jobs are recorded as jobs of no class, and "
         "asking for them with the class (immortus.status(job_id, %r), the verify routes) "

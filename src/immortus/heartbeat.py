@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from immortus import config, outbox
+from immortus import config, outbox, runtime
 from immortus.exceptions import ConfigurationError, StoreError, StoreUnavailable
 from immortus.finder import find_recording_strategy
 from immortus.stores.base import Store
@@ -87,6 +87,15 @@ class Heartbeat:
     def __init__(self) -> None:
         self._forget_everything()
 
+    def reset(self) -> None:
+        """Stop the thread (waiting up to 5 s for it) and forget every job."""
+        self.stop(timeout=5.0)
+        self._forget_everything()
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's jobs and thread."""
+        self._forget_everything()
+
     def _forget_everything(self) -> None:
         """Start from nothing: no job, no thread (also a forked child's first step)."""
         self._lock = threading.Lock()
@@ -122,8 +131,8 @@ class Heartbeat:
     def _check_process(self) -> None:
         """In a forked child, forget the parent's jobs and thread before anything else.
 
-        ``os.register_at_fork`` does it at the fork; this covers a fork that skipped Python's
-        hooks, wherever a process id costs nothing next to the work (not on a job's start).
+        The runtime does it at the fork; this covers a fork that skipped Python's hooks,
+        wherever a process id costs nothing next to the work (not on a job's start).
         """
         if self._pid != os.getpid():
             self._forget_everything()
@@ -296,11 +305,20 @@ class Heartbeat:
                 logger.exception("immortus: the heartbeat tick failed; it carries on")
 
 
-_process = Heartbeat()
-config.on_change(_process.wake)
-outbox.beat_with(_process.beat_store)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_process._forget_everything)
+class _ProcessHeartbeat(Heartbeat):
+    """The process's heartbeat: a :mod:`runtime <immortus.runtime>` part.
+
+    Made at first use, it wakes when the settings change and beats the stores the outbox sees
+    come back.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        config.on_change(self.wake)
+        outbox.beat_with(self.beat_store)
+
+
+_process: Final = runtime.part(_ProcessHeartbeat)
 
 
 def process_heartbeat() -> Heartbeat:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeVar, overload
 
-from immortus import cancel_requests, config, heartbeat, lifecycle, registry
+from immortus import cancel_requests, config, heartbeat, lifecycle, registry, runtime
 from immortus.cancel_requests import JobCancelled
 from immortus.exceptions import ConfigurationError, ImmortusError
 from immortus.finder import find_recording_strategy
@@ -226,13 +226,11 @@ _OUTSIDE_A_JOB: Final = (
     "'immortus.queues.django_tasks' to INSTALLED_APPS; any other runner wraps the job in "
     "immortus.running(job_id, job_class)"
 )
-_warned_outside = False
 
 
 def _outside_a_job(caller: str) -> None:
-    global _warned_outside  # noqa: PLW0603 - one flag per process, by design
-    if not _warned_outside:
-        _warned_outside = True
+    if not _state.warned_outside:
+        _state.warned_outside = True
         logger.warning(_OUTSIDE_A_JOB, caller)
 
 
@@ -347,19 +345,32 @@ class _Flusher:
                     logger.exception("immortus: cannot write the held progress of %r", job.job_id)
 
 
-_flusher = _Flusher()
+class JobsState:
+    """The running jobs' process state: a :mod:`runtime <immortus.runtime>` part.
+
+    The progress flusher, and whether a call outside a job was warned about (once a process).
+    """
+
+    def __init__(self) -> None:
+        self.warned_outside = False
+        self.flusher = _Flusher()
+
+    def reset(self) -> None:
+        """Drop the progress waiting to be written; warn again about calls outside a job."""
+        self.warned_outside = False
+        with self.flusher._condition:
+            self.flusher._due.clear()
+
+    def after_fork(self) -> None:
+        """Forget the parent's flusher; the job current here gets a lock no parent thread holds."""
+        self.flusher._forget_everything()
+        job = _current.get()
+        if job is not None:
+            job._writing = threading.Lock()
 
 
-def _after_fork_in_child() -> None:
-    """Forget the parent's flusher; the job current here gets a lock no parent thread holds."""
-    _flusher._forget_everything()
-    job = _current.get()
-    if job is not None:
-        job._writing = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_state: Final = runtime.part(JobsState)
+_flusher: Final = _state.flusher
 
 
 def update_meta(**values: Any) -> None:

@@ -43,11 +43,9 @@ web layer answers 503.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import itertools
 import logging
-import os
 import threading
 import time
 import weakref
@@ -56,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from immortus import config
+from immortus import config, runtime
 from immortus.exceptions import StoreUnavailable
 from immortus.stores import spool
 from immortus.stores.base import Store
@@ -126,21 +124,60 @@ class _Held:
         self.waiting = True
 
 
-# The process's state, replaced in a forked child (see _forget_the_parent). Every field is
-# guarded by _lock except _backlog's emptiness, read without it on the fast path of record().
-_lock = threading.Lock()
-#: The outboxes holding events now, by store: record() sends a store's events to its outbox.
-_backlog: dict[Store, Outbox] = {}
-#: Every outbox of this process, by store (held weakly: an outbox lives as long as its store).
-_outboxes: weakref.WeakKeyDictionary[Store, Outbox] = weakref.WeakKeyDictionary()
-_totals = _Totals()
-_exit_handler_registered = False
-_names = itertools.count(1)
-#: The stores this process looked for spool files of ended processes (by id: one set look-up
-#: per event). A forked child looks again.
-_looked: set[int] = set()
-#: The threads retrying a failed heartbeat, by id of their store (:func:`hold_beat`).
-_beat_retries: dict[int, threading.Thread] = {}
+_names = itertools.count(1)  # numbers the threads' names
+
+
+def _nothing_to_beat(store: Store) -> bool:
+    """The beat of a process without a heartbeat: no job of it runs, there is nothing to beat."""
+    return True
+
+
+class Outboxes:
+    """The outboxes of this process and their counters: a :mod:`runtime <immortus.runtime>` part.
+
+    Every field is guarded by ``lock`` except ``backlog``'s emptiness, read without it on the
+    fast path of :func:`record`. A reset gives up what is held (not written); a forked child
+    starts with nothing, since what the parent held is the parent's to write. The ``beater``
+    is wiring, set by the heartbeat: it stays.
+    """
+
+    def __init__(self) -> None:
+        #: How the outbox beats a store that is back (:func:`beat_with`).
+        self.beater: Callable[[Store], bool] = _nothing_to_beat
+        self._forget_everything()
+
+    def _forget_everything(self) -> None:
+        self.lock = threading.Lock()
+        #: The outboxes holding events now, by store: record() sends a store's events there.
+        self.backlog: dict[Store, Outbox] = {}
+        #: Every outbox of this process, by store (held weakly: it lives as long as its store).
+        self.outboxes: weakref.WeakKeyDictionary[Store, Outbox] = weakref.WeakKeyDictionary()
+        self.totals = _Totals()
+        #: The stores this process looked for spool files of ended processes (by id: one set
+        #: look-up per event). A forked child looks again.
+        self.looked: set[int] = set()
+        #: The threads retrying a failed heartbeat, by id of their store (:func:`hold_beat`).
+        self.beat_retries: dict[int, threading.Thread] = {}
+
+    def reset(self) -> None:
+        """Give up what every outbox holds (its thread ends) and forget every outbox."""
+        with self.lock:
+            boxes = list(self.backlog.values())
+        for box in boxes:
+            box.discard()
+        with self.lock:
+            self.backlog.clear()
+            self.outboxes = weakref.WeakKeyDictionary()
+            self.totals = _Totals()
+            self.looked = set()
+            self.beat_retries = {}
+
+    def after_fork(self) -> None:
+        """No outbox, no thread: what the parent held stays the parent's."""
+        self._forget_everything()
+
+
+_state: Final = runtime.part(Outboxes)
 
 
 class Outbox:
@@ -182,7 +219,7 @@ class Outbox:
     @property
     def buffered(self) -> int:
         """How many events wait now, counting one being written."""
-        with _lock:
+        with _state.lock:
             return self._count + self._writing
 
     def flush(self, timeout: float = EXIT_FLUSH) -> bool:
@@ -207,7 +244,7 @@ class Outbox:
         the replay thread ends at once instead of retrying for the life of the process. An event
         being written at that moment still goes. Never raises.
         """
-        with _lock:
+        with _state.lock:
             given_up = 0
             for held in self._waiting:
                 if held.waiting:
@@ -229,10 +266,10 @@ class Outbox:
 
     def _begin_outage(self, store: Store) -> None:
         self.outages += 1
-        _totals.outages += 1
+        _state.totals.outages += 1
         self._outage_dropped = self._outage_replayed = 0
         self._drained.clear()
-        _backlog[store] = self
+        _state.backlog[store] = self
         if self._spool is None:
             self._spool = spool.Spool.create(store)
         self._start_thread(store)
@@ -283,7 +320,7 @@ class Outbox:
         self._count -= 1
         self.dropped += 1
         self._outage_dropped += 1
-        _totals.dropped += 1
+        _state.totals.dropped += 1
 
     # -- the replay thread --------------------------------------------------------------------
 
@@ -313,7 +350,7 @@ class Outbox:
                     return
                 pause = FIRST_RETRY if written else min(pause * 2, LONGEST_RETRY)
         except BaseException:
-            with _lock:  # the next event held starts a new thread
+            with _state.lock:  # the next event held starts a new thread
                 if self._thread is threading.current_thread():
                     self._thread = None
             raise
@@ -327,7 +364,7 @@ class Outbox:
             try:
                 store.record(event)
             except StoreUnavailable:
-                with _lock:
+                with _state.lock:
                     began_dropping = self._put_back(held)
                 if began_dropping:
                     _warn_dropping(store)
@@ -339,23 +376,23 @@ class Outbox:
                     event.kind.value,
                     event.job_id,
                 )
-                with _lock:
+                with _state.lock:
                     self._writing = False
                     self._count += 1  # _give_up counts it out again
                     self._give_up(held)
                 continue
             written += 1
-            with _lock:
+            with _state.lock:
                 self._writing = False
                 self._acknowledge(held)
                 self.replayed += 1
                 self._outage_replayed += 1
-                _totals.replayed += 1
+                _state.totals.replayed += 1
         return written, True
 
     def _next(self, store: Store) -> _Held | None:
         """Take the oldest waiting event, or end the outage when there is none."""
-        with _lock:
+        with _state.lock:
             while self._waiting:
                 held = self._waiting.popleft()
                 if held.waiting:
@@ -366,8 +403,8 @@ class Outbox:
                         self._supersedable.popleft()
                     return held
             self._supersedable.clear()
-            if _backlog.get(store) is self:
-                del _backlog[store]
+            if _state.backlog.get(store) is self:
+                del _state.backlog[store]
             self._thread = None
             replayed, dropped = self._outage_replayed, self._outage_dropped
             discarded, self._discarding = self._discarding, False
@@ -382,8 +419,8 @@ class Outbox:
                 replayed,
                 dropped,
             )
-        with _lock:  # flush() returns once the outage is told over (unless a new one began)
-            if _backlog.get(store) is not self:
+        with _state.lock:  # flush() returns once the outage is told over (unless a new one began)
+            if _state.backlog.get(store) is not self:
                 self._drained.set()
         return None
 
@@ -432,14 +469,14 @@ def _limit() -> int:
 
 def outbox_for(store: Store) -> Outbox:
     """Return this process's outbox for ``store``, making it on first use."""
-    with _lock:
+    with _state.lock:
         return _outbox_for(store)
 
 
 def _outbox_for(store: Store) -> Outbox:
-    box = _outboxes.get(store)
+    box = _state.outboxes.get(store)
     if box is None:
-        box = _outboxes[store] = Outbox(store)
+        box = _state.outboxes[store] = Outbox(store)
     return box
 
 
@@ -453,11 +490,11 @@ def record(store: Store, event: Event) -> None:
         StoreUnavailable: the store refused the event and ``outbox_limit`` is 0 (nothing held).
         CorruptRecord, InvalidInput: as :meth:`Store.record` (these are not outages).
     """
-    if id(store) not in _looked:  # did an ended process leave events for this store?
+    if id(store) not in _state.looked:  # did an ended process leave events for this store?
         _adopt_soon(store)
-    if _backlog:  # some store is away: this one's events may have to queue behind its own
-        with _lock:
-            box = _backlog.get(store)
+    if _state.backlog:  # some store is away: this one's events may have to queue behind its own
+        with _state.lock:
+            box = _state.backlog.get(store)
             began_dropping = box is not None and box._hold(event, _limit())
         if began_dropping:
             _warn_dropping(store)
@@ -472,10 +509,9 @@ def record(store: Store, event: Event) -> None:
 
 def _begin_holding(store: Store, event: Event, error: StoreUnavailable) -> bool:
     """Hold ``event`` for ``store`` (starting an outage); False when the outbox is off."""
-    global _exit_handler_registered  # noqa: PLW0603  # once per process
     limit = _limit()
-    with _lock:
-        box = _backlog.get(store)
+    with _state.lock:
+        box = _state.backlog.get(store)
         began_outage = box is None
         if box is None:
             if limit == 0:
@@ -483,12 +519,10 @@ def _begin_holding(store: Store, event: Event, error: StoreUnavailable) -> bool:
             box = _outbox_for(store)
             box._begin_outage(store)
         began_dropping = box._hold(event, limit)
-        if not _exit_handler_registered:
-            # Registered now rather than at import, so that it runs before the exit handlers
-            # registered earlier (SQLite's connection finalizers among them): atexit is LIFO.
-            _exit_handler_registered = True
-            atexit.register(_flush_at_exit)
     if began_outage:
+        # Registered now rather than at import, so that it runs before the exit handlers
+        # registered earlier (SQLite's connection finalizers among them).
+        runtime.at_exit(_flush_at_exit)
         _warn_outage(store, error, limit)
     if began_dropping:
         _warn_dropping(store)
@@ -505,8 +539,8 @@ def hold_beat(store: Store) -> None:
     (``outbox_limit=0``) nothing is held: the heartbeat's next tick tries again. Never raises.
     """
     key = id(store)
-    with _lock:
-        if store in _backlog or key in _beat_retries or _limit() == 0:
+    with _state.lock:
+        if store in _state.backlog or key in _state.beat_retries or _limit() == 0:
             return
         thread = threading.Thread(
             target=_retry_beat,
@@ -514,7 +548,7 @@ def hold_beat(store: Store) -> None:
             name=f"immortus-outbox-beat-{next(_names)}",
             daemon=True,
         )
-        _beat_retries[key] = thread
+        _state.beat_retries[key] = thread
     thread.start()
 
 
@@ -524,23 +558,14 @@ def _retry_beat(store: Store) -> None:
     try:
         while True:
             time.sleep(pause)
-            with _lock:
-                replaying = store in _backlog
+            with _state.lock:
+                replaying = store in _state.backlog
             if replaying or _rebeat(store):
                 return
             pause = min(pause * 2, LONGEST_RETRY)
     finally:
-        with _lock:
-            _beat_retries.pop(id(store), None)
-
-
-def _nothing_to_beat(store: Store) -> bool:
-    """The beat of a process without a heartbeat: no job of it runs, there is nothing to beat."""
-    return True
-
-
-#: How the outbox beats a store that is back (:func:`beat_with`).
-_beater: Callable[[Store], bool] = _nothing_to_beat
+        with _state.lock:
+            _state.beat_retries.pop(id(store), None)
 
 
 def beat_with(beater: Callable[[Store], bool]) -> None:
@@ -550,18 +575,17 @@ def beat_with(beater: Callable[[Store], bool]) -> None:
     extends the leases of this process's jobs running in the store and returns False while
     the store is still away. Until then there is no job to beat.
     """
-    global _beater  # noqa: PLW0603 - one process-wide hook, set once by the heartbeat
-    _beater = beater
+    _state.beater = beater
 
 
 def _rebeat(store: Store) -> bool:
     """Beat the jobs of this process running in ``store``; False while it is still away."""
-    return _beater(store)
+    return _state.beater(store)
 
 
 def _adopt_soon(store: Store) -> None:
     """Look for spool files ended processes left for ``store``; adopt them in a thread."""
-    _looked.add(id(store))
+    _state.looked.add(id(store))
     try:
         if next(spool.candidates(store), None) is None:
             return
@@ -587,13 +611,13 @@ def adopt(store: Store) -> int:
 
 def stats() -> OutboxStats:
     """Return the counters of every outbox in this process (the numbers to monitor)."""
-    with _lock:
-        buffered = sum(box._count + box._writing for box in _backlog.values())
+    with _state.lock:
+        buffered = sum(box._count + box._writing for box in _state.backlog.values())
         return OutboxStats(
             buffered=buffered,
-            dropped=_totals.dropped,
-            replayed=_totals.replayed,
-            outages=_totals.outages,
+            dropped=_state.totals.dropped,
+            replayed=_state.totals.replayed,
+            outages=_state.totals.outages,
         )
 
 
@@ -603,11 +627,11 @@ def flush(timeout: float = EXIT_FLUSH) -> bool:
     Returns whether nothing is held any more. Never raises. While nothing is held (the common
     case: RQ's work horse calls it after every job) it is one check, as :func:`record`'s.
     """
-    if not _backlog:
+    if not _state.backlog:
         return True
     deadline = time.monotonic() + timeout
-    with _lock:
-        boxes = list(_backlog.values())
+    with _state.lock:
+        boxes = list(_state.backlog.values())
     flushed = [box.flush(max(0.0, deadline - time.monotonic())) for box in boxes]
     return all(flushed)  # every outbox had its turn, even after one timed out
 
@@ -617,16 +641,18 @@ def discard(store: Store | None = None) -> int:
 
     See :meth:`Outbox.discard`. Never raises.
     """
-    with _lock:
-        boxes = [box for held_for, box in _backlog.items() if store is None or held_for is store]
+    with _state.lock:
+        boxes = [
+            box for held_for, box in _state.backlog.items() if store is None or held_for is store
+        ]
     return sum(box.discard() for box in boxes)
 
 
 def _flush_at_exit() -> None:
     """At interpreter exit: a last flush, then say what is left to the next process, or lost."""
     flush(EXIT_FLUSH)
-    with _lock:
-        left = [(box, box._count + box._writing, box._spool) for box in _backlog.values()]
+    with _state.lock:
+        left = [(box, box._count + box._writing, box._spool) for box in _state.backlog.values()]
     for box, count, kept in left:
         if not count:
             continue
@@ -645,17 +671,3 @@ def _flush_at_exit() -> None:
                 _name(box.store),
                 count,
             )
-
-
-def _forget_the_parent() -> None:
-    """In a forked child: no outbox, no thread; what the parent held stays the parent's."""
-    global _lock, _backlog, _outboxes, _totals, _beat_retries, _looked  # noqa: PLW0603
-    _lock = threading.Lock()
-    _backlog = {}
-    _beat_retries = {}
-    _looked = set()
-    _outboxes = weakref.WeakKeyDictionary()
-    _totals = _Totals()
-
-
-os.register_at_fork(after_in_child=_forget_the_parent)

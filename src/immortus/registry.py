@@ -1,8 +1,8 @@
 """The registry of tracked jobs: ``job_class`` → how the job wants to be tracked.
 
 Filled by :func:`immortus.track` and :func:`immortus.declare` (and by queue integrations); read by
-the finder (:func:`immortus.find_strategy`), which answers only for the classes here unless a
-global strategy is configured. A ``job_class`` is only ever looked up here, never imported.
+the finder (:func:`immortus.find_strategy`), which answers only for the classes here unless
+a global strategy is configured. A ``job_class`` is only ever looked up here, never imported.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from immortus import runtime
 from immortus.exceptions import ConfigurationError
 from immortus.strategy import as_strategy
 from immortus.validation import check_job_class
@@ -38,9 +39,26 @@ class TrackedJob:
     cancellable: bool = False
 
 
-_lock = threading.Lock()
-_jobs: dict[str, TrackedJob] = {}
-_listeners: list[Callable[[], None]] = []
+class Registry:
+    """The tracked jobs and who to tell of changes: a :mod:`runtime <immortus.runtime>` part.
+
+    Jobs are declared at import time (decorators), so a reset keeps them; :func:`clear`
+    forgets them.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.jobs: dict[str, TrackedJob] = {}
+        self.listeners: list[Callable[[], None]] = []
+
+    def reset(self) -> None:
+        """Keep the declarations: a fresh process that imported the same modules has them."""
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_registry: Final = runtime.part(Registry)
 
 
 def register(job: TrackedJob) -> TrackedJob:
@@ -56,8 +74,8 @@ def register(job: TrackedJob) -> TrackedJob:
         ConfigurationError: ``queue`` is not a name, or another, different job uses the name.
     """
     _check(job)
-    with _lock:
-        existing = _jobs.get(job.job_class)
+    with _registry.lock:
+        existing = _registry.jobs.get(job.job_class)
         if existing is not None and _same_declaration(existing, job):
             return existing
         if existing is not None and not _same_function(existing, job):
@@ -65,7 +83,7 @@ def register(job: TrackedJob) -> TrackedJob:
                 f"job class {job.job_class!r} is already tracked with another declaration; "
                 "give one of them another name with @immortus.track(name=...)"
             )
-        _jobs[job.job_class] = job
+        _registry.jobs[job.job_class] = job
     _changed()
     return job
 
@@ -139,34 +157,34 @@ def _same_function(old: TrackedJob, new: TrackedJob) -> bool:
 
 def unregister(job_class: str) -> None:
     """Forget ``job_class`` (for tests and reloaders)."""
-    with _lock:
-        _jobs.pop(job_class, None)
+    with _registry.lock:
+        _registry.jobs.pop(job_class, None)
     _changed()
 
 
 def clear() -> None:
     """Forget every tracked job (for tests)."""
-    with _lock:
-        _jobs.clear()
+    with _registry.lock:
+        _registry.jobs.clear()
     _changed()
 
 
 def lookup(job_class: str) -> TrackedJob | None:
     """Return the tracked job named ``job_class``, or ``None``."""
-    return _jobs.get(job_class)
+    return _registry.jobs.get(job_class)
 
 
 def registered() -> dict[str, TrackedJob]:
     """Return a copy of the whole registry."""
-    with _lock:
-        return dict(_jobs)
+    with _registry.lock:
+        return dict(_registry.jobs)
 
 
 def on_change(listener: Callable[[], None]) -> None:
     """Call ``listener()`` whenever the registry changes (caches use it to empty themselves)."""
-    _listeners.append(listener)
+    _registry.listeners.append(listener)
 
 
 def _changed() -> None:
-    for listener in _listeners:
+    for listener in _registry.listeners:
         listener()

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from immortus import runtime
 from immortus.exceptions import InvalidInput
 from immortus.status import (
     MAX_HISTORY,
@@ -399,17 +400,37 @@ def _merge_meta(current: JobStatus, update: Mapping[str, Any]) -> dict[str, Any]
     return {}
 
 
-_warned: OrderedDict[str, None] = OrderedDict()
-_warned_lock = threading.Lock()
+class RefusedMetaWarnings:
+    """The jobs whose refused meta was logged (a :mod:`runtime <immortus.runtime>` part)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.jobs: OrderedDict[str, None] = OrderedDict()  # the latest last, bounded
+
+    def first_for(self, job_id: str) -> bool:
+        """Remember ``job_id``; return whether it is new (its refusal is to be logged)."""
+        with self.lock:
+            if job_id in self.jobs:
+                return False
+            self.jobs[job_id] = None
+            if len(self.jobs) > _WARNED_KEPT:
+                self.jobs.popitem(last=False)
+            return True
+
+    def reset(self) -> None:
+        with self.lock:
+            self.jobs.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_refused_warnings: Final = runtime.part(RefusedMetaWarnings)
 
 
 def _warn_refused(job_id: str, keys: list[str], size: int) -> None:
-    with _warned_lock:
-        if job_id in _warned:
-            return
-        _warned[job_id] = None
-        if len(_warned) > _WARNED_KEPT:
-            _warned.popitem(last=False)
+    if not _refused_warnings.first_for(job_id):
+        return
     shown = ", ".join(repr(key[:40]) for key in keys[:10]) + (", ..." if len(keys) > 10 else "")
     logger.warning(
         "immortus: meta keys %s of job %r were not recorded: the merged meta would be %d "

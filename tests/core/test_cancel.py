@@ -17,8 +17,8 @@ from immortus import (
     State,
     cancel_requests,
     cancelling,
-    jobs,
     lifecycle,
+    runtime,
 )
 from immortus.exceptions import (
     ConfigurationError,
@@ -40,11 +40,12 @@ WAIT = 10.0
 @pytest.fixture(autouse=True)
 def no_cancellers_or_requests() -> Iterator[None]:
     """Each test starts without test cancellers or requests, and leaves none behind."""
-    kept = dict(cancelling._cancellers)
+    cancellers = runtime.part(cancelling.Cancellers).by_queue
+    kept = dict(cancellers)
     yield
-    cancelling._cancellers.clear()
-    cancelling._cancellers.update(kept)
-    cancel_requests._requested.clear()
+    cancellers.clear()
+    cancellers.update(kept)
+    runtime.part(cancel_requests.Requests).reset()
 
 
 class QueueKept(StoreStrategy):
@@ -427,9 +428,8 @@ def test_a_job_cancelled_while_it_waited_never_runs(memory_store: MemoryStore) -
 
 
 def test_cancel_requested_outside_a_job_is_false_and_says_why_once(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(jobs, "_warned_outside", False)  # as in a fresh process
     with caplog.at_level(logging.WARNING, logger="immortus"):
         assert not immortus.cancel_requested()
         assert not immortus.cancel_requested()

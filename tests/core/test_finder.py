@@ -18,6 +18,7 @@ from immortus import (
     lifecycle,
     query,
     registry,
+    runtime,
 )
 from immortus.exceptions import (
     ConfigurationError,
@@ -153,11 +154,11 @@ def test_names_from_outside_never_grow_the_cache() -> None:
     for index in range(50):
         with pytest.raises(UntrackedJobClass):
             immortus.find_strategy(f"random.name{index}")
-    assert len(finder._by_job_class) == 0
+    assert len(runtime.part(finder.Strategies).by_job_class) == 0
     immortus.configure(strategy=Named("global"))
     for index in range(50):
         immortus.find_strategy(f"random.name{index}")
-    assert len(finder._by_job_class) == 1
+    assert len(runtime.part(finder.Strategies).by_job_class) == 1
 
 
 # -- one rule for every surface -----------------------------------------------------------------
@@ -202,9 +203,8 @@ def test_without_one_an_untracked_class_is_untracked_everywhere() -> None:
 
 
 def test_events_of_an_untracked_class_are_kept_as_of_no_class_and_said_once(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(finder, "_warned_untracked", set())
     immortus.configure(store="memory://")
     with caplog.at_level(logging.WARNING, logger="immortus"):
         assert lifecycle.job_enqueued("j", "FailJob")

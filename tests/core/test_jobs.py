@@ -55,9 +55,8 @@ def test_two_different_jobs_cannot_share_a_name_but_redeclaring_one_can() -> Non
 
 
 def test_progress_and_meta_outside_a_job_record_nothing_and_say_why_once(
-    memory_store: MemoryStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    memory_store: MemoryStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(jobs, "_warned_outside", False)  # as in a fresh process
     with caplog.at_level(logging.WARNING, logger="immortus"):
         immortus.progress(1, 2)  # a worker without immortus's hooks: the job must run on
         immortus.update_meta(x=1)

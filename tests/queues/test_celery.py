@@ -23,7 +23,7 @@ from celery import Celery, signals  # type: ignore[import-untyped]
 from celery.exceptions import WorkerLostError  # type: ignore[import-untyped]
 
 import immortus
-from immortus import JobStatus, State, StoreUnavailable
+from immortus import JobStatus, State, StoreUnavailable, runtime
 from immortus.queues import celery as immortus_celery
 from immortus.queues import identify
 from immortus.queues.celery import CeleryStrategy, install, revoke, uninstall
@@ -453,7 +453,7 @@ def test_hooks_never_raise_on_odd_messages(caplog: pytest.LogCaptureFixture) -> 
 def test_a_task_renamed_in_celery_only_is_reported_once(
     harness: CeleryHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(celery_names, "_warned", set())
+    monkeypatch.setattr(runtime.part(celery_names.Published), "warned", set())
     with caplog.at_level(logging.WARNING, logger="immortus"):
         celery_app.renamed.apply()
         celery_app.renamed.apply()
@@ -493,7 +493,8 @@ def test_identify_names_the_tracked_task_of_an_async_result(
     result = celery_app.steps.delay()
     assert celery_app.app.AsyncResult(result.id).name is None  # what Celery itself can tell
     assert identify(result) == (result.id, job_class)  # remembered from the enqueue
-    monkeypatch.setattr(celery_names, "_published", OrderedDict())  # as in another process
+    published = runtime.part(celery_names.Published)
+    monkeypatch.setattr(published, "job_classes", OrderedDict())  # as in another process
     assert identify(celery_app.app.AsyncResult(result.id)) == (result.id, job_class)  # the store
     assert identify(celery_app.app.AsyncResult("nobody")) == ("nobody", None)
     immortus.configure(open_endpoints=True)

@@ -24,6 +24,7 @@ import pytest
 from huey.utils import Error
 
 import immortus
+from immortus import runtime
 from immortus.exceptions import NotCancellable, NotInJob, StoreUnavailable
 from immortus.queues import huey as huey_queue
 from immortus.queues import identify
@@ -371,7 +372,8 @@ def test_cancel_where_no_huey_is_installed_is_refused_with_the_fix(
     sqlite_harness: HueyHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id = sqlite_harness.enqueue("steps")
-    monkeypatch.setattr(huey_queue, "_hueys", [])  # a process that never ran install(huey)
+    # As in a process that never ran install(huey):
+    monkeypatch.setattr(runtime.part(huey_queue.HueyState), "installed", [])
     with pytest.raises(NotCancellable, match=r"immortus\.queues\.huey\.install\(huey\)"):
         immortus.cancel(job_id, sqlite_harness.job_class("steps"))
 

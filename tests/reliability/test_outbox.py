@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import immortus
-from immortus import config, lifecycle, outbox
+from immortus import config, lifecycle, outbox, runtime
 from immortus.exceptions import ConfigurationError, CorruptRecord, StoreUnavailable
 from immortus.status import JobStatus, Progress, State
 from immortus.stores.memory import MemoryStore
@@ -95,11 +95,10 @@ class FlakyStore(MemoryStore):
 @pytest.fixture(autouse=True)
 def fresh_outbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Default settings and zeroed counters; no store is left holding events after the test."""
-    monkeypatch.setattr(outbox, "_totals", outbox._Totals())
     monkeypatch.setenv(SPOOL_DIR_ENV, str(tmp_path / "spool"))
     with pristine_immortus():
         yield
-        for store in list(outbox._backlog):
+        for store in list(runtime.part(outbox.Outboxes).backlog):
             if isinstance(store, FlakyStore):
                 store.down, store.takes = False, None
                 store.gate.set()
@@ -473,7 +472,7 @@ def _fork_with_events_held() -> None:
             assert outbox.stats() == outbox.OutboxStats(
                 buffered=0, dropped=0, replayed=0, outages=0
             )
-            assert outbox._backlog == {}
+            assert runtime.part(outbox.Outboxes).backlog == {}
             assert not replay_threads()  # threads do not survive a fork
             lifecycle.job_started("child-job", None)  # still down: held in the child's own outbox
             assert outbox.stats().buffered == 1

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import immortus
-from immortus import outbox
+from immortus import outbox, runtime
 from immortus.status import JobError, Progress, State
 from immortus.stores import spool
 from immortus.stores.redis import RedisStore
@@ -186,7 +186,7 @@ def test_an_adoption_writes_only_what_was_never_acknowledged(sqlite_store: SQLit
     with kept.path.open("ab") as file:
         file.write(b'{"n":4,"event":{"kind":"fail')  # a torn last line
     kept._close()  # as the death of its process would
-    spool._open.discard(kept)
+    runtime.part(spool.Spools).open.discard(kept)
 
     assert outbox.adopt(sqlite_store) == 2
     status = sqlite_store.get("j1")

@@ -10,18 +10,16 @@ import pytest
 from immortus import JobStatus, config
 from immortus.exceptions import StoreUnavailable
 from immortus.stores.memory import MemoryStore
-from immortus.web import secured
 from tests.support import pristine_immortus
 
 
 @pytest.fixture(autouse=True)
-def fresh_immortus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fresh_immortus() -> Iterator[None]:
     """Default settings with the routes declared open, the jobs declared at import time.
 
     Nothing logged once per process yet. Without a secret key the routes serve nothing unless
     declared open: a test of that sets ``open_endpoints=False`` (or a secret key) itself.
     """
-    monkeypatch.setattr(secured, "_logged", set())
     with pristine_immortus():
         config.configure(open_endpoints=True)
         yield

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from starlette.responses import JSONResponse, Response
 
 import immortus
-from immortus import JobStatus, Progress, State, lifecycle
+from immortus import JobStatus, Progress, State, lifecycle, runtime
 from immortus.status import RESERVED_KEYS, JobError
 from immortus.stores.base import Store
 from immortus.stores.memory import MemoryStore
@@ -127,7 +127,7 @@ def test_the_kept_answers_are_bounded() -> None:
     ]
     for status in statuses:
         assert json.loads(job_answer(status).content())["job_id"] == status.job_id
-        assert len(responses._answers) <= MAX_KEPT_ANSWERS
+        assert len(runtime.part(responses.KeptAnswers).by_id) <= MAX_KEPT_ANSWERS
     last = statuses[-1]
     assert job_answer(last) is job_answer(last)
 
@@ -136,7 +136,7 @@ def test_an_unencodable_status_is_refused_and_not_kept() -> None:
     status = JobStatus(job_id="job-1", state=State.STARTED, meta={"when": datetime.now(UTC)})
     with pytest.raises(TypeError):
         job_answer(status)
-    assert id(status) not in responses._answers
+    assert id(status) not in runtime.part(responses.KeptAnswers).by_id
 
 
 _MOMENTS = st.one_of(

@@ -857,3 +857,25 @@ def test_verify_batch_never_raises(jobs: FaultyStore, signed: Verifier, body: st
     if response.status == 200:
         for item in response.body["jobs"]:
             assert item["status"] == "unknown"
+
+
+def test_a_cancel_answer_json_cannot_carry_is_500_as_verify_is(
+    store: FaultyStore, verifier: Verifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Odd(TrackingStrategy):
+        supports_cancel = True
+
+        def status(self, job_id: str) -> JobStatus:
+            return JobStatus(job_id=job_id, state=State.STARTED, meta={"when": object()})
+
+        def cancel(self, job_id: str) -> None:
+            """Ask nothing: the job keeps running."""
+
+    @immortus.track(name="jobs.odd", strategy=Odd(), cancellable=True)
+    def odd() -> None: ...
+
+    response = verifier.cancel("j", "jobs.odd", body=b"{}", content_type=JSON_MEDIA_TYPE)
+    assert response.status == 500
+    assert error_of(response)["type"] == "ServerError"
+    assert response.content() == verifier.verify("j", "jobs.odd").content()
+    assert sum(record.levelno == logging.ERROR for record in caplog.records) == 2

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from immortus import lifecycle
+from immortus import lifecycle, runtime
 from immortus.cancel_requests import JobCancelled
 from immortus.cancelling import register_canceller
 from immortus.exceptions import MissingDependency, NotCancellable, NotInJob
@@ -116,9 +116,27 @@ class _Run:
     attempt: Attempt
 
 
-_lock = threading.Lock()
-_runs: AttemptBook[str, _Run] = AttemptBook()  # task id -> its run, from ``executing`` to its end
-_hueys: list[Any] = []  # the installed Huey instances, which the canceller revokes on
+class HueyState:
+    """The Huey instances installed here and the tasks they run: an :mod:`immortus.runtime` part.
+
+    A reset forgets the runs in flight; the installs stay (:func:`uninstall` undoes them).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: task id -> its run, from ``executing`` to its end.
+        self.runs: AttemptBook[str, _Run] = AttemptBook()
+        #: The installed Huey instances, which the canceller revokes on.
+        self.installed: list[Any] = []
+
+    def reset(self) -> None:
+        self.runs.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_state: Final = runtime.part(HueyState)
 
 
 def job_class(task: Any) -> str:
@@ -210,7 +228,7 @@ class _Hooks:
 
     def _begin(self, task: Any, name: str) -> None:
         attempt = start_attempt(task.id, name, attempt=_attempt_number(task))
-        _runs.put(task.id, _Run(self.huey, task, attempt))
+        _state.runs.put(task.id, _Run(self.huey, task, attempt))
         task.execute = _stopping(task.execute)  # this run only: Huey builds a task per message
 
 
@@ -248,7 +266,7 @@ def _aware(huey: Any, eta: datetime | None) -> datetime | None:
 
 
 def _pop_run(task_id: str) -> _Run | None:
-    return _runs.take(task_id)
+    return _state.runs.take(task_id)
 
 
 def _cancelled(task: Any, name: str) -> None:
@@ -288,23 +306,23 @@ def install(huey: Any) -> None:
     """
     if not isinstance(huey, Huey):
         raise TypeError(f"install() takes a Huey instance, not {type(huey).__name__}")
-    with _lock:
+    with _state.lock:
         if getattr(huey, _HOOKS_ATTRIBUTE, None) is not None:
             return
         hooks = _Hooks(huey)
         setattr(huey, _HOOKS_ATTRIBUTE, hooks)
-        _hueys.append(huey)
+        _state.installed.append(huey)
     hooks.connect()
 
 
 def uninstall(huey: Any) -> None:
     """Disconnect immortus's hooks from ``huey``; its tasks are no longer tracked."""
-    with _lock:
+    with _state.lock:
         hooks: _Hooks | None = getattr(huey, _HOOKS_ATTRIBUTE, None)
         if hooks is None:
             return
         setattr(huey, _HOOKS_ATTRIBUTE, None)
-        _hueys.remove(huey)
+        _state.installed.remove(huey)
     hooks.disconnect()
 
 
@@ -327,7 +345,7 @@ def check_cancelled(task: Any = None) -> None:
         NotInJob: there is no such tracked task running under an installed Huey.
     """
     job_id = task.id if task is not None else getattr(current_job(), "job_id", None)
-    run = _runs.get(job_id) if job_id is not None else None
+    run = _state.runs.get(job_id) if job_id is not None else None
     if run is None:
         raise NotInJob(
             "check_cancelled() needs a tracked Huey task running in this process: call it from "
@@ -351,8 +369,8 @@ def _cancel(job_id: str, job_class: str) -> None:
     Raises:
         NotCancellable: no Huey is installed in this process to revoke it on.
     """
-    with _lock:
-        hueys = list(_hueys)
+    with _state.lock:
+        hueys = list(_state.installed)
     if not hueys:
         raise NotCancellable(
             f"job {job_id!r} ({job_class}) cannot be revoked: no Huey is installed in this "

@@ -62,6 +62,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Final
 
+from immortus import runtime
 from immortus.exceptions import (
     InvalidInput,
     MissingDependency,
@@ -128,13 +129,25 @@ class SidekiqJob:
     work: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    url: str | None = None
-    namespace: str | None = None
+class SidekiqSettings:
+    """Where Sidekiq's Redis is, as :func:`configure` set it: an :mod:`immortus.runtime` part.
+
+    A reset keeps it, as the queues' installs: it is the application's wiring, which
+    ``configure()`` changes.
+    """
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.namespace: str | None = None
+
+    def reset(self) -> None:
+        """Keep the setting."""
+
+    def after_fork(self) -> None:
+        """Nothing to drop: settings only."""
 
 
-_settings = _Settings()
+_settings: Final = runtime.part(SidekiqSettings)
 
 
 def configure(*, url: str | None = None, namespace: str | None = None) -> None:
@@ -142,8 +155,7 @@ def configure(*, url: str | None = None, namespace: str | None = None) -> None:
 
     ``namespace`` is the ``redis-namespace`` prefix Sidekiq was configured with, if any.
     """
-    global _settings  # noqa: PLW0603 - one process-wide setting, swapped whole
-    _settings = _Settings(url=url, namespace=namespace)
+    _settings.url, _settings.namespace = url, namespace
 
 
 def _default_url() -> str:

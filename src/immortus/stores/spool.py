@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from immortus import runtime
 from immortus.exceptions import ImmortusError, StoreUnavailable
 from immortus.status import JobError, Progress
 from immortus.stores.base import Store
@@ -73,10 +74,31 @@ logger = logging.getLogger("immortus")
 SPOOL_DIR_ENV: Final = "IMMORTUS_SPOOL_DIR"
 #: The layout of a spool file, in its header.
 _VERSION: Final = 1
-_names = itertools.count(1)
-_refused: set[str] = set()  # directories already logged as unusable
-#: Every spool this process opened and has not closed: a forked child closes its copies.
-_open: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+class Spools:
+    """This process's spool files: a :mod:`runtime <immortus.runtime>` part.
+
+    A reset forgets which directories were logged as unusable; a forked child closes its
+    copies of the parent's files, which stay the parent's (and are not its own).
+    """
+
+    def __init__(self) -> None:
+        self.names = itertools.count(1)  # never restarts: a file's name stays unique
+        self.refused: set[str] = set()  # directories already logged as unusable
+        #: Every spool this process opened and has not closed.
+        self.open: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+    def reset(self) -> None:
+        self.refused.clear()
+
+    def after_fork(self) -> None:
+        for spool in list(self.open):
+            spool._close()
+        self.open.clear()
+
+
+_state: Final = runtime.part(Spools)
 
 
 def spool_dir(*, create: bool = True) -> Path | None:
@@ -101,8 +123,8 @@ def spool_dir(*, create: bool = True) -> Path | None:
     reason = _unusable(folder)
     if reason is None:
         return folder
-    if str(folder) not in _refused:
-        _refused.add(str(folder))
+    if str(folder) not in _state.refused:
+        _state.refused.add(str(folder))
         logger.warning(
             "immortus: not spooling held tracking events to %s (%s): events held during a "
             "store outage are lost if the process ends before the store is back",
@@ -201,7 +223,7 @@ class Spool:
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        _open.add(self)  # removed by remove(), or in a forked child
+        _state.open.add(self)  # removed by remove(), or in a forked child
 
     @classmethod
     def create(cls, store: Store) -> Spool | None:
@@ -214,7 +236,7 @@ class Spool:
         folder = None if location is None else spool_dir()
         if location is None or folder is None:
             return None
-        path = folder / f"{_digest(location)}.{os.getpid()}.{next(_names)}.spool"
+        path = folder / f"{_digest(location)}.{os.getpid()}.{next(_state.names)}.spool"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
         try:
             descriptor = os.open(path, flags, 0o600)
@@ -267,7 +289,7 @@ class Spool:
                 with contextlib.suppress(OSError):
                     self.path.unlink()
             self._close()
-        _open.discard(self)
+        _state.open.discard(self)
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -340,7 +362,7 @@ def candidates(store: Store) -> Iterator[tuple[Path, int | None]]:
     folder = None if location is None else spool_dir(create=False)
     if location is None or folder is None:
         return
-    own = {spool.path for spool in list(_open)}
+    own = {spool.path for spool in list(_state.open)}
     prefix = f"{_digest(location)}."
     try:
         names = sorted(name for name in os.listdir(folder) if name.startswith(prefix))
@@ -441,14 +463,3 @@ def _belongs(descriptor: int, location: str) -> bool:
         except ValueError:
             return False
     return isinstance(header, dict) and header.get("store") == location
-
-
-def _close_inherited() -> None:
-    """In a forked child: the parent's spool files stay the parent's (and are not its own)."""
-    for spool in list(_open):
-        spool._close()
-    _open.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited)

@@ -30,16 +30,14 @@ import json
 from typing import Final
 
 from immortus import registry
-from immortus.cancelling import Cancellation, CancelOutcome
-from immortus.cancelling import cancel as cancel_job
-from immortus.exceptions import NotCancellable, UntrackedJobClass
+from immortus.cancelling import CancelOutcome
+from immortus.exceptions import UntrackedJobClass
 from immortus.finder import find_strategy
 from immortus.web.batch import is_json_media_type
 from immortus.web.responses import (
     WebResponse,
     bad_request,
     error_body,
-    job_answer,
     unknown_job,
     unsupported_media_type,
 )
@@ -50,7 +48,6 @@ __all__ = [
     "cancel_refusal",
     "not_cancellable",
     "parse_token",
-    "run_cancel",
 ]
 
 #: Largest cancel body read, in bytes (``{"token": ...}`` needs a few hundred).
@@ -114,21 +111,12 @@ def not_cancellable(job_id: str, message: str) -> WebResponse:
     return WebResponse(405, error_body(job_id, "NotCancellable", message))
 
 
-def answer_cancellation(job_id: str, job_class: str | None, done: Cancellation) -> WebResponse:
-    """The answer to a cancel that ran: its outcome's code and the job's verify body."""
-    if done.outcome is CancelOutcome.UNKNOWN:
-        return unknown_job(job_id, job_class)
-    answer = job_answer(done.status)
-    return WebResponse(_CODES[done.outcome], answer.body, encoded=answer.content())
+def answer_cancellation(outcome: CancelOutcome, verified: WebResponse) -> WebResponse:
+    """The answer to a cancel that ran: the job's verify answer, under its outcome's code.
 
-
-def run_cancel(job_id: str, job_class: str | None) -> Cancellation | NotCancellable:
-    """:func:`immortus.cancel`, with its refusal returned rather than raised.
-
-    Raises:
-        Exception: anything else :func:`immortus.cancel` raises.
+    ``verified`` is the verify answer of the status the cancel ended with; an unknown job's is
+    the verify 404, answered as it is.
     """
-    try:
-        return cancel_job(job_id, job_class)
-    except NotCancellable as exc:
-        return exc
+    if outcome is CancelOutcome.UNKNOWN:
+        return verified
+    return WebResponse(_CODES[outcome], verified.body, encoded=verified.content())

@@ -45,10 +45,12 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from immortus import config, query
+from immortus import config, query, runtime
+from immortus.cancelling import cancel as cancel_job
 from immortus.exceptions import (
     EndpointsNotSecured,
     InvalidInput,
+    NotCancellable,
     StoreUnavailable,
     StrategyError,
     UntrackedJobClass,
@@ -69,7 +71,6 @@ from immortus.web.cancel import (
     cancel_refusal,
     not_cancellable,
     parse_token,
-    run_cancel,
 )
 from immortus.web.groups import GroupAnswers, read_group
 from immortus.web.multistream import MultiStreamResponse
@@ -427,22 +428,7 @@ class Verifier(GroupAnswers, JobRendering):
         pace = {"interval": interval, "heartbeat": heartbeat, "give_up_after": give_up_after}
         return _bounded(self._stream(first, job_id, job_class, **pace), limits, token, subject)
 
-    async def astream(
-        self,
-        job_id: str,
-        job_class: str | None = None,
-        token: str | None = None,
-        *,
-        subject: str | None = None,
-        interval: float = 0.05,
-        heartbeat: float = 15.0,
-        give_up_after: float = 60.0,
-        limits: StreamLimits | None = None,
-    ) -> StreamResponse:
-        """Async twin of :meth:`stream`: the first poll is :meth:`averify`'s."""
-        first = await self.averify(job_id, job_class, token, subject=subject)
-        pace = {"interval": interval, "heartbeat": heartbeat, "give_up_after": give_up_after}
-        return _bounded(self._stream(first, job_id, job_class, **pace), limits, token, subject)
+    astream = in_thread(stream)
 
     def _stream(
         self,
@@ -531,12 +517,13 @@ class Verifier(GroupAnswers, JobRendering):
         if refused is not None:
             return refused
         try:
-            done = run_cancel(job_id, job_class)
+            done = cancel_job(job_id, job_class)
+            verified = self._answer(job_id, job_class, done.status)
+        except NotCancellable as exc:
+            return not_cancellable(job_id, str(exc))
         except Exception as exc:  # noqa: BLE001  # every failure becomes a bodied 500/503
             return self._failure(job_id, job_class, exc)
-        if isinstance(done, BaseException):
-            return not_cancellable(job_id, str(done))
-        return answer_cancellation(job_id, job_class, done)
+        return answer_cancellation(done.outcome, verified)
 
     acancel = in_thread(cancel)
 
@@ -548,29 +535,35 @@ def _bounded(
     return stream if limits is None else admit(stream, limits, token=token, subject=subject)
 
 
-_lock = threading.Lock()
-_default: Verifier | None = None
+class DefaultVerifier:
+    """The verifier of the current settings: a :mod:`runtime <immortus.runtime>` part.
 
+    Made at first use, it forgets its verifier whenever the settings change (and at a reset).
+    """
 
-def _forget_default() -> None:
-    global _default  # noqa: PLW0603  # the cached verifier follows the settings
-    with _lock:
-        _default = None
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.verifier: Verifier | None = None
+        config.on_change(self.reset)
 
+    def reset(self) -> None:
+        with self.lock:
+            self.verifier = None
 
-config.on_change(_forget_default)
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
 
 
 def get_verifier() -> Verifier:
     """Return the verifier of the current settings (made again when they change)."""
-    global _default  # noqa: PLW0603
-    verifier = _default
+    default = runtime.part(DefaultVerifier)
+    verifier = default.verifier
     if verifier is not None:
         return verifier
-    with _lock:
-        if _default is None:
-            _default = Verifier.from_config()
-        return _default
+    with default.lock:
+        if default.verifier is None:
+            default.verifier = Verifier.from_config()
+        return default.verifier
 
 
 def render_job(

@@ -27,9 +27,12 @@ query per tick in all, not one per stream, and nothing per stream while their jo
   re-read, so an idle process asks its store nothing between two full re-reads. A notice is
   only a hint (the cursor still decides what is read), and while the push is down the feed
   ticks as without it, so no write is missed. Many notices still make at most one read per
-  tick. The feed holds its watches while it runs (the listener's one connection per process
-  is shared by every feed), and lets them go when its thread ends. ``push=False`` (or
-  ``IMMORTUS_PUSH=off`` in the environment, for the shared feeds) ticks always.
+  tick. While a source writes at every tick the feed lets go of its push (it ticks anyway, and
+  reading the notices would cost the listener's thread), and watches it again once it is
+  quiet (:data:`BUSY_TICKS`). The feed holds its watches while it runs (the listener's one
+  connection per process is shared by every feed), and lets them go when its thread ends.
+  ``push=False`` (or ``IMMORTUS_PUSH=off`` in the environment, for the shared feeds) ticks
+  always.
 - It asks the strategy, not the store: a custom strategy is followed as it is verified.
 - Subscribers wait on a ``threading.Event`` (WSGI: the server's thread blocks) or on a future of
   their event loop (ASGI: nothing blocks the loop; the feed wakes each loop once per tick, with
@@ -58,13 +61,14 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Final, Self
 
-from immortus import query
+from immortus import query, runtime
 from immortus.exceptions import StoreUnavailable
 from immortus.finder import find_strategy
 from immortus.status import JobStatus
 from immortus.strategy import ChangeSource, Watch
 
 __all__ = [
+    "BUSY_TICKS",
     "DEFAULT_TICK",
     "FULL_REREAD",
     "MAX_BACKOFF",
@@ -88,6 +92,9 @@ MAX_BACKOFF: Final = 10.0
 #: Seconds between two reads of every job a feed follows through its store's changes: what
 #: changes without a write (a lapsed lease, an expired record) shows within this plus a tick.
 FULL_REREAD: Final = 1.0
+#: Ticks in a row at which a pushing source wrote (or did not) before the feed lets go of its
+#: push while it is busy (or watches it again once it is quiet): see ``_Following.pace``.
+BUSY_TICKS: Final = 3
 #: The environment variable that turns push off for the shared feeds (:func:`feed_for`) with
 #: ``off``: they then tick even when their store can push.
 PUSH_ENV: Final = "IMMORTUS_PUSH"
@@ -142,7 +149,7 @@ _Item = tuple[JobRef, _Job]
 class _Following:
     """One change source whose jobs the feed follows, and the feed's watch on its push."""
 
-    __slots__ = ("cursor", "due", "source", "watch", "watched")
+    __slots__ = ("busy", "cursor", "due", "source", "streak", "watch", "watched")
 
     def __init__(self, source: ChangeSource) -> None:
         self.source = source
@@ -150,6 +157,31 @@ class _Following:
         self.due = 0.0  # when (time.monotonic) every job must be read again
         self.watch: Watch | None = None
         self.watched = False  # whether the source was asked for a watch
+        self.busy = False  # whether the source wrote at every tick lately (see ``pace``)
+        self.streak = 0  # ticks in a row that disagreed with ``busy``
+
+    def pace(self, wake: Callable[[], None]) -> None:
+        """Watch the source's push while it is quiet; let go of it while it is busy.
+
+        A source that wrote at each of :data:`BUSY_TICKS` ticks in a row is busy: the feed
+        ticks anyway, so its notices would only cost the listener's thread their reading; the
+        watch is let go (the listener unsubscribes once nobody else watches). After as many
+        ticks in a row without a write it is quiet again, and watched again. Writes are read
+        through the cursor either way: a busy source's at the next tick. Only a source whose
+        changes are named without its push (``names_changes_unwatched``: Redis's, numbered by
+        the store) is let go; one that names them from its notices (PostgreSQL's) stays watched.
+        """
+        if not self.busy or not getattr(self.source, "names_changes_unwatched", False):
+            self.start_watching(wake)
+        elif self.watch is not None:
+            self.release()
+            self.watched = False  # asked again once the source is quiet
+
+    def _count(self, wrote: bool) -> None:
+        """Count a tick at which the source ``wrote`` (or not) towards a change of pace."""
+        self.streak = self.streak + 1 if wrote != self.busy else 0
+        if self.streak >= BUSY_TICKS:
+            self.busy, self.streak = wrote, 0
 
     def start_watching(self, wake: Callable[[], None]) -> None:
         """Ask the source to push (once); a source that cannot, or fails to, is polled."""
@@ -187,6 +219,8 @@ class _Following:
             if not isinstance(exc, StoreUnavailable):
                 logger.debug("immortus: %r could not name its changes", self.source, exc_info=True)
             self.cursor, changed = None, None
+        if changed is not None and not starting:
+            self._count(bool(changed))
         if starting or changed is None or now >= self.due:
             self.due = now + period
             return items
@@ -432,7 +466,7 @@ class ChangeFeed:
         #: Polls (ticks) made since the feed was created, at most one ``settle`` call each.
         self.polls = 0
         self._start_afresh()
-        _every_feed.add(self)
+        _state.every.add(self)
 
     def _start_afresh(self) -> None:
         """No subscriber, no thread: a new feed, or one inherited by a forked child."""
@@ -601,7 +635,7 @@ class ChangeFeed:
                 follow = _Following(source)
             following[key] = follow
             if self.push:
-                follow.start_watching(self._on_notice)
+                follow.pace(self._on_notice)
             wanted.extend(follow.pick(items, now, self.full_reread))
             if quiet_until is not None:
                 quiet_until = min(quiet_until, follow.due) if follow.pushing else None
@@ -648,9 +682,29 @@ class ChangeFeed:
                     subscription.close()
 
 
-_every_feed: weakref.WeakSet[ChangeFeed] = weakref.WeakSet()
-_feeds_lock = threading.Lock()
-_feeds: dict[float, ChangeFeed] = {}
+class Feeds:
+    """This process's shared feeds: a :mod:`runtime <immortus.runtime>` part.
+
+    A reset forgets the shared feeds (their subscribers keep theirs, which end with them); in a
+    forked child every feed starts afresh, since the parent's threads are not there.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_tick: dict[float, ChangeFeed] = {}
+        self.every: weakref.WeakSet[ChangeFeed] = weakref.WeakSet()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.by_tick.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()  # the parent's may have been held at the fork
+        for feed in list(self.every):
+            feed._start_afresh()
+
+
+_state: Final = runtime.part(Feeds)
 
 
 def feed_for(tick: float = DEFAULT_TICK) -> ChangeFeed:
@@ -659,20 +713,9 @@ def feed_for(tick: float = DEFAULT_TICK) -> ChangeFeed:
     Raises:
         ValueError: ``tick`` is not a positive number of seconds.
     """
-    with _feeds_lock:
-        feed = _feeds.get(tick)
+    with _state.lock:
+        feed = _state.by_tick.get(tick)
         if feed is None:
             push = os.environ.get(PUSH_ENV, "").strip().lower() not in ("off", "0", "false", "no")
-            feed = _feeds[tick] = ChangeFeed(tick, push=push)
+            feed = _state.by_tick[tick] = ChangeFeed(tick, push=push)
         return feed
-
-
-def _after_fork() -> None:
-    """In a forked child: the parent's feed threads are not here, and a lock may be held."""
-    global _feeds_lock  # noqa: PLW0603  # the parent's lock may have been held at fork
-    _feeds_lock = threading.Lock()
-    for feed in list(_every_feed):
-        feed._start_afresh()
-
-
-os.register_at_fork(after_in_child=_after_fork)

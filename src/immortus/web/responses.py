@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from immortus import runtime
 from immortus.status import JobStatus
 
 __all__ = [
@@ -141,9 +142,25 @@ def method_not_allowed(allowed: str) -> WebResponse:
     return WebResponse(405, body, MappingProxyType({**JSON_HEADERS, "Allow": allowed}))
 
 
-#: ``id(status)`` -> (that status, its answer). Holding the status keeps its id from being
-#: reused by another object while the entry lives, so an entry is never another status's answer.
-_answers: dict[int, tuple[JobStatus, WebResponse]] = {}
+class KeptAnswers:
+    """The answers made of recent statuses (a :mod:`runtime <immortus.runtime>` part).
+
+    ``by_id`` maps ``id(status)`` to (that status, its answer). Holding the status keeps its id
+    from being reused by another object while the entry lives, so an entry is never another
+    status's answer.
+    """
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, tuple[JobStatus, WebResponse]] = {}
+
+    def reset(self) -> None:
+        self.by_id.clear()
+
+    def after_fork(self) -> None:
+        """Keep them: the answers are immutable values, valid in the child too."""
+
+
+_answers: Final = runtime.part(KeptAnswers).by_id
 
 
 def job_answer(status: JobStatus) -> WebResponse:

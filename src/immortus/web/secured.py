@@ -11,6 +11,8 @@ import logging
 import threading
 from typing import Final
 
+from immortus import runtime
+
 __all__ = ["NOT_SECURED", "OPEN", "log_once"]
 
 logger = logging.getLogger("immortus.web")
@@ -28,15 +30,29 @@ OPEN: Final = (
     "anyone who knows a job id can read its status"
 )
 
-#: The messages already logged by this process (see :func:`log_once`).
-_logged: set[str] = set()
-_logged_lock = threading.Lock()
+
+class LoggedOnce:
+    """The messages this process already logged (a :mod:`runtime <immortus.runtime>` part)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: set[str] = set()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_logged: Final = runtime.part(LoggedOnce)
 
 
 def log_once(level: int, message: str) -> None:
     """Log ``message`` at ``level`` the first time only, in this process."""
-    with _logged_lock:
-        if message in _logged:
+    with _logged.lock:
+        if message in _logged.messages:
             return
-        _logged.add(message)
+        _logged.messages.add(message)
     logger.log(level, message)

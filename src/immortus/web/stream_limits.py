@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Self
 
+from immortus import runtime
 from immortus.exceptions import ConfigurationError
 from immortus.web.responses import JSON_HEADERS, WebResponse, error_body
 from immortus.web.stream import KEEPALIVE, StreamResponse
@@ -253,16 +253,17 @@ class StreamLimiter:
         self._open = 0
         self._held = {}
 
+    def after_fork(self) -> None:
+        """In a forked child: forget every slot, as :meth:`reset`."""
+        self.reset()
 
-_limiter = StreamLimiter()
+
+_limiter: Final = runtime.part(StreamLimiter)
 
 
 def get_limiter() -> StreamLimiter:
-    """Return this process's stream limiter."""
+    """Return this process's stream limiter (a :mod:`runtime <immortus.runtime>` part)."""
     return _limiter
-
-
-os.register_at_fork(after_in_child=_limiter.reset)
 
 
 def _refusal(job_id: str | None, refused: Refused, limits: StreamLimits) -> StreamResponse:

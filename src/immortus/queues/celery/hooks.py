@@ -14,7 +14,7 @@ from celery.backends.base import DisabledBackend  # type: ignore[import-untyped]
 from celery.exceptions import Ignore, WorkerLostError  # type: ignore[import-untyped]
 from celery.worker import state as worker_state  # type: ignore[import-untyped]
 
-from immortus import lifecycle
+from immortus import lifecycle, runtime
 from immortus.cancel_requests import JobCancelled
 from immortus.jobs import Attempt, start_attempt
 from immortus.queues._kit import AttemptBook, retry_time
@@ -36,10 +36,30 @@ _REDELIVERED: Final = JobError(
 #: The attribute marking a task class whose ``__call__`` :func:`install` wrapped.
 _STOPS_MARK: Final = "__immortus_stops__"
 
-_lock = threading.Lock()
-_apps: list[Any] = []  # installed apps, the latest last: the one CeleryStrategy reads by default
-_terminating: dict[int, bool] = {}  # id of an installed app -> whether cancel terminates
-_attempts: AttemptBook[tuple[str, int | None], Attempt] = AttemptBook()  # running attempts
+
+class CeleryState:
+    """The Celery apps installed here and the attempts running: an :mod:`immortus.runtime` part.
+
+    A reset forgets the attempts in flight; the installs stay (:func:`uninstall` undoes them).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: The installed apps, oldest first. The last answers :func:`installed`: the app the
+        #: Celery strategy reads by default, so the latest new ``install()`` wins.
+        self.installed: list[Any] = []
+        #: id of an installed app -> whether cancel terminates its running tasks.
+        self.terminating: dict[int, bool] = {}
+        self.attempts: AttemptBook[tuple[str, int | None], Attempt] = AttemptBook()
+
+    def reset(self) -> None:
+        self.attempts.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_state: Final = runtime.part(CeleryState)
 
 
 def install(app: Celery, *, terminate: bool = True) -> None:
@@ -56,10 +76,10 @@ def install(app: Celery, *, terminate: bool = True) -> None:
     next ``immortus.progress()``. Either way, each tracked task's ``immortus.JobCancelled``
     ends it ``cancelled`` (REVOKED in the result backend) instead of failing it.
     """
-    with _lock:
-        if app not in _apps:
-            _apps.append(app)
-        _terminating[id(app)] = terminate
+    with _state.lock:
+        if app not in _state.installed:
+            _state.installed.append(app)
+        _state.terminating[id(app)] = terminate
     for signal, receiver in _RECEIVERS:
         signal.connect(receiver, weak=False, dispatch_uid=f"immortus.{signal.name}")
     app.on_after_finalize.connect(_wrap_tracked_tasks, weak=False)
@@ -69,7 +89,7 @@ def install(app: Celery, *, terminate: bool = True) -> None:
 
 def terminates(app: Celery) -> bool:
     """Tell whether :func:`immortus.cancel` terminates ``app``'s running tasks (see install)."""
-    return _terminating.get(id(app), True)
+    return _state.terminating.get(id(app), True)
 
 
 def _wrap_tracked_tasks(sender: Any = None, **_: Any) -> None:
@@ -121,10 +141,10 @@ def _stopped(task: Any) -> None:
 
 def uninstall(app: Celery) -> None:
     """Undo :func:`install` for ``app``; the hooks are disconnected once no app is installed."""
-    with _lock:
-        if app in _apps:
-            _apps.remove(app)
-        remaining = bool(_apps)
+    with _state.lock:
+        if app in _state.installed:
+            _state.installed.remove(app)
+        remaining = bool(_state.installed)
     if not remaining:
         for signal, receiver in _RECEIVERS:
             signal.disconnect(receiver, dispatch_uid=f"immortus.{signal.name}")
@@ -132,8 +152,8 @@ def uninstall(app: Celery) -> None:
 
 def installed() -> Celery | None:
     """Return the app installed last (the default of :class:`CeleryStrategy`), or ``None``."""
-    with _lock:
-        return _apps[-1] if _apps else None
+    with _state.lock:
+        return _state.installed[-1] if _state.installed else None
 
 
 def the_app(app: Celery | None) -> Celery:
@@ -213,14 +233,14 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         number = _attempt_number(task.request)
         if number is None:
             lifecycle.job_lost(task_id, _REDELIVERED, job_class)
-        _attempts.put((task_id, number), start_attempt(task_id, job_class, attempt=number))
+        _state.attempts.put((task_id, number), start_attempt(task_id, job_class, attempt=number))
     except Exception:
         logger.exception("immortus: the Celery prerun hook failed; the task runs untracked")
 
 
 def _take(task_id: object, request: Any) -> Attempt | None:
     """Remove and return this process's running attempt of the task, if it has one."""
-    return _attempts.take((str(task_id), _attempt_number(request)))
+    return _state.attempts.take((str(task_id), _attempt_number(request)))
 
 
 def _retry_at(when: object) -> datetime | None:

@@ -10,7 +10,7 @@ from typing import Final
 
 from celery.result import AsyncResult  # type: ignore[import-untyped]
 
-from immortus import config
+from immortus import config, runtime
 from immortus.exceptions import ImmortusError
 from immortus.jobs import JOB_CLASS_ATTRIBUTE
 from immortus.queues._kit import tracked_name
@@ -24,9 +24,28 @@ logger = logging.getLogger("immortus")
 #: :func:`identify`: Celery's ``AsyncResult`` knows its task's name only from the backend).
 PUBLISHED_KEPT: Final = 4096
 
-_lock = threading.Lock()
-_published: OrderedDict[str, str] = OrderedDict()  # task id -> job class, the latest last
-_warned: set[str] = set()
+
+class Published:
+    """The job classes of the tasks enqueued here: an :mod:`immortus.runtime` part.
+
+    Also the task names already warned about. A reset forgets both.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.job_classes: OrderedDict[str, str] = OrderedDict()  # task id -> job class, latest last
+        self.warned: set[str] = set()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.job_classes.clear()
+            self.warned.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_state: Final = runtime.part(Published)
 
 
 def job_class(name: object, task: object = None) -> str | None:
@@ -35,8 +54,8 @@ def job_class(name: object, task: object = None) -> str | None:
     if found is not None:
         return found
     declared = getattr(getattr(task, "run", None), JOB_CLASS_ATTRIBUTE, None)
-    if isinstance(declared, str) and isinstance(name, str) and name not in _warned:
-        _warned.add(name)
+    if isinstance(declared, str) and isinstance(name, str) and name not in _state.warned:
+        _state.warned.add(name)
         logger.warning(
             "immortus: Celery task %r is tracked as %r, so its hooks cannot find it; "
             "give it the task's name: @immortus.track(name=%r, queue='celery')",
@@ -49,11 +68,11 @@ def job_class(name: object, task: object = None) -> str | None:
 
 def remember(job_id: str, job_class: str) -> None:
     """Remember the job class of a task enqueued here (the :data:`PUBLISHED_KEPT` latest)."""
-    with _lock:
-        _published[job_id] = job_class
-        _published.move_to_end(job_id)
-        while len(_published) > PUBLISHED_KEPT:
-            _published.popitem(last=False)
+    with _state.lock:
+        _state.job_classes[job_id] = job_class
+        _state.job_classes.move_to_end(job_id)
+        while len(_state.job_classes) > PUBLISHED_KEPT:
+            _state.job_classes.popitem(last=False)
 
 
 def identify(job: object) -> tuple[str | None, str | None] | None:
@@ -70,8 +89,8 @@ def identify(job: object) -> tuple[str | None, str | None] | None:
     job_id = job.id if isinstance(job.id, str) else None
     if job_id is None:
         return None, None
-    with _lock:
-        job_class = _published.get(job_id)
+    with _state.lock:
+        job_class = _state.job_classes.get(job_id)
     if job_class is None:
         cached = getattr(job, "_cache", None)
         name = cached.get("name") if isinstance(cached, Mapping) else getattr(job, "_name", None)

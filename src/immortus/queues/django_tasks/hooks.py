@@ -36,7 +36,7 @@ from django.apps import apps
 from django.db import transaction
 from django.db.models.signals import post_delete
 
-from immortus import lifecycle
+from immortus import lifecycle, runtime
 from immortus.jobs import Attempt, start_attempt
 from immortus.queues._kit import AttemptBook
 from immortus.queues.django_tasks._library import LIBRARIES
@@ -53,11 +53,28 @@ DATABASE_MODEL: Final = "django_tasks_database.DBTaskResult"
 _DATABASE_APP: Final = "django_tasks_db"
 _UID: Final = "immortus.queues.django_tasks"
 
-_lock = threading.Lock()
-#: The attempts running in this process, by task result id: begun by ``task_started``, ended
-#: by ``task_finished`` (both are sent in the thread that runs the task).
-_attempts: AttemptBook[str, Attempt] = AttemptBook()
-_installed = False
+
+class DjangoTasksState:
+    """Whether the receivers are connected, and the attempts running: a runtime part.
+
+    A reset forgets the attempts in flight; the install stays (:func:`uninstall` undoes it).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.installed = False
+        #: The attempts running in this process, by task result id: begun by ``task_started``,
+        #: ended by ``task_finished`` (both are sent in the thread that runs the task).
+        self.attempts: AttemptBook[str, Attempt] = AttemptBook()
+
+    def reset(self) -> None:
+        self.attempts.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_state: Final = runtime.part(DjangoTasksState)
 
 
 def on_task_enqueued(sender: object, task_result: Any = None, **kwargs: object) -> None:
@@ -85,7 +102,7 @@ def on_task_started(sender: object, task_result: Any = None, **kwargs: object) -
             return
         job_id = str(task_result.id)
         attempt = start_attempt(job_id, job_class, attempt=len(task_result.worker_ids) or None)
-        _attempts.put(job_id, attempt)
+        _state.attempts.put(job_id, attempt)
     except Exception:
         logger.exception("immortus: cannot track the start of Django task %r", task_result)
 
@@ -98,7 +115,7 @@ def on_task_finished(sender: object, task_result: Any = None, **kwargs: object) 
     """
     try:
         job_id = str(task_result.id)
-        attempt = _attempts.take(job_id)
+        attempt = _state.attempts.take(job_id)
         if attempt is None:  # started elsewhere, or before install(): report without context
             job_class = tracked_job_class(task_result.task)
             if job_class is None:
@@ -153,11 +170,10 @@ def install() -> None:
     it yourself from an ``AppConfig.ready()`` otherwise. Called once the app registry is
     ready, it also tracks the deletion of ``django-tasks-db`` rows (see :func:`on_row_deleted`).
     """
-    global _installed  # noqa: PLW0603  # one switch for the whole process
-    with _lock:
-        if _installed:
+    with _state.lock:
+        if _state.installed:
             return
-        _installed = True
+        _state.installed = True
     for library in LIBRARIES:
         library.task_enqueued.connect(on_task_enqueued, dispatch_uid=f"{_UID}.enqueued")
         library.task_started.connect(on_task_started, dispatch_uid=f"{_UID}.started")
@@ -168,10 +184,9 @@ def install() -> None:
 
 def uninstall() -> None:
     """Disconnect what :func:`install` connected (for tests, and to pause tracking)."""
-    global _installed  # noqa: PLW0603
-    with _lock:
-        _installed = False
-        _attempts.clear()
+    with _state.lock:
+        _state.installed = False
+        _state.attempts.clear()
     for library in LIBRARIES:
         library.task_enqueued.disconnect(dispatch_uid=f"{_UID}.enqueued")
         library.task_started.disconnect(dispatch_uid=f"{_UID}.started")
@@ -182,4 +197,4 @@ def uninstall() -> None:
 
 def installed() -> bool:
     """Tell whether :func:`install` connected the receivers in this process."""
-    return _installed
+    return _state.installed

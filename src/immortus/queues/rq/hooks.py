@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import threading
+from typing import Any, Final, TypeVar
 
 from redis import Redis
 from rq import Queue
 from rq.job import Job
 from rq.worker import BaseWorker
 
+from immortus import runtime
 from immortus.queues._kit import tracked_path
 from immortus.queues.rq.job import TrackedJob, tracked_job_class, untracked_job_class
 
@@ -17,11 +19,54 @@ __all__ = ["identify", "install", "installed", "uninstall"]
 Target = TypeVar("Target", Queue, BaseWorker)
 
 
+class RQInstalls:
+    """The connections of the RQ queues and workers installed here: a runtime part.
+
+    ``installed`` holds one ``(connection, serializer)`` per installed connection, oldest
+    first; the last answers, so the latest :func:`install` wins (and an :func:`uninstall`
+    gives the word back to the one before). A reset keeps them: :func:`uninstall` undoes one.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.installed: list[tuple[Redis, Any]] = []
+
+    def add(self, connection: Redis, serializer: Any) -> None:
+        """Make ``connection`` (with ``serializer``) the one that answers."""
+        with self.lock:
+            self._drop(connection)
+            self.installed.append((connection, serializer))
+            self._answer()
+
+    def remove(self, connection: Redis) -> None:
+        """Forget ``connection``; the one installed before it answers again."""
+        with self.lock:
+            self._drop(connection)
+            self._answer()
+
+    def _drop(self, connection: Redis) -> None:
+        self.installed = [entry for entry in self.installed if entry[0] is not connection]
+
+    def _answer(self) -> None:
+        _Installed.connection, _Installed.serializer = (
+            self.installed[-1] if self.installed else (None, None)
+        )
+
+    def reset(self) -> None:
+        """Keep the installs: they are the application's wiring."""
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
 class _Installed:
-    """The Redis connection :class:`RQStrategy` reads when it was given none."""
+    """The last entry of :attr:`RQInstalls.installed`: what the strategy and the canceller read."""
 
     connection: Redis | None = None
     serializer: Any = None
+
+
+_installs: Final = runtime.part(RQInstalls)
 
 
 def install(target: Target) -> Target:
@@ -38,17 +83,14 @@ def install(target: Target) -> Target:
     if not isinstance(target, Queue | BaseWorker):
         raise TypeError(f"install() takes an RQ Queue or Worker, not {type(target).__name__}")
     target.job_class = tracked_job_class(target.job_class)
-    _Installed.connection = target.connection
-    _Installed.serializer = target.serializer
+    _installs.add(target.connection, target.serializer)
     return target
 
 
 def uninstall(target: Target) -> Target:
     """Undo :func:`install` on ``target``: give it back the job class it had, and return it."""
     target.job_class = untracked_job_class(target.job_class)
-    if _Installed.connection is target.connection:
-        _Installed.connection = None
-        _Installed.serializer = None
+    _installs.remove(target.connection)
     return target
 
 

@@ -235,6 +235,8 @@ def _stop_signals_held() -> Iterator[None]:
                 current(received, frame)
 
 
+#: The reporting subclass made for each job class: a cache of classes, which a reset or a fork
+#: need not touch (the same class is made again for the same job class), so not runtime state.
 _tracked_subclasses: dict[type[Job], type[TrackedJob]] = {}
 
 
