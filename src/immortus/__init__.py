@@ -14,6 +14,7 @@ imported when first used.
     immortus.cancel(job_id).outcome      # CancelOutcome.CANCELLING, then "cancelled"
 """
 
+from immortus import exceptions
 from immortus.cancel_requests import JobCancelled
 from immortus.cancelling import (
     Cancellation,
@@ -23,27 +24,7 @@ from immortus.cancelling import (
     register_canceller,
 )
 from immortus.config import Config, configure, get_config, get_store
-from immortus.exceptions import (
-    ConfigurationError,
-    CorruptRecord,
-    EndpointsNotSecured,
-    ImmortusError,
-    InvalidInput,
-    InvalidJobClass,
-    InvalidJobId,
-    InvalidProgress,
-    InvalidState,
-    InvalidStoreURL,
-    InvalidStrategy,
-    MissingDependency,
-    NotCancellable,
-    NotInJob,
-    StoreError,
-    StoreUnavailable,
-    StrategyError,
-    StrategyNotFound,
-    UntrackedJobClass,
-)
+from immortus.exceptions import *  # noqa: F403  # the one tree of errors, every one public
 from immortus.finder import find_strategy, register_strategy, resolve_strategy
 from immortus.groups import GroupStatus, add_to_group, agroup_status, group, group_status
 from immortus.jobs import (
@@ -68,36 +49,17 @@ __all__ = [
     "CancelOutcome",
     "Cancellation",
     "Config",
-    "ConfigurationError",
-    "CorruptRecord",
-    "EndpointsNotSecured",
     "GroupStatus",
     "HistoryEntry",
     "HistoryEvent",
-    "ImmortusError",
-    "InvalidInput",
-    "InvalidJobClass",
-    "InvalidJobId",
-    "InvalidProgress",
-    "InvalidState",
-    "InvalidStoreURL",
-    "InvalidStrategy",
     "JobCancelled",
     "JobContext",
     "JobError",
     "JobStatus",
-    "MissingDependency",
-    "NotCancellable",
-    "NotInJob",
     "Progress",
     "State",
-    "StoreError",
     "StoreStrategy",
-    "StoreUnavailable",
-    "StrategyError",
-    "StrategyNotFound",
     "TrackingStrategy",
-    "UntrackedJobClass",
     "__version__",
     "acancel",
     "add_to_group",
@@ -125,3 +87,4 @@ __all__ = [
     "track",
     "update_meta",
 ]
+__all__ += exceptions.__all__

@@ -590,8 +590,6 @@ def _path_parameters(route: Route) -> list[dict[str, str]]:
 
 def _verify(route: Route) -> dict[str, Any]:
     return {
-        "operationId": route.name,
-        "summary": route.summary,
         "parameters": [
             *_path_parameters(route),
             _ref_parameter("Token"),
@@ -610,8 +608,6 @@ def _verify(route: Route) -> dict[str, Any]:
 def _stream(route: Route) -> dict[str, Any]:
     stream = _ref_response("Stream")
     return {
-        "operationId": route.name,
-        "summary": route.summary,
         "parameters": [*_path_parameters(route), _ref_parameter("Token")],
         "responses": {
             **dict.fromkeys(("200", "400", "500"), stream),
@@ -625,8 +621,6 @@ def _stream(route: Route) -> dict[str, Any]:
 def _stream_jobs(route: Route) -> dict[str, Any]:
     refused = _batch(route)["responses"]
     return {
-        "operationId": route.name,
-        "summary": route.summary,
         "description": (
             "The request body is the batch's. A refusal of the whole request is a JSON answer; "
             "otherwise one event stream carries every job (see MultiStreamEvent). The stream "
@@ -654,8 +648,6 @@ def _stream_jobs(route: Route) -> dict[str, Any]:
 
 def _cancel(route: Route) -> dict[str, Any]:
     return {
-        "operationId": route.name,
-        "summary": route.summary,
         "description": (
             "Only for a job class declared with `cancellable=True`. Checked in order: the "
             "input (400), the token (404, the answer of an unknown job), the class's opt-in "
@@ -688,8 +680,6 @@ def _cancel(route: Route) -> dict[str, Any]:
 
 def _batch(route: Route) -> dict[str, Any]:
     return {
-        "operationId": route.name,
-        "summary": route.summary,
         "requestBody": {
             "required": True,
             "content": {_JSON: {"schema": _ref("BatchRequest")}},
@@ -719,8 +709,6 @@ def _batch(route: Route) -> dict[str, Any]:
 
 def _group(route: Route) -> dict[str, Any]:
     return {
-        "operationId": route.name,
-        "summary": route.summary,
         "description": (
             "One store read whatever the group's size. A group is also followed on the "
             "multi-job stream and in a batch, as an item `{group_id, token}`."
@@ -748,8 +736,6 @@ def _group(route: Route) -> dict[str, Any]:
 
 def _script(route: Route) -> dict[str, Any]:
     return {
-        "operationId": route.name,
-        "summary": route.summary,
         "parameters": [
             {
                 "name": "If-None-Match",
@@ -774,7 +760,8 @@ def _script(route: Route) -> dict[str, Any]:
     }
 
 
-#: The OpenAPI operation of each kind of route.
+#: The OpenAPI operation of each kind of route (but its ``operationId`` and ``summary``: the
+#: route's name and summary).
 _OPERATIONS: Final[dict[str, Callable[[Route], dict[str, Any]]]] = {
     "verify": _verify,
     "batch": _batch,
@@ -814,7 +801,11 @@ def openapi_document(prefix: str = "/immortus") -> dict[str, Any]:
     root = f"/{path}" if path else ""
     paths: dict[str, Any] = {}
     for route in ROUTES:
-        operation = _OPERATIONS[route.operation](route)
+        operation = {
+            "operationId": route.name,
+            "summary": route.summary,
+            **_OPERATIONS[route.operation](route),
+        }
         paths.setdefault(f"{root}{route.path}", {})[route.method.lower()] = operation
     return {
         "openapi": OPENAPI_VERSION,

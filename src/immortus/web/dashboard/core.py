@@ -31,6 +31,7 @@ from importlib import resources
 from typing import Final
 
 import immortus
+from immortus.cancelling import CancelOutcome
 from immortus.exceptions import (
     ConfigurationError,
     InvalidInput,
@@ -68,11 +69,12 @@ COUNTS_MAX_AGE: Final = 5.0
 MAX_ROWS: Final = 200
 #: The request header that asks for a page's ``<main>`` only (the live updates send it).
 PARTIAL_HEADER: Final = "x-immortus-partial"
-_OUTCOMES: Final = {
-    "unknown": "Nobody has a record of this job; nothing was done.",
-    "already_completed": "The job had already ended; it keeps its ending.",
-    "cancelling": "The job was asked to stop; it has not stopped yet.",
-    "cancelled": "The job is cancelled.",
+#: What the cancel page says of each outcome of :func:`immortus.cancel`.
+_OUTCOMES: Final[Mapping[CancelOutcome, str]] = {
+    CancelOutcome.UNKNOWN: "Nobody has a record of this job; nothing was done.",
+    CancelOutcome.ALREADY_COMPLETED: "The job had already ended; it keeps its ending.",
+    CancelOutcome.CANCELLING: "The job was asked to stop; it has not stopped yet.",
+    CancelOutcome.CANCELLED: "The job is cancelled.",
 }
 _STATIC: Final = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 
@@ -285,7 +287,7 @@ class Dashboard:
         except StrategyError as exc:
             main = pages.error_main("Cancel failed", str(exc)) + back
             return self._page(500, "Cancel failed", main)
-        main = pages.error_main("Cancel", _OUTCOMES[outcome.value]) + back
+        main = pages.error_main("Cancel", _OUTCOMES[outcome]) + back
         return self._page(200, "Cancel", main)
 
     # -- live updates ---------------------------------------------------------------------

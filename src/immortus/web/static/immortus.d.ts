@@ -214,6 +214,21 @@ export interface JobElementEventMap {
   'immortus:error': CustomEvent<{job_id: string | null; error: JobErrorInfo | null; [key: string]: unknown}>;
 }
 
+/** What both widgets share: `addEventListener` types the widget's own events (`EventMap`)
+ *  and takes any other as usual. */
+declare abstract class WidgetElement<EventMap> extends HTMLElement {
+  addEventListener<K extends keyof EventMap>(
+    type: K,
+    listener: (this: this, event: EventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+}
+
 /** `<immortus-job job-id job-class token>` (or `verify-url`): follows its job with `verify`
  *  while it is in the document, and shows it as a card in its shadow root.
  *
@@ -225,7 +240,7 @@ export interface JobElementEventMap {
  *  `transport` (`auto`, `sse`, `polling`), `interval` (ms between polls), `theme`
  *  (`light` by default, `dark`, or `auto`: the system's). Parts: card, title, id, badge, bar,
  *  fill, line, error, facts, meta, cancel. */
-export declare class JobElement extends HTMLElement {
+export declare class JobElement extends WidgetElement<JobElementEventMap> {
   /** The job followed; setting it (re)starts following. */
   get job(): JobInfo | null;
   set job(info: JobInfo & {cancel_url?: string | null});
@@ -236,16 +251,6 @@ export declare class JobElement extends HTMLElement {
   /** Cancel the job with `Immortus.cancel` (to `cancel-url` when set); the card shows the
    *  answer, or says why it was refused. */
   cancel(): Promise<void>;
-  addEventListener<K extends keyof JobElementEventMap>(
-    type: K,
-    listener: (this: JobElement, event: JobElementEventMap[K]) => unknown,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
-  addEventListener(
-    type: string,
-    listener: EventListenerOrEventListenerObject,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
 }
 
 /** What the group widget's events carry: `immortus:progress` at each change of the group's
@@ -264,7 +269,7 @@ export interface GroupElementEventMap {
  *
  *  Attributes: `group-id`, `token`, `base-url`, `label` (default `Group`), `transport`,
  *  `interval`, `theme`. Parts: card, title, id, badge, bar, fill, line, counts, count, error. */
-export declare class GroupElement extends HTMLElement {
+export declare class GroupElement extends WidgetElement<GroupElementEventMap> {
   /** The group followed; setting it (re)starts following. */
   get job(): GroupInfo | null;
   set job(info: GroupInfo);
@@ -272,16 +277,6 @@ export declare class GroupElement extends HTMLElement {
   readonly body: GroupBody | null;
   /** Show `body` without following anything. */
   show(body: GroupBody): void;
-  addEventListener<K extends keyof GroupElementEventMap>(
-    type: K,
-    listener: (this: GroupElement, event: GroupElementEventMap[K]) => unknown,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
-  addEventListener(
-    type: string,
-    listener: EventListenerOrEventListenerObject,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
 }
 
 export interface MountOptions {
