@@ -22,6 +22,11 @@ neighbour hurts all alike. Per queue and size:
   the worker's CPU time), paired within a round, median of the rounds, with their range. It
   should not depend on the batch size: ``slope`` says ``flat`` when the two sizes' ranges
   overlap;
+- against the limit: beside each batch, the same number of bare writes on the store's file
+  (:mod:`bench.overhead.bare`), the least that keeps tracking's promise (one write an enqueue,
+  two a job); the **ceiling** untracked / (untracked + bare writes), the best ratio any
+  tracker keeping the promise could reach, whether the target is met, missed or out of reach,
+  and the µs immortus spends above the bare writes, at enqueue and in the worker;
 - the enqueue rates, the store round trips per tracked job (the benchmark's store counts its
   calls while enqueuing, the tracked worker its own over its life) and, for queues in Redis,
   Redis commands per job.

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from bench.overhead.bare import BareTiming
+
 #: The two kinds of worker, of job and of batch.
 KINDS: Final = ("untracked", "tracked")
 #: Batches of the tracked worker with the job history off (``--history``).
@@ -21,6 +23,10 @@ class Run:
     rate: float
     cpu_rate: float | None
     enqueue_rate: float
+    #: The benchmark's CPU seconds a job while enqueuing (``None``: not measured).
+    enqueue_cpu_s: float | None
+    #: The floor (:mod:`bench.overhead.bare`), timed right after the batch, on the same file.
+    bare: BareTiming | None
     #: The benchmark's store calls while enqueuing.
     enqueue_store_calls: Counter[str]
     #: Redis commands, while enqueuing and while the worker ran the batch.
@@ -107,6 +113,69 @@ class Measure:
         value = self.median(kind, lambda run: run.enqueue_rate)
         assert value is not None
         return value
+
+    def enqueue_us(self, kind: str, clock: str = "wall") -> float | None:
+        """The median µs of one enqueue of ``kind`` (``cpu``: the benchmark's CPU time)."""
+        if clock == "cpu":
+            cpu = self.median(kind, lambda run: run.enqueue_cpu_s)
+            return None if cpu is None else cpu * 1e6
+        return 1e6 / self.enqueue_rate(kind)
+
+    def job_us(self, kind: str, clock: str = "wall") -> float | None:
+        """The median µs of one job of ``kind`` in the worker (``cpu``: its CPU time)."""
+        return self.cpu_us(kind) if clock == "cpu" else 1e6 / self.rate(kind)
+
+    def bare_us(self, write: str, clock: str = "wall") -> float | None:
+        """The median µs of a bare ``insert`` or ``update`` over every batch of this size."""
+        field = f"{write}_cpu_us" if clock == "cpu" else f"{write}_us"
+        values = [
+            getattr(run.bare, field)
+            for kind in KINDS
+            for run in self.runs[kind]
+            if run.bare is not None
+        ]
+        return statistics.median(values) if values else None
+
+    def limit(self, where: str, clock: str = "wall") -> Limit | None:
+        """Tracking's cost against the floor, at ``enqueue`` or in the ``worker``.
+
+        ``None`` when a figure is missing (the CPU of a forking worker).
+        """
+        writes, bare = (1, "insert") if where == "enqueue" else (2, "update")
+        figure = self.enqueue_us if where == "enqueue" else self.job_us
+        untracked, tracked = figure("untracked", clock), figure("tracked", clock)
+        floor = self.bare_us(bare, clock)
+        if untracked is None or tracked is None or floor is None:
+            return None
+        return Limit(untracked, tracked, writes * floor)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One operation, untracked and tracked, against the least it can cost tracked.
+
+    Every figure is µs per job: ``floor`` is the bare writes the promise needs (one a
+    ``created`` record, two a job run: ``started``, ``finished``).
+    """
+
+    untracked: float
+    tracked: float
+    floor: float
+
+    @property
+    def ratio(self) -> float:
+        """Tracked over untracked rate."""
+        return self.untracked / self.tracked
+
+    @property
+    def ceiling(self) -> float:
+        """The best ratio tracking could reach: untracked / (untracked + bare writes)."""
+        return self.untracked / (self.untracked + self.floor)
+
+    @property
+    def above_floor(self) -> float:
+        """What immortus spends beyond the bare writes: tracked - untracked - floor."""
+        return self.tracked - self.untracked - self.floor
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from bench.common import table
-from bench.overhead.figures import KINDS, NO_HISTORY, Measure, Section
+from bench.overhead.figures import KINDS, NO_HISTORY, Limit, Measure, Section
 from bench.overhead.queues import Options
 
 #: Target of the queue issue: a tracked worker keeps at least this fraction of its untracked rate.
@@ -72,11 +72,71 @@ def render(sections: Sequence[Section], options: Options, duration_s: float) -> 
         "",
         *textwrap.wrap(legend, width=100),
     ]
+    lines += ["", *_limit_lines(sections, large)]
     if options.history:
         lines += ["", *_history_lines(sections)]
     for section in sections:
         lines += ["", *_queue_lines(section)]
     return "\n".join(lines)
+
+
+def verdict(limit: Limit | None) -> str:
+    """Whether ``limit``'s ratio meets the target, or the target is beyond its ceiling."""
+    if limit is None:
+        return "-"
+    if limit.ratio >= TARGET:
+        return "met"
+    return "out of reach" if limit.ceiling < TARGET else "missed"
+
+
+def _of(limit: Limit | None, figure: str, form: str = ",.0f") -> str:
+    """One figure of ``limit``, or ``-``."""
+    return "-" if limit is None else format(getattr(limit, figure), form)
+
+
+def _limit_lines(sections: Sequence[Section], jobs: int) -> list[str]:
+    """Each queue's ratios beside their ceilings: what the bare writes alone would leave."""
+    head = [
+        "queue",
+        "where",
+        "ratio",
+        "ceiling",
+        "target",
+        "µs untracked",
+        "bare writes",
+        "above bare",
+    ]
+    rows = []
+    for section in sections:
+        measure = section.measures[jobs]
+        for where in ("worker", "enqueue"):
+            limit, cpu = measure.limit(where), measure.limit(where, "cpu")
+            if limit is None:
+                continue
+            rows.append(
+                [
+                    section.queue,
+                    where,
+                    f"{limit.ratio:.2f} ({_of(cpu, 'ratio', '.2f')})",
+                    f"{limit.ceiling:.2f} ({_of(cpu, 'ceiling', '.2f')})",
+                    verdict(limit),
+                    f"{limit.untracked:,.0f} ({_of(cpu, 'untracked')})",
+                    f"{limit.floor:,.0f} ({_of(cpu, 'floor')})",
+                    f"{limit.above_floor:,.0f} ({_of(cpu, 'above_floor')})",
+                ]
+            )
+    legend = (
+        f"Against the limit, at {jobs} jobs a batch: wall clock (CPU time). Tracking promises a "
+        "job's created record when the enqueue returns and each event durable when its hook "
+        "returns: at least one store write an enqueue and two a job. bare writes: that many "
+        "single-row upserts on the same SQLite file, sqlite3 straight, each in its own "
+        "transaction, timed beside each batch (µs a job). ceiling: untracked / (untracked + bare "
+        "writes), the best ratio keeping the promise. above bare: what immortus spends beyond "
+        "them (tracked - untracked - bare writes, µs a job). target: met (ratio >= "
+        f"{TARGET}), out of reach (ceiling < {TARGET}) or missed. Enqueue CPU is the "
+        "benchmark's own process; worker CPU the worker's."
+    )
+    return ["against the limit", *table(head, rows, left=2), *textwrap.wrap(legend, width=100)]
 
 
 def _history_lines(sections: Sequence[Section]) -> list[str]:
@@ -205,6 +265,11 @@ def figures(sections: Sequence[Section], options: Options, duration_s: float) ->
                 "tracked_rates": [round(run.rate, 1) for run in measure.runs["tracked"]],
                 "enqueue_untracked_per_s": round(measure.enqueue_rate("untracked"), 1),
                 "enqueue_tracked_per_s": round(measure.enqueue_rate("tracked"), 1),
+                "limit": {
+                    f"{where}_{clock}": _limit_figures(measure.limit(where, clock))
+                    for where in ("worker", "enqueue")
+                    for clock in ("wall", "cpu")
+                },
             }
             if measure.runs[NO_HISTORY]:
                 counts[str(jobs)]["history"] = _history_figures(measure)
@@ -238,6 +303,21 @@ def _history_figures(measure: Measure) -> dict[str, Any]:
         "tracking_us_per_job_without_history": _rounded(measure.overhead_us(kind=NO_HISTORY)),
         "history_share_of_tracking": None if share is None else round(share, 4),
         "history_cpu_share_of_tracking": None if share_cpu is None else round(share_cpu, 4),
+    }
+
+
+def _limit_figures(limit: Limit | None) -> dict[str, Any] | None:
+    """One :class:`Limit`, µs per job and ratios, for the saved figures."""
+    if limit is None:
+        return None
+    return {
+        "untracked_us": round(limit.untracked, 1),
+        "tracked_us": round(limit.tracked, 1),
+        "bare_writes_us": round(limit.floor, 1),
+        "above_bare_us": round(limit.above_floor, 1),
+        "ratio": round(limit.ratio, 3),
+        "ceiling": round(limit.ceiling, 3),
+        "target": verdict(limit),
     }
 
 

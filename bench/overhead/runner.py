@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import immortus
 from bench.common import BenchError, log
+from bench.overhead.bare import BareWriter
 from bench.overhead.figures import KINDS, NO_HISTORY, Measure, Run, Section
 from bench.overhead.queues import QUEUES, Options, QueueBench
 from bench.overhead.worker import (
@@ -49,6 +50,7 @@ class QueueRun:
             self.redis = Redis.from_url(redis_url)
         self.workers: dict[bool, subprocess.Popen[bytes]] = {}
         self.batches = 0
+        self.bare = BareWriter(store.path)
 
     def _out(self, tracked: bool) -> Path:
         return self.folder / KINDS[tracked]
@@ -98,6 +100,7 @@ class QueueRun:
         for process in self.workers.values():
             self._stop(process)
         self.workers.clear()
+        self.bare.close()
         if self.redis is not None:
             self.redis.close()
 
@@ -131,9 +134,10 @@ class QueueRun:
         self.bench.enqueue_gate(count, batch, str(release), tracked=tracked)
         before = self.store_calls.calls.copy()
         self._reset_redis_counters()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         ids = self.bench.enqueue(count, tracked=tracked)
         enqueue_rate = count / (time.perf_counter() - start)
+        enqueue_cpu = (time.process_time() - start_cpu) / count
         enqueue_calls = self.store_calls.calls - before
         redis_enqueue = self._redis_commands()
         self._reset_redis_counters()
@@ -146,11 +150,14 @@ class QueueRun:
         if tracked:
             _eventually(lambda: self._check_records(ids))
         redis_worker = self._redis_commands()
+        bare = self.bare.measure(count)  # the floor, beside the batch: same file, same moment
         cpu = timing["cpu"]
         return Run(
             rate=(count - 1) / timing["seconds"],  # first start to last end: count - 1 cycles
             cpu_rate=(count - 1) / cpu if cpu else None,
             enqueue_rate=enqueue_rate,
+            enqueue_cpu_s=enqueue_cpu,
+            bare=bare,
             enqueue_store_calls=enqueue_calls,
             redis_commands={"enqueue": redis_enqueue, "worker": redis_worker},
         )
