@@ -406,12 +406,19 @@ class TestPostgreSQL(DelayedJobContract):
             strategy.close()
             engine.dispose()
 
-    def test_an_unreachable_database_is_unavailable(self) -> None:
-        url = f"postgresql+psycopg://u:s3cret@127.0.0.1:{free_port()}/db?connect_timeout=2"
+    @pytest.mark.parametrize(
+        "credentials", [("u:s3cret@", ""), ("u@", "password=s3cret&")], ids=["user", "query"]
+    )
+    def test_an_unreachable_database_is_unavailable_without_its_password(
+        self, credentials: tuple[str, str]
+    ) -> None:
+        user, query = credentials
+        url = f"postgresql+psycopg://{user}127.0.0.1:{free_port()}/db?{query}connect_timeout=2"
         strategy = DelayedJobStrategy(url)
         with pytest.raises(StoreUnavailable) as caught:
             strategy.status("7f0c")
         assert "s3cret" not in str(caught.value)
+        assert "127.0.0.1" in str(caught.value)
 
 
 class TestConfiguration:

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from immortus import runtime
 from immortus.exceptions import (
     ConfigurationError,
     MissingDependency,
@@ -68,7 +69,7 @@ from immortus.queues.rails.journal import DEFAULT_PREFIX, Journal, connect
 from immortus.queues.rails.notes import Seen
 from immortus.queues.rails.reader import Found, RailsReader
 from immortus.status import JobError, JobStatus, State
-from immortus.stores.sql_engine import create_engine, unreachable
+from immortus.stores.sql_engine import engine_of, reason, unreachable, where
 from immortus.validation import check_job_id
 
 if TYPE_CHECKING:
@@ -112,7 +113,25 @@ _ESCAPES: Final = {
     "_": "\xa0", "L": "\u2028", "P": "\u2029",
 }  # fmt: skip
 
-_configured: dict[str, Any] = {}
+
+class DelayedJobSettings:
+    """What :func:`configure` set: an :mod:`immortus.runtime` part.
+
+    A reset keeps it, as the queues' installs: it is the application's wiring, which
+    ``configure(None)`` forgets.
+    """
+
+    def __init__(self) -> None:
+        self.configured: dict[str, Any] = {}
+
+    def reset(self) -> None:
+        """Keep the setting."""
+
+    def after_fork(self) -> None:
+        """Nothing to drop: settings only."""
+
+
+_configured: Final = runtime.part(DelayedJobSettings).configured
 
 
 def configure(
@@ -308,11 +327,9 @@ class DelayedJobStrategy(RailsReader):
                 "immortus.queues.delayed_job.configure(url=...) at start-up, or set "
                 f"{URL_ENV_VAR}"
             )
-        self._owns_engine = not isinstance(engine_or_url, sa.Engine)
         #: The engine every question checks a connection out of.
-        self.engine: sa.Engine = (
-            engine_or_url if isinstance(engine_or_url, sa.Engine) else create_engine(engine_or_url)
-        )
+        self.engine: sa.Engine
+        self.engine, self._owns_engine = engine_of(engine_or_url)
         #: The ``delayed_jobs`` table (see :func:`jobs_table`).
         self.table = jobs_table(sa.MetaData(), table_name or DEFAULT_TABLE)
         self.index_check_interval = index_check_interval
@@ -320,7 +337,7 @@ class DelayedJobStrategy(RailsReader):
         self._index: str | None = None
         self._index_checked = -float("inf")
         self._index_lock = threading.Lock()
-        self._where = self.engine.url.render_as_string(hide_password=True)
+        self._where = where(self.engine.url)
         self._extracted_id: sa.ColumnClause[str] = sa.literal_column(
             f"substring(handler from {_SQL_PATTERN})", sa.Text
         )
@@ -466,15 +483,9 @@ class DelayedJobStrategy(RailsReader):
         try:
             yield
         except sa_exc.SQLAlchemyError as exc:
-            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
-            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            password = self.engine.url.password
-            if isinstance(password, str) and password:
-                reason = reason.replace(password, "***")
+            why = reason(exc, self.engine.url)
             if unreachable(exc):
                 raise StoreUnavailable(
-                    f"cannot reach the Delayed::Job database at {self._where}: {reason}"
+                    f"cannot reach the Delayed::Job database at {self._where}: {why}"
                 ) from exc
-            raise StoreError(
-                f"reading {self.table.name} at {self._where} failed: {reason}"
-            ) from exc
+            raise StoreError(f"reading {self.table.name} at {self._where} failed: {why}") from exc

@@ -1,34 +1,20 @@
 """The contract every store keeps.
 
-A store persists the statuses that callback-driven tracking produces. Only four operations are
-abstract; everything else has a correct default that a store may replace with a faster one:
+A store persists what callback-driven tracking records. ``from_url``, ``record``, ``get``,
+``list_jobs`` and ``prune`` are abstract; the rest have defaults, and the capability flags say
+which optional operations a store answers.
 
-==================  ============================================================================
-``record(event)``   apply one event atomically with :func:`immortus.transitions.apply`
-``get(job_id)``     one job's status, or ``None``
-``list_jobs(...)``  recent jobs, newest first, keyset-paginated
-``prune()``         delete expired records
-==================  ============================================================================
-
-The four stores immortus ships also keep each job's history (:meth:`Store.history`) and carry
-cancel requests between processes
-(:class:`~immortus.cancel_requests.CancelRequestStore`).
-
-Retention: with a ``ttl``, a record expires ``ttl`` seconds after its last write; every event
-and every heartbeat refreshes it, so a job that keeps reporting (or whose worker keeps beating)
-stays, and a finished job goes ``ttl`` after it ended (expiry times are rounded up to 1 % of the
-TTL, so a little later). An expired record is invisible to ``get`` and ``list_jobs`` at once, and
-is removed by ``prune()`` (or by the server itself, for Redis). ``ttl=None`` keeps records until
-pruned by hand.
-
-Lost workers (stores with ``supports_heartbeat``): a ``started`` event may carry a lease,
-``alive_until``, which :meth:`Store.beat` extends while the worker lives. A ``started`` record
-whose lease ran out reads ``lost`` from every read (``get``, ``get_many``, ``get_nowait``,
-``list_jobs``, including its ``state`` filter), without any write; :meth:`Store.reap_lost`
-persists it. :mod:`immortus.stores.records` holds these rules once for every store.
-
-Every operation may raise :class:`~immortus.exceptions.StoreUnavailable` when the backing server or
-file cannot be reached; driver exceptions never escape a store.
+- Retention: a record expires ``ttl`` after its last event or heartbeat
+  (:meth:`Store.expires_at`), is invisible at once and deleted by ``prune()`` (or by Redis);
+  ``ttl=None`` keeps it until pruned.
+- Leases (``supports_heartbeat``): a ``started`` record whose ``alive_until`` passed reads
+  ``lost`` from every read, ``list_jobs``'s ``state`` filter included, with no write
+  (:mod:`immortus.stores.records` holds the rules).
+- Errors: any operation raises :class:`~immortus.exceptions.StoreUnavailable` when the store
+  cannot be reached (a write then wrote nothing) and
+  :class:`~immortus.exceptions.CorruptRecord` when a stored record cannot be decoded; no driver
+  exception escapes. Ids, page sizes and cursors are checked before any I/O
+  (:class:`~immortus.exceptions.InvalidInput` and its subclasses).
 """
 
 from __future__ import annotations
@@ -62,10 +48,7 @@ MAX_PAGE_SIZE: Final = 1000
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """A position in the newest-first listing: the record first seen at ``created`` as ``job_id``.
-
-    Its text form (:meth:`encode`) is opaque to users, who only hand it back.
-    """
+    """A position in the newest-first listing; users only hand back its :meth:`encode` text."""
 
     created: float
     job_id: str
@@ -77,7 +60,7 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        """Parse a cursor returned by an earlier page.
+        """Parse the text of :meth:`encode`.
 
         Raises:
             InvalidInput: ``text`` is not a cursor immortus made.
@@ -98,17 +81,13 @@ class JobPage:
 
 
 def lower_scheme(url: str) -> str:
-    """Return ``url`` with its scheme (before ``://``) in lower case: schemes ignore case.
-
-    ``REDIS://host`` and ``redis://host`` name the same store; the drivers below the stores
-    accept only the lower-case form.
-    """
+    """Return ``url`` with its scheme in lower case: the drivers accept only that form."""
     scheme, separator, rest = url.partition("://")
     return f"{scheme.lower()}{separator}{rest}" if separator else url
 
 
 def ttl_seconds(ttl: float | timedelta | None) -> float | None:
-    """Normalise a TTL given as seconds or a ``timedelta``.
+    """Return a TTL given as seconds or a ``timedelta`` in seconds.
 
     Raises:
         InvalidInput: the TTL is not positive.
@@ -122,23 +101,14 @@ def ttl_seconds(ttl: float | timedelta | None) -> float | None:
 
 
 def check_page_size(limit: int) -> int:
-    """Return ``limit`` if it is a usable page size.
-
-    Raises:
-        InvalidInput: it is not between 1 and :data:`MAX_PAGE_SIZE`.
-    """
+    """Return ``limit``, or raise :class:`InvalidInput` unless it is 1 to :data:`MAX_PAGE_SIZE`."""
     if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}, not {limit!r}")
     return limit
 
 
 def check_beat(job_ids: Sequence[str], alive_until: datetime) -> tuple[list[str], float]:
-    """Return the distinct ids of a :meth:`Store.beat` call and its lease in epoch seconds.
-
-    Raises:
-        InvalidJobId: an id is malformed.
-        InvalidInput: ``alive_until`` is not a timezone-aware ``datetime``.
-    """
+    """Return a :meth:`Store.beat` call's distinct ids and its lease, or raise InvalidInput."""
     ids = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
     lease = check_aware("alive_until", alive_until)  # checked as given: untyped callers pass any
     if lease is None:
@@ -147,23 +117,18 @@ def check_beat(job_ids: Sequence[str], alive_until: datetime) -> tuple[list[str]
 
 
 class Store(ABC):
-    """Persistence for callback-driven tracking. See the module docstring for the contract."""
+    """Persistence for callback-driven tracking; the module docstring states the contract."""
 
-    #: Whether the store keeps workers' leases: :meth:`beat` works and a ``started`` job whose
-    #: lease ran out reads ``lost``. The heartbeat checks it before any I/O and leaves the jobs
-    #: of a store without it alone (they never read ``lost`` by heartbeat).
+    #: ``beat`` and ``reap_lost`` work and a lapsed lease reads ``lost``; the heartbeat checks
+    #: it before any I/O and leaves the jobs of a store without it alone.
     supports_heartbeat: ClassVar[bool] = False
-    #: Whether :meth:`changes_since` names the records written since a cursor (False: it always
-    #: answers ``None``, "assume every job changed", and followers re-read everything).
+    #: ``changes_since`` names the records written since a cursor (without: ``None``).
     tracks_changes: ClassVar[bool] = False
-    #: Whether :meth:`history` answers: the store keeps each job's last
-    #: :data:`~immortus.status.MAX_HISTORY` events (not progress or meta) beside its record.
+    #: ``history`` answers: each job's last :data:`~immortus.status.MAX_HISTORY` events.
     keeps_history: ClassVar[bool] = False
-    #: Whether :meth:`tally` answers: the store keeps the dashboard's counters as jobs change,
-    #: in the same atomic write as the record (:mod:`immortus.stores.counting`).
+    #: ``tally`` answers: the dashboard's counters (:mod:`immortus.stores.counting`).
     supports_counts: ClassVar[bool] = False
-    #: Whether :meth:`group` answers: the store keeps each group's counters as its members
-    #: change, in the same atomic write as the member's record (:mod:`immortus.groups`).
+    #: ``group`` answers: each group's counters (:mod:`immortus.stores.group_counts`).
     supports_groups: ClassVar[bool] = False
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
@@ -171,23 +136,15 @@ class Store(ABC):
 
     @property
     def location(self) -> str | None:
-        """Where the records are, the same text in every process that opens this data.
+        """Where the records are: the same text in every process using them, no password.
 
-        Names the store's spool files (:mod:`immortus.stores.spool`), so that the events a
-        dead process held are written by the next one on the host that uses the same data.
-        Never holds a password. ``None`` (the default, and the memory store's answer): the
-        records are private to this object, and nothing is spooled.
+        It names the spool files (:mod:`immortus.stores.spool`). ``None`` (the default): the
+        records are private to this object.
         """
         return None
 
     def expires_at(self, now: float) -> float | None:
-        """When a record written at ``now`` (epoch seconds) expires, or ``None`` without a TTL.
-
-        ``now + ttl`` rounded up to a step of 1 % of the TTL: the events of one job within a
-        step write the same value, so a store need not rewrite its expiry index on every progress
-        event (and PostgreSQL can update the row in place). A record therefore lives between
-        ``ttl`` and ``ttl`` + 1 % after its last event, never less.
-        """
+        """When a record written at ``now`` expires: ``now + ttl`` rounded up to 1 % of the TTL."""
         if self.ttl is None:
             return None
         step = self.ttl / EXPIRY_STEPS
@@ -205,50 +162,31 @@ class Store(ABC):
 
     @abstractmethod
     def record(self, event: Event) -> JobStatus | None:
-        """Apply ``event`` to its job atomically and return the new status.
+        """Apply ``event`` to its job atomically; return the new status (``None``: unchanged).
 
-        Returns ``None`` when the event changed nothing (a duplicate, a stale or an ignored
-        event). Concurrent calls for the same job never lose an update, and never overwrite a
-        completed state (the rules of :mod:`immortus.transitions`).
-
-        Raises:
-            StoreUnavailable: the store cannot be reached; nothing was written.
+        Read, :func:`~immortus.stores.records.advance` and write are one atomic step, so
+        concurrent calls for one job lose no update and never overwrite a completed state.
         """
 
     @abstractmethod
     def get(self, job_id: str) -> JobStatus | None:
-        """Return the job's status, or ``None`` when the store has no (unexpired) record.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the store cannot be reached.
-        """
+        """Return the job's status, or ``None`` when the store has no unexpired record of it."""
 
     def get_nowait(self, job_id: str) -> JobStatus | None:
-        """Return what :meth:`get` would, if the store can read it without waiting.
+        """Return what :meth:`get` would, when the read cannot wait on a network or a lock.
 
-        Called on an event loop's own thread by the async web routes, to spare each request a
-        hop to a worker thread. A store answers only when the read cannot wait on a network, a
-        server or a lock held by someone else; when it might, it raises
-        :class:`BlockingIOError` and the caller asks :meth:`get` in a worker thread instead.
-        The default always raises it.
+        The async web routes call it on the event loop's thread, and call :meth:`get` in a
+        worker thread when it raises.
 
         Raises:
-            BlockingIOError: the read might wait (nothing was read).
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the store cannot be read.
+            BlockingIOError: the read might wait; nothing was read (the default always raises).
         """
         raise BlockingIOError(f"{type(self).__name__} cannot read without waiting")
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Return the statuses of the known jobs among ``job_ids``, keyed by job id.
+        """Return the statuses of the known jobs among ``job_ids`` by id (unknown ids absent).
 
-        Unknown ids are absent from the result. The default asks :meth:`get` once per id; the
-        stores immortus ships answer in one round trip.
-
-        Raises:
-            InvalidJobId: an id is malformed (checked before any I/O).
-            StoreUnavailable: the store cannot be reached.
+        The default calls :meth:`get` per id; a store should answer in one round trip.
         """
         for job_id in job_ids:
             check_job_id(job_id)
@@ -259,71 +197,46 @@ class Store(ABC):
     def list_jobs(
         self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
     ) -> JobPage:
-        """Return up to ``limit`` jobs, newest first (by when the store first saw them).
+        """Return up to ``limit`` jobs in the ``state`` given, newest first (by first write).
 
-        ``state`` keeps only jobs in that state; ``cursor`` continues after an earlier page.
-
-        Raises:
-            InvalidInput: ``limit`` is out of range or ``cursor`` is malformed.
-            StoreUnavailable: the store cannot be reached.
+        ``cursor`` is an earlier page's ``next_cursor``.
         """
 
     @abstractmethod
     def prune(self, *, now: datetime | None = None) -> int:
-        """Delete records that expired at ``now`` (default: the present); return how many.
+        """Delete the records expired at ``now`` (default: the present); return how many.
 
-        Safe to run while jobs are being recorded, and from several processes at once.
-
-        Raises:
-            StoreUnavailable: the store cannot be reached.
+        Safe beside writers and other pruners; batches deleted before an error stay deleted.
         """
 
     def changes_since(self, cursor: int | None) -> Changes:
-        """Return a new cursor and the ids of the records written after ``cursor``.
+        """Return a new cursor and the ids written by :meth:`record` or :meth:`reap_lost` since.
 
-        Called by the web change feed (:mod:`immortus.web.feed`) at every tick, for each store
-        whose jobs are followed, so that it re-reads only the records that changed. Every write
-        of :meth:`record` (and of :meth:`reap_lost`) counts; a heartbeat (:meth:`beat`) need
-        not, nor do expiry and pruning: a follower re-reads everything now and then for those.
-        ``cursor=None`` starts following: the current cursor and no ids. Pass the cursor
-        returned back at the next call. The ids are ``None`` when the store cannot tell ("assume
-        every job changed"): always for a store without :attr:`tracks_changes` (this default
-        answers ``(0, None)``), and for one that does when more than :data:`MAX_CHANGES`
-        records changed since ``cursor`` or the cursor is not one it can follow.
-
-        Raises:
-            StoreUnavailable: the store cannot be reached.
+        Called by the web change feed each tick (``None`` starts: no ids). The ids are ``None``
+        ("assume all changed") without :attr:`tracks_changes` (the default answers
+        ``(0, None)``), past :data:`MAX_CHANGES`, or for a cursor the store cannot follow.
         """
         return 0, None
 
     def change_source(self) -> ChangeSource:
-        """Return the source the web follows this store's writes by (the same at every call).
+        """Return the source the web follows this store's writes by, the same at every call.
 
-        The default asks :meth:`changes_since` when asked (:mod:`immortus.stores.notify`); a
-        store whose server can push a notice at each write (Redis, PostgreSQL) returns one that
-        also wakes its watchers.
+        The default polls :meth:`changes_since` (:mod:`immortus.stores.notify`); a store whose
+        server pushes a notice at each write returns a source that wakes its watchers too.
         """
         from immortus.stores import notify  # noqa: PLC0415  # it builds on this module
 
         return notify.shared(self, notify.PollingSource)
 
     def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
-        """Return the job's history, oldest first (empty when the store has no record of it).
+        """Return the job's history, oldest first (empty without a record).
 
-        A store with :attr:`keeps_history` writes what the record is about to forget
-        (:func:`immortus.transitions.archived`) in the same atomic write as the event, and
-        answers with it and what the record tells by itself
-        (:func:`immortus.transitions.history`): the last
-        :data:`~immortus.status.MAX_HISTORY` entries. It expires with the record. A status
-        read never reads it: only this call does.
-
-        Optional: only stores with :attr:`keeps_history` implement it.
+        Kept with :attr:`keeps_history`: what a record forgets
+        (:func:`immortus.transitions.archived`), written in the event's atomic write; status
+        reads never read it.
 
         Raises:
-            NotImplementedError: the store keeps no history (``keeps_history`` is False).
-            InvalidJobId: ``job_id`` is malformed (checked before any I/O).
-            StoreUnavailable: the store cannot be reached.
-            CorruptRecord: the stored history cannot be decoded.
+            NotImplementedError: the store keeps no history (the default).
         """
         raise NotImplementedError(
             f"{type(self).__qualname__} keeps no job history (keeps_history is False)"
@@ -332,85 +245,53 @@ class Store(ABC):
     def tally(self, *, since: datetime) -> Tally:
         """Return the dashboard's counters now, with the ``ended`` minutes from ``since`` on.
 
-        A store with :attr:`supports_counts` changes them in every write of :meth:`record`,
-        :meth:`reap_lost`, :meth:`beat` (a revived job) and :meth:`prune`, so this costs the same
-        at any size. Records are counted as stored until pruned (see
-        :mod:`immortus.stores.counting`).
-
-        Optional: only stores with :attr:`supports_counts` implement it.
+        Kept with :attr:`supports_counts`, in the atomic write of every :meth:`record`,
+        :meth:`reap_lost`, :meth:`prune` and reviving :meth:`beat`.
 
         Raises:
-            NotImplementedError: the store keeps no counters (``supports_counts`` is False).
-            StoreUnavailable: the store cannot be reached.
+            NotImplementedError: the store keeps no counters (the default).
         """
         raise NotImplementedError(
             f"{type(self).__qualname__} keeps no counters (supports_counts is False)"
         )
 
     def group(self, group_id: str) -> GroupStatus | None:
-        """Return the group's aggregate answer, or ``None`` when no member of it is stored.
+        """Return the group's answer, or ``None`` when no member of it is stored.
 
-        A store with :attr:`supports_groups` changes the group's counters in every write of a
-        member (:meth:`record`, :meth:`reap_lost`, :meth:`beat` reviving it, :meth:`prune`
-        deleting it), by :func:`immortus.stores.group_counts.group_change`, so this reads one
-        key or one row whatever the group's size.
-
-        Optional: only stores with :attr:`supports_groups` implement it.
+        Kept with :attr:`supports_groups`, in the same writes as :meth:`tally`'s counters.
 
         Raises:
-            NotImplementedError: the store keeps no groups (``supports_groups`` is False).
-            InvalidInput: ``group_id`` is malformed (checked before any I/O).
-            StoreUnavailable: the store cannot be reached.
+            NotImplementedError: the store keeps no groups (the default).
         """
         raise NotImplementedError(
             f"{type(self).__qualname__} keeps no groups (supports_groups is False)"
         )
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
-        """Extend the lease of the running jobs among ``job_ids`` to ``alive_until``.
+        """Extend the leases of the running jobs among ``job_ids``; return how many it touched.
 
-        Called by a worker's heartbeat (:mod:`immortus.heartbeat`) once per interval with every
-        job the worker runs, so a store answers in one transaction (an update and a read, or one
-        script), whatever the number of jobs. Only unexpired records in state ``started`` are
-        touched (a lapsed lease is revived: the worker is alive after all), and those reaped
-        ``lost`` for their lapsed lease (:func:`~immortus.stores.records.revive`: back to
-        ``started``, the same attempt, as a store outage longer than the lease leaves them);
-        unknown, ended (a loss the queue reported included) or expired records are left alone
-        and never re-created. A touched record's expiry is refreshed as an event would refresh
-        it (:meth:`expires_at`), so a running job outlives the TTL without reporting anything.
-        Returns how many records were touched.
-
-        Optional: only stores with :attr:`supports_heartbeat` implement it.
+        Called each heartbeat with all of a worker's jobs: one transaction. Touches unexpired
+        ``started`` records and revives those reaped ``lost``
+        (:func:`~immortus.stores.records.revive`), refreshing expiry; never re-creates one.
 
         Raises:
-            NotImplementedError: the store keeps no leases (``supports_heartbeat`` is False).
-            InvalidJobId: an id is malformed (checked before any I/O).
-            StoreUnavailable: the store cannot be reached; nothing was extended.
+            NotImplementedError: the store keeps no leases (the default).
         """
         raise NotImplementedError(
             f"{type(self).__qualname__} keeps no heartbeat leases (supports_heartbeat is False)"
         )
 
     def reap_lost(self, *, now: datetime | None = None) -> int:
-        """Record ``lost`` for each ``started`` job whose lease ran out at ``now``; return how many.
+        """Write ``lost`` for each ``started`` job whose lease ran out at ``now``; return how many.
 
-        Reads already show such jobs ``lost``; this writes it down (through the same atomic
-        read-modify-write as :meth:`record`, with a ``WorkerLost`` error and the lease's end as
-        ``finished_at``), so that what reads show no longer depends on the reader's clock. A job
-        whose lease a heartbeat extended meanwhile is left alone. Safe to run while jobs are
-        recorded and beaten, and from several processes at once (each lost job is counted by
-        one of them). ``immortus prune`` runs it before pruning.
-
-        A store without :attr:`supports_heartbeat` keeps no leases: the default finds nothing
-        to reap and returns 0.
-
-        Raises:
-            StoreUnavailable: the store cannot be reached (jobs reaped before that stay reaped).
+        Each in an atomic read-modify-write (:func:`~immortus.stores.records.reap`), so a job
+        beaten meanwhile stays and concurrent reapers count it once; jobs reaped before an error
+        stay reaped. The default (no leases) returns 0.
         """
         return 0
 
     def close(self) -> None:
-        """Release connections and files. The default has nothing to release."""
+        """Release connections and files (the default has none)."""
 
     def __enter__(self) -> Store:
         return self

@@ -1,28 +1,21 @@
 """The counters a store keeps as jobs change, so the dashboard's numbers cost the same at any size.
 
-A store with ``supports_counts`` changes its counters in the same atomic write as the record
-(:meth:`~immortus.stores.base.Store.record`, ``reap_lost``, a heartbeat that revives a lost job,
-``prune``), by the :class:`Change` that :func:`change` (a write) or :func:`gone` (a deletion)
-returns, and answers :meth:`tally` with a :class:`Tally`:
-
-- ``jobs``: records by ``(job_class, state)`` **as stored**, until they are pruned. A record
-  past its TTL that no ``prune`` (or, for Redis, the server) removed yet is still counted, and
-  a ``started`` job whose lease ran out is counted ``started`` until ``reap_lost`` writes it
-  ``lost`` (``immortus prune`` runs both).
-- ``ended``: per minute (its start, UTC), the records that reached each completed state in it,
-  over the last :data:`ENDED_WINDOW` seconds.
-- ``durations``: the attempts that ended, per :data:`DURATION_BOUNDS` bucket, over the store's
-  life, and ``duration_sum`` their total seconds.
+A store with ``supports_counts`` applies, in the atomic write of every ``record``,
+``reap_lost``, reviving ``beat`` and ``prune``, the :class:`Change` that :func:`change` (a
+write) or :func:`gone` (a deletion) returns, and answers ``tally`` with a :class:`Tally`.
+Records are counted **as stored** until pruned: one past its TTL is counted until ``prune``
+(or Redis) removes it, and a lapsed lease counts ``started`` until ``reap_lost`` writes it
+``lost`` (``immortus prune`` runs both).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from immortus.status import JobStatus, State
 from immortus.stores.group_counts import GroupChange, Member, group_change, group_gone
@@ -38,6 +31,7 @@ __all__ = [
     "duration_bucket",
     "gone",
     "minute_of",
+    "tally_of",
 ]
 
 #: Upper bounds, in seconds, of the attempt-duration histogram (a last bucket holds the rest).
@@ -53,10 +47,11 @@ class Tally:
     """The counters a store keeps as jobs change (or a scan's count of some jobs).
 
     - ``jobs``: records by ``(job_class, state)`` (``job_class`` ``None`` for none);
-    - ``ended``: for each minute since ``since`` (its start, UTC), the jobs whose record reached
-      each completed state in it: ``{minute: {state: n}}`` (minutes with none may be absent);
-    - ``durations``: ended attempts per :data:`DURATION_BOUNDS` bucket (one more count for
-      longer ones), and ``duration_sum`` their total seconds;
+    - ``ended``: for each minute since ``since`` (its start, UTC; at most
+      :data:`ENDED_WINDOW` back), the records that reached each completed state in it:
+      ``{minute: {state: n}}`` (minutes with none may be absent);
+    - ``durations``: attempts ended over the store's life per :data:`DURATION_BOUNDS` bucket
+      (one more for longer ones), and ``duration_sum`` their total seconds;
     - ``complete``: False when only some of the store's jobs were counted.
     """
 
@@ -104,8 +99,7 @@ def _key(status: JobStatus) -> tuple[str, State]:
 def change(before: JobStatus | None, after: JobStatus) -> Change:
     """What writing ``after`` over the record ``before`` (``None``: none) does to the counters.
 
-    Both are records as stored (not as a reader sees a lapsed lease). The job moves from its
-    old ``(job_class, state)`` to its new one; reaching a completed state it was not in counts
+    Both are records as stored (not as read). Reaching a completed state it was not in counts
     one ending in the minute of ``finished_at``, and its attempt's duration.
     """
     jobs: Counter[tuple[str, State]] = Counter()
@@ -162,18 +156,46 @@ class Counters:
 
     def tally(self, *, since: datetime) -> Tally:
         """The counters now, with the ``ended`` minutes from ``since`` on."""
-        first = minute_of(since.timestamp())
-        return Tally(
-            jobs={
-                (job_class or None, state): number
-                for (job_class, state), number in self.jobs.items()
-            },
-            ended={
-                datetime.fromtimestamp(minute, UTC): dict(states)
+        return tally_of(
+            ((job_class, state, n) for (job_class, state), n in self.jobs.items()),
+            (
+                (minute, state, n)
                 for minute, states in self.ended.items()
-                if minute >= first
-            },
-            durations=tuple(self.durations),
-            duration_sum=self.duration_sum,
-            counted=sum(self.jobs.values()),
+                for state, n in states.items()
+            ),
+            enumerate(self.durations),
+            self.duration_sum,
+            since=since,
         )
+
+
+def tally_of(
+    jobs: Iterable[tuple[Any, Any, Any]],
+    ended: Iterable[tuple[Any, Any, Any]],
+    durations: Iterable[tuple[Any, Any]],
+    duration_sum: float,
+    *,
+    since: datetime,
+) -> Tally:
+    """The :class:`Tally` of counters a store read back, as rows or fields of any number type.
+
+    ``jobs``: ``(job_class or NO_CLASS, state, n)``; ``ended``: ``(minute epoch, state, n)``,
+    kept from ``since``'s minute on; ``durations``: ``(bucket, n)``. Zero ``jobs`` are left out.
+    """
+    by_class = {(job_class or None, State(state)): int(n) for job_class, state, n in jobs if int(n)}
+    first = minute_of(since.timestamp())
+    by_minute: dict[datetime, dict[State, int]] = {}
+    for minute, state, n in ended:
+        if int(minute) >= first:
+            moment = datetime.fromtimestamp(int(minute), UTC)
+            by_minute.setdefault(moment, {})[State(state)] = int(n)
+    histogram = [0] * (len(DURATION_BOUNDS) + 1)
+    for bucket, n in durations:
+        histogram[int(bucket)] = int(n)
+    return Tally(
+        jobs=by_class,
+        ended=by_minute,
+        durations=tuple(histogram),
+        duration_sum=float(duration_sum),
+        counted=sum(by_class.values()),
+    )

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from immortus.grouping import GroupStatus
 from immortus.status import JobError, JobStatus, State
@@ -26,6 +26,7 @@ __all__ = [
     "GroupCounters",
     "Member",
     "answer",
+    "answer_of",
     "group_change",
     "group_gone",
     "member",
@@ -96,6 +97,20 @@ class GroupChange:
 
     def __bool__(self) -> bool:
         return bool(self.jobs or self.running or self.error or self.at)
+
+    def row(self) -> dict[str, Any]:
+        """The change as one group row's columns: a count per member state, 0 for the rest."""
+        error = self.error
+        values: dict[str, Any] = {state.value: 0 for state in MEMBER_STATES}
+        values.update({state.value: n for state, n in self.jobs.items()})
+        values.update(
+            group_id=self.group_id,
+            running=self.running,
+            error_type=None if error is None else error.type,
+            error_message=None if error is None else error.message,
+            updated_at=self.at,
+        )
+        return values
 
 
 def _error(before: JobStatus | None, after: JobStatus) -> JobError | None:
@@ -208,3 +223,17 @@ def answer(
         updated_at=None if at is None else datetime.fromtimestamp(at, UTC),
     )
     return status if status.total else None
+
+
+def answer_of(group_id: str, row: Mapping[Any, Any]) -> GroupStatus | None:
+    """The answer of a group's stored row or hash (the columns of :meth:`GroupChange.row`).
+
+    Values may be numbers or their text; a missing count, sum or time reads as none.
+    """
+    jobs = {state: int(row.get(state.value) or 0) for state in MEMBER_STATES}
+    error_type, at = row.get("error_type"), row.get("updated_at")
+    error = None
+    if error_type is not None:
+        error = JobError(type=error_type, message=row.get("error_message") or "")
+    running_sum = float(row.get("running") or 0.0)
+    return answer(group_id, jobs, running_sum, error, None if at is None else float(at))

@@ -30,7 +30,7 @@ from immortus.stores.base import (
 )
 from immortus.stores.counting import Change, Counters, Tally, change, gone
 from immortus.stores.group_counts import GroupCounters, member
-from immortus.stores.records import advance, cancel_entry, lapse, reap, revive
+from immortus.stores.records import Outcome, advance, cancel_entry, lapse, reap, revive
 from immortus.transitions import Event, history
 from immortus.validation import check_group_id, check_job_id
 
@@ -63,9 +63,7 @@ class MemoryStore(Store):
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
-    #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
     supports_counts: ClassVar[bool] = True
-    #: Keeps each group's counters as its members change (:mod:`immortus.groups`).
     supports_groups: ClassVar[bool] = True
 
     def __init__(self, *, ttl: float | timedelta | None = DEFAULT_TTL) -> None:
@@ -113,14 +111,19 @@ class MemoryStore(Store):
                 self._entries[event.job_id] = entry
                 self._mark(event.job_id)
                 return outcome.status
-            changed = outcome.status is not entry.status
-            if changed:
-                self._count(change(entry.status, outcome.status))
-            entry.status, entry.expires = outcome.status, expires
-            entry.alive_until = outcome.alive_until
-            entry.remember(outcome.entries)
-            self._mark(event.job_id)
+            changed = self._write(event.job_id, entry, outcome, expires)
             return outcome.status if changed else None
+
+    def _write(self, job_id: str, entry: _Entry, outcome: Outcome, expires: float | None) -> bool:
+        """Write ``outcome`` over ``entry``; return whether its status changed (lock held)."""
+        changed = outcome.status is not entry.status
+        if changed:
+            self._count(change(entry.status, outcome.status))
+        entry.status, entry.alive_until = outcome.status, outcome.alive_until
+        entry.expires = expires
+        entry.remember(outcome.entries)
+        self._mark(job_id)
+        return changed
 
     def _mark(self, job_id: str) -> None:
         """Count a write of ``job_id`` for :meth:`changes_since`; the caller holds the lock."""
@@ -184,11 +187,7 @@ class MemoryStore(Store):
             return entry is not None and entry.cancel_requested_at is not None
 
     def get_nowait(self, job_id: str) -> JobStatus | None:
-        """Return the job's status unless a writer holds the lock; see :meth:`Store.get_nowait`.
-
-        Raises:
-            BlockingIOError: a writer holds the store's lock right now.
-        """
+        """Return the job's status unless a writer holds the lock; see :meth:`Store.get_nowait`."""
         check_job_id(job_id)
         if not self._lock.acquire(blocking=False):
             raise BlockingIOError("the memory store is being written to")
@@ -267,11 +266,7 @@ class MemoryStore(Store):
                     entry.alive_until, entry.expires = lease, expires
                     touched += 1
                 elif (outcome := revive(entry.status, lease, now)) is not None:
-                    self._count(change(entry.status, outcome.status))
-                    entry.status, entry.alive_until = outcome.status, outcome.alive_until
-                    entry.remember(outcome.entries)
-                    entry.expires = expires
-                    self._mark(job_id)
+                    self._write(job_id, entry, outcome, expires)
                     touched += 1
         return touched
 
@@ -286,11 +281,7 @@ class MemoryStore(Store):
                     continue
                 outcome = reap(entry.status, entry.alive_until, moment)
                 if outcome is not None:
-                    self._count(change(entry.status, outcome.status))
-                    entry.status, entry.alive_until = outcome.status, outcome.alive_until
-                    entry.remember(outcome.entries)
-                    entry.expires = expires
-                    self._mark(job_id)
+                    self._write(job_id, entry, outcome, expires)
                     reaped += 1
         return reaped
 

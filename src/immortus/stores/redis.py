@@ -236,9 +236,7 @@ class RedisStore(Store):
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
-    #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.redis_counts`).
     supports_counts: ClassVar[bool] = True
-    #: Keeps each group's counters as its members change (:mod:`immortus.stores.redis_groups`).
     supports_groups: ClassVar[bool] = True
 
     def __init__(
@@ -424,13 +422,7 @@ class RedisStore(Store):
         return None if status is current else status  # else: a lease only
 
     def get(self, job_id: str) -> JobStatus | None:
-        """Return the job's status; see :meth:`Store.get`.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: Redis cannot be reached.
-            CorruptRecord: the stored record cannot be decoded.
-        """
+        """Return the job's status; see :meth:`Store.get`."""
         check_job_id(job_id)
         try:  # what _guard does, inline: a context manager costs µs a call
             values = cast(list[str | None], self._client.hmget(self._job_key(job_id), _READ))
@@ -441,13 +433,7 @@ class RedisStore(Store):
         return records.decode_read(values, time.time())
 
     def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
-        """Return the job's history (one ``HGETALL``), oldest first; see :meth:`Store.history`.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: Redis cannot be reached.
-            CorruptRecord: the stored history cannot be decoded.
-        """
+        """Return the job's history (one ``HGETALL``), oldest first; see :meth:`Store.history`."""
         check_job_id(job_id)
         with self._guard():
             row = cast(dict[str, str], self._client.hgetall(self._job_key(job_id)))
@@ -458,11 +444,6 @@ class RedisStore(Store):
 
         See :class:`~immortus.cancel_requests.CancelRequestStore`. A request is not a change
         of status: it does not count in :meth:`changes_since`, and it leaves the expiry alone.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: Redis cannot be reached.
-            CorruptRecord: the job's record cannot be decoded.
         """
         check_job_id(job_id)
         key = self._job_key(job_id)
@@ -482,24 +463,13 @@ class RedisStore(Store):
         return self._optimistic(job_id, once)
 
     def cancel_requested(self, job_id: str) -> bool:
-        """Tell whether the job's hash carries a cancel request (one ``HEXISTS``).
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: Redis cannot be reached.
-        """
+        """Tell whether the job's hash carries a cancel request (one ``HEXISTS``)."""
         check_job_id(job_id)
         with self._guard():
             return bool(self._client.hexists(self._job_key(job_id), "cancel_requested_at"))
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Return the known statuses among ``job_ids`` in one round trip; see ``Store.get_many``.
-
-        Raises:
-            InvalidJobId: an id is malformed (checked before any I/O).
-            StoreUnavailable: Redis cannot be reached.
-            CorruptRecord: a stored record cannot be decoded.
-        """
+        """Return the known statuses among ``job_ids`` in one round trip; see ``Store.get_many``."""
         unique = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
         if not unique:
             return {}
@@ -530,11 +500,6 @@ class RedisStore(Store):
         more members are read until the page is full or the index ends. ``lost`` walks the
         ``lost`` and ``started`` sets together (a started job whose lease ran out reads lost);
         ``started`` skips those.
-
-        Raises:
-            InvalidInput: ``limit`` is out of range or ``cursor`` is malformed.
-            StoreUnavailable: Redis cannot be reached.
-            CorruptRecord: a listed record cannot be decoded.
         """
         check_page_size(limit)
         position = None if cursor is None else Cursor.decode(cursor)
@@ -634,9 +599,6 @@ class RedisStore(Store):
 
         A cursor above the counter (the database was flushed, or restarted without its data)
         answers ``None``.
-
-        Raises:
-            StoreUnavailable: Redis cannot be reached.
         """
         after = 0 if cursor is None else cursor
         with self._guard():
@@ -654,9 +616,6 @@ class RedisStore(Store):
         Redis deletes expired hashes by itself; with ``now`` in the future this also deletes the
         hashes whose ``expires`` field is at or before ``now``. Each deletion rechecks the
         record atomically, so a job recorded meanwhile is kept.
-
-        Raises:
-            StoreUnavailable: Redis cannot be reached.
         """
         moment = None if now is None else now.timestamp()
         removed = 0
@@ -677,12 +636,7 @@ class RedisStore(Store):
         return removed
 
     def group(self, group_id: str) -> GroupStatus | None:
-        """Return the group's answer from its one hash; see :meth:`Store.group`.
-
-        Raises:
-            InvalidInput: ``group_id`` is malformed (checked before any I/O).
-            StoreUnavailable: Redis cannot be reached.
-        """
+        """Return the group's answer from its one hash; see :meth:`Store.group`."""
         check_group_id(group_id)
         key = redis_groups.group_key(self._counter_keys.groups, group_id)
         with self._guard():
@@ -694,9 +648,6 @@ class RedisStore(Store):
 
         Three hash reads in one ``MULTI``. The first call on a store written before the
         counters existed counts its jobs once (their endings and durations start empty).
-
-        Raises:
-            StoreUnavailable: Redis cannot be reached.
         """
         keys = self._counter_keys
         with self._guard():
@@ -729,12 +680,7 @@ class RedisStore(Store):
         self._rebuild(keys=[*keys, *map(self._job_key, job_ids)], args=job_ids)
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
-        """Extend the running jobs' leases with one script call; see :meth:`Store.beat`.
-
-        Raises:
-            InvalidJobId: an id is malformed (checked before any I/O).
-            StoreUnavailable: Redis cannot be reached; nothing was extended.
-        """
+        """Extend the running jobs' leases with one script call; see :meth:`Store.beat`."""
         ids, lease = check_beat(job_ids, alive_until)
         if not ids:
             return 0
@@ -761,10 +707,6 @@ class RedisStore(Store):
         Walks the ``started`` set; each candidate is rechecked and rewritten in its own
         ``WATCH``/``MULTI`` transaction, so a heartbeat landing meanwhile is seen and no other
         reaper counts the same job.
-
-        Raises:
-            StoreUnavailable: Redis cannot be reached (jobs reaped before that stay reaped).
-            CorruptRecord: a candidate's record cannot be decoded.
         """
         moment = time.time() if now is None else now.timestamp()
 

@@ -22,12 +22,12 @@ fall in one slot, as a cluster needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
-from immortus.status import JobStatus, State
+from immortus.status import JobStatus
 from immortus.stores import redis_groups
-from immortus.stores.counting import DURATION_BOUNDS, ENDED_WINDOW, NO_CLASS, Change, Tally
+from immortus.stores.counting import ENDED_WINDOW, NO_CLASS, Change, Tally, tally_of
 
 __all__ = ["COUNT_SCRIPT", "REBUILD_SCRIPT", "CounterKeys", "counted_as", "read"]
 
@@ -115,27 +115,18 @@ def read(
     counts: dict[str, str], ended: dict[str, str], durations: dict[str, str], since: datetime
 ) -> Tally:
     """The :class:`Tally` from the three hashes, ``ended`` from ``since`` on."""
-    jobs: dict[tuple[str | None, State], int] = {}
-    for name, value in counts.items():
-        job_class, _, state = name.rpartition(" ")
-        if int(value):
-            jobs[job_class or None, State(state)] = int(value)
-    first = int(since.timestamp() // 60) * 60
-    by_minute: dict[datetime, dict[State, int]] = {}
-    for name, value in ended.items():
-        minute, _, state = name.partition(" ")
-        if int(minute) >= first:
-            by_minute.setdefault(datetime.fromtimestamp(int(minute), UTC), {})[State(state)] = int(
-                value
-            )
-    histogram = [0] * (len(DURATION_BOUNDS) + 1)
-    for name, value in durations.items():
-        if name != "sum":
-            histogram[int(name)] = int(value)
-    return Tally(
-        jobs=jobs,
-        ended=by_minute,
-        durations=tuple(histogram),
-        duration_sum=float(durations.get("sum", 0.0)),
-        counted=sum(jobs.values()),
+    return tally_of(
+        [
+            (job_class, state, n)
+            for name, n in counts.items()
+            for job_class, _, state in [name.rpartition(" ")]
+        ],
+        [
+            (minute, state, n)
+            for name, n in ended.items()
+            for minute, _, state in [name.partition(" ")]
+        ],
+        ((name, value) for name, value in durations.items() if name != "sum"),
+        float(durations.get("sum", 0.0)),
+        since=since,
     )

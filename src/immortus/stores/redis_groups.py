@@ -25,7 +25,7 @@ from typing import Any, Final
 from immortus.grouping import GroupStatus
 from immortus.status import JobError, JobStatus
 from immortus.stores.counting import Change
-from immortus.stores.group_counts import MEMBER_STATES, answer, running
+from immortus.stores.group_counts import MEMBER_STATES, answer_of, running
 
 __all__ = ["DROP_MEMBER", "GROUP_SCRIPT", "group_key", "queue", "read"]
 
@@ -118,17 +118,4 @@ def queue(
 
 def read(group_id: str, fields: dict[str, str]) -> GroupStatus | None:
     """The group's answer from its hash (``None``: no member stored)."""
-    if not fields:
-        return None
-    jobs = {state: int(fields.get(state.value) or 0) for state in MEMBER_STATES}
-    error = None
-    if fields.get("error_type") is not None:
-        error = JobError(type=fields["error_type"], message=fields.get("error_message") or "")
-    at = fields.get("updated_at")
-    return answer(
-        group_id,
-        jobs,
-        float(fields.get("running") or 0.0),
-        error,
-        None if at is None else float(at),
-    )
+    return answer_of(group_id, fields) if fields else None

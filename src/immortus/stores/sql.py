@@ -97,9 +97,8 @@ from immortus.stores.base import (
 )
 from immortus.stores.counting import Tally, change, gone
 from immortus.stores.group_counts import Member, running_of
-from immortus.stores.sql_engine import create_engine, unreachable
+from immortus.stores.sql_engine import engine_of, reason, unreachable, where
 from immortus.stores.sql_reads import THROUGH_ENGINE, KeptReads
-from immortus.stores.urls import redact_url
 from immortus.strategy import ChangeSource
 from immortus.transitions import Event
 from immortus.validation import check_group_id, check_job_id
@@ -197,9 +196,7 @@ class SQLStore(Store):
 
     supports_heartbeat: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
-    #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
     supports_counts: ClassVar[bool] = True
-    #: Keeps each group's counters as its members change (:mod:`immortus.stores.sql_groups`).
     supports_groups: ClassVar[bool] = True
 
     def __init__(
@@ -211,11 +208,9 @@ class SQLStore(Store):
         create_table: bool = True,
     ) -> None:
         super().__init__(ttl=ttl)
-        self._owns_engine = not isinstance(engine_or_url, Engine)
         #: The engine every operation checks a connection out of.
-        self.engine: Engine = (
-            engine_or_url if isinstance(engine_or_url, Engine) else create_engine(engine_or_url)
-        )
+        self.engine: Engine
+        self.engine, self._owns_engine = engine_of(engine_or_url)
         #: The table of records (see :func:`jobs_table`).
         self.table: sa.Table = jobs_table(sa.MetaData(), table_name)
         #: The dashboard's counters (see :func:`~immortus.stores.sql_counts.counter_tables`).
@@ -229,10 +224,7 @@ class SQLStore(Store):
         # Whether the groups' table exists: looked up as the counter tables are.
         self._grouping: bool | None = True if create_table else None
         self._ddl_lock = threading.Lock()
-        url = self.engine.url
-        secrets = (url.password, url.query.get("password"))  # libpq also takes ?password=
-        self._secrets = [secret for secret in secrets if isinstance(secret, str) and secret]
-        self._where = redact_url(url.render_as_string(hide_password=False))
+        self._where = where(self.engine.url)
         # get()'s connections, kept beside the engine's pool (immortus.stores.sql_reads).
         self._kept_reads = (
             KeptReads(self.engine, self._get_query) if KeptReads.fits(self.engine) else None
@@ -263,10 +255,6 @@ class SQLStore(Store):
         always reads the latest committed row (SQLite has no row locks: a no-op ``UPDATE``
         takes the database's write lock first). One that loses a race (two processes creating
         the same job, a deadlock) is run again, up to :data:`RECORD_ATTEMPTS` times.
-
-        Raises:
-            StoreUnavailable: the database cannot be reached; nothing was written.
-            CorruptRecord: the job's stored row cannot be decoded; it is left untouched.
         """
         return self._transact(lambda conn: self._record_in(conn, event))
 
@@ -353,13 +341,7 @@ class SQLStore(Store):
         conn.execute(write)
 
     def get(self, job_id: str) -> JobStatus | None:
-        """Return the job's status in one indexed query; see :meth:`Store.get`.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the database cannot be reached.
-            CorruptRecord: the job's row cannot be decoded.
-        """
+        """Return the job's status in one indexed query; see :meth:`Store.get`."""
         check_job_id(job_id)
         now = time.time()
         params = {"job_id": job_id, "now": now}
@@ -375,13 +357,7 @@ class SQLStore(Store):
         return records.decode(rows[0], now=now) if rows else None
 
     def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
-        """Return the job's history in one indexed query; see :meth:`Store.history`.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the database cannot be reached.
-            CorruptRecord: the stored history cannot be decoded.
-        """
+        """Return the job's history in one indexed query; see :meth:`Store.history`."""
         check_job_id(job_id)
         now = time.time()
         query = sa.select(self.table).where(self.table.c.job_id == job_id, self._live(now))
@@ -392,11 +368,6 @@ class SQLStore(Store):
         """Record a cancel request on the job's live, unended row, locked ``FOR UPDATE``.
 
         See :class:`~immortus.cancel_requests.CancelRequestStore`.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the database cannot be reached.
-            CorruptRecord: the job's row cannot be decoded.
         """
         check_job_id(job_id)
 
@@ -416,12 +387,7 @@ class SQLStore(Store):
         return self._transact(request)
 
     def cancel_requested(self, job_id: str) -> bool:
-        """Tell whether the job's live row carries a cancel request (one indexed query).
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the database cannot be reached.
-        """
+        """Tell whether the job's live row carries a cancel request (one indexed query)."""
         check_job_id(job_id)
         columns = self.table.c
         query = sa.select(columns.cancel_requested_at).where(
@@ -431,13 +397,7 @@ class SQLStore(Store):
         return bool(rows) and rows[0]["cancel_requested_at"] is not None
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """Return the known statuses among ``job_ids`` with one ``IN`` query per 500 ids.
-
-        Raises:
-            InvalidJobId: an id is malformed (checked before any query).
-            StoreUnavailable: the database cannot be reached.
-            CorruptRecord: a row cannot be decoded.
-        """
+        """Return the known statuses among ``job_ids`` with one ``IN`` query per 500 ids."""
         wanted = list(dict.fromkeys([check_job_id(job_id) for job_id in job_ids]))
         found: dict[str, JobStatus] = {}
         now = time.time()
@@ -451,14 +411,7 @@ class SQLStore(Store):
     def list_jobs(
         self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
     ) -> JobPage:
-        """Return recent jobs, newest first, a keyset page at a time; see :meth:`Store.list_jobs`.
-
-        Raises:
-            InvalidInput: ``limit`` is out of range, ``cursor`` is malformed or ``state`` is
-                not a state.
-            StoreUnavailable: the database cannot be reached.
-            CorruptRecord: a row cannot be decoded.
-        """
+        """Return recent jobs, newest first, a keyset page a query; see :meth:`Store.list_jobs`."""
         check_page_size(limit)
         after = None if cursor is None else Cursor.decode(cursor)
         columns = self.table.c
@@ -482,10 +435,6 @@ class SQLStore(Store):
         """Delete expired records, a locked batch per transaction; see :meth:`Store.prune`.
 
         Each batch takes its records off the counters in the same transaction.
-
-        Raises:
-            StoreUnavailable: the database cannot be reached (batches deleted before that stay
-                deleted).
         """
         moment = time.time() if now is None else now.timestamp()
         columns = self.table.c
@@ -529,13 +478,7 @@ class SQLStore(Store):
                 return total
 
     def group(self, group_id: str) -> GroupStatus | None:
-        """Return the group's answer from its one row; see :meth:`Store.group`.
-
-        Raises:
-            InvalidInput: ``group_id`` is malformed (checked before any I/O).
-            StoreUnavailable: the database cannot be reached.
-            StoreError: the groups' table is missing (``create_table=False``).
-        """
+        """Return the group's answer from its one row; see :meth:`Store.group`."""
         check_group_id(group_id)
         return self._transact(lambda conn: sql_groups.read(conn, self.groups, group_id))
 
@@ -545,9 +488,6 @@ class SQLStore(Store):
         Three small reads in one transaction, whatever the number of jobs; without the counter
         tables (``create_table=False`` and a migration that did not create them), a count of
         every row instead.
-
-        Raises:
-            StoreUnavailable: the database cannot be reached.
         """
 
         def read(conn: Connection) -> Tally:
@@ -561,10 +501,6 @@ class SQLStore(Store):
         """Extend the running jobs' leases with one ``UPDATE`` per 500 ids, in one transaction.
 
         See :meth:`Store.beat`.
-
-        Raises:
-            InvalidJobId: an id is malformed (checked before any query).
-            StoreUnavailable: the database cannot be reached; nothing was extended.
         """
         ids, lease = check_beat(job_ids, alive_until)
         if not ids:
@@ -614,11 +550,6 @@ class SQLStore(Store):
         Each batch is selected ``FOR UPDATE`` and rewritten in one transaction, so a heartbeat
         or an event landing meanwhile is seen and no other reaper counts the same job. See
         :meth:`Store.reap_lost`.
-
-        Raises:
-            StoreUnavailable: the database cannot be reached (batches reaped before that stay
-                reaped).
-            CorruptRecord: a candidate's row cannot be decoded.
         """
         moment = time.time() if now is None else now.timestamp()
         columns = self.table.c
@@ -848,16 +779,7 @@ class SQLStore(Store):
 
     def _error(self, exc: sa_exc.SQLAlchemyError) -> StoreError:
         """The error to raise for ``exc`` (chain it: ``raise ... from exc``)."""
+        why = reason(exc, self.engine.url)
         if unreachable(exc):
-            return StoreUnavailable(
-                f"cannot reach the SQL store at {self._where}: {self._reason(exc)}"
-            )
-        return StoreError(f"the SQL store at {self._where} failed: {self._reason(exc)}")
-
-    def _reason(self, exc: sa_exc.SQLAlchemyError) -> str:
-        cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
-        lines = str(cause).strip().splitlines()
-        reason = lines[0] if lines else type(cause).__name__
-        for secret in self._secrets:
-            reason = reason.replace(secret, "***")
-        return reason
+            return StoreUnavailable(f"cannot reach the SQL store at {self._where}: {why}")
+        return StoreError(f"the SQL store at {self._where} failed: {why}")

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from immortus.status import State
+from immortus.stores import counting
 from immortus.stores.counting import DURATION_BOUNDS, ENDED_WINDOW, NO_CLASS, Change, Tally
 from immortus.stores.group_counts import GroupChange, merged
 
@@ -175,7 +176,7 @@ def read(conn: Connection, tables: CounterTables, since: datetime) -> Tally:
     """The counters, with the ``ended`` minutes from ``since`` on."""
     counts = tables.counts.c
     by_class = conn.execute(sa.select(counts.job_class, counts.state, counts.n)).all()
-    first = int(since.timestamp() // 60) * 60
+    first = counting.minute_of(since.timestamp())
     ended = conn.execute(sa.select(tables.ended).where(tables.ended.c.minute >= first)).all()
     return _tally(by_class, ended, conn.execute(sa.select(tables.durations)).all(), since)
 
@@ -183,22 +184,7 @@ def read(conn: Connection, tables: CounterTables, since: datetime) -> Tally:
 def _tally(
     by_class: Sequence[Any], ended: Sequence[Any], durations: Sequence[Any], since: datetime
 ) -> Tally:
-    jobs = {(job_class or None, State(state)): int(n) for job_class, state, n in by_class if int(n)}
-    first = int(since.timestamp() // 60) * 60
-    by_minute: dict[datetime, dict[State, int]] = {}
-    for minute, state, n in ended:
-        if int(minute) >= first:
-            moment = datetime.fromtimestamp(int(minute), UTC)
-            by_minute.setdefault(moment, {})[State(state)] = int(n)
-    histogram = [0] * (len(DURATION_BOUNDS) + 1)
-    total = 0.0
-    for bucket, n, seconds in durations:
-        histogram[int(bucket)] = int(n)
-        total += float(seconds)
-    return Tally(
-        jobs=jobs,
-        ended=by_minute,
-        durations=tuple(histogram),
-        duration_sum=total,
-        counted=sum(jobs.values()),
-    )
+    """The :class:`Tally` of counter rows; ``durations`` rows are ``(bucket, n, seconds)``."""
+    histogram = [(bucket, n) for bucket, n, _ in durations]
+    seconds = sum(float(total) for *_, total in durations)
+    return counting.tally_of(by_class, ended, histogram, seconds, since=since)

@@ -1,4 +1,4 @@
-"""The SQLAlchemy engine of a URL, and which of its errors mean "unreachable".
+"""The SQLAlchemy engine of a URL, how to name it, and how to tell its errors.
 
 Shared by the SQL store (:mod:`immortus.stores.sql`) and the Delayed::Job reader
 (:mod:`immortus.queues.delayed_job`), which reads a Rails app's table through the same kind of
@@ -20,7 +20,7 @@ try:
 except ImportError as exc:
     raise MissingDependency("SQLAlchemy", "sql") from exc
 
-__all__ = ["CONNECT_TIMEOUT", "create_engine", "unreachable"]
+__all__ = ["CONNECT_TIMEOUT", "create_engine", "engine_of", "reason", "unreachable", "where"]
 
 #: Seconds to wait for a new PostgreSQL connection unless the URL sets ``connect_timeout``.
 CONNECT_TIMEOUT: Final = 10
@@ -67,6 +67,32 @@ def create_engine(url: str | URL) -> Engine:
     except sa_exc.ArgumentError as exc:
         where = parsed.render_as_string(hide_password=True)
         raise InvalidStoreURL(f"SQLAlchemy cannot use {where}: {exc}") from None
+
+
+def engine_of(engine_or_url: Engine | URL | str) -> tuple[Engine, bool]:
+    """Return the engine to use and whether it was made here (its owner disposes of it).
+
+    Raises what :func:`create_engine` raises.
+    """
+    if isinstance(engine_or_url, Engine):
+        return engine_or_url, False
+    return create_engine(engine_or_url), True
+
+
+def where(url: URL) -> str:
+    """The URL as text fit for messages: every password hidden, the query's included."""
+    return redact_url(url.render_as_string(hide_password=False))
+
+
+def reason(exc: sa_exc.SQLAlchemyError, url: URL) -> str:
+    """The first line of the driver's message for ``exc``, with ``url``'s passwords hidden."""
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    lines = str(cause).strip().splitlines()
+    text = lines[0] if lines else type(cause).__name__
+    for secret in (url.password, url.query.get("password")):  # libpq also takes ?password=
+        if isinstance(secret, str) and secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def unreachable(exc: sa_exc.SQLAlchemyError) -> bool:

@@ -15,8 +15,8 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from immortus.grouping import GroupStatus
-from immortus.status import JobError, State
-from immortus.stores.group_counts import MEMBER_STATES, GroupChange, answer
+from immortus.status import State
+from immortus.stores.group_counts import MEMBER_STATES, GroupChange, answer_of
 
 __all__ = ["add", "group_table", "read", "rebuild"]
 
@@ -51,16 +51,7 @@ def add(conn: Connection, table: sa.Table, changes: list[GroupChange]) -> None:
 
 
 def _upsert(conn: Connection, table: sa.Table, done: GroupChange) -> None:
-    error = done.error
-    values: dict[str, Any] = dict.fromkeys(_COUNTS, 0)
-    values.update({state.value: n for state, n in done.jobs.items()})
-    values.update(
-        group_id=done.group_id,
-        running=done.running,
-        error_type=None if error is None else error.type,
-        error_message=None if error is None else error.message,
-        updated_at=done.at,
-    )
+    values = done.row()
     c = table.c
     name = conn.dialect.name
 
@@ -100,14 +91,7 @@ def _upsert(conn: Connection, table: sa.Table, done: GroupChange) -> None:
 def read(conn: Connection, table: sa.Table, group_id: str) -> GroupStatus | None:
     """The group's answer from its one row (``None``: no member stored)."""
     row = conn.execute(sa.select(table).where(table.c.group_id == group_id)).mappings().first()
-    if row is None:
-        return None
-    jobs = {State(state): int(row[state]) for state in _COUNTS}
-    error = None
-    if row["error_type"] is not None:
-        error = JobError(type=row["error_type"], message=row["error_message"] or "")
-    at = row["updated_at"]
-    return answer(group_id, jobs, float(row["running"]), error, None if at is None else float(at))
+    return None if row is None else answer_of(group_id, row)
 
 
 def rebuild(conn: Connection, jobs: sa.Table, table: sa.Table) -> None:

@@ -9,11 +9,11 @@ transaction that writes the record, through :func:`add`.
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from immortus.status import State
-from immortus.stores import sqlite_groups
+from immortus.stores import counting, sqlite_groups
 from immortus.stores.counting import DURATION_BOUNDS, ENDED_WINDOW, NO_CLASS, Change, Tally
 
 __all__ = ["SCHEMA", "add", "prune_ended", "read", "rebuild"]
@@ -99,28 +99,14 @@ def prune_ended(connection: sqlite3.Connection, now: float) -> None:
 
 def read(connection: sqlite3.Connection, since: datetime) -> Tally:
     """The counters, with the ``ended`` minutes from ``since`` on (one read transaction)."""
-    jobs = {
-        (job_class or None, State(state)): n
-        for job_class, state, n in connection.execute(
-            "SELECT job_class, state, n FROM immortus_counts WHERE n != 0"
-        )
-    }
-    ended: dict[datetime, dict[State, int]] = {}
-    first = int(since.timestamp() // 60) * 60
-    rows = connection.execute(
-        "SELECT minute, state, n FROM immortus_ended WHERE minute >= ?", (first,)
-    )
-    for minute, state, n in rows:
-        ended.setdefault(datetime.fromtimestamp(minute, UTC), {})[State(state)] = n
-    durations = [0] * (len(DURATION_BOUNDS) + 1)
-    total = 0.0
-    for bucket, n, seconds in connection.execute("SELECT bucket, n, total FROM immortus_durations"):
-        durations[bucket] = n
-        total += seconds
-    return Tally(
-        jobs=jobs,
-        ended=ended,
-        durations=tuple(durations),
-        duration_sum=total,
-        counted=sum(jobs.values()),
-    )
+    jobs = connection.execute(
+        "SELECT job_class, state, n FROM immortus_counts WHERE n != 0"
+    ).fetchall()
+    ended = connection.execute(
+        "SELECT minute, state, n FROM immortus_ended WHERE minute >= ?",
+        (counting.minute_of(since.timestamp()),),
+    ).fetchall()
+    durations = connection.execute("SELECT bucket, n, total FROM immortus_durations").fetchall()
+    histogram = [(bucket, n) for bucket, n, _ in durations]
+    seconds = sum(total for *_, total in durations)
+    return counting.tally_of(jobs, ended, histogram, seconds, since=since)

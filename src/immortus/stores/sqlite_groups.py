@@ -12,8 +12,7 @@ import sqlite3
 from typing import Final
 
 from immortus.grouping import GroupStatus
-from immortus.status import JobError, State
-from immortus.stores.group_counts import MEMBER_STATES, GroupChange, answer
+from immortus.stores.group_counts import MEMBER_STATES, GroupChange, answer_of
 
 __all__ = ["SCHEMA", "add", "read", "rebuild"]
 
@@ -46,11 +45,9 @@ _EMPTY: Final = (
     + " + ".join(_COUNTS)
     + " <= 0"
 )
-_READ: Final = (
-    "SELECT "  # noqa: S608
-    + ", ".join(_COUNTS)
-    + ", running, error_type, error_message, updated_at FROM immortus_groups WHERE group_id = ?"
-)
+# The columns of a group's row that its answer reads, as GroupChange.row() names them.
+_COLUMNS: Final = (*_COUNTS, "running", "error_type", "error_message", "updated_at")
+_READ: Final = f"SELECT {', '.join(_COLUMNS)} FROM immortus_groups WHERE group_id = ?"  # noqa: S608
 _RUNNING_SUM: Final = (
     "SUM(CASE WHEN state = 'started' AND progress_current IS NOT NULL "
     "AND progress_total IS NOT NULL THEN CASE WHEN progress_total = 0 THEN 1.0 "
@@ -76,17 +73,7 @@ _REBUILD: Final = (
 def add(connection: sqlite3.Connection, changes: tuple[GroupChange, ...]) -> None:
     """Apply one write's group changes, in the caller's transaction."""
     for done in changes:
-        error = done.error
-        row: dict[str, object] = dict.fromkeys(_COUNTS, 0)
-        row.update({state.value: n for state, n in done.jobs.items()})
-        row.update(
-            group_id=done.group_id,
-            running=done.running,
-            error_type=None if error is None else error.type,
-            error_message=None if error is None else error.message,
-            updated_at=done.at,
-        )
-        connection.execute(_ADD, row)
+        connection.execute(_ADD, done.row())
         if any(n < 0 for n in done.jobs.values()):
             connection.execute(_EMPTY, (done.group_id,))
 
@@ -94,13 +81,7 @@ def add(connection: sqlite3.Connection, changes: tuple[GroupChange, ...]) -> Non
 def read(connection: sqlite3.Connection, group_id: str) -> GroupStatus | None:
     """The group's answer from its one row (``None``: no member stored)."""
     row = connection.execute(_READ, (group_id,)).fetchone()
-    if row is None:
-        return None
-    count = len(_COUNTS)
-    jobs = {State(name): int(n) for name, n in zip(_COUNTS, row[:count], strict=True)}
-    running, error_type, error_message, updated_at = row[count:]
-    error = None if error_type is None else JobError(type=error_type, message=error_message or "")
-    return answer(group_id, jobs, float(running), error, updated_at)
+    return None if row is None else answer_of(group_id, dict(zip(_COLUMNS, row, strict=True)))
 
 
 def rebuild(connection: sqlite3.Connection) -> None:
