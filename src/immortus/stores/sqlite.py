@@ -8,7 +8,9 @@
   write lock, then gets :class:`~immortus.exceptions.StoreUnavailable`.
 - One connection per thread and per process. :meth:`SQLiteStore.record` reads the row, calls
   :func:`~immortus.transitions.apply` and writes inside ``BEGIN IMMEDIATE``, so SQLite's write
-  lock serialises read-modify-writes across processes and no update is lost.
+  lock serialises read-modify-writes across processes and no update is lost. A job's
+  ``enqueued`` first tries an ``INSERT`` that does nothing if the job has a row: a new job's
+  ``created`` record costs no read.
 - A forked child closes the connections it inherited before opening its own. Merely not using
   them is not enough: SQLite keeps each file's lock bookkeeping in process memory, so a child
   that inherits it takes no real file locks, and the parent, closing its last connection, would
@@ -44,7 +46,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -84,7 +86,7 @@ from immortus.stores.records import (
     revive,
 )
 from immortus.stores.urls import redact_url
-from immortus.transitions import Event
+from immortus.transitions import Event, EventKind
 from immortus.validation import check_group_id, check_job_id
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -127,6 +129,11 @@ _NEXT_SEQ: Final = "(SELECT IFNULL(MAX(seq), 0) + 1 FROM immortus_jobs)"
 _INSERT: Final = (
     f"INSERT OR REPLACE INTO immortus_jobs ({', '.join(COLUMNS)}, seq) "  # noqa: S608
     f"VALUES ({', '.join(f':{c}' for c in COLUMNS)}, {_NEXT_SEQ})"
+)
+#: A new job's first record, in one statement: nothing when the job has a row (read it then).
+_INSERT_NEW: Final = (
+    f"INSERT INTO immortus_jobs ({', '.join(COLUMNS)}, seq) "  # noqa: S608
+    f"VALUES ({', '.join(f':{c}' for c in COLUMNS)}, {_NEXT_SEQ}) ON CONFLICT (job_id) DO NOTHING"
 )
 _TOP_SEQ: Final = "SELECT IFNULL(MAX(seq), 0) FROM immortus_jobs"
 _CHANGED: Final = "SELECT job_id, seq FROM immortus_jobs WHERE seq > ? ORDER BY seq LIMIT ?"
@@ -265,9 +272,7 @@ class SQLiteStore(Store):
     supports_heartbeat: ClassVar[bool] = True
     tracks_changes: ClassVar[bool] = True
     keeps_history: ClassVar[bool] = True
-    #: Keeps the dashboard's counters as jobs change (:mod:`immortus.stores.counting`).
     supports_counts: ClassVar[bool] = True
-    #: Keeps each group's counters as its members change (:mod:`immortus.groups`).
     supports_groups: ClassVar[bool] = True
 
     def __init__(
@@ -450,37 +455,67 @@ class SQLiteStore(Store):
         """Apply ``event`` in one ``BEGIN IMMEDIATE`` transaction; see :meth:`Store.record`.
 
         An expired record counts as absent: the event starts a new record that replaces it.
-
-        Raises:
-            StoreUnavailable: the file cannot be opened, or stayed locked longer than
-                ``timeout``; nothing was written.
-            CorruptRecord: the job's stored record cannot be decoded; it is left untouched.
         """
-        with self._translate():
-            connection = self._connection()
-            with _transaction(connection, "IMMEDIATE"):
-                now = time.time()
-                found = connection.execute(_GET_ANY, (event.job_id,)).fetchone()
-                stored = None if found is None else _row(found)
-                expired = None
-                if (
-                    stored is not None
-                    and stored["expires"] is not None
-                    and stored["expires"] <= now
-                ):
-                    expired, stored = stored, None
-                current = None if stored is None else decode(stored)
-                lease = None if stored is None else lease_of(stored)
-                outcome = advance(current, lease, event, now)
-                if outcome is None:
-                    return None
-                if expired is not None:
-                    sqlite_counts.add(
-                        connection,
-                        gone(expired["job_class"], State(expired["state"]), member_of(expired)),
-                    )
-                self._write(connection, stored, outcome, now, before=current)
-            return None if outcome.status is current else outcome.status  # else: a lease only
+        try:  # what _translate and _transaction do, inline: a context manager costs µs a call
+            with self._in_use():
+                connection = self._connection()
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    written = self._apply(connection, event)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return written
+
+    def _apply(self, connection: sqlite3.Connection, event: Event) -> JobStatus | None:
+        """Apply ``event`` in the caller's transaction; return what :meth:`record` returns."""
+        now = time.time()
+        if event.kind is EventKind.ENQUEUED:
+            new = self._insert(connection, event, now)
+            if new is not None:
+                return new
+        found = connection.execute(_GET_ANY, (event.job_id,)).fetchone()
+        stored = None if found is None else _row(found)
+        expired = None
+        if stored is not None and stored["expires"] is not None and stored["expires"] <= now:
+            expired, stored = stored, None
+        current = None if stored is None else decode(stored)
+        lease = None if stored is None else lease_of(stored)
+        outcome = advance(current, lease, event, now)
+        if outcome is None:
+            return None
+        if expired is not None:
+            sqlite_counts.add(
+                connection,
+                gone(expired["job_class"], State(expired["state"]), member_of(expired)),
+            )
+        self._write(connection, stored, outcome, now, before=current)
+        return None if outcome.status is current else outcome.status  # else: a lease only
+
+    def _insert(self, connection: sqlite3.Connection, event: Event, now: float) -> JobStatus | None:
+        """Record ``event`` as a new job's first record with one ``INSERT``, without a read.
+
+        ``None``: the job has a row (live or expired), which the caller reads and applies
+        ``event`` to as to any other. A job's ``enqueued`` is nearly always its first event.
+        """
+        outcome = advance(None, None, event, now)
+        if outcome is None:
+            return None
+        values = encode(
+            outcome.status,
+            created=now,
+            expires=self.expires_at(now),
+            alive_until=outcome.alive_until,
+            entries=outcome.entries,
+        )
+        if not connection.execute(_INSERT_NEW, values).rowcount:
+            return None
+        sqlite_counts.add(connection, change(None, outcome.status))
+        return outcome.status
 
     def _write(
         self,
@@ -513,13 +548,7 @@ class SQLiteStore(Store):
             connection.execute(_update(frozenset(changes)), {**changes, "job_id": values["job_id"]})
 
     def get(self, job_id: str) -> JobStatus | None:
-        """Return the job's status; see :meth:`Store.get`.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the file cannot be read.
-            CorruptRecord: the stored record cannot be decoded.
-        """
+        """Return the job's status; see :meth:`Store.get`."""
         check_job_id(job_id)
         now = time.time()
         try:  # what _translate does, inline: a context manager costs µs a call
@@ -530,13 +559,7 @@ class SQLiteStore(Store):
         return None if row is None else decode_read(row, now)
 
     def history(self, job_id: str) -> tuple[HistoryEntry, ...]:
-        """Return the job's history, oldest first; see :meth:`Store.history`.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the file cannot be read.
-            CorruptRecord: the stored history cannot be decoded.
-        """
+        """Return the job's history, oldest first; see :meth:`Store.history`."""
         check_job_id(job_id)
         now = time.time()
         with self._translate():
@@ -548,11 +571,6 @@ class SQLiteStore(Store):
 
         See :class:`~immortus.cancel_requests.CancelRequestStore`. A request is not a change
         of status: it does not count in :meth:`changes_since`.
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the file cannot be written, or stayed locked too long.
-            CorruptRecord: the job's record cannot be decoded.
         """
         check_job_id(job_id)
         with self._translate():
@@ -570,12 +588,7 @@ class SQLiteStore(Store):
         return fields is not None
 
     def cancel_requested(self, job_id: str) -> bool:
-        """Tell whether the job's live record carries a cancel request (one indexed read).
-
-        Raises:
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the file cannot be read.
-        """
+        """Tell whether the job's live record carries a cancel request (one indexed read)."""
         check_job_id(job_id)
         with self._translate():
             row = self._connection().execute(_GET_CANCEL, (job_id, time.time())).fetchone()
@@ -588,12 +601,6 @@ class SQLiteStore(Store):
         primary-key lookup in a local file (tens of microseconds). It runs on a connection whose
         busy timeout is 0, so in the rare cases where a reader would wait (another connection
         holds an exclusive lock, or is recovering the WAL after a crash) it gives up at once.
-
-        Raises:
-            BlockingIOError: the file is locked by another connection right now.
-            InvalidJobId: ``job_id`` is malformed.
-            StoreUnavailable: the file cannot be read.
-            CorruptRecord: the stored record cannot be decoded.
         """
         check_job_id(job_id)
         now = time.time()
@@ -613,11 +620,6 @@ class SQLiteStore(Store):
         The answer is one consistent snapshot: a single query is its own, and more share one
         read transaction (a single query, the common case, needs none). See
         :meth:`Store.get_many`.
-
-        Raises:
-            InvalidJobId: an id is malformed (checked before any I/O).
-            StoreUnavailable: the file cannot be read.
-            CorruptRecord: one of the stored records cannot be decoded.
         """
         ids = list(dict.fromkeys(check_job_id(job_id) for job_id in job_ids))
         if not ids:
@@ -643,9 +645,6 @@ class SQLiteStore(Store):
 
         See :meth:`Store.changes_since` and the module docstring. A cursor above the table's
         highest ``seq`` (its newest rows were pruned, or the file was replaced) answers ``None``.
-
-        Raises:
-            StoreUnavailable: the file cannot be read.
         """
         with self._translate():
             connection = self._connection()
@@ -664,14 +663,7 @@ class SQLiteStore(Store):
     def list_jobs(
         self, *, state: State | None = None, limit: int = 50, cursor: str | None = None
     ) -> JobPage:
-        """Return recent jobs, newest first, walking an index; see :meth:`Store.list_jobs`.
-
-        Raises:
-            InvalidInput: ``limit`` is out of range, ``cursor`` is malformed or ``state`` is
-                not a state.
-            StoreUnavailable: the file cannot be read.
-            CorruptRecord: a stored record on the page cannot be decoded.
-        """
+        """Return recent jobs, newest first, walking an index; see :meth:`Store.list_jobs`."""
         check_page_size(limit)
         after = None if cursor is None else Cursor.decode(cursor)
         clauses: list[str] = []
@@ -697,41 +689,30 @@ class SQLiteStore(Store):
         return JobPage(jobs, Cursor(last[_CREATED], last[0]).encode())
 
     def prune(self, *, now: datetime | None = None) -> int:
-        """Delete expired records in short batches; see :meth:`Store.prune`.
-
-        Raises:
-            StoreUnavailable: the file cannot be written, or stayed locked longer than
-                ``timeout`` (batches deleted before that stay deleted).
-        """
+        """Delete expired records in short batches; see :meth:`Store.prune`."""
         moment = time.time() if now is None else now.timestamp()
-        total = 0
-        with self._translate():
-            connection = self._connection()
-            while True:
-                with _transaction(connection, "IMMEDIATE"):
-                    deleted = connection.execute(_PRUNE, (moment, _PRUNE_BATCH)).fetchall()
-                    removed: dict[tuple[str, State], int] = {}
-                    left: list[GroupChange] = []
-                    for job_class, state, group_id, current, of in deleted:
-                        for key, number in gone(job_class, State(state)).jobs.items():
-                            removed[key] = removed.get(key, 0) + number
-                        if group_id is not None:
-                            running = running_of(State(state), current, of)
-                            left.append(group_gone(Member(group_id, State(state), running)))
-                    sqlite_counts.add(connection, Change(removed, groups=tuple(left)))
-                    if len(deleted) < _PRUNE_BATCH:
-                        sqlite_counts.prune_ended(connection, time.time())
-                total += len(deleted)
-                if len(deleted) < _PRUNE_BATCH:
-                    return total
+
+        def batch(connection: sqlite3.Connection) -> tuple[int, int]:
+            deleted = connection.execute(_PRUNE, (moment, _PRUNE_BATCH)).fetchall()
+            removed: dict[tuple[str, State], int] = {}
+            left: list[GroupChange] = []
+            for job_class, state, group_id, current, of in deleted:
+                for key, number in gone(job_class, State(state)).jobs.items():
+                    removed[key] = removed.get(key, 0) + number
+                if group_id is not None:
+                    running = running_of(State(state), current, of)
+                    left.append(group_gone(Member(group_id, State(state), running)))
+            sqlite_counts.add(connection, Change(removed, groups=tuple(left)))
+            if len(deleted) < _PRUNE_BATCH:
+                sqlite_counts.prune_ended(connection, time.time())
+            return len(deleted), len(deleted)
+
+        return self._in_batches(batch)
 
     def tally(self, *, since: datetime) -> Tally:
         """Return the counters, ``ended`` from ``since`` on; see :mod:`immortus.stores.counting`.
 
         Three small reads in one read transaction, whatever the number of jobs.
-
-        Raises:
-            StoreUnavailable: the file cannot be read.
         """
         with self._translate():
             connection = self._connection()
@@ -739,12 +720,7 @@ class SQLiteStore(Store):
                 return sqlite_counts.read(connection, since)
 
     def group(self, group_id: str) -> GroupStatus | None:
-        """Return the group's answer from its one row; see :meth:`Store.group`.
-
-        Raises:
-            InvalidInput: ``group_id`` is malformed (checked before any I/O).
-            StoreUnavailable: the file cannot be read.
-        """
+        """Return the group's answer from its one row; see :meth:`Store.group`."""
         check_group_id(group_id)
         with self._translate():
             return sqlite_groups.read(self._connection(), group_id)
@@ -753,11 +729,6 @@ class SQLiteStore(Store):
         """Extend the running jobs' leases with one ``UPDATE`` per 900 ids, in one transaction.
 
         See :meth:`Store.beat`.
-
-        Raises:
-            InvalidJobId: an id is malformed (checked before any I/O).
-            StoreUnavailable: the file cannot be written, or stayed locked longer than
-                ``timeout``; nothing was extended.
         """
         ids, lease = check_beat(job_ids, alive_until)
         if not ids:
@@ -793,28 +764,39 @@ class SQLiteStore(Store):
         Each batch is read and rewritten inside one ``BEGIN IMMEDIATE``, so a heartbeat or an
         event landing meanwhile is seen and no other reaper counts the same job. See
         :meth:`Store.reap_lost`.
-
-        Raises:
-            StoreUnavailable: the file cannot be written, or stayed locked longer than
-                ``timeout`` (batches reaped before that stay reaped).
-            CorruptRecord: a candidate's record cannot be decoded.
         """
         moment = time.time() if now is None else now.timestamp()
+
+        def batch(connection: sqlite3.Connection) -> tuple[int, int]:
+            clock = time.time()
+            rows = connection.execute(_REAPABLE, (moment, clock, _PRUNE_BATCH)).fetchall()
+            reaped = 0
+            for found in rows:
+                stored = _row(found)
+                before = decode(stored)
+                outcome = reap(before, lease_of(stored), moment)
+                if outcome is not None:
+                    self._write(connection, stored, outcome, clock, before=before)
+                    reaped += 1
+            return len(rows), reaped
+
+        return self._in_batches(batch)
+
+    def _in_batches(self, batch: Callable[[sqlite3.Connection], tuple[int, int]]) -> int:
+        """Run ``batch`` in ``BEGIN IMMEDIATE`` transactions until one sees a short batch.
+
+        ``batch`` returns how many rows it saw (fewer than :data:`_PRUNE_BATCH`: the last) and
+        how many it changed; returns the sum of the changes. Batches done before an error stay
+        done.
+        """
         total = 0
         with self._translate():
             connection = self._connection()
             while True:
                 with _transaction(connection, "IMMEDIATE"):
-                    clock = time.time()
-                    rows = connection.execute(_REAPABLE, (moment, clock, _PRUNE_BATCH)).fetchall()
-                    for found in rows:
-                        stored = _row(found)
-                        before = decode(stored)
-                        outcome = reap(before, lease_of(stored), moment)
-                        if outcome is not None:
-                            self._write(connection, stored, outcome, clock, before=before)
-                            total += 1
-                if len(rows) < _PRUNE_BATCH:
+                    seen, done = batch(connection)
+                total += done
+                if seen < _PRUNE_BATCH:
                     return total
 
     def close(self) -> None:
