@@ -103,6 +103,9 @@ class ChangeSource(ABC):
     #: Whether :meth:`changes_since` names the changed jobs by itself (False: it may answer
     #: ``None``, "assume every job changed", whenever it is not watched).
     names_changes: bool = False
+    #: Whether :meth:`changes_since` names the changed jobs even while nobody watches it (so a
+    #: follower that reads at every tick anyway may let its watch go while the source is busy).
+    names_changes_unwatched: bool = False
 
     @abstractmethod
     def changes_since(self, cursor: int | None) -> Changes:

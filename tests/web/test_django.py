@@ -660,3 +660,17 @@ def test_system_checks_report_what_would_fail(
     tmp_path: Path, apps: list[str], immortus: dict[str, object], expected: list[str]
 ) -> None:
     assert immortus_checks(tmp_path, apps, immortus) == expected
+
+
+def test_a_plain_token_is_read_without_parsing_the_query() -> None:
+    from django.test import RequestFactory  # Django is set up above
+
+    from immortus.web.django import views
+
+    plain = RequestFactory().get("/immortus/verify/job-1?token=v1.1.abc")
+    with_history = RequestFactory().get("/immortus/verify/job-1?history=1&token=v1.1.abc")
+
+    assert views._query(plain) == ("v1.1.abc", None)
+    assert views._query(with_history) == ("v1.1.abc", "1")
+    # Django's parsed query is a cached property: made (and kept) only for the second request
+    assert ("GET" in vars(plain), "GET" in vars(with_history)) == (False, True)

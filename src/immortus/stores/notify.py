@@ -23,7 +23,6 @@ connection, until the child watches.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
 from abc import ABC, abstractmethod
@@ -31,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
+from immortus import runtime
 from immortus.strategy import MAX_CHANGES, Changes, ChangeSource
 
 __all__ = [
@@ -76,7 +76,28 @@ _S = TypeVar("_S", bound=ChangeSource)
 _T = TypeVar("_T")
 _C = TypeVar("_C")
 
-_shared_lock = threading.Lock()
+
+class Listeners:
+    """This process's notice listeners: a :mod:`runtime <immortus.runtime>` part.
+
+    A listener lives with its store, so a reset keeps them; in a forked child every listener
+    starts afresh, since the parent's threads and connections are not the child's.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # guards the sources kept on stores (:func:`shared`)
+        self.every: weakref.WeakSet[Listener[Any]] = weakref.WeakSet()
+
+    def reset(self) -> None:
+        """Keep the listeners: they belong to their stores."""
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()  # the parent's may have been held at the fork
+        for listener in list(self.every):
+            listener._start_afresh()
+
+
+_state: Final = runtime.part(Listeners)
 #: The attribute of a store that keeps its source (it goes with the store).
 _ATTRIBUTE: Final = "_immortus_change_source"
 
@@ -89,7 +110,7 @@ def shared(store: _T, make: Callable[[_T], _S]) -> _S:
     """
     if not hasattr(store, "__dict__"):
         return make(store)
-    with _shared_lock:
+    with _state.lock:
         kept = vars(store)
         source = kept.get(_ATTRIBUTE)
         if source is None:
@@ -148,7 +169,7 @@ class Listener(ABC, Generic[_C]):
     def __init__(self, name: str) -> None:
         self.name = name
         self._start_afresh()
-        _every_listener.add(self)
+        _state.every.add(self)
 
     def _start_afresh(self) -> None:
         """No watch, no thread, no connection: a new listener, or one a forked child inherited."""
@@ -298,17 +319,3 @@ class Listener(ABC, Generic[_C]):
     @abstractmethod
     def _release(self, connection: _C) -> None:
         """Close ``connection``; must not raise."""
-
-
-_every_listener: weakref.WeakSet[Listener[Any]] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    """In a forked child: the parent's listener threads and connections are not ours."""
-    global _shared_lock  # noqa: PLW0603  # the parent's lock may have been held at fork
-    _shared_lock = threading.Lock()
-    for listener in list(_every_listener):
-        listener._start_afresh()
-
-
-os.register_at_fork(after_in_child=_after_fork)

@@ -67,6 +67,9 @@ class RedisSource(ChangeSource):
     """A Redis store's changes: its change numbers, pushed by ``PUBLISH`` at each write."""
 
     names_changes = True
+    #: The change numbers are the store's own: they name the writes whether or not anyone
+    #: listens, so a feed may let go of the push while it ticks anyway (:mod:`immortus.web.feed`).
+    names_changes_unwatched = True
 
     def __init__(self, store: Store, listener: RedisListener) -> None:
         self.store = store

@@ -136,7 +136,12 @@ _INSERT_NEW: Final = (
     f"VALUES ({', '.join(f':{c}' for c in COLUMNS)}, {_NEXT_SEQ}) ON CONFLICT (job_id) DO NOTHING"
 )
 _TOP_SEQ: Final = "SELECT IFNULL(MAX(seq), 0) FROM immortus_jobs"
-_CHANGED: Final = "SELECT job_id, seq FROM immortus_jobs WHERE seq > ? ORDER BY seq LIMIT ?"
+#: The top ``seq`` (the row whose ``job_id`` is NULL) and the rows above a cursor, in one
+#: statement: one read of one snapshot.
+_CHANGED: Final = (
+    "SELECT NULL, IFNULL(MAX(seq), 0) FROM immortus_jobs UNION ALL SELECT * FROM "
+    "(SELECT job_id, seq FROM immortus_jobs WHERE seq > ? ORDER BY seq LIMIT ?)"
+)
 _PRUNE: Final = (
     "DELETE FROM immortus_jobs WHERE rowid IN "
     "(SELECT rowid FROM immortus_jobs WHERE expires <= ? LIMIT ?) "
@@ -641,24 +646,23 @@ class SQLiteStore(Store):
         return {row[0]: _decode(row, now) for row in rows}
 
     def changes_since(self, cursor: int | None) -> Changes:
-        """Name the jobs written after ``cursor`` with two reads of the ``seq`` index.
+        """Name the jobs written after ``cursor`` with one statement on the ``seq`` index.
 
-        See :meth:`Store.changes_since` and the module docstring. A cursor above the table's
-        highest ``seq`` (its newest rows were pruned, or the file was replaced) answers ``None``.
+        See :meth:`Store.changes_since` and the module docstring. The table's highest ``seq``
+        and the rows above the cursor are read together, from one snapshot (one read
+        transaction, the dearest part of a read). A cursor above that highest ``seq`` (its
+        newest rows were pruned, or the file was replaced) answers ``None``.
         """
         with self._translate():
             connection = self._connection()
-            # The top first: a write landing between the two reads is above it, and is either
-            # among the rows read below or after the cursor returned.
-            top = int(connection.execute(_TOP_SEQ).fetchone()[0])
             if cursor is None:
-                return top, frozenset()
-            if cursor > top:
-                return top, None
-            rows = connection.execute(_CHANGED, (cursor, MAX_CHANGES + 1)).fetchall()
-        if len(rows) > MAX_CHANGES:
-            return max(top, rows[-1][1]), None
-        return max([top, *(row[1] for row in rows)]), frozenset(row[0] for row in rows)
+                return int(connection.execute(_TOP_SEQ).fetchone()[0]), frozenset()
+            found = connection.execute(_CHANGED, (cursor, MAX_CHANGES + 1)).fetchall()
+        top = max(int(seq) for job_id, seq in found if job_id is None)
+        changed = [job_id for job_id, _ in found if job_id is not None]
+        if cursor > top or len(changed) > MAX_CHANGES:
+            return top, None
+        return top, frozenset(changed)
 
     def list_jobs(
         self, *, state: State | None = None, limit: int = 50, cursor: str | None = None

@@ -171,7 +171,7 @@ class _Following:
         changes are named without its push (``names_changes_unwatched``: Redis's, numbered by
         the store) is let go; one that names them from its notices (PostgreSQL's) stays watched.
         """
-        if not self.busy or not getattr(self.source, "names_changes_unwatched", False):
+        if not self.busy or not self.source.names_changes_unwatched:
             self.start_watching(wake)
         elif self.watch is not None:
             self.release()

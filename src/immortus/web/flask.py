@@ -112,8 +112,12 @@ def _no_route(**_: str) -> Response:
 
 
 def _query() -> tuple[str | None, str | None]:
-    """The ``token`` and ``history`` query parameters (:func:`read_query`)."""
-    return read_query(request.environ.get("QUERY_STRING", ""), request.args.get)
+    """The ``token`` and ``history`` query parameters (:func:`read_query`).
+
+    Flask's parsed query (``request.args``) is made only when :func:`read_query` asks it: the
+    JavaScript client's plain ``token=...`` needs no parsing.
+    """
+    return read_query(request.environ.get("QUERY_STRING", ""), lambda: request.args)
 
 
 def _token() -> str | None:

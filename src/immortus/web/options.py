@@ -7,7 +7,7 @@ oldest first); bodies leave it out by default, to stay small. Its values: ``1`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from immortus.exceptions import InvalidInput
@@ -19,19 +19,21 @@ __all__ = ["HISTORY_VALUES", "read_query", "wants_history"]
 HISTORY_VALUES: Final = {"1": True, "true": True, "0": False, "false": False}
 
 
-def read_query(query: str, get: Callable[[str], str | None]) -> tuple[str | None, str | None]:
+def read_query(query: str, parse: Callable[[], Mapping[str, str]]) -> tuple[str | None, str | None]:
     """Return the ``token`` and ``history`` parameters of the query string ``query``.
 
     The JavaScript client's query string (``token=...`` alone) is read as it is
-    (:func:`~immortus.web.tokens.plain_token`); any other is asked of ``get``, the framework's
-    parsed query (``request.args.get``, ``request.GET.get``), and only when there is one.
+    (:func:`~immortus.web.tokens.plain_token`); any other is read from ``parse()``, the
+    framework's parsed query (``lambda: request.args``), called only then: even reaching a
+    framework's ``request.GET.get`` parses the whole query string.
     """
     if not query:
         return None, None
     plain = plain_token(query)
     if plain is not None:
         return plain, None
-    return get("token"), get("history")
+    parsed = parse()
+    return parsed.get("token"), parsed.get("history")
 
 
 def wants_history(value: bool | str | None) -> bool:

@@ -52,7 +52,9 @@ except ImportError as exc:
 
 __all__ = ["STATIC_DIR", "SubjectOf", "immortus_routes", "render_job_response"]
 
-Handler = Callable[[Request], Awaitable[Response]]
+#: What a handler answers: a response, or the web core's JSON answer (sent without one).
+Answer: TypeAlias = Response | WebResponse
+Handler = Callable[[Request], Awaitable[Answer]]
 #: Reads the subject tokens are bound to (a user id, a session key) from a request; may be async.
 SubjectOf: TypeAlias = Callable[[Request], str | Awaitable[str | None] | None]
 
@@ -90,10 +92,29 @@ def _json(answer: WebResponse) -> JSONResponse:
     return _Encoded(answer)
 
 
+async def _send_json(answer: WebResponse, scope: Scope, receive: Receive, send: Send) -> None:
+    """Send ``answer`` as :class:`_Encoded` would, without making a response object.
+
+    An answer with the usual :data:`JSON_HEADERS` (every one but a 405) is two ASGI messages
+    with the prebuilt raw headers; any other goes through :class:`_Encoded`.
+    """
+    if answer.headers is not JSON_HEADERS or answer.status < 200 or answer.status in (204, 304):
+        await _Encoded(answer)(scope, receive, send)
+        return
+    body = answer.content()
+    headers = [*_JSON_RAW_HEADERS, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _query(request: Request) -> tuple[str | None, str | None]:
-    """The ``token`` and ``history`` query parameters (:func:`read_query`)."""
+    """The ``token`` and ``history`` query parameters (:func:`read_query`).
+
+    Starlette's parsed query (``request.query_params``) is made only when :func:`read_query`
+    asks it: the JavaScript client's plain ``token=...`` needs no parsing.
+    """
     query: bytes = request.scope.get("query_string", b"")
-    return read_query(query.decode("latin-1"), request.query_params.get)
+    return read_query(query.decode("latin-1"), lambda: request.query_params)
 
 
 def _token(request: Request) -> str | None:
@@ -154,12 +175,14 @@ class _Endpoint:
         self.handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        if request.method == self.method:
-            response = await self.handler(request)
+        if scope["method"] == self.method:
+            answer = await self.handler(Request(scope, receive))
         else:
-            response = _json(method_not_allowed(self.method))
-        await response(scope, receive, send)
+            answer = method_not_allowed(self.method)
+        if isinstance(answer, WebResponse):
+            await _send_json(answer, scope, receive, send)
+        else:
+            await answer(scope, receive, send)
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -200,7 +223,7 @@ class _Routes:
         """The handler of ``route``: one web-core call, its answer sent back."""
         if route.operation == "script":
             return self.script(route.path.lstrip("/"))
-        handlers: dict[str, Callable[[Request, Route], Awaitable[Response]]] = {
+        handlers: dict[str, Callable[[Request, Route], Awaitable[Answer]]] = {
             "verify": self.verify,
             "batch": self.batch,
             "stream": self.stream,
@@ -211,23 +234,21 @@ class _Routes:
         answer = handlers[route.operation]
         return lambda request: answer(request, route)
 
-    async def verify(self, request: Request, route: Route) -> Response:
+    async def verify(self, request: Request, route: Route) -> WebResponse:
         """``GET verify/{job_id}[/{job_class}]``: verify's answer for one job."""
         params = request.path_params
         token, history = _query(request)
         subject = await self._subject(request)
-        answer = await self._get().averify(
+        return await self._get().averify(
             params["job_id"], params.get("job_class"), token, subject=subject, history=history
         )
-        return _json(answer)
 
-    async def batch(self, request: Request, route: Route) -> Response:
+    async def batch(self, request: Request, route: Route) -> WebResponse:
         """``POST verify``: one answer per job, in order; a body over the cap is a 400."""
         body = await _read_body(request, route)
         subject = await self._subject(request)
         content_type = request.headers.get("content-type")
-        answer = await self._get().averify_batch(body, content_type=content_type, subject=subject)
-        return _json(answer)
+        return await self._get().averify_batch(body, content_type=content_type, subject=subject)
 
     async def stream(self, request: Request, route: Route) -> Response:
         """``GET stream/{job_id}[/{job_class}]``: SSE frames, or 503/429 past the stream limits."""
@@ -249,29 +270,27 @@ class _Routes:
         )
         return _EventStream(answer)
 
-    async def cancel(self, request: Request, route: Route) -> Response:
+    async def cancel(self, request: Request, route: Route) -> WebResponse:
         """``POST cancel/{job_id}[/{job_class}]``: the cancel's outcome and the job's body."""
         params = request.path_params
         body = await _read_body(request, route)
         subject = await self._subject(request)
         content_type = request.headers.get("content-type")
-        answer = await self._get().acancel(
+        return await self._get().acancel(
             params["job_id"],
             params.get("job_class"),
             body=body,
             content_type=content_type,
             subject=subject,
         )
-        return _json(answer)
 
-    async def group(self, request: Request, route: Route) -> Response:
+    async def group(self, request: Request, route: Route) -> WebResponse:
         """``GET groups/{group_id}``: the group's aggregate body."""
         token = _token(request)
         subject = await self._subject(request)
-        answer = await self._get().averify_group(
+        return await self._get().averify_group(
             request.path_params["group_id"], token, subject=subject
         )
-        return _json(answer)
 
     def script(self, name: str) -> Handler:
         """``GET immortus.js`` / ``immortus.mjs``: the file ``name``, or a JSON 404 if missing."""

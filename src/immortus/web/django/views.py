@@ -104,7 +104,7 @@ def verify(request: HttpRequest, job_id: str, job_class: str | None = None) -> H
 
 def _query(request: HttpRequest) -> tuple[str | None, str | None]:
     """The ``token`` and ``history`` query parameters (:func:`read_query`)."""
-    return read_query(request.META.get("QUERY_STRING", ""), request.GET.get)
+    return read_query(request.META.get("QUERY_STRING", ""), lambda: request.GET)
 
 
 def _token(request: HttpRequest) -> str | None:
