@@ -111,7 +111,7 @@ PYTEST_PARALLEL = $(if $(filter 0,$(TEST_PROCESSES)),,-n $(TEST_PROCESSES) --dis
 # test: everything CI checks: lint, type checks, the test suite (extra args: PYTEST_ARGS=...),
 # then the core, web and RQ tests on the other supported Pythons.
 test: venv system-deps lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=25 $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-compat
 
 # test-compat: tests/compat.txt's tests on Python 3.11 and 3.13 (the suite runs on 3.12).

@@ -9,6 +9,7 @@ so ``-m "not postgresql"`` deselects them.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -54,3 +55,22 @@ def no_outage_outlives_its_test() -> Iterator[None]:
     """
     yield
     outbox.discard()
+
+
+@pytest.fixture(autouse=True)
+def alone_among_heavy_tests(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Run a test marked ``alone`` only while no other such test runs in another xdist worker.
+
+    Those tests load both cores for a minute (1 000 HTTP connections, 32 writer processes):
+    two at once starve each other's clients, whose timeouts then count as the server's errors.
+    An exclusive lock on a file the workers share orders them; a one-process run needs none.
+    """
+    if request.node.get_closest_marker("alone") is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # every worker's base folder is inside it
+    with open(shared / "alone.lock", "w") as lock:  # flock wants a file object
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

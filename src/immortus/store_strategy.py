@@ -1,16 +1,12 @@
 """The store strategy: every lifecycle callback is persisted as an event in a store.
 
-It works for every queue, adds progress, meta and errors where a queue keeps none, and can tell
-"never heard of" (``unknown``) from "waiting" (``created``). It is what immortus infers for jobs
-whose queue keeps no state of its own, and for jobs immortus runs itself.
+It works for every queue, adds progress, meta and errors where a queue keeps none, and tells
+"never heard of" (``unknown``) from "waiting" (``created``): what immortus infers for jobs whose
+queue keeps no state of its own, and for jobs immortus runs itself.
 
-Every lifecycle event reaches :meth:`StoreStrategy.on_event` (through the callbacks of
-:class:`~immortus.strategy.TrackingStrategy`) and is written with :meth:`Store.record`. When the
-store cannot be reached
-(:class:`~immortus.exceptions.StoreUnavailable`), the event waits in the store's outbox and is
-written, in order, when the store is back (:mod:`immortus.outbox`); with the outbox off
-(``outbox_limit=0``) the error reaches :func:`immortus.lifecycle.notify`, which logs it without
-disturbing the job.
+Every lifecycle event reaches :meth:`StoreStrategy.on_event` and is written with
+:meth:`Store.record`; while the store cannot be reached it waits in the store's outbox and is
+written, in order, when the store is back (:mod:`immortus.outbox`).
 
 It cancels cooperatively (:meth:`StoreStrategy.cancel`): it records a cancel request that the
 running job sees at its next :func:`immortus.progress`; see :mod:`immortus.cancel_requests`.
@@ -36,7 +32,9 @@ class StoreStrategy(TrackingStrategy):
     """Tracks jobs by recording their lifecycle in a :class:`~immortus.stores.base.Store`.
 
     With no ``store`` it uses the configured one (:func:`immortus.configure`), looked up at each
-    call so that re-configuring takes effect at once.
+    call so that re-configuring takes effect at once. Every method that reaches the store may
+    raise :class:`~immortus.exceptions.ConfigurationError` (no store given and store tracking
+    disabled) and :class:`~immortus.exceptions.StoreUnavailable`; each says what else it raises.
     """
 
     certain: ClassVar[bool] = True
@@ -48,11 +46,7 @@ class StoreStrategy(TrackingStrategy):
 
     @property
     def store(self) -> Store:
-        """The store written to.
-
-        Raises:
-            ConfigurationError: no store is given and store tracking is disabled.
-        """
+        """The store written to."""
         store = self._store if self._store is not None else config.get_store()
         if store is None:
             raise ConfigurationError(
@@ -68,8 +62,6 @@ class StoreStrategy(TrackingStrategy):
         """Return the job's history from the store, oldest first; empty if it keeps none.
 
         Raises:
-            ConfigurationError: no store is given and store tracking is disabled.
-            StoreUnavailable: the store cannot be reached.
             CorruptRecord: the stored history cannot be decoded.
         """
         store = self.store
@@ -100,18 +92,11 @@ class StoreStrategy(TrackingStrategy):
         Only for exactly this class, whose answer is the record and nothing else: a subclass
         (a queue's strategy, which also asks the queue) answers ``None`` unless it overrides
         this to return :meth:`record_changes`.
-
-        Raises:
-            ConfigurationError: no store is given and store tracking is disabled.
         """
         return self.record_changes() if type(self) is StoreStrategy else None
 
     def record_changes(self) -> ChangeSource:
-        """Return the store's change source, whatever the class (what a subclass opts in with).
-
-        Raises:
-            ConfigurationError: no store is given and store tracking is disabled.
-        """
+        """Return the store's change source, whatever the class (what a subclass opts in with)."""
         return self.store.change_source()
 
     def beat(self, job_ids: Sequence[str], alive_until: datetime) -> int:
@@ -121,9 +106,7 @@ class StoreStrategy(TrackingStrategy):
         with every job of this strategy's store that the process runs.
 
         Raises:
-            ConfigurationError: no store is given and store tracking is disabled.
             NotImplementedError: the store keeps no leases (``Store.supports_heartbeat``).
-            StoreUnavailable: the store cannot be reached.
         """
         return self.store.beat(job_ids, alive_until)
 
@@ -133,10 +116,6 @@ class StoreStrategy(TrackingStrategy):
         The request is recorded in this process, where every job sees it at once, and, when
         the store can carry it (:class:`~immortus.cancel_requests.CancelRequestStore`), in the
         store for a job running in another process. It does not wait for the job to stop.
-
-        Raises:
-            ConfigurationError: no store is given and store tracking is disabled.
-            StoreUnavailable: the store cannot be reached.
         """
         store = self.store
         if isinstance(store, cancel_requests.CancelRequestStore):
@@ -149,10 +128,6 @@ class StoreStrategy(TrackingStrategy):
         Called in the worker by the running job (:attr:`immortus.JobContext.cancel_requested`),
         at most once per :data:`~immortus.cancel_requests.POLL_INTERVAL`. A request found in the
         store is remembered in this process.
-
-        Raises:
-            ConfigurationError: no store is given and store tracking is disabled.
-            StoreUnavailable: the store cannot be reached.
         """
         if cancel_requests.is_requested(job_id):
             return True
@@ -165,8 +140,6 @@ class StoreStrategy(TrackingStrategy):
     def on_event(self, event: Event) -> None:
         """Write ``event``; while the store is away it waits in the store's outbox.
 
-        Raises:
-            ConfigurationError: no store is given and store tracking is disabled.
-            StoreUnavailable: the store refused the event and the outbox is off.
+        ``StoreUnavailable`` reaches the caller only with the outbox off (``outbox_limit=0``).
         """
         outbox.record(self.store, event)

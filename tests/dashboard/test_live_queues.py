@@ -221,6 +221,8 @@ def _blocking(queues: Queues, count: int, release: Path) -> list[str]:
     return [queues.rq.queue.enqueue(blocks, str(release)).id for _ in range(count)]
 
 
+@pytest.mark.alone
+@pytest.mark.timeout(400)  # it may wait for another test marked alone
 def test_the_dashboard_over_five_queues_at_once_on_every_framework(
     browser: Browser, redis_url: str, tmp_path: Path, dramatiq_module: ModuleType
 ) -> None:

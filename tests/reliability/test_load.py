@@ -37,7 +37,7 @@ MIB: Final = 1 << 20
 #: 500 bytes a request, less than one verify body with its dict.
 MEMORY_GROWTH_LIMIT: Final = 16 * MIB
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.alone, pytest.mark.timeout(300)]
 
 
 def _check(report: LoadReport) -> None:

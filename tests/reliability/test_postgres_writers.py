@@ -72,6 +72,7 @@ def url(postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.timeout(600)
 def test_32_writer_processes_lose_no_update_and_never_deadlock(
     url: str, postgres_server: Any, tmp_path: Path
