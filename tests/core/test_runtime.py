@@ -52,11 +52,11 @@ def test_one_reset_brings_every_part_back_to_a_fresh_process(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(SPOOL_DIR_ENV, str(tmp_path))
-    import immortus.queues.huey  # registers its canceller at import
+    import immortus.queues.rq  # registers its canceller at import (RQ: on every tested Python)
 
     declared = registry.registered()
     cancellers = dict(runtime.part(cancelling.Cancellers).by_queue)
-    assert "huey" in cancellers
+    assert "rq" in cancellers
     store = DownStore()
     immortus.configure(store=store, open_endpoints=True, progress_interval=0)
     finder.register_strategy("mine", "store")
