@@ -16,7 +16,6 @@ strategy writes the request there, and a running job whose store it is asks it a
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from typing import Final, Protocol, runtime_checkable
 
@@ -77,19 +76,16 @@ class CancelRequestStore(Protocol):
         ...
 
 
-class Requests:
+class Requests(runtime.LockedPart):
     """The jobs whose cancellation was requested here: a :mod:`runtime <immortus.runtime>` part."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.requested: OrderedDict[str, None] = OrderedDict()
 
     def reset(self) -> None:
         with self.lock:
             self.requested.clear()
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _requests: Final = runtime.part(Requests)

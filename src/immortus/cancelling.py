@@ -21,7 +21,6 @@ read or changed. The app's own code may cancel any job: the per-class opt-in
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -69,21 +68,18 @@ class Cancellation:
     status: JobStatus
 
 
-class Cancellers:
+class Cancellers(runtime.LockedPart):
     """The canceller of each queue: a :mod:`runtime <immortus.runtime>` part.
 
     Queue modules register theirs at import time, so a reset keeps them.
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.by_queue: dict[str, Canceller] = {}
 
     def reset(self) -> None:
         """Keep the cancellers: a fresh process that imported the same modules has them."""
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _cancellers: Final = runtime.part(Cancellers)

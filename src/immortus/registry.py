@@ -7,7 +7,6 @@ a global strategy is configured. A ``job_class`` is only ever looked up here, ne
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,7 +38,7 @@ class TrackedJob:
     cancellable: bool = False
 
 
-class Registry:
+class Registry(runtime.LockedPart):
     """The tracked jobs and who to tell of changes: a :mod:`runtime <immortus.runtime>` part.
 
     Jobs are declared at import time (decorators), so a reset keeps them; :func:`clear`
@@ -47,15 +46,12 @@ class Registry:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.jobs: dict[str, TrackedJob] = {}
         self.listeners: list[Callable[[], None]] = []
 
     def reset(self) -> None:
         """Keep the declarations: a fresh process that imported the same modules has them."""
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _registry: Final = runtime.part(Registry)

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Final, Protocol, TypeVar
 
-__all__ = ["RUNTIME", "Part", "Runtime", "at_exit", "part", "reset"]
+__all__ = ["RUNTIME", "LockedPart", "Part", "Runtime", "at_exit", "part", "reset"]
 
 
 class Part(Protocol):
@@ -38,6 +38,21 @@ class Part(Protocol):
 
     def after_fork(self) -> None:
         """In a forked child, drop the parent's threads, locks and connections."""
+
+
+class LockedPart:
+    """A part whose fields one lock guards: a forked child gets a lock of its own.
+
+    One of the parent's threads may have held the lock at the fork, and no thread of the child
+    would ever release it. A subclass calls ``super().__init__()`` and defines ``reset()``.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def after_fork(self) -> None:
+        """Give the child a lock no thread holds."""
+        self.lock = threading.Lock()
 
 
 P = TypeVar("P", bound=Part)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -400,11 +399,11 @@ def _merge_meta(current: JobStatus, update: Mapping[str, Any]) -> dict[str, Any]
     return {}
 
 
-class RefusedMetaWarnings:
+class RefusedMetaWarnings(runtime.LockedPart):
     """The jobs whose refused meta was logged (a :mod:`runtime <immortus.runtime>` part)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.jobs: OrderedDict[str, None] = OrderedDict()  # the latest last, bounded
 
     def first_for(self, job_id: str) -> bool:
@@ -420,9 +419,6 @@ class RefusedMetaWarnings:
     def reset(self) -> None:
         with self.lock:
             self.jobs.clear()
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _refused_warnings: Final = runtime.part(RefusedMetaWarnings)

@@ -34,6 +34,7 @@ from immortus import (
     lifecycle,
     query,
 )
+from immortus.backoff import backoff
 from immortus.exceptions import StoreUnavailable
 from immortus.stores.base import Changes, Store
 from immortus.web import Verifier
@@ -44,7 +45,6 @@ from immortus.web.feed import (
     JobRef,
     Outcome,
     Subscription,
-    backoff,
     feed_for,
 )
 from immortus.web.flask import immortus_blueprint

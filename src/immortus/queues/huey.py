@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,14 +115,14 @@ class _Run:
     attempt: Attempt
 
 
-class HueyState:
+class HueyState(runtime.LockedPart):
     """The Huey instances installed here and the tasks they run: an :mod:`immortus.runtime` part.
 
     A reset forgets the runs in flight; the installs stay (:func:`uninstall` undoes them).
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         #: task id -> its run, from ``executing`` to its end.
         self.runs: AttemptBook[str, _Run] = AttemptBook()
         #: The installed Huey instances, which the canceller revokes on.
@@ -131,9 +130,6 @@ class HueyState:
 
     def reset(self) -> None:
         self.runs.clear()
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _state: Final = runtime.part(HueyState)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 from immortus import runtime
+from immortus.backoff import backoff
 from immortus.strategy import MAX_CHANGES, Changes, ChangeSource
 
 __all__ = [
@@ -278,7 +279,7 @@ class Listener(ABC, Generic[_C]):
                     except Exception as exc:  # noqa: BLE001  # the server is away: retry
                         failures += 1
                         logger.debug("immortus: cannot subscribe to %s: %s", self.name, exc)
-                        self._stopping.wait(min(MAX_RETRY, FIRST_RETRY * 2.0 ** min(failures, 16)))
+                        self._stopping.wait(backoff(FIRST_RETRY, failures, MAX_RETRY))
                         continue
                     if self.confirms_on_subscribe:
                         self._note([None])

@@ -46,8 +46,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Final, Self
@@ -238,17 +237,48 @@ class _Registry:
         self.handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
 
 
-@contextmanager
-def _transaction(connection: sqlite3.Connection, mode: str) -> Iterator[None]:
-    """Run the block in a ``BEGIN <mode>`` transaction; commit, or roll back on any error."""
-    connection.execute(f"BEGIN {mode}")
-    try:
-        yield
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
+class _Transaction:
+    """Runs the ``with`` block in one ``BEGIN <mode>`` transaction; commits, or rolls back.
+
+    A class rather than a generator-based context manager: every recorded event enters one, and
+    a generator costs a few µs more a call.
+    """
+
+    __slots__ = ("_connection", "_mode")
+
+    def __init__(self, connection: sqlite3.Connection, mode: str) -> None:
+        self._connection, self._mode = connection, mode
+
+    def __enter__(self) -> None:
+        self._connection.execute(f"BEGIN {self._mode}")
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self._connection.execute("COMMIT")
+        elif self._connection.in_transaction:
+            self._connection.execute("ROLLBACK")
+
+
+class _Translated:
+    """Holds the thread's use lock over the ``with`` block; driver errors become StoreUnavailable.
+
+    The lock is what :meth:`SQLiteStore.close` waits for. A class, as :class:`_Transaction` is.
+    """
+
+    __slots__ = ("_lock", "_store")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store, self._lock = store, store._in_use()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: object
+    ) -> None:
+        self._lock.release()
+        if isinstance(error, sqlite3.Error):
+            raise self._store._unavailable(error) from error
 
 
 def _row(row: Sequence[Any]) -> dict[str, Any]:
@@ -395,17 +425,9 @@ class SQLiteStore(Store):
             lock = self._local.in_use = threading.RLock()
         return lock
 
-    @contextmanager
-    def _translate(self) -> Iterator[None]:
-        """Use this thread's connections in the block.
-
-        Turns any driver error raised in it into ``StoreUnavailable``.
-        """
-        try:
-            with self._in_use():
-                yield
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+    def _translate(self) -> _Translated:
+        """Use this thread's connections in the ``with`` block (see :class:`_Translated`)."""
+        return _Translated(self)
 
     def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
         """The error to raise for a driver error (chain it: ``raise ... from exc``)."""
@@ -435,7 +457,7 @@ class SQLiteStore(Store):
             if connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
                 return
             connection.execute("PRAGMA journal_mode = WAL")
-            with _transaction(connection, "IMMEDIATE"):
+            with _Transaction(connection, "IMMEDIATE"):
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise ConfigurationError(
@@ -461,20 +483,10 @@ class SQLiteStore(Store):
 
         An expired record counts as absent: the event starts a new record that replaces it.
         """
-        try:  # what _translate and _transaction do, inline: a context manager costs µs a call
-            with self._in_use():
-                connection = self._connection()
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    written = self._apply(connection, event)
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-        return written
+        with self._translate():
+            connection = self._connection()
+            with _Transaction(connection, "IMMEDIATE"):
+                return self._apply(connection, event)
 
     def _apply(self, connection: sqlite3.Connection, event: Event) -> JobStatus | None:
         """Apply ``event`` in the caller's transaction; return what :meth:`record` returns."""
@@ -580,7 +592,7 @@ class SQLiteStore(Store):
         check_job_id(job_id)
         with self._translate():
             connection = self._connection()
-            with _transaction(connection, "IMMEDIATE"):
+            with _Transaction(connection, "IMMEDIATE"):
                 now = time.time()
                 found = connection.execute(_GET_ALL, (job_id, now)).fetchone()
                 stored = None if found is None else _row(found)
@@ -641,7 +653,7 @@ class SQLiteStore(Store):
             if len(chunks) == 1:
                 rows = select(chunks[0])
             else:
-                with _transaction(connection, "DEFERRED"):
+                with _Transaction(connection, "DEFERRED"):
                     rows = [row for chunk in chunks for row in select(chunk)]
         return {row[0]: _decode(row, now) for row in rows}
 
@@ -720,7 +732,7 @@ class SQLiteStore(Store):
         """
         with self._translate():
             connection = self._connection()
-            with _transaction(connection, "DEFERRED"):
+            with _Transaction(connection, "DEFERRED"):
                 return sqlite_counts.read(connection, since)
 
     def group(self, group_id: str) -> GroupStatus | None:
@@ -740,7 +752,7 @@ class SQLiteStore(Store):
         touched = 0
         with self._translate():
             connection = self._connection()
-            with _transaction(connection, "IMMEDIATE"):
+            with _Transaction(connection, "IMMEDIATE"):
                 now = time.time()
                 for start in range(0, len(ids), _CHUNK):
                     chunk = ids[start : start + _CHUNK]
@@ -797,7 +809,7 @@ class SQLiteStore(Store):
         with self._translate():
             connection = self._connection()
             while True:
-                with _transaction(connection, "IMMEDIATE"):
+                with _Transaction(connection, "IMMEDIATE"):
                     seen, done = batch(connection)
                 total += done
                 if seen < _PRUNE_BATCH:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -535,23 +534,20 @@ def _bounded(
     return stream if limits is None else admit(stream, limits, token=token, subject=subject)
 
 
-class DefaultVerifier:
+class DefaultVerifier(runtime.LockedPart):
     """The verifier of the current settings: a :mod:`runtime <immortus.runtime>` part.
 
     Made at first use, it forgets its verifier whenever the settings change (and at a reset).
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.verifier: Verifier | None = None
         config.on_change(self.reset)
 
     def reset(self) -> None:
         with self.lock:
             self.verifier = None
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 def get_verifier() -> Verifier:

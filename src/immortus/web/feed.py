@@ -62,6 +62,7 @@ from collections.abc import Callable, Sequence
 from typing import Final, Self
 
 from immortus import query, runtime
+from immortus.backoff import backoff
 from immortus.exceptions import StoreUnavailable
 from immortus.finder import find_strategy
 from immortus.status import JobStatus
@@ -78,7 +79,6 @@ __all__ = [
     "Outcome",
     "Subscription",
     "SubscriptionGroup",
-    "backoff",
     "change_source",
     "feed_for",
 ]
@@ -106,16 +106,6 @@ JobRef = tuple[str, str | None]
 Outcome = JobStatus | BaseException
 #: Asks about many jobs at once; answers one outcome per job, in order (``query.settle_many``).
 Settle = Callable[[Sequence[JobRef]], Sequence[Outcome]]
-
-
-def backoff(tick: float, failures: int, longest: float) -> float:
-    """Seconds until the next poll after ``failures`` polls in a row found the store down.
-
-    ``tick`` with no failure, then twice as long after each one, never over ``longest``.
-    """
-    if failures <= 0:
-        return tick
-    return min(longest, tick * 2.0 ** min(failures, 64))
 
 
 def _same(before: Outcome | None, after: Outcome) -> bool:

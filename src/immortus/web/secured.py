@@ -8,7 +8,6 @@ per process (:func:`log_once`).
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Final
 
 from immortus import runtime
@@ -31,19 +30,16 @@ OPEN: Final = (
 )
 
 
-class LoggedOnce:
+class LoggedOnce(runtime.LockedPart):
     """The messages this process already logged (a :mod:`runtime <immortus.runtime>` part)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.messages: set[str] = set()
 
     def reset(self) -> None:
         with self.lock:
             self.messages.clear()
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _logged: Final = runtime.part(LoggedOnce)

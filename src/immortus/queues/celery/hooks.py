@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -37,14 +36,14 @@ _REDELIVERED: Final = JobError(
 _STOPS_MARK: Final = "__immortus_stops__"
 
 
-class CeleryState:
+class CeleryState(runtime.LockedPart):
     """The Celery apps installed here and the attempts running: an :mod:`immortus.runtime` part.
 
     A reset forgets the attempts in flight; the installs stay (:func:`uninstall` undoes them).
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         #: The installed apps, oldest first. The last answers :func:`installed`: the app the
         #: Celery strategy reads by default, so the latest new ``install()`` wins.
         self.installed: list[Any] = []
@@ -54,9 +53,6 @@ class CeleryState:
 
     def reset(self) -> None:
         self.attempts.clear()
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _state: Final = runtime.part(CeleryState)

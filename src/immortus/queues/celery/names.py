@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Final
@@ -25,14 +24,14 @@ logger = logging.getLogger("immortus")
 PUBLISHED_KEPT: Final = 4096
 
 
-class Published:
+class Published(runtime.LockedPart):
     """The job classes of the tasks enqueued here: an :mod:`immortus.runtime` part.
 
     Also the task names already warned about. A reset forgets both.
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.job_classes: OrderedDict[str, str] = OrderedDict()  # task id -> job class, latest last
         self.warned: set[str] = set()
 
@@ -40,9 +39,6 @@ class Published:
         with self.lock:
             self.job_classes.clear()
             self.warned.clear()
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _state: Final = runtime.part(Published)

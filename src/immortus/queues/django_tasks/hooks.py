@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from typing import Any, Final
 
 from django.apps import apps
@@ -54,14 +53,14 @@ _DATABASE_APP: Final = "django_tasks_db"
 _UID: Final = "immortus.queues.django_tasks"
 
 
-class DjangoTasksState:
+class DjangoTasksState(runtime.LockedPart):
     """Whether the receivers are connected, and the attempts running: a runtime part.
 
     A reset forgets the attempts in flight; the install stays (:func:`uninstall` undoes it).
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.installed = False
         #: The attempts running in this process, by task result id: begun by ``task_started``,
         #: ended by ``task_finished`` (both are sent in the thread that runs the task).
@@ -69,9 +68,6 @@ class DjangoTasksState:
 
     def reset(self) -> None:
         self.attempts.clear()
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 _state: Final = runtime.part(DjangoTasksState)

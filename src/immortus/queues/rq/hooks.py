@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Final, TypeVar
 
 from redis import Redis
@@ -19,7 +18,7 @@ __all__ = ["identify", "install", "installed", "uninstall"]
 Target = TypeVar("Target", Queue, BaseWorker)
 
 
-class RQInstalls:
+class RQInstalls(runtime.LockedPart):
     """The connections of the RQ queues and workers installed here: a runtime part.
 
     ``installed`` holds one ``(connection, serializer)`` per installed connection, oldest
@@ -28,7 +27,7 @@ class RQInstalls:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.installed: list[tuple[Redis, Any]] = []
 
     def add(self, connection: Redis, serializer: Any) -> None:
@@ -54,9 +53,6 @@ class RQInstalls:
 
     def reset(self) -> None:
         """Keep the installs: they are the application's wiring."""
-
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
 
 
 class _Installed:
